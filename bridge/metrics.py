@@ -1,0 +1,37 @@
+"""Prometheus metrics (prometheus-client), served at ``/metrics`` when enabled."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+SCIM_REQUESTS = Counter(
+    "scim_bridge_requests_total", "SCIM requests answered", ["method", "resource", "status"]
+)
+SCIM_LATENCY = Histogram(
+    "scim_bridge_request_seconds", "SCIM request latency", ["method", "resource"],
+    buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+MODYO_CALLS = Counter(
+    "scim_bridge_modyo_calls_total", "Modyo API attempts, by call and outcome", ["call", "status"]
+)
+MODYO_LATENCY = Histogram(
+    "scim_bridge_modyo_call_seconds", "Modyo API attempt latency", ["call"],
+    buckets=_LATENCY_BUCKETS,
+)  # fmt: skip
+MODYO_RETRIES = Counter(
+    "scim_bridge_modyo_retries_total", "Modyo API retries, by call and reason", ["call", "reason"]
+)
+MODYO_IN_FLIGHT = Gauge("scim_bridge_modyo_in_flight", "Modyo API calls in flight")
+IDEMPOTENCY = Counter(
+    "scim_bridge_idempotency_total",
+    "Write requests seen by the idempotency cache, by outcome (executed, replayed, coalesced)",
+    ["outcome"],
+)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

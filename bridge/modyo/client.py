@@ -1,0 +1,645 @@
+"""The Modyo Administration API client: the one module that knows Modyo's paths, payloads,
+pagination envelope and error envelope (docs/modyo-contract.md). It implements
+:class:`bridge.upstream.Upstream`.
+
+Every call goes through :meth:`ModyoClient._send`: bounded in-flight calls, the request
+deadline, the retry policy, metrics. Calls that are not safe to repeat (creates) are never
+blindly re-sent after an unknown outcome: the object is looked up by its unique key first and
+adopted if it is the one being created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+import httpx
+
+from bridge import __version__, deadline
+from bridge.config import ModyoSettings
+from bridge.metrics import MODYO_CALLS, MODYO_IN_FLIGHT, MODYO_LATENCY
+from bridge.modyo.retry import Retryable, RetryPolicy, parse_retry_after
+from bridge.upstream import (
+    BadGateway,
+    Conflict,
+    GroupChanges,
+    GroupField,
+    GroupRecord,
+    MemberRecord,
+    NotFound,
+    Page,
+    Rejected,
+    Unavailable,
+    UnknownMembers,
+    UpstreamError,
+    UserChanges,
+    UserField,
+    UserRecord,
+)
+
+log = logging.getLogger("bridge.modyo")
+
+API: Final = "/api/admin"
+MAX_PER_PAGE: Final = 100  # Modyo clamps per_page at 100 [API L541]
+PAGE_CONCURRENCY: Final = 8  # pages of one listing fetched at once
+STABLE_ORDER: Final = (("sort_by", "id"), ("order", "asc"))  # default updated_at DESC shifts
+MEMBER_LISTING_FIELDS: Final = (("only[]", "id"), ("only[]", "username"), ("only[]", "name"))
+MEMBERSHIP_FIELDS: Final = (("only[]", "id"), ("only[]", "group_ids"))
+
+USER_ATTRIBUTES: Final = {
+    UserField.USER_NAME: "username",
+    UserField.EMAIL: "email",
+    UserField.GIVEN_NAME: "first_name",
+    UserField.FAMILY_NAME: "last_name",
+    UserField.FORMATTED_NAME: "name",
+    UserField.EXTERNAL_ID: "external_id",
+    UserField.ACTIVE: "active",
+}
+GROUP_ATTRIBUTES: Final = {GroupField.DISPLAY_NAME: "name", GroupField.EXTERNAL_ID: "external_id"}
+USER_SEARCH_PARAMS: Final = {
+    UserField.USER_NAME: "username",
+    UserField.EMAIL: "email",
+    UserField.EXTERNAL_ID: "external_id",
+}
+GROUP_SEARCH_PARAMS: Final = {
+    GroupField.DISPLAY_NAME: "name",
+    GroupField.EXTERNAL_ID: "external_id",
+}
+FIELD_OF_ATTRIBUTE: Final[dict[str, UserField | GroupField]] = {
+    "username": UserField.USER_NAME,
+    "email": UserField.EMAIL,
+}
+RETRIED_STATUSES: Final = frozenset({502, 503, 504})
+
+
+class Repeat(Enum):
+    """Whether a call may be re-sent when its outcome is unknown (docs/modyo-contract.md)."""
+
+    SAFE = "safe"  # reads, absolute updates, idempotent membership changes, deletes
+    UNSAFE = "unsafe"  # creates: a re-send could create twice
+
+
+class UnknownOutcome(Exception):
+    """An UNSAFE call was sent and no usable answer came back: it may have been applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    response: httpx.Response
+    maybe_applied_before: bool  # an earlier attempt was sent and its outcome is unknown
+
+    @property
+    def status(self) -> int:
+        return self.response.status_code
+
+
+Params = Sequence[tuple[str, str]]
+
+
+def build_http_client(
+    settings: ModyoSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one async HTTP client of an app (created in its lifespan)."""
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_connections,
+    )
+    if transport is None and settings.transport == "aiohttp":
+        from httpx_aiohttp import AiohttpTransport
+
+        transport = AiohttpTransport(limits=limits, verify=settings.verify_tls)
+    elif transport is None:
+        transport = httpx.AsyncHTTPTransport(limits=limits, verify=settings.verify_tls)
+    return httpx.AsyncClient(
+        base_url=str(settings.base_url),
+        transport=transport,
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout_seconds,
+            read=settings.read_timeout_seconds,
+            write=settings.read_timeout_seconds,
+            pool=settings.connect_timeout_seconds,
+        ),
+        headers={
+            "Authorization": f"Bearer {settings.token.get_secret_value()}",
+            "Accept": "application/json",
+            "User-Agent": f"scim-bridge/{__version__}",
+        },
+    )
+
+
+class ModyoClient:
+    """:class:`bridge.upstream.Upstream` over the Modyo Administration API."""
+
+    def __init__(self, http: httpx.AsyncClient, retry: RetryPolicy, max_in_flight: int) -> None:
+        self._http = http
+        self._retry = retry
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+
+    # ------------------------------------------------------------------ users
+
+    async def get_user(self, user_id: str) -> UserRecord:
+        path = f"{API}/team_members/{_modyo_id(user_id)}"
+        return _user(await self._read("GET /team_members/:id", path))
+
+    async def list_users(self, offset: int, count: int) -> Page[UserRecord]:
+        total, rows = await self._window(
+            "GET /team_members", f"{API}/team_members", "team_members", offset, count
+        )
+        return Page(total, [_user(row) for row in rows])
+
+    async def search_users(self, field: UserField, value: str) -> list[UserRecord]:
+        params = ((USER_SEARCH_PARAMS[field], value),)
+        rows = await self._collect(
+            "GET /team_members", f"{API}/team_members", "team_members", params
+        )
+        return [_user(row) for row in rows]
+
+    async def create_user(self, values: UserChanges) -> UserRecord:
+        return _user(
+            await self._create(
+                "POST /team_members",
+                f"{API}/team_members",
+                _payload(values, USER_ATTRIBUTES),
+                find_existing=lambda: self._matching_user(values),
+            )
+        )
+
+    async def update_user(self, user_id: str, changes: UserChanges) -> UserRecord:
+        path = f"{API}/team_members/{_modyo_id(user_id)}"
+        answer = await self._send(
+            "PUT /team_members/:id", "PUT", path, json=_payload(changes, USER_ATTRIBUTES)
+        )
+        return _user(self._expect(answer, "PUT /team_members/:id", 200))
+
+    async def delete_user(self, user_id: str) -> None:
+        await self._delete("DELETE /team_members/:id", f"{API}/team_members/{_modyo_id(user_id)}")
+
+    async def _matching_user(self, values: UserChanges) -> dict[str, Any] | None:
+        """The team member holding the userName being created, if it holds all the values."""
+        user_name = values.get(UserField.USER_NAME)
+        if not isinstance(user_name, str):
+            return None
+        params = (("username", user_name),)
+        rows = await self._collect(
+            "GET /team_members", f"{API}/team_members", "team_members", params
+        )
+        for row in rows:
+            if str(row.get("username", "")).lower() == user_name.lower():
+                return row if _holds(row, values, USER_ATTRIBUTES) else None
+        return None
+
+    # ------------------------------------------------------------------ groups
+
+    async def get_group(self, group_id: str) -> GroupRecord:
+        return _group(await self._read("GET /groups/:id", f"{API}/groups/{_modyo_id(group_id)}"))
+
+    async def list_groups(self, offset: int, count: int) -> Page[GroupRecord]:
+        total, rows = await self._window("GET /groups", f"{API}/groups", "groups", offset, count)
+        return Page(total, [_group(row) for row in rows])
+
+    async def search_groups(self, field: GroupField, value: str) -> list[GroupRecord]:
+        params = ((GROUP_SEARCH_PARAMS[field], value),)
+        rows = await self._collect("GET /groups", f"{API}/groups", "groups", params)
+        return [_group(row) for row in rows]
+
+    async def create_group(self, values: GroupChanges) -> GroupRecord:
+        return _group(
+            await self._create(
+                "POST /groups",
+                f"{API}/groups",
+                _payload(values, GROUP_ATTRIBUTES),
+                find_existing=lambda: self._matching_group(values),
+            )
+        )
+
+    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupRecord:
+        path = f"{API}/groups/{_modyo_id(group_id)}"
+        answer = await self._send(
+            "PUT /groups/:id", "PUT", path, json=_payload(changes, GROUP_ATTRIBUTES)
+        )
+        return _group(self._expect(answer, "PUT /groups/:id", 200))
+
+    async def delete_group(self, group_id: str) -> None:
+        await self._delete("DELETE /groups/:id", f"{API}/groups/{_modyo_id(group_id)}")
+
+    async def _matching_group(self, values: GroupChanges) -> dict[str, Any] | None:
+        name = values.get(GroupField.DISPLAY_NAME)
+        if not isinstance(name, str):
+            return None
+        rows = await self._collect("GET /groups", f"{API}/groups", "groups", (("name", name),))
+        for row in rows:
+            if str(row.get("name", "")).lower() == name.lower():
+                return row if _holds(row, values, GROUP_ATTRIBUTES) else None
+        return None
+
+    # ------------------------------------------------------------------ memberships
+
+    async def list_members(self, group_id: str) -> list[MemberRecord]:
+        path = f"{API}/groups/{_modyo_id(group_id)}/team_members"
+        rows = await self._collect(
+            "GET /groups/:id/team_members", path, "team_members", MEMBER_LISTING_FIELDS
+        )
+        seen: dict[str, MemberRecord] = {}
+        for row in rows:
+            member = MemberRecord(
+                id=str(_field(row, "id")), display=row.get("name") or row.get("username")
+            )
+            seen.setdefault(member.id, member)  # pages fetched concurrently may overlap
+        return list(seen.values())
+
+    async def memberships(self, user_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The groups of each existing user: one call per 100 ids, whatever the groups' sizes
+        (team members carry their ``group_ids``; ``only[]`` trims the rest)."""
+        wanted = sorted({user_id for user_id in user_ids if _is_modyo_id(user_id)}, key=int)
+        found: dict[str, frozenset[str]] = {}
+        for chunk in _chunks(wanted, MAX_PER_PAGE):
+            params = [("per_page", str(MAX_PER_PAGE)), *MEMBERSHIP_FIELDS]
+            params += [("ids[]", user_id) for user_id in chunk]
+            rows, _ = await self._page(
+                "GET /team_members", f"{API}/team_members", "team_members", params
+            )
+            for row in rows:
+                groups = row.get("group_ids")
+                if not isinstance(groups, list):
+                    raise BadGateway("Modyo listed team members without their 'group_ids'")
+                found[str(_field(row, "id"))] = frozenset(str(group) for group in groups)
+        return {user_id: groups for user_id, groups in found.items() if user_id in set(wanted)}
+
+    async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None:
+        """One call per 100 members; adding a member twice is a no-op upstream (SAFE)."""
+        path = f"{API}/groups/{_modyo_id(group_id)}/team_members"
+        for chunk in _chunks(sorted(set(user_ids), key=_sort_key), MAX_PER_PAGE):
+            ids = [int(user_id) if _is_modyo_id(user_id) else user_id for user_id in chunk]
+            answer = await self._send(
+                "POST /groups/:id/team_members", "POST", path, json={"team_member_ids": ids}
+            )
+            self._expect(answer, "POST /groups/:id/team_members", 200, 201, 204)
+
+    async def remove_members(self, group_id: str, user_ids: Iterable[str]) -> None:
+        """One DELETE per member, a few at a time; 404 means "not a member": done."""
+        group = _modyo_id(group_id)
+        gate = asyncio.Semaphore(PAGE_CONCURRENCY)
+
+        async def remove(user_id: str) -> None:
+            async with gate:
+                path = f"{API}/groups/{group}/team_members/{_modyo_id(user_id)}"
+                answer = await self._send(
+                    "DELETE /groups/:id/team_members/:member_id", "DELETE", path
+                )
+                if answer.status != 404:
+                    self._expect(answer, "DELETE /groups/:id/team_members/:member_id", 200, 204)
+
+        await _gather_all(remove(user_id) for user_id in sorted(set(user_ids), key=_sort_key))
+
+    # ------------------------------------------------------------------ profile (check)
+
+    async def profile(self) -> dict[str, Any]:
+        """The token owner's profile (documented [API L757-L780]); proves the token works."""
+        return await self._read("GET /profile", f"{API}/profile")
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _read(self, call: str, path: str, params: Params = ()) -> dict[str, Any]:
+        answer = await self._send(call, "GET", path, params=params)
+        return self._expect(answer, call, 200)
+
+    async def _delete(self, call: str, path: str) -> None:
+        answer = await self._send(call, "DELETE", path)
+        if answer.status == 404 and answer.maybe_applied_before:
+            return  # an earlier attempt deleted it and its answer was lost
+        self._expect(answer, call, 200, 204)
+
+    async def _create(
+        self,
+        call: str,
+        path: str,
+        payload: dict[str, Any],
+        find_existing: Any,
+    ) -> dict[str, Any]:
+        """POST without ever creating twice: after an unknown outcome, or a uniqueness 409,
+        look the object up by its unique key and adopt it if it holds what was being created."""
+        for _ in range(self._retry.settings.max_attempts):
+            try:
+                answer = await self._send(call, "POST", path, json=payload, repeat=Repeat.UNSAFE)
+            except UnknownOutcome:
+                existing = await find_existing()
+                if existing is not None:
+                    log.info("adopted object after an unknown create outcome", extra={"call": call})
+                    return dict(existing)
+                continue  # it was not applied: creating again is safe
+            if answer.status == 409:
+                failure = _failure(call, answer.response)
+                if isinstance(failure, Conflict):
+                    existing = await find_existing()
+                    if existing is not None:
+                        return dict(existing)
+                raise failure
+            return self._expect(answer, call, 200, 201)
+        raise Unavailable(f"Modyo did not confirm {call} after repeated attempts", retry_after=5)
+
+    async def _window(
+        self, call: str, path: str, plural: str, offset: int, count: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """``count`` rows from ``offset`` in a stable (id) order, in one or two pages."""
+        if count <= 0:
+            _, meta = await self._page(
+                call, path, plural, [("page", "1"), ("per_page", "1"), *STABLE_ORDER]
+            )
+            return meta["total_entries"], []
+        if count <= MAX_PER_PAGE and offset % count == 0:
+            per_page, first, last = count, offset // count + 1, offset // count + 1
+        else:
+            per_page = MAX_PER_PAGE
+            first, last = offset // per_page + 1, (offset + count - 1) // per_page + 1
+        rows: list[dict[str, Any]] = []
+        total = 0
+        for page in range(first, last + 1):
+            params = [("page", str(page)), ("per_page", str(per_page)), *STABLE_ORDER]
+            page_rows, meta = await self._page(call, path, plural, params)
+            rows.extend(page_rows)
+            total = meta["total_entries"]
+            if len(page_rows) < per_page:
+                break
+        skip = offset - (first - 1) * per_page
+        return total, rows[skip : skip + count]
+
+    async def _collect(
+        self, call: str, path: str, plural: str, params: Params
+    ) -> list[dict[str, Any]]:
+        """Every row of a listing: page 1, then the other pages a few at a time."""
+        base = [*params, ("per_page", str(MAX_PER_PAGE)), *STABLE_ORDER]
+        rows, meta = await self._page(call, path, plural, [*base, ("page", "1")])
+        pages = meta["total_pages"]
+        if pages <= 1:
+            return rows
+        gate = asyncio.Semaphore(PAGE_CONCURRENCY)
+
+        async def fetch(page: int) -> list[dict[str, Any]]:
+            async with gate:
+                page_rows, _ = await self._page(call, path, plural, [*base, ("page", str(page))])
+                return page_rows
+
+        for page_rows in await _gather_all(fetch(page) for page in range(2, pages + 1)):
+            rows.extend(page_rows)
+        return rows
+
+    async def _page(
+        self, call: str, path: str, plural: str, params: Params
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """One page in the documented envelope ``{plural: [...], "meta": {...}}`` [API L56-L100]."""
+        body = await self._read(call, path, params)
+        rows, meta = body.get(plural), body.get("meta")
+        if not isinstance(rows, list) or not isinstance(meta, dict):
+            raise BadGateway(f"Modyo answered {call} without the '{plural}' list and 'meta'")
+        try:
+            shape = {
+                key: int(meta[key])
+                for key in ("total_entries", "per_page", "current_page", "total_pages")
+            }
+        except (KeyError, TypeError, ValueError):
+            raise BadGateway(f"Modyo answered {call} with an unexpected 'meta' object") from None
+        if not all(isinstance(row, dict) for row in rows):
+            raise BadGateway(f"Modyo answered {call} with a malformed '{plural}' list")
+        return rows, shape
+
+    def _expect(self, answer: Answer, call: str, *statuses: int) -> dict[str, Any]:
+        if answer.status not in statuses:
+            raise _failure(call, answer.response)
+        if answer.status == 204 or not answer.response.content:
+            return {}
+        try:
+            body = answer.response.json()
+        except ValueError:
+            raise BadGateway(f"Modyo answered {call} with a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise BadGateway(
+                f"Modyo answered {call} with a JSON {type(body).__name__}, not an object"
+            )
+        return body
+
+    async def _send(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        *,
+        params: Params = (),
+        json: Any = None,
+        repeat: Repeat = Repeat.SAFE,
+    ) -> Answer:
+        """One logical call: attempts under the retry policy, within the request deadline."""
+        uncertain = False
+
+        async def attempt() -> httpx.Response:
+            nonlocal uncertain
+            try:
+                response = await self._attempt(call, method, path, params, json)
+            except httpx.ConnectError as exc:  # never reached Modyo: always safe to repeat
+                raise Retryable(f"connect_error ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                if repeat is Repeat.UNSAFE:
+                    raise UnknownOutcome(call) from None
+                uncertain = True
+                raise Retryable(f"transport_error ({type(exc).__name__})") from None
+            if response.status_code == 429:  # rejected, not applied
+                raise Retryable(
+                    "429 throttled",
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
+            if response.status_code in RETRIED_STATUSES:
+                if repeat is Repeat.UNSAFE:
+                    raise UnknownOutcome(call)
+                uncertain = True
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise Retryable(f"{response.status_code} from Modyo", retry_after=retry_after)
+            return response
+
+        try:
+            response = await self._retry.run(call, attempt)
+        except Retryable as failure:
+            wait = failure.retry_after if failure.retry_after is not None else failure.planned_wait
+            raise Unavailable(
+                f"Modyo is unavailable for {call} ({failure.reason})", retry_after=max(wait, 1.0)
+            ) from None
+        return Answer(response, uncertain)
+
+    async def _attempt(
+        self, call: str, method: str, path: str, params: Params, json: Any
+    ) -> httpx.Response:
+        """One HTTP exchange, queued behind the in-flight bound, cut at the deadline."""
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            raise Unavailable(f"the request deadline passed before {call}", retry_after=1)
+        sent = False
+        started = time.perf_counter()
+        try:
+            async with (
+                asyncio.timeout(left) if left is not None else nullcontext(),
+                self._in_flight,
+            ):
+                sent = True
+                MODYO_IN_FLIGHT.inc()
+                try:
+                    response = await self._http.request(
+                        method, path, params=list(params), json=json
+                    )
+                finally:
+                    MODYO_IN_FLIGHT.dec()
+        except TimeoutError:
+            MODYO_CALLS.labels(call=call, status="deadline").inc()
+            reason = "answer" if sent else "a free slot (modyo.max_in_flight)"
+            raise Unavailable(
+                f"the request deadline passed waiting for {reason} for {call}", retry_after=2
+            ) from None
+        except httpx.TransportError as exc:
+            MODYO_CALLS.labels(call=call, status=type(exc).__name__).inc()
+            raise
+        MODYO_CALLS.labels(call=call, status=str(response.status_code)).inc()
+        MODYO_LATENCY.labels(call=call).observe(time.perf_counter() - started)
+        return response
+
+
+# ---------------------------------------------------------------------- translation helpers
+
+
+def _modyo_id(raw: str) -> str:
+    """Modyo ids are positive integers [API L643-L656]; anything else cannot exist."""
+    if not _is_modyo_id(raw):
+        raise NotFound(f"no object with id {raw!r}")
+    return raw
+
+
+def _is_modyo_id(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit() and len(raw) < 19
+
+
+def _sort_key(raw: str) -> tuple[int, str]:
+    return (int(raw), "") if _is_modyo_id(raw) else (0, raw)
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
+async def _gather_all(awaitables: Iterable[Any]) -> list[Any]:
+    """Run concurrently; if one fails, cancel the others and raise its error."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(awaitable) for awaitable in awaitables]
+    return [task.result() for task in tasks]
+
+
+def _payload(values: Mapping[Any, Any], attributes: Mapping[Any, str]) -> dict[str, Any]:
+    return {attributes[key]: value for key, value in values.items()}
+
+
+def _holds(
+    row: Mapping[str, Any], values: Mapping[Any, Any], attributes: Mapping[Any, str]
+) -> bool:
+    """Whether an existing object holds every value a create asked for."""
+    for key, wanted in values.items():
+        held = row.get(attributes[key])
+        if key is UserField.EMAIL and isinstance(wanted, str) and isinstance(held, str):
+            same = held.lower() == wanted.lower()
+        elif isinstance(wanted, bool) or isinstance(held, bool):
+            same = wanted == held
+        else:
+            same = (wanted or None) == (held or None)  # "" and null both mean "unset"
+        if not same:
+            return False
+    return True
+
+
+def _field(row: Mapping[str, Any], name: str) -> Any:
+    try:
+        return row[name]
+    except KeyError:
+        raise BadGateway(f"Modyo returned an object without '{name}'") from None
+
+
+def _optional_text(row: Mapping[str, Any], name: str) -> str | None:
+    value = row.get(name)
+    return None if value in (None, "") else str(value)
+
+
+def _user(row: Mapping[str, Any]) -> UserRecord:
+    return UserRecord(
+        id=str(_field(row, "id")),
+        user_name=str(_field(row, "username")),
+        email=_optional_text(row, "email"),
+        given_name=_optional_text(row, "first_name"),
+        family_name=_optional_text(row, "last_name"),
+        formatted_name=_optional_text(row, "name"),
+        external_id=_optional_text(row, "external_id"),
+        active=bool(row.get("active", True)),
+        created=_optional_text(row, "created_at"),
+        last_modified=_optional_text(row, "updated_at"),
+        group_ids=frozenset(str(group) for group in row.get("group_ids") or ()),
+    )
+
+
+def _group(row: Mapping[str, Any]) -> GroupRecord:
+    return GroupRecord(
+        id=str(_field(row, "id")),
+        display_name=str(_field(row, "name")),
+        external_id=_optional_text(row, "external_id"),
+        created=_optional_text(row, "created_at"),
+        last_modified=_optional_text(row, "updated_at"),
+    )
+
+
+def _failure(call: str, response: httpx.Response) -> UpstreamError:
+    """Map a Modyo failure to the bridge's vocabulary; never includes credentials."""
+    status = response.status_code
+    if status == 404:
+        return NotFound(f"Modyo has no such object ({call})")
+    if status == 401:
+        return BadGateway(
+            "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
+            "permissions, and that the token's owner is an active team member"
+        )
+    if status == 403:
+        return BadGateway(f"Modyo refused {call} (HTTP 403)")
+    if status == 429 or status in RETRIED_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
+    if status in (409, 422):
+        return _validation_failure(call, status, response)
+    return BadGateway(f"Modyo answered {call} with HTTP {status}")
+
+
+def _validation_failure(call: str, status: int, response: httpx.Response) -> UpstreamError:
+    """Modyo's ``{"errors": [...]}``: strings, or ``{field, messages, details:[{error}]}``."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        errors = None
+    if not isinstance(errors, list) or not errors:
+        return Rejected(f"Modyo refused {call} (HTTP {status})")
+    messages: list[str] = []
+    for error in errors:
+        if not isinstance(error, dict):
+            messages.append(str(error))
+            continue
+        name = str(error.get("field", ""))
+        codes = {str(d.get("error")) for d in error.get("details") or () if isinstance(d, dict)}
+        text = "; ".join(str(m) for m in error.get("messages") or ())
+        if name == "team_member_ids" and "not_found" in codes:
+            ids = [i for d in error["details"] if isinstance(d, dict) for i in d.get("ids") or ()]
+            return UnknownMembers(str(i) for i in ids)
+        if "taken" in codes:
+            return Conflict(
+                f"{name} {text}".strip(),
+                field=FIELD_OF_ATTRIBUTE.get(name, _group_field(name, call)),
+            )
+        messages.append(f"{name} {text}".strip())
+    return Rejected("Modyo refused the values: " + "; ".join(messages))
+
+
+def _group_field(name: str, call: str) -> GroupField | None:
+    return GroupField.DISPLAY_NAME if name == "name" and "/groups" in call else None

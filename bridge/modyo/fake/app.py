@@ -1,0 +1,63 @@
+"""The fake Modyo as an ASGI app: what ``scim-bridge fake-modyo`` serves over real HTTP."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.types import Receive, Scope, Send
+
+from bridge.modyo.fake.faults import FaultyModyo
+
+
+class FakeModyoApp:
+    """A raw ASGI app (no framework overhead: it is the far end of every benchmark)."""
+
+    def __init__(self, service: FaultyModyo) -> None:
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        outcome = await self.service.serve(
+            scope["method"], scope["path"], query, bytes(body), headers
+        )
+        if outcome.response is None:
+            # Promise a body, send half of it, then fail: the server drops the connection and
+            # the client sees an incomplete response after the write was applied.
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-length", b"64")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b"{", "more_body": True})
+            raise ConnectionAbortedError("fake Modyo dropped the connection (injected fault)")
+        content = outcome.response.content()
+        response_headers = [
+            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-length", str(len(content)).encode()),
+            *(
+                (key.lower().encode(), value.encode())
+                for key, value in outcome.response.headers.items()
+            ),
+        ]
+        await send({"type": "http.response.start", "status": outcome.response.status,
+                    "headers": response_headers})  # fmt: skip
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,132 @@
+"""Seeded fault injection in front of the fake Modyo: latency, 5xx, 429, rate limit, lost responses.
+
+Both adapters (respx router and ASGI app) call :meth:`FaultyModyo.serve`, so a fault behaves
+the same in-process and over real HTTP. Every random draw comes from one ``random.Random(seed)``,
+so a run with the same seed and the same request order injects the same faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bridge.modyo.fake.state import FakeModyo, FakeResponse
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """What to inject; rates are probabilities per request (0 to 1)."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    retry_after_seconds: float = 1.0
+    rate_limit_rps: float = 0.0
+    lost_response_rate: float = 0.0
+    hang_rate: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = (self.error_rate, self.throttle_rate, self.lost_response_rate, self.hang_rate)
+        if any(not 0.0 <= rate <= 1.0 for rate in rates):
+            raise ValueError("fault rates are probabilities between 0 and 1")
+        if min(self.latency_ms, self.retry_after_seconds, self.rate_limit_rps) < 0:
+            raise ValueError("latency, Retry-After and rate limit cannot be negative")
+
+    @property
+    def active(self) -> bool:
+        return any(
+            (self.latency_ms, self.error_rate, self.throttle_rate, self.rate_limit_rps,
+             self.lost_response_rate, self.hang_rate)
+        )  # fmt: skip
+
+
+class Drop(StrEnum):
+    """How a lost response reaches the client."""
+
+    BAD_GATEWAY = "502"  # the write was applied, then a proxy answered 502
+    CONNECTION = "connection"  # the write was applied, then the connection dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    response: FakeResponse | None  # None when the connection is dropped
+    applied: bool
+
+
+class FaultyModyo:
+    """A :class:`FakeModyo` behind seeded faults; ``injected`` counts what was injected."""
+
+    def __init__(self, fake: FakeModyo, faults: Faults | None = None) -> None:
+        self.fake = fake
+        self.faults = faults or Faults()
+        self.injected: Counter[str] = Counter()
+        self._random = random.Random(self.faults.seed)
+        self._tokens = self.faults.rate_limit_rps
+        self._refilled = time.monotonic()
+
+    def configure(self, faults: Faults) -> None:
+        """Swap the faults (tests turn them on and off between phases)."""
+        self.faults = faults
+        self._random = random.Random(faults.seed)
+        self._tokens = faults.rate_limit_rps
+        self._refilled = time.monotonic()
+
+    async def serve(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> Outcome:
+        faults = self.faults
+        if not faults.active:
+            return Outcome(self.fake.handle(method, path, query, body, headers), applied=True)
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.hang_rate and self._random.random() < faults.hang_rate:
+            self.injected["hang"] += 1
+            await asyncio.Event().wait()  # never answers; the client's timeout ends it
+        if faults.rate_limit_rps and not self._take_token():
+            self.injected["rate_limited"] += 1
+            return Outcome(self._throttled(1.0 / faults.rate_limit_rps), applied=False)
+        if faults.throttle_rate and self._random.random() < faults.throttle_rate:
+            self.injected["throttled"] += 1
+            return Outcome(self._throttled(faults.retry_after_seconds), applied=False)
+        if faults.error_rate and self._random.random() < faults.error_rate:
+            self.injected["error"] += 1
+            status = self._random.choice((500, 502, 503, 504))
+            return Outcome(FakeResponse(status, {"errors": ["Service unavailable"]}), False)
+        response = self.fake.handle(method, path, query, body, headers)
+        if faults.lost_response_rate and self._random.random() < faults.lost_response_rate:
+            drop = self._random.choice(tuple(Drop))
+            self.injected[f"lost_{drop.value}"] += 1
+            if drop is Drop.BAD_GATEWAY:
+                return Outcome(FakeResponse(502, {"errors": ["Bad gateway"]}), applied=True)
+            return Outcome(None, applied=True)
+        return Outcome(response, applied=True)
+
+    def _throttled(self, retry_after: float) -> FakeResponse:
+        return FakeResponse(
+            429,
+            {"errors": ["Too many requests"]},
+            {"Retry-After": str(max(1, math.ceil(retry_after)))},
+        )
+
+    def _take_token(self) -> bool:
+        """A token bucket of one second's worth of requests."""
+        now = time.monotonic()
+        rate = self.faults.rate_limit_rps
+        self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False

@@ -1,0 +1,161 @@
+"""Discovery (RFC 7644 §4): ``/ServiceProviderConfig``, ``/ResourceTypes``, ``/Schemas``.
+
+They describe exactly what the bridge supports: the schemas list only the attributes Modyo can
+hold (the others are accepted and ignored), so a client (scim2-tester, Microsoft's validator,
+Entra's gallery suite) tests what is real. Group support is advertised here, which is how
+Entra's validation detects it (entra-scim-behaviour.md §2 R2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from scim2_models import (
+    AuthenticationScheme,
+    Bulk,
+    ChangePassword,
+    Context,
+    ETag,
+    Filter,
+    Group,
+    NotFoundException,
+    Patch,
+    ResourceType,
+    Schema,
+    ServiceProviderConfig,
+    Sort,
+    Uniqueness,
+    User,
+)
+from scim2_models import Meta as ScimMeta
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge.scim.responses import ScimResponse
+from bridge.scim.site import ScimSite, list_response, method_route
+
+USER_SCHEMA_ATTRIBUTES: Final = {
+    "userName": None,
+    "name": {"formatted", "familyName", "givenName"},
+    "active": None,
+    "emails": {"value", "type", "primary"},
+}
+GROUP_SCHEMA_ATTRIBUTES: Final = {
+    "displayName": None,
+    "members": {"value", "$ref", "display", "type"},
+}
+
+
+def _trimmed(model: Any, keep: dict[str, set[str] | None]) -> Schema:
+    schema: Schema = model.to_schema()
+    attributes = []
+    for attribute in schema.attributes or ():
+        if attribute.name not in keep:
+            continue
+        subs = keep[attribute.name]
+        update: dict[str, Any] = {}
+        if subs is not None:
+            update["sub_attributes"] = [s for s in attribute.sub_attributes or () if s.name in subs]
+        if attribute.name in ("userName", "displayName"):
+            update["uniqueness"] = Uniqueness.server  # Entra matches on them (§6)
+        if attribute.name == "emails":
+            update["sub_attributes"] = [
+                s.model_copy(update={"canonical_values": ["work"]}) if s.name == "type" else s
+                for s in update["sub_attributes"]
+            ]
+        attributes.append(attribute.model_copy(update=update))
+    return schema.model_copy(update={"attributes": attributes})
+
+
+class DiscoveryEndpoints:
+    def __init__(self, site: ScimSite) -> None:
+        self.site = site
+        self._schemas = [
+            _trimmed(User, USER_SCHEMA_ATTRIBUTES),
+            _trimmed(Group, GROUP_SCHEMA_ATTRIBUTES),
+        ]
+
+    def routes(self) -> list[Route]:
+        return [
+            method_route("/ServiceProviderConfig", GET=self.service_provider_config),
+            method_route("/ResourceTypes", GET=self.resource_types),
+            method_route("/ResourceTypes/{name}", GET=self.resource_type),
+            method_route("/Schemas", GET=self.schemas),
+            method_route("/Schemas/{schema_id:path}", GET=self.schema),
+        ]
+
+    async def service_provider_config(self, request: Request) -> Response:
+        """RFC 7643 §5: PATCH and filters yes; bulk, sort, ETags, password change no."""
+        base = self.site.base_url(request)
+        config = ServiceProviderConfig(
+            patch=Patch(supported=True),
+            bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
+            filter=Filter(supported=True, max_results=self.site.max_page_size),
+            change_password=ChangePassword(supported=False),
+            sort=Sort(supported=False),
+            etag=ETag(supported=False),
+            authentication_schemes=[
+                AuthenticationScheme(
+                    type="oauthbearertoken",
+                    name="OAuth Bearer Token",
+                    description="The Secret Token configured in Entra, sent as "
+                    "'Authorization: Bearer <token>'",
+                    primary=True,
+                )
+            ],
+            meta=ScimMeta(
+                resource_type="ServiceProviderConfig",
+                location=f"{base}/ServiceProviderConfig",
+            ),
+        )
+        return ScimResponse(config.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE))
+
+    async def resource_types(self, request: Request) -> Response:
+        resources = [self._resource_type_body(request, rt) for rt in self._resource_types()]
+        return ScimResponse(list_response(resources, len(resources), 1))
+
+    async def resource_type(self, request: Request) -> Response:
+        for resource_type in self._resource_types():
+            if resource_type.id == request.path_params["name"]:
+                return ScimResponse(self._resource_type_body(request, resource_type))
+        raise NotFoundException(detail=f"no resource type {request.path_params['name']!r}")
+
+    async def schemas(self, request: Request) -> Response:
+        resources = [self._schema_body(request, schema) for schema in self._schemas]
+        return ScimResponse(list_response(resources, len(resources), 1))
+
+    async def schema(self, request: Request) -> Response:
+        for schema in self._schemas:
+            if schema.id == request.path_params["schema_id"]:
+                return ScimResponse(self._schema_body(request, schema))
+        raise NotFoundException(detail=f"no schema {request.path_params['schema_id']!r}")
+
+    @staticmethod
+    def _resource_types() -> list[ResourceType]:
+        return [
+            ResourceType(
+                id="User", name="User", endpoint="/Users",
+                description="Modyo team members", schema_=str(User.__schema__),
+            ),
+            ResourceType(
+                id="Group", name="Group", endpoint="/Groups",
+                description="Modyo team groups", schema_=str(Group.__schema__),
+            ),
+        ]  # fmt: skip
+
+    def _resource_type_body(self, request: Request, resource_type: ResourceType) -> dict[str, Any]:
+        location = f"{self.site.base_url(request)}/ResourceTypes/{resource_type.id}"
+        with_meta = resource_type.model_copy(
+            update={"meta": ScimMeta(resource_type="ResourceType", location=location)}
+        )
+        body: dict[str, Any] = with_meta.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        return body
+
+    def _schema_body(self, request: Request, schema: Schema) -> dict[str, Any]:
+        location = f"{self.site.base_url(request)}/Schemas/{schema.id}"
+        with_meta = schema.model_copy(
+            update={"meta": ScimMeta(resource_type="Schema", location=location)}
+        )
+        body: dict[str, Any] = with_meta.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+        return body

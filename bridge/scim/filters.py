@@ -1,0 +1,173 @@
+"""SCIM filters as Entra sends them (``eq`` and ``and``, entra-scim-behaviour.md §2 R3, R10, R15),
+parsed by scim2-models, compiled into one upstream lookup plus an exact re-check.
+
+A filter the bridge cannot honour is a 400 ``invalidFilter``, never a silent "everything":
+Entra treats any non-empty answer as a match (§0 item 1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from scim2_models import InvalidFilterException
+from scim2_models.path import (
+    AttrPath,
+    CompareOperator,
+    Comparison,
+    FilterNode,
+    LogicalExpr,
+    LogicalOperator,
+    ValuePath,
+)
+
+from bridge.scim.models import GroupFilter, UserFilter
+from bridge.upstream import GroupField, UserField
+
+_TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\s+|[()\[\]]|[^\s()\[\]"]+')
+_COMPARISONS: Final = frozenset(op.value for op in CompareOperator)
+_LITERALS: Final = frozenset({"true", "false", "null"})
+
+ID = "id"
+"""A lookup by id: the upstream fetches the object itself instead of searching."""
+
+
+def quote_bare_values(text: str) -> str:
+    """Quote unquoted comparison values (``externalId eq jyoung``, Microsoft's own example),
+    which RFC 7644's grammar does not allow but Entra sends. ``true``/``false``/``null`` stay."""
+    tokens = [match.group() for match in _TOKEN.finditer(text)]
+    if "".join(tokens) != text:
+        return text  # an unterminated string: let the parser report it
+    expect_value = False
+    out = []
+    for token in tokens:
+        if expect_value and not token.isspace():
+            expect_value = False
+            if token[0] not in '"([' and token.lower() not in _LITERALS:
+                token = json.dumps(token)
+        elif token.lower() in _COMPARISONS:
+            expect_value = True
+        out.append(token)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What to ask the upstream for, and the filter every candidate must then match."""
+
+    field: UserField | GroupField | str
+    value: str
+    filter: Any  # a bound scim2_models.ScimFilter
+
+
+_USER_TERMS: Final[dict[tuple[str, str | None], UserField | str]] = {
+    ("id", None): ID,
+    ("username", None): UserField.USER_NAME,
+    ("externalid", None): UserField.EXTERNAL_ID,
+    ("emails", "value"): UserField.EMAIL,
+    ("emails", None): UserField.EMAIL,  # emails eq "x" compares emails.value
+}
+_GROUP_TERMS: Final[dict[tuple[str, str | None], GroupField | str]] = {
+    ("id", None): ID,
+    ("displayname", None): GroupField.DISPLAY_NAME,
+    ("externalid", None): GroupField.EXTERNAL_ID,
+}
+_PREFERENCE: Final = (
+    ID,
+    UserField.USER_NAME,
+    GroupField.DISPLAY_NAME,
+    UserField.EMAIL,
+    UserField.EXTERNAL_ID,
+    GroupField.EXTERNAL_ID,
+)
+
+
+def user_lookup(text: str) -> Lookup:
+    return _compile(text, UserFilter, _USER_TERMS, "userName, externalId, id, emails.value")
+
+
+def group_lookup(text: str) -> Lookup:
+    return _compile(text, GroupFilter, _GROUP_TERMS, "displayName, externalId, id")
+
+
+def _compile(text: str, bound: Any, terms: dict[tuple[str, str | None], Any], known: str) -> Lookup:
+    scim_filter = bound(quote_bare_values(text))
+    found: list[tuple[Any, str]] = []
+    _collect(scim_filter.ast, terms, known, found)
+    field, value = min(found, key=lambda term: _PREFERENCE.index(term[0]))
+    return Lookup(field=field, value=value, filter=scim_filter)
+
+
+def _collect(
+    node: FilterNode,
+    terms: dict[tuple[str, str | None], Any],
+    known: str,
+    found: list[tuple[Any, str]],
+) -> None:
+    """Accept ``eq`` comparisons on known attributes joined by ``and``; reject the rest."""
+    if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
+        for term in node.terms:
+            _collect(term, terms, known, found)
+        return
+    if isinstance(node, Comparison):
+        found.append(_term(node.attr_path, node.op, node.value, terms, known))
+        return
+    if isinstance(node, ValuePath) and node.attr_path.attr.lower() == "emails":
+        _collect_email_selection(node.val_filter, terms, known, found)
+        return
+    raise InvalidFilterException(
+        detail=f"unsupported filter expression '{node}': only 'eq' comparisons joined by "
+        f"'and' on {known} are supported"
+    )
+
+
+def _collect_email_selection(
+    node: FilterNode,
+    terms: dict[tuple[str, str | None], Any],
+    known: str,
+    found: list[tuple[Any, str]],
+) -> None:
+    """``emails[type eq "work" and value eq "x"]`` (how scim2-models reads Entra's
+    ``emails[type eq "work"].value eq "x"``): the value is looked up, the type re-checked."""
+    parts = (
+        node.terms if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_ else (node,)
+    )
+    values = []
+    for part in parts:
+        if not isinstance(part, Comparison) or part.op != CompareOperator.eq:
+            raise InvalidFilterException(detail=f"unsupported email selection '{node}'")
+        if part.attr_path.attr.lower() == "value":
+            values.append(_term(AttrPath("emails", "value"), part.op, part.value, terms, known))
+        elif part.attr_path.attr.lower() != "type":
+            raise InvalidFilterException(detail=f"unsupported email selection '{node}'")
+    if not values:
+        raise InvalidFilterException(detail=f"an email selection needs 'value eq': '{node}'")
+    found.extend(values)
+
+
+def _term(
+    attr_path: AttrPath,
+    op: CompareOperator,
+    value: Any,
+    terms: dict[tuple[str, str | None], Any],
+    known: str,
+) -> tuple[Any, str]:
+    key = (attr_path.attr.lower(), attr_path.sub_attr.lower() if attr_path.sub_attr else None)
+    field = terms.get(key)
+    if field is None or attr_path.uri not in (None, *_CORE_URNS):
+        raise InvalidFilterException(
+            detail=f"filtering on '{attr_path}' is not supported; use {known}"
+        )
+    if op != CompareOperator.eq or not isinstance(value, str):
+        raise InvalidFilterException(
+            detail=f"only '{attr_path} eq \"value\"' is supported, not '{op.value} {value!r}'"
+        )
+    return field, value
+
+
+_CORE_URNS: Final = (
+    "urn:ietf:params:scim:schemas:core:2.0:User",
+    "urn:ietf:params:scim:schemas:core:2.0:Group",
+)

@@ -1,0 +1,224 @@
+"""``/Groups`` (RFC 7644 §3; Entra's requests R15-R22 in entra-scim-behaviour.md §2).
+
+Membership changes cost upstream calls proportional to the members they name, never to the
+group's size: the member list is read only when it is asked for, or when a PATCH replaces or
+clears all members (which depends on who is in the group).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from scim2_models import Context, Group, InvalidValueException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge.scim.errors import PartialWrite
+from bridge.scim.filters import ID, group_lookup
+from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
+from bridge.scim.models import GroupPatch, GroupResponseParameters
+from bridge.scim.requests import list_params
+from bridge.scim.responses import ScimResponse, no_content
+from bridge.scim.site import ScimSite, list_response, method_route, response_parameters
+from bridge.scim.unheld import note_unheld_in
+from bridge.translate import HELD_GROUP_ATTRIBUTES, group_resource, group_values
+from bridge.upstream import GroupField, GroupRecord, NotFound, UpstreamError
+
+
+class GroupEndpoints:
+    def __init__(self, site: ScimSite) -> None:
+        self.site = site
+
+    def routes(self) -> list[Route]:
+        return [
+            method_route("/Groups", GET=self.search, POST=self.create),
+            method_route(
+                "/Groups/{group_id}",
+                GET=self.read,
+                PATCH=self.patch,
+                PUT=self.replace,
+                DELETE=self.delete,
+            ),
+        ]
+
+    async def create(self, request: Request) -> Response:
+        """Create (RFC 7644 §3.3): 201; a taken displayName is 409 (Entra matches groups by
+        name). Members, if sent, are checked before the group is created."""
+        group = await self.site.parse(request, Group, Context.RESOURCE_CREATION_REQUEST)
+        note_unheld_in("Group", group, HELD_GROUP_ATTRIBUTES)
+        member_ids = {member.value for member in group.members or () if member.value}
+        await self._require_users(member_ids)
+        record = await self.site.modyo.create_group(group_values(group))
+        if member_ids:
+            await self._write(record.id, GroupPlan(), to_add=member_ids, to_remove=set())
+        members = await self.site.modyo.list_members(record.id) if member_ids else []
+        body = self._render(request, record, members, Context.RESOURCE_CREATION_RESPONSE)
+        return ScimResponse(body, status_code=201, headers={"Location": body["meta"]["location"]})
+
+    async def read(self, request: Request) -> Response:
+        """Read by id (RFC 7644 §3.4.1); ``excludedAttributes=members`` reads no member."""
+        params = _params(request)
+        record = await self.site.modyo.get_group(request.path_params["group_id"])
+        members = await self.site.modyo.list_members(record.id) if _wants_members(params) else None
+        return ScimResponse(self._render(request, record, members, params=params))
+
+    async def search(self, request: Request) -> Response:
+        """Query (RFC 7644 §3.4.2): ``displayName eq`` is how Entra matches groups (R15)."""
+        window = list_params(request, self.site.max_page_size)
+        params = _params(request)
+        text = request.query_params.get("filter")
+        if text is None:
+            page = await self.site.modyo.list_groups(window.offset, window.count)
+            total, records = page.total, page.items
+        else:
+            matched = await self._matching(request, text)
+            total = len(matched)
+            records = matched[window.offset : window.offset + window.count]
+        resources = []
+        for record in records:
+            members = (
+                await self.site.modyo.list_members(record.id) if _wants_members(params) else None
+            )
+            resources.append(self._render(request, record, members, params=params))
+        return ScimResponse(list_response(resources, total, window.start_index))
+
+    async def patch(self, request: Request) -> Response:
+        """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
+        checked before the first write, and re-sending it converges."""
+        plan = plan_group_patch(
+            await self.site.parse(request, GroupPatch, Context.RESOURCE_PATCH_REQUEST)
+        )
+        group_id = request.path_params["group_id"]
+        current, universe = await self._current_members(group_id, plan)
+        final = plan.final_members(universe)
+        to_add, to_remove = final - current, current - final
+        await self._require_users(to_add)
+        if not (plan.changes or to_add or to_remove):
+            await self.site.modyo.get_group(group_id)  # nothing to write: still 404 if absent
+        await self._write(group_id, plan, to_add, to_remove)
+        return no_content()
+
+    async def replace(self, request: Request) -> Response:
+        """Replace (RFC 7644 §3.5.1): name, externalId and exactly the members sent."""
+        group = await self.site.parse(request, Group, Context.RESOURCE_REPLACEMENT_REQUEST)
+        note_unheld_in("Group", group, HELD_GROUP_ATTRIBUTES)
+        group_id = request.path_params["group_id"]
+        wanted = tuple(member.value for member in group.members or () if member.value)
+        plan = GroupPlan(changes=group_values(group), steps=[MemberStep(Step.REPLACE, wanted)])
+        current, universe = await self._current_members(group_id, plan)
+        final = plan.final_members(universe)
+        await self._require_users(final - current)
+        record = await self._write(group_id, plan, final - current, current - final)
+        members = await self.site.modyo.list_members(group_id)
+        return ScimResponse(
+            self._render(request, record, members, Context.RESOURCE_REPLACEMENT_RESPONSE)
+        )
+
+    async def delete(self, request: Request) -> Response:
+        """Delete (RFC 7644 §3.6): 204; the group's users are not deleted."""
+        await self.site.modyo.delete_group(request.path_params["group_id"])
+        return no_content()
+
+    async def _current_members(self, group_id: str, plan: GroupPlan) -> tuple[set[str], set[str]]:
+        """Who is in the group, among the users the plan names: a lookup of those users
+        only, unless the plan replaces or clears all members (then the full list)."""
+        if plan.needs_member_list:
+            current = {member.id for member in await self.site.modyo.list_members(group_id)}
+            return current, current
+        touched = plan.touched_ids()
+        groups = await self.site.modyo.memberships(touched) if touched else {}
+        current = {user_id for user_id, of in groups.items() if group_id in of}
+        return current, current
+
+    async def _require_users(self, user_ids: set[str]) -> None:
+        """400 ``invalidValue`` naming every member id that is not a Modyo user."""
+        if not user_ids:
+            return
+        missing = user_ids - (await self.site.modyo.memberships(user_ids)).keys()
+        if missing:
+            raise InvalidValueException(
+                detail="members refer to users that do not exist: " + ", ".join(sorted(missing))
+            )
+
+    async def _write(
+        self, group_id: str, plan: GroupPlan, to_add: set[str], to_remove: set[str]
+    ) -> GroupRecord | None:
+        """Rename, add, remove, in that order; a failure part-way names what was applied."""
+        modyo = self.site.modyo
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
+        if plan.changes:
+            steps.append(
+                (_describe(plan.changes), lambda: modyo.update_group(group_id, plan.changes))
+            )
+        if to_add:
+            steps.append(
+                (f"add {len(to_add)} member(s)", lambda: modyo.add_members(group_id, to_add))
+            )
+        if to_remove:
+            label = f"remove {len(to_remove)} member(s)"
+            steps.append((label, lambda: modyo.remove_members(group_id, to_remove)))
+        record = None
+        for done, (_, step) in enumerate(steps):
+            try:
+                outcome = await step()
+            except UpstreamError as failure:
+                if done == 0:
+                    raise
+                labels = [label for label, _ in steps]
+                raise PartialWrite(failure, labels[:done], labels[done:]) from None
+            if isinstance(outcome, GroupRecord):
+                record = outcome
+        return record
+
+    async def _matching(self, request: Request, text: str) -> list[GroupRecord]:
+        lookup = group_lookup(text)
+        if lookup.field == ID:
+            try:
+                candidates = [await self.site.modyo.get_group(lookup.value)]
+            except NotFound:
+                candidates = []
+        else:
+            assert isinstance(lookup.field, GroupField)
+            candidates = await self.site.modyo.search_groups(lookup.field, lookup.value)
+        return [
+            record
+            for record in candidates
+            if lookup.filter.match(group_resource(record, "", None, ""))
+        ]
+
+    def _render(
+        self,
+        request: Request,
+        record: GroupRecord | None,
+        members: list[Any] | None,
+        context: Context = Context.RESOURCE_QUERY_RESPONSE,
+        params: Any = None,
+    ) -> dict[str, Any]:
+        assert record is not None
+        base = self.site.base_url(request)
+        resource = group_resource(record, f"{base}/Groups/{record.id}", members, f"{base}/Users")
+        dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
+        return dumped
+
+
+def _params(request: Request) -> Any:
+    return response_parameters(request, GroupResponseParameters)
+
+
+def _wants_members(params: Any) -> bool:
+    """Whether the response carries members: not when excluded, nor when other attributes
+    were asked for without them (RFC 7644 §3.9)."""
+
+    def names(paths: Any) -> set[str]:
+        return {str(path).lower().rsplit(":", 1)[-1].split(".")[0] for path in paths or ()}
+
+    if "members" in names(params.excluded_attributes):
+        return False
+    return params.attributes is None or "members" in names(params.attributes)
+
+
+def _describe(changes: dict[GroupField, str | None]) -> str:
+    names = {GroupField.DISPLAY_NAME: "displayName", GroupField.EXTERNAL_ID: "externalId"}
+    return "update " + " and ".join(names[field] for field in changes)

@@ -1,0 +1,62 @@
+"""Reading SCIM requests: the JSON body (size-capped) and the list parameters (RFC 7644 §3.4.2)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from scim2_models import InvalidSyntaxException, InvalidValueException
+from starlette.requests import Request
+
+from bridge.scim.errors import PayloadTooLarge
+
+
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``max_bytes``, 400 ``invalidSyntax`` if not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(detail=f"request body exceeds {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(detail=f"request body exceeds {max_bytes} bytes")
+    if not body.strip():
+        raise InvalidSyntaxException(detail="the request body is empty; a JSON object is required")
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidSyntaxException(detail=f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidSyntaxException(detail="the request body must be a JSON object")
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    """``startIndex`` (1-based) and ``count`` as RFC 7644 §3.4.2.4 reads them."""
+
+    start_index: int
+    count: int
+
+    @property
+    def offset(self) -> int:
+        return self.start_index - 1
+
+
+def list_params(request: Request, max_page_size: int) -> ListParams:
+    """Values below 1 mean 1 (startIndex) and 0 (count); counts above the maximum are capped."""
+    start = _integer(request, "startIndex", default=1)
+    count = _integer(request, "count", default=max_page_size)
+    return ListParams(start_index=max(start, 1), count=min(max(count, 0), max_page_size))
+
+
+def _integer(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidValueException(detail=f"{name} must be an integer, got {raw!r}") from None

@@ -1,0 +1,92 @@
+"""User PATCH (RFC 7644 §3.5.2, in every form Entra sends: entra-scim-behaviour.md §4) turned
+into the upstream changes it implies, without reading the user first.
+
+scim2-models applies the operations, so its semantics (and Entra's tolerated deviations:
+capitalised ops, ``"False"`` strings, path-less values with dotted or URN keys, filtered paths
+that create the work email) are the library's. They are applied to a *probe*: a User whose
+held attributes carry sentinel values. Whatever no longer holds its sentinel afterwards was
+written by the PATCH; everything else is left alone upstream. One upstream write, no read.
+
+Operations on attributes Modyo cannot hold (manager, nickName, enterprise attributes...) are
+dropped before applying, accepted and logged once per attribute name: an error would make
+Entra retry them forever.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from scim2_models import Email, Name
+
+from bridge.scim.models import ENTRA_POLICY, BridgeUser, UserPatch, UserPath
+from bridge.scim.unheld import held_part, note_unheld_in
+from bridge.translate import HELD_USER_ATTRIBUTES, best_email
+from bridge.upstream import UserField
+
+UNTOUCHED: Final = "\u2063scim-bridge:untouched"  # invisible separator: never sent by Entra
+UNTOUCHED_EMAIL: Final = "untouched@sentinel.scim-bridge.internal"
+_HELD: Final = frozenset(HELD_USER_ATTRIBUTES)
+
+
+def _probe() -> Any:
+    return BridgeUser(
+        id="probe",
+        user_name=UNTOUCHED,
+        external_id=UNTOUCHED,
+        active=None,
+        name=Name(given_name=UNTOUCHED, family_name=UNTOUCHED, formatted=UNTOUCHED),
+        emails=[Email(value=UNTOUCHED_EMAIL, type="work", primary=True)],
+    )
+
+
+_PROBE: Final = _probe()
+
+
+def user_changes(patch: Any) -> dict[UserField, str | bool | None]:
+    """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
+    Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""
+    kept = [
+        kept_part
+        for operation in patch.operations
+        if (kept_part := held_part("User", operation, UserPath, _is_held)) is not None
+    ]
+    probe = _PROBE.model_copy(deep=True)
+    UserPatch.model_construct(operations=kept).patch(probe, scim_policy=ENTRA_POLICY)
+    note_unheld_in("User", probe, _HELD)  # sub-attributes such as name.middleName
+    return _written(probe)
+
+
+def _is_held(path: Any) -> bool:
+    binding = path.resolve()
+    if binding is None or binding.model is not BridgeUser:
+        return False
+    return (binding.field_name, binding.sub_field_name) in _HELD
+
+
+def _written(probe: Any) -> dict[UserField, str | bool | None]:
+    changes: dict[UserField, str | bool | None] = {}
+    for field, value in (
+        (UserField.USER_NAME, probe.user_name),
+        (UserField.EXTERNAL_ID, probe.external_id),
+        (UserField.GIVEN_NAME, probe.name.given_name if probe.name else None),
+        (UserField.FAMILY_NAME, probe.name.family_name if probe.name else None),
+        (UserField.FORMATTED_NAME, probe.name.formatted if probe.name else None),
+    ):
+        if value != UNTOUCHED:
+            changes[field] = value or None  # "" clears, as Microsoft's gallery suite expects
+    if probe.active is not None:
+        changes[UserField.ACTIVE] = bool(probe.active)
+    if not probe.emails:
+        changes[UserField.EMAIL] = None  # every email removed
+        return changes
+    written = [email for email in probe.emails if email.value != UNTOUCHED_EMAIL]
+    chosen = best_email(written)
+    kept_old = len(written) < len(probe.emails)
+    if chosen is not None and (not kept_old or _outranks_old(chosen)):
+        changes[UserField.EMAIL] = str(chosen.value)
+    return changes
+
+
+def _outranks_old(email: Any) -> bool:
+    """A new work or primary email replaces the held one; an extra "other" email does not."""
+    return str(email.type or "").lower() == "work" or email.primary is True

@@ -1,0 +1,127 @@
+"""``/Users`` (RFC 7644 §3; Entra's requests R1-R14 in entra-scim-behaviour.md §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scim2_models import Context
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge.scim.filters import ID, user_lookup
+from bridge.scim.models import BridgeUser, UserPatch, UserResponseParameters
+from bridge.scim.requests import ListParams, list_params
+from bridge.scim.responses import ScimResponse, no_content
+from bridge.scim.site import ScimSite, list_response, method_route, response_parameters
+from bridge.scim.unheld import note_unheld_in
+from bridge.scim.user_patch import user_changes
+from bridge.translate import HELD_USER_ATTRIBUTES, user_resource, user_values
+from bridge.upstream import NotFound, UserField, UserRecord
+
+
+class UserEndpoints:
+    def __init__(self, site: ScimSite) -> None:
+        self.site = site
+
+    def routes(self) -> list[Route]:
+        return [
+            method_route("/Users", GET=self.search, POST=self.create),
+            method_route(
+                "/Users/{user_id}",
+                GET=self.read,
+                PATCH=self.patch,
+                PUT=self.replace,
+                DELETE=self.delete,
+            ),
+        ]
+
+    async def create(self, request: Request) -> Response:
+        """Create (RFC 7644 §3.3): 201 + ``Location``; a taken userName/email is 409."""
+        user = await self.site.parse(request, BridgeUser, Context.RESOURCE_CREATION_REQUEST)
+        note_unheld_in("User", user, HELD_USER_ATTRIBUTES)
+        record = await self.site.modyo.create_user(user_values(user))
+        body = self._render(request, record, Context.RESOURCE_CREATION_RESPONSE)
+        return ScimResponse(body, status_code=201, headers={"Location": body["meta"]["location"]})
+
+    async def read(self, request: Request) -> Response:
+        """Read by id (RFC 7644 §3.4.1); disabled users stay readable with ``active: false``."""
+        record = await self.site.modyo.get_user(request.path_params["user_id"])
+        return ScimResponse(self._render(request, record, params=_params(request)))
+
+    async def search(self, request: Request) -> Response:
+        """Query (RFC 7644 §3.4.2): always a ListResponse, ``totalResults: 0`` when nothing
+        matches (Entra creates the user then)."""
+        window = list_params(request, self.site.max_page_size)
+        params = _params(request)
+        text = request.query_params.get("filter")
+        if text is None:
+            page = await self.site.modyo.list_users(window.offset, window.count)
+            total, records = page.total, page.items
+        else:
+            matched = await self._matching(request, text)
+            total, records = len(matched), _slice(matched, window)
+        resources = [self._render(request, record, params=params) for record in records]
+        return ScimResponse(list_response(resources, total, window.start_index))
+
+    async def patch(self, request: Request) -> Response:
+        """Modify (RFC 7644 §3.5.2), every Entra form; one upstream write, or a read if the
+        PATCH changes nothing Modyo holds. 200 with the resource, as Microsoft's examples."""
+        patch = await self.site.parse(request, UserPatch, Context.RESOURCE_PATCH_REQUEST)
+        changes = user_changes(patch)
+        user_id = request.path_params["user_id"]
+        modyo = self.site.modyo
+        record = await (modyo.update_user(user_id, changes) if changes else modyo.get_user(user_id))
+        return ScimResponse(self._render(request, record, Context.RESOURCE_PATCH_RESPONSE))
+
+    async def replace(self, request: Request) -> Response:
+        """Replace (RFC 7644 §3.5.1): held attributes absent from the body are cleared."""
+        user = await self.site.parse(request, BridgeUser, Context.RESOURCE_REPLACEMENT_REQUEST)
+        note_unheld_in("User", user, HELD_USER_ATTRIBUTES)
+        record = await self.site.modyo.update_user(
+            request.path_params["user_id"], user_values(user)
+        )
+        return ScimResponse(self._render(request, record, Context.RESOURCE_REPLACEMENT_RESPONSE))
+
+    async def delete(self, request: Request) -> Response:
+        """Delete (RFC 7644 §3.6): 204, then 404 on read and absent from queries."""
+        await self.site.modyo.delete_user(request.path_params["user_id"])
+        return no_content()
+
+    async def _matching(self, request: Request, text: str) -> list[UserRecord]:
+        """Ask Modyo for candidates on one field, keep those matching the whole filter."""
+        lookup = user_lookup(text)
+        if lookup.field == ID:
+            try:
+                candidates = [await self.site.modyo.get_user(lookup.value)]
+            except NotFound:
+                candidates = []
+        else:
+            assert isinstance(lookup.field, UserField)
+            candidates = await self.site.modyo.search_users(lookup.field, lookup.value)
+        base = self.site.base_url(request)
+        return [
+            record
+            for record in candidates
+            if lookup.filter.match(user_resource(record, f"{base}/Users/{record.id}"))
+        ]
+
+    def _render(
+        self,
+        request: Request,
+        record: UserRecord,
+        context: Context = Context.RESOURCE_QUERY_RESPONSE,
+        params: Any = None,
+    ) -> dict[str, Any]:
+        location = f"{self.site.base_url(request)}/Users/{record.id}"
+        resource = user_resource(record, location)
+        dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
+        return dumped
+
+
+def _params(request: Request) -> Any:
+    return response_parameters(request, UserResponseParameters)
+
+
+def _slice(records: list[Any], window: ListParams) -> list[Any]:
+    return records[window.offset : window.offset + window.count]

@@ -1,0 +1,172 @@
+"""The interface the SCIM side calls, in the bridge's own vocabulary.
+
+The SCIM side (``bridge.scim``) never sees a Modyo URL or payload, and the Modyo side
+(``bridge.modyo``) never builds a SCIM error: they meet here. A second upstream (for example
+Modyo's own SCIM endpoint at ``/api/admin/scim``) implements :class:`Upstream` and nothing on
+the SCIM side changes.
+
+Identifiers are opaque strings. An upstream that cannot parse one answers ``NotFound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class UserField(StrEnum):
+    """The user attributes an upstream holds (the mapping table of README lives in translate)."""
+
+    USER_NAME = "user_name"
+    EMAIL = "email"
+    GIVEN_NAME = "given_name"
+    FAMILY_NAME = "family_name"
+    FORMATTED_NAME = "formatted_name"
+    EXTERNAL_ID = "external_id"
+    ACTIVE = "active"
+
+
+class GroupField(StrEnum):
+    """The group attributes an upstream holds."""
+
+    DISPLAY_NAME = "display_name"
+    EXTERNAL_ID = "external_id"
+
+
+UserChanges = Mapping[UserField, str | bool | None]
+"""Attributes to set; ``None`` clears one. Absent keys are left alone."""
+
+GroupChanges = Mapping[GroupField, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: str
+    user_name: str
+    email: str | None
+    given_name: str | None
+    family_name: str | None
+    formatted_name: str | None
+    external_id: str | None
+    active: bool
+    created: str | None
+    last_modified: str | None
+    group_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    id: str
+    display_name: str
+    external_id: str | None
+    created: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """A member as listed in a group: enough for SCIM ``members.value`` and ``display``."""
+
+    id: str
+    display: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One window of a listing: ``total`` matching objects, of which ``items`` were asked for."""
+
+    total: int
+    items: list[T]
+
+
+class UpstreamError(Exception):
+    """Base of every failure an upstream reports; ``detail`` is safe to show a client."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(UpstreamError):
+    """The object does not exist (or the id is not one the upstream could ever issue)."""
+
+
+class Conflict(UpstreamError):
+    """A uniqueness rule was violated; ``field`` names the attribute when known."""
+
+    def __init__(self, detail: str, field: UserField | GroupField | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class Rejected(UpstreamError):
+    """The upstream refused the values (validation); the client must change its request."""
+
+
+class UnknownMembers(UpstreamError):
+    """Some user ids given as group members do not exist upstream."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.ids = sorted(ids)
+        super().__init__("no such user: " + ", ".join(self.ids))
+
+
+class Unavailable(UpstreamError):
+    """Transient: the upstream is overloaded, down, or slower than the deadline allows.
+
+    ``retry_after`` is the number of seconds after which a retry is sensible.
+    """
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class BadGateway(UpstreamError):
+    """The upstream answered something the bridge cannot use (unexpected status or shape)."""
+
+
+class Upstream(Protocol):
+    """Users, groups and memberships, as the SCIM side needs them.
+
+    ``search_*`` return *candidates*: a superset of the exact matches (the SCIM side evaluates
+    the filter itself), usually tiny because the upstream searched on the given field.
+    """
+
+    async def get_user(self, user_id: str) -> UserRecord: ...
+
+    async def list_users(self, offset: int, count: int) -> Page[UserRecord]: ...
+
+    async def search_users(self, field: UserField, value: str) -> list[UserRecord]: ...
+
+    async def create_user(self, values: UserChanges) -> UserRecord: ...
+
+    async def update_user(self, user_id: str, changes: UserChanges) -> UserRecord: ...
+
+    async def delete_user(self, user_id: str) -> None: ...
+
+    async def get_group(self, group_id: str) -> GroupRecord: ...
+
+    async def list_groups(self, offset: int, count: int) -> Page[GroupRecord]: ...
+
+    async def search_groups(self, field: GroupField, value: str) -> list[GroupRecord]: ...
+
+    async def create_group(self, values: GroupChanges) -> GroupRecord: ...
+
+    async def update_group(self, group_id: str, changes: GroupChanges) -> GroupRecord: ...
+
+    async def delete_group(self, group_id: str) -> None: ...
+
+    async def list_members(self, group_id: str) -> list[MemberRecord]: ...
+
+    async def memberships(self, user_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The group ids of each of ``user_ids`` that exists (absent keys: no such user)."""
+        ...
+
+    async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None: ...
+
+    async def remove_members(self, group_id: str, user_ids: Iterable[str]) -> None: ...
