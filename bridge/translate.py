@@ -23,7 +23,8 @@ from typing import Any
 
 from scim2_models import Email, Group, GroupMember, Meta, Name
 
-from bridge.scim.models import BridgeUser
+from bridge.scim.models import BridgeUser, GroupPath, UserPath
+from bridge.scim.unheld import Holding
 from bridge.upstream import GroupField, GroupRecord, MemberRecord, UserField, UserRecord
 
 HELD_USER_ATTRIBUTES = (
@@ -45,6 +46,9 @@ HELD_GROUP_ATTRIBUTES = (("display_name", None), ("external_id", None), ("member
                          ("members", "value"), ("members", "display"), ("members", "ref"),
                          ("members", "type"))  # fmt: skip
 
+USER_HOLDING = Holding("User", BridgeUser, UserPath, frozenset(HELD_USER_ATTRIBUTES))
+GROUP_HOLDING = Holding("Group", Group, GroupPath, frozenset(HELD_GROUP_ATTRIBUTES))
+
 
 def user_resource(record: UserRecord, location: str) -> Any:
     """A SCIM User (RFC 7643 §4.1) from a team member; disabled users keep ``active: false``."""
@@ -59,7 +63,7 @@ def user_resource(record: UserRecord, location: str) -> Any:
         )
     emails = None
     if record.email:
-        emails = [Email.model_construct(value=record.email, type=Email.Type.work, primary=True)]
+        emails = [Email.model_construct(value=record.email, type=Email.Type.work)]
     return BridgeUser.model_construct(
         schemas=[str(BridgeUser.__schema__)],
         id=record.id,

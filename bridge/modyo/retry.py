@@ -61,7 +61,7 @@ class RetryPolicy:
     def __init__(self, settings: RetrySettings) -> None:
         self.settings = settings
         self._backoff = wait_exponential_jitter(
-            initial=settings.backoff_initial_seconds,
+            multiplier=settings.backoff_initial_seconds,
             max=settings.backoff_max_seconds,
             jitter=settings.backoff_initial_seconds,
         )

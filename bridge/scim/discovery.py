@@ -18,8 +18,11 @@ from scim2_models import (
     ETag,
     Filter,
     Group,
+    Mutability,
     NotFoundException,
+    NotImplementedException,
     Patch,
+    Required,
     ResourceType,
     Schema,
     ServiceProviderConfig,
@@ -39,11 +42,19 @@ USER_SCHEMA_ATTRIBUTES: Final = {
     "userName": None,
     "name": {"formatted", "familyName", "givenName"},
     "active": None,
-    "emails": {"value", "type", "primary"},
+    "emails": {"value", "type"},  # one work email: no "primary" to hold (nor to trip validators)
 }
 GROUP_SCHEMA_ATTRIBUTES: Final = {
     "displayName": None,
     "members": {"value", "$ref", "display", "type"},
+}
+
+
+_SUB_ATTRIBUTE_CHANGES: Final[dict[str, dict[str, dict[str, Any]]]] = {
+    # Modyo holds one email, the work one, and needs an address.
+    "emails": {"type": {"canonical_values": ["work"]}, "value": {"required": Required.true}},
+    # A member's display name is Modyo's, whatever a client sends.
+    "members": {"display": {"mutability": Mutability.read_only}},
 }
 
 
@@ -59,10 +70,12 @@ def _trimmed(model: Any, keep: dict[str, set[str] | None]) -> Schema:
             update["sub_attributes"] = [s for s in attribute.sub_attributes or () if s.name in subs]
         if attribute.name in ("userName", "displayName"):
             update["uniqueness"] = Uniqueness.server  # Entra matches on them (§6)
-        if attribute.name == "emails":
+        if attribute.name in ("emails", "active"):
+            update["required"] = Required.true  # Modyo needs an email; active is always set
+        if attribute.name in _SUB_ATTRIBUTE_CHANGES:
+            changes = _SUB_ATTRIBUTE_CHANGES[attribute.name]
             update["sub_attributes"] = [
-                s.model_copy(update={"canonical_values": ["work"]}) if s.name == "type" else s
-                for s in update["sub_attributes"]
+                s.model_copy(update=changes.get(s.name, {})) for s in update["sub_attributes"]
             ]
         attributes.append(attribute.model_copy(update=update))
     return schema.model_copy(update={"attributes": attributes})
@@ -83,6 +96,7 @@ class DiscoveryEndpoints:
             method_route("/ResourceTypes/{name}", GET=self.resource_type),
             method_route("/Schemas", GET=self.schemas),
             method_route("/Schemas/{schema_id:path}", GET=self.schema),
+            method_route("/.search", POST=self.search_everything),
         ]
 
     async def service_provider_config(self, request: Request) -> Response:
@@ -130,6 +144,12 @@ class DiscoveryEndpoints:
             if schema.id == request.path_params["schema_id"]:
                 return ScimResponse(self._schema_body(request, schema))
         raise NotFoundException(detail=f"no schema {request.path_params['schema_id']!r}")
+
+    async def search_everything(self, request: Request) -> Response:
+        """RFC 7644 §3.4.3 lets a server decline a search across resource types: 501."""
+        raise NotImplementedException(
+            detail="use /Users/.search or /Groups/.search: no search across resource types"
+        )
 
     @staticmethod
     def _resource_types() -> list[ResourceType]:

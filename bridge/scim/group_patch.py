@@ -22,8 +22,8 @@ from typing import Any, Final
 from scim2_models import Group, InvalidFilterException, InvalidPathException, InvalidValueException
 from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 
-from bridge.scim.models import ENTRA_POLICY, GroupPatch, GroupPath
-from bridge.scim.unheld import held_part
+from bridge.scim.models import ENTRA_POLICY, GroupPatch
+from bridge.translate import GROUP_HOLDING
 from bridge.upstream import GroupField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"
@@ -176,11 +176,7 @@ def _filtered_ids(node: FilterNode) -> tuple[str, ...]:
 
 def _attribute_changes(operations: list[Any]) -> dict[GroupField, str | None]:
     probe = Group(id="probe", display_name=UNTOUCHED, external_id=UNTOUCHED)
-    kept = [
-        kept_part
-        for operation in operations
-        if (kept_part := held_part("Group", operation, GroupPath, _is_held)) is not None
-    ]
+    kept = [part for op in operations if (part := GROUP_HOLDING.operation(op)) is not None]
     GroupPatch.model_construct(operations=kept).patch(probe, scim_policy=ENTRA_POLICY)
     changes: dict[GroupField, str | None] = {}
     if probe.display_name != UNTOUCHED:
@@ -188,11 +184,3 @@ def _attribute_changes(operations: list[Any]) -> dict[GroupField, str | None]:
     if probe.external_id != UNTOUCHED:
         changes[GroupField.EXTERNAL_ID] = probe.external_id or None
     return changes
-
-
-def _is_held(path: Any) -> bool:
-    binding = path.resolve()
-    return binding is not None and binding.field_name in _HELD_FIELDS
-
-
-_HELD_FIELDS: Final = frozenset({"display_name", "external_id"})

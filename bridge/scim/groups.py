@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from scim2_models import Context, Group, InvalidValueException
+from scim2_models import Context, InvalidValueException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,12 +19,19 @@ from bridge.scim.errors import PartialWrite
 from bridge.scim.filters import ID, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.models import GroupPatch, GroupResponseParameters
-from bridge.scim.requests import list_params
 from bridge.scim.responses import ScimResponse, no_content
-from bridge.scim.site import ScimSite, list_response, method_route, response_parameters
-from bridge.scim.unheld import note_unheld_in
-from bridge.translate import HELD_GROUP_ATTRIBUTES, group_resource, group_values
+from bridge.scim.site import (
+    Query,
+    ScimSite,
+    list_response,
+    method_route,
+    query_from_body,
+    query_from_url,
+)
+from bridge.translate import GROUP_HOLDING, group_resource, group_values
 from bridge.upstream import GroupField, GroupRecord, NotFound, UpstreamError
+
+_PARAMETERS = GroupResponseParameters
 
 
 class GroupEndpoints:
@@ -34,6 +41,7 @@ class GroupEndpoints:
     def routes(self) -> list[Route]:
         return [
             method_route("/Groups", GET=self.search, POST=self.create),
+            method_route("/Groups/.search", POST=self.search_by_post),
             method_route(
                 "/Groups/{group_id}",
                 GET=self.read,
@@ -46,8 +54,7 @@ class GroupEndpoints:
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201; a taken displayName is 409 (Entra matches groups by
         name). Members, if sent, are checked before the group is created."""
-        group = await self.site.parse(request, Group, Context.RESOURCE_CREATION_REQUEST)
-        note_unheld_in("Group", group, HELD_GROUP_ATTRIBUTES)
+        group = await self.site.parse(request, GROUP_HOLDING, Context.RESOURCE_CREATION_REQUEST)
         member_ids = {member.value for member in group.members or () if member.value}
         await self._require_users(member_ids)
         record = await self.site.modyo.create_group(group_values(group))
@@ -59,37 +66,39 @@ class GroupEndpoints:
 
     async def read(self, request: Request) -> Response:
         """Read by id (RFC 7644 §3.4.1); ``excludedAttributes=members`` reads no member."""
-        params = _params(request)
+        params = query_from_url(request, _PARAMETERS, self.site.max_page_size).params
         record = await self.site.modyo.get_group(request.path_params["group_id"])
-        members = await self.site.modyo.list_members(record.id) if _wants_members(params) else None
+        members = await self._members_if_wanted(record.id, params)
         return ScimResponse(self._render(request, record, members, params=params))
 
     async def search(self, request: Request) -> Response:
         """Query (RFC 7644 §3.4.2): ``displayName eq`` is how Entra matches groups (R15)."""
-        window = list_params(request, self.site.max_page_size)
-        params = _params(request)
-        text = request.query_params.get("filter")
-        if text is None:
+        return await self._answer(
+            request, query_from_url(request, _PARAMETERS, self.site.max_page_size)
+        )
+
+    async def search_by_post(self, request: Request) -> Response:
+        """The same query as a POST ``/Groups/.search`` body (RFC 7644 §3.4.3)."""
+        return await self._answer(request, await query_from_body(self.site, request, _PARAMETERS))
+
+    async def _answer(self, request: Request, query: Query) -> Response:
+        window = query.window
+        if query.filter is None:
             page = await self.site.modyo.list_groups(window.offset, window.count)
             total, records = page.total, page.items
         else:
-            matched = await self._matching(request, text)
-            total = len(matched)
-            records = matched[window.offset : window.offset + window.count]
+            matched = await self._matching(query.filter)
+            total, records = len(matched), matched[window.offset : window.offset + window.count]
         resources = []
         for record in records:
-            members = (
-                await self.site.modyo.list_members(record.id) if _wants_members(params) else None
-            )
-            resources.append(self._render(request, record, members, params=params))
+            members = await self._members_if_wanted(record.id, query.params)
+            resources.append(self._render(request, record, members, params=query.params))
         return ScimResponse(list_response(resources, total, window.start_index))
 
     async def patch(self, request: Request) -> Response:
         """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
         checked before the first write, and re-sending it converges."""
-        plan = plan_group_patch(
-            await self.site.parse(request, GroupPatch, Context.RESOURCE_PATCH_REQUEST)
-        )
+        plan = plan_group_patch(await self.site.parse_patch(request, GroupPatch))
         group_id = request.path_params["group_id"]
         current, universe = await self._current_members(group_id, plan)
         final = plan.final_members(universe)
@@ -102,8 +111,7 @@ class GroupEndpoints:
 
     async def replace(self, request: Request) -> Response:
         """Replace (RFC 7644 §3.5.1): name, externalId and exactly the members sent."""
-        group = await self.site.parse(request, Group, Context.RESOURCE_REPLACEMENT_REQUEST)
-        note_unheld_in("Group", group, HELD_GROUP_ATTRIBUTES)
+        group = await self.site.parse(request, GROUP_HOLDING, Context.RESOURCE_REPLACEMENT_REQUEST)
         group_id = request.path_params["group_id"]
         wanted = tuple(member.value for member in group.members or () if member.value)
         plan = GroupPlan(changes=group_values(group), steps=[MemberStep(Step.REPLACE, wanted)])
@@ -172,7 +180,10 @@ class GroupEndpoints:
                 record = outcome
         return record
 
-    async def _matching(self, request: Request, text: str) -> list[GroupRecord]:
+    async def _members_if_wanted(self, group_id: str, params: Any) -> list[Any] | None:
+        return await self.site.modyo.list_members(group_id) if _wants_members(params) else None
+
+    async def _matching(self, text: str) -> list[GroupRecord]:
         lookup = group_lookup(text)
         if lookup.field == ID:
             try:
@@ -201,10 +212,6 @@ class GroupEndpoints:
         resource = group_resource(record, f"{base}/Groups/{record.id}", members, f"{base}/Users")
         dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
         return dumped
-
-
-def _params(request: Request) -> Any:
-    return response_parameters(request, GroupResponseParameters)
 
 
 def _wants_members(params: Any) -> bool:

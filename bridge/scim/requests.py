@@ -45,17 +45,18 @@ class ListParams:
         return self.start_index - 1
 
 
-def list_params(request: Request, max_page_size: int) -> ListParams:
+def list_params(start: Any, count: Any, max_page_size: int) -> ListParams:
     """Values below 1 mean 1 (startIndex) and 0 (count); counts above the maximum are capped."""
-    start = _integer(request, "startIndex", default=1)
-    count = _integer(request, "count", default=max_page_size)
-    return ListParams(start_index=max(start, 1), count=min(max(count, 0), max_page_size))
+    first = _integer("startIndex", start, default=1)
+    size = _integer("count", count, default=max_page_size)
+    return ListParams(start_index=max(first, 1), count=min(max(size, 0), max_page_size))
 
 
-def _integer(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw.strip() == "":
+def _integer(name: str, raw: Any, default: int) -> int:
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return default
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise InvalidValueException(detail=f"{name} must be an integer, got {raw!r}")
     try:
         return int(raw)
     except ValueError:

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from scim2_models import Context
+from scim2_models import Context, InvalidValueException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.scim.errors import from_validation
 from bridge.scim.models import ENTRA_POLICY
-from bridge.scim.requests import read_json_object
+from bridge.scim.requests import ListParams, list_params, read_json_object
+from bridge.scim.unheld import Holding
 from bridge.upstream import Upstream
 
 
@@ -41,19 +42,67 @@ class ScimSite:
             return self.public_url.rstrip("/") + root
         return f"{request.url.scheme}://{request.url.netloc}{root}"
 
-    async def parse(self, request: Request, model: Any, context: Context) -> Any:
-        """The body validated as ``model`` under Entra's policy; SCIM 400 on any problem."""
-        body = await read_json_object(request, self.max_body_bytes)
+    async def parse(self, request: Request, holding: Holding, context: Context) -> Any:
+        """The body, without what Modyo cannot hold, validated under Entra's policy (SCIM 400
+        on any problem). ``holding`` names the resource type."""
+        body = holding.body(await self.read(request))
         try:
-            return model.model_validate(body, scim_ctx=context, scim_policy=ENTRA_POLICY)
+            resource = holding.model.model_validate(
+                body, scim_ctx=context, scim_policy=ENTRA_POLICY
+            )
+        except ValidationError as exc:
+            raise from_validation(exc) from None
+        holding.note_sub_attributes(resource)
+        return resource
+
+    async def read(self, request: Request) -> dict[str, Any]:
+        return await read_json_object(request, self.max_body_bytes)
+
+    async def parse_patch(self, request: Request, patch_model: Any) -> Any:
+        """A PatchOp body (RFC 7644 §3.5.2) validated under Entra's policy."""
+        body = await self.read(request)
+        try:
+            return patch_model.model_validate(
+                body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=ENTRA_POLICY
+            )
         except ValidationError as exc:
             raise from_validation(exc) from None
 
 
-def response_parameters(request: Request, model: Any) -> Any:
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A query (RFC 7644 §3.4.2): filter, window, and which attributes to return."""
+
+    filter: str | None
+    window: ListParams
+    params: Any  # ResponseParameters of the resource type
+
+
+def query_from_url(request: Request, parameters_model: Any, max_page_size: int) -> Query:
+    """GET ``?filter=&startIndex=&count=&attributes=&excludedAttributes=`` (others ignored)."""
+    get = request.query_params.get
+    return Query(
+        filter=get("filter"),
+        window=list_params(get("startIndex"), get("count"), max_page_size),
+        params=response_parameters(parameters_model, get("attributes"), get("excludedAttributes")),
+    )
+
+
+async def query_from_body(site: ScimSite, request: Request, parameters_model: Any) -> Query:
+    """POST ``/.search`` (RFC 7644 §3.4.3): the same query as a SearchRequest body."""
+    body = {key.lower(): value for key, value in (await site.read(request)).items()}
+    attributes, excluded = body.get("attributes"), body.get("excludedattributes")
+    if body.get("filter") is not None and not isinstance(body["filter"], str):
+        raise InvalidValueException(detail="filter must be a string")
+    return Query(
+        filter=body.get("filter"),
+        window=list_params(body.get("startindex"), body.get("count"), site.max_page_size),
+        params=response_parameters(parameters_model, _joined(attributes), _joined(excluded)),
+    )
+
+
+def response_parameters(model: Any, attributes: str | None, excluded: str | None) -> Any:
     """``attributes`` / ``excludedAttributes`` (RFC 7644 §3.9), comma-separated."""
-    attributes = request.query_params.get("attributes")
-    excluded = request.query_params.get("excludedAttributes")
     try:
         return model(
             attributes=_names(attributes) or None,
@@ -61,6 +110,14 @@ def response_parameters(request: Request, model: Any) -> Any:
         )
     except ValidationError as exc:
         raise from_validation(exc) from None
+
+
+def _joined(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    raise InvalidValueException(detail="attributes must be a list of attribute names")
 
 
 def _names(raw: str | None) -> list[str]:

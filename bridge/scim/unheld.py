@@ -1,7 +1,9 @@
 """Attributes Modyo cannot hold: accepted and ignored, logged once per attribute name.
 
-Rejecting them would make Entra retry the operation forever; storing them is impossible.
-The set of names already logged is bounded, so random attribute names cannot grow memory.
+Rejecting them would make Entra retry the operation forever; storing them is impossible. They
+are dropped *before* scim2-models validates a body or applies a PATCH, so a value the library
+would refuse (a bare-string ``manager``, say) can never fail a request. The set of names
+already logged is bounded, so random attribute names cannot grow memory.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Final
 
 from scim2_models import SCIMException
 
 log = logging.getLogger("bridge.scim")
 MAX_REMEMBERED: Final = 1024
-_ALWAYS_ACCEPTED: Final = frozenset({"schemas", "id", "meta"})
+_KEPT_KEYS: Final = frozenset({"schemas"})
 _seen: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 
@@ -33,46 +36,66 @@ def note_unheld(resource: str, attribute: str) -> None:
     )
 
 
-def note_unheld_in(resource: str, model: Any, held: Collection[tuple[str, str | None]]) -> None:
-    """Note every attribute a validated POST/PUT body set that is not in ``held``."""
-    for name in model.model_fields_set - _ALWAYS_ACCEPTED:
-        value = getattr(model, name)
-        if value is None or value == []:
-            continue
-        if (name, None) not in held:
-            note_unheld(resource, name)
-            continue
-        entries = value if isinstance(value, list) else [value]
-        for entry in entries:
-            for sub in getattr(entry, "model_fields_set", ()):
-                if getattr(entry, sub) is not None and (name, sub) not in held:
-                    note_unheld(resource, f"{name}.{sub}")
-    for name in getattr(model, "unknown_attributes", None) or ():
-        note_unheld(resource, str(name))
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """Which attributes of one resource type Modyo holds: ``held`` lists (field, sub-field)
+    pairs of ``model``; ``path_class`` parses attribute paths against it."""
 
+    resource: str
+    model: Any
+    path_class: Any
+    held: Collection[tuple[str, str | None]]
 
-def held_part(resource: str, operation: Any, path_class: Any, is_held: Any) -> Any | None:
-    """A PATCH operation restricted to held attributes (None if it touches none of them).
+    def holds(self, path: Any) -> bool:
+        binding = path.resolve()
+        if binding is None or binding.model is not self.model:
+            return False
+        return (binding.field_name, binding.sub_field_name) in self.held
 
-    ``is_held(path)`` decides for a parsed path; a path-less operation keeps only the keys of
-    its value that are held. The others are noted and dropped, before scim2-models sees them,
-    so an unheld attribute's value (a bare-string manager, say) can never fail the request.
-    """
-    if operation.path is not None:
-        if is_held(operation.path):
-            return operation
-        note_unheld(resource, str(operation.path))
-        return None
-    if not isinstance(operation.value, dict):
-        return operation  # scim2-models refuses a path-less value that is not an object
-    held = {}
-    for key, value in operation.value.items():
+    def holds_key(self, key: str) -> bool:
+        """Whether a body key or a path-less PATCH key (``name.givenName``, a URN...) is held."""
+        if key.lower() in _KEPT_KEYS:
+            return True
         try:
-            keep = key.lower() == "schemas" or is_held(path_class(key))
+            return self.holds(self.path_class(key))
         except SCIMException:
-            keep = False
-        if keep:
-            held[key] = value
-        else:
-            note_unheld(resource, key)
-    return operation.model_copy(update={"value": held}) if held else None
+            return False
+
+    def body(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A POST/PUT body without the attributes Modyo cannot hold."""
+        kept = {}
+        for key, value in payload.items():
+            if self.holds_key(key):
+                kept[key] = value
+            elif key.lower() not in ("id", "meta") and value not in (None, [], {}):
+                note_unheld(self.resource, key)
+        return kept
+
+    def operation(self, operation: Any) -> Any | None:
+        """A PATCH operation restricted to held attributes, None if it touches none."""
+        if operation.path is not None:
+            if self.holds(operation.path):
+                return operation
+            note_unheld(self.resource, str(operation.path))
+            return None
+        if not isinstance(operation.value, dict):
+            return operation  # scim2-models refuses a path-less value that is not an object
+        held = {key: value for key, value in operation.value.items() if self.holds_key(key)}
+        for key in operation.value.keys() - held.keys():
+            note_unheld(self.resource, key)
+        return operation.model_copy(update={"value": held}) if held else None
+
+    def note_sub_attributes(self, model: Any) -> None:
+        """Note unheld sub-attributes of held ones (``name.middleName``, ``emails.display``)."""
+        for name in model.model_fields_set:
+            value = getattr(model, name)
+            for entry in value if isinstance(value, list) else [value]:
+                for sub in getattr(entry, "model_fields_set", ()):
+                    if getattr(entry, sub) is not None and (name, sub) not in self.held:
+                        note_unheld(self.resource, f"{name}.{sub}")
+
+
+def forget_noted() -> None:
+    """Forget which names were logged (tests observe the once-per-name log)."""
+    with _lock:
+        _seen.clear()

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from scim2_models import Email, Name
+from scim2_models import Email, MutabilityException, Name
 
-from bridge.scim.models import ENTRA_POLICY, BridgeUser, UserPatch, UserPath
-from bridge.scim.unheld import held_part, note_unheld_in
-from bridge.translate import HELD_USER_ATTRIBUTES, best_email
+from bridge.scim.models import ENTRA_POLICY, BridgeUser, UserPatch
+from bridge.translate import USER_HOLDING, best_email
 from bridge.upstream import UserField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"  # invisible separator: never sent by Entra
 UNTOUCHED_EMAIL: Final = "untouched@sentinel.scim-bridge.internal"
-_HELD: Final = frozenset(HELD_USER_ATTRIBUTES)
 
 
 def _probe() -> Any:
@@ -45,22 +43,24 @@ _PROBE: Final = _probe()
 def user_changes(patch: Any) -> dict[UserField, str | bool | None]:
     """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
     Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""
-    kept = [
-        kept_part
-        for operation in patch.operations
-        if (kept_part := held_part("User", operation, UserPath, _is_held)) is not None
-    ]
+    kept = [part for op in patch.operations if (part := USER_HOLDING.operation(op)) is not None]
+    if any(_unsets_active(operation) for operation in kept):
+        raise MutabilityException(
+            detail="active cannot be removed: a Modyo member is active or not"
+        )
     probe = _PROBE.model_copy(deep=True)
     UserPatch.model_construct(operations=kept).patch(probe, scim_policy=ENTRA_POLICY)
-    note_unheld_in("User", probe, _HELD)  # sub-attributes such as name.middleName
+    USER_HOLDING.note_sub_attributes(probe)  # name.middleName, emails.display...
     return _written(probe)
 
 
-def _is_held(path: Any) -> bool:
-    binding = path.resolve()
-    if binding is None or binding.model is not BridgeUser:
+def _unsets_active(operation: Any) -> bool:
+    """``remove active`` (or a replace with null): ``active`` is required (see /Schemas)."""
+    if operation.path is None or operation.op == "add":
         return False
-    return (binding.field_name, binding.sub_field_name) in _HELD
+    binding = operation.path.resolve()
+    targets = binding is not None and binding.field_name == "active"
+    return targets and (operation.op == "remove" or operation.value is None)
 
 
 def _written(probe: Any) -> dict[UserField, str | bool | None]:

@@ -10,14 +10,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.scim.filters import ID, user_lookup
-from bridge.scim.models import BridgeUser, UserPatch, UserResponseParameters
-from bridge.scim.requests import ListParams, list_params
+from bridge.scim.models import UserPatch, UserResponseParameters
 from bridge.scim.responses import ScimResponse, no_content
-from bridge.scim.site import ScimSite, list_response, method_route, response_parameters
-from bridge.scim.unheld import note_unheld_in
+from bridge.scim.site import (
+    Query,
+    ScimSite,
+    list_response,
+    method_route,
+    query_from_body,
+    query_from_url,
+)
 from bridge.scim.user_patch import user_changes
-from bridge.translate import HELD_USER_ATTRIBUTES, user_resource, user_values
+from bridge.translate import USER_HOLDING, user_resource, user_values
 from bridge.upstream import NotFound, UserField, UserRecord
+
+_PARAMETERS = UserResponseParameters
 
 
 class UserEndpoints:
@@ -27,6 +34,7 @@ class UserEndpoints:
     def routes(self) -> list[Route]:
         return [
             method_route("/Users", GET=self.search, POST=self.create),
+            method_route("/Users/.search", POST=self.search_by_post),
             method_route(
                 "/Users/{user_id}",
                 GET=self.read,
@@ -38,8 +46,7 @@ class UserEndpoints:
 
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201 + ``Location``; a taken userName/email is 409."""
-        user = await self.site.parse(request, BridgeUser, Context.RESOURCE_CREATION_REQUEST)
-        note_unheld_in("User", user, HELD_USER_ATTRIBUTES)
+        user = await self.site.parse(request, USER_HOLDING, Context.RESOURCE_CREATION_REQUEST)
         record = await self.site.modyo.create_user(user_values(user))
         body = self._render(request, record, Context.RESOURCE_CREATION_RESPONSE)
         return ScimResponse(body, status_code=201, headers={"Location": body["meta"]["location"]})
@@ -47,27 +54,35 @@ class UserEndpoints:
     async def read(self, request: Request) -> Response:
         """Read by id (RFC 7644 §3.4.1); disabled users stay readable with ``active: false``."""
         record = await self.site.modyo.get_user(request.path_params["user_id"])
-        return ScimResponse(self._render(request, record, params=_params(request)))
+        query = query_from_url(request, _PARAMETERS, self.site.max_page_size)
+        return ScimResponse(self._render(request, record, params=query.params))
 
     async def search(self, request: Request) -> Response:
         """Query (RFC 7644 §3.4.2): always a ListResponse, ``totalResults: 0`` when nothing
         matches (Entra creates the user then)."""
-        window = list_params(request, self.site.max_page_size)
-        params = _params(request)
-        text = request.query_params.get("filter")
-        if text is None:
+        return await self._answer(
+            request, query_from_url(request, _PARAMETERS, self.site.max_page_size)
+        )
+
+    async def search_by_post(self, request: Request) -> Response:
+        """The same query as a POST ``/Users/.search`` body (RFC 7644 §3.4.3)."""
+        return await self._answer(request, await query_from_body(self.site, request, _PARAMETERS))
+
+    async def _answer(self, request: Request, query: Query) -> Response:
+        window = query.window
+        if query.filter is None:
             page = await self.site.modyo.list_users(window.offset, window.count)
             total, records = page.total, page.items
         else:
-            matched = await self._matching(request, text)
-            total, records = len(matched), _slice(matched, window)
-        resources = [self._render(request, record, params=params) for record in records]
+            matched = await self._matching(request, query.filter)
+            total, records = len(matched), matched[window.offset : window.offset + window.count]
+        resources = [self._render(request, record, params=query.params) for record in records]
         return ScimResponse(list_response(resources, total, window.start_index))
 
     async def patch(self, request: Request) -> Response:
         """Modify (RFC 7644 §3.5.2), every Entra form; one upstream write, or a read if the
         PATCH changes nothing Modyo holds. 200 with the resource, as Microsoft's examples."""
-        patch = await self.site.parse(request, UserPatch, Context.RESOURCE_PATCH_REQUEST)
+        patch = await self.site.parse_patch(request, UserPatch)
         changes = user_changes(patch)
         user_id = request.path_params["user_id"]
         modyo = self.site.modyo
@@ -76,8 +91,7 @@ class UserEndpoints:
 
     async def replace(self, request: Request) -> Response:
         """Replace (RFC 7644 §3.5.1): held attributes absent from the body are cleared."""
-        user = await self.site.parse(request, BridgeUser, Context.RESOURCE_REPLACEMENT_REQUEST)
-        note_unheld_in("User", user, HELD_USER_ATTRIBUTES)
+        user = await self.site.parse(request, USER_HOLDING, Context.RESOURCE_REPLACEMENT_REQUEST)
         record = await self.site.modyo.update_user(
             request.path_params["user_id"], user_values(user)
         )
@@ -117,11 +131,3 @@ class UserEndpoints:
         resource = user_resource(record, location)
         dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
         return dumped
-
-
-def _params(request: Request) -> Any:
-    return response_parameters(request, UserResponseParameters)
-
-
-def _slice(records: list[Any], window: ListParams) -> list[Any]:
-    return records[window.offset : window.offset + window.count]

@@ -102,7 +102,7 @@ class FaultyModyo:
             return Outcome(self._throttled(faults.retry_after_seconds), applied=False)
         if faults.error_rate and self._random.random() < faults.error_rate:
             self.injected["error"] += 1
-            status = self._random.choice((500, 502, 503, 504))
+            status = self._random.choice((502, 503, 504))  # the transient ones
             return Outcome(FakeResponse(status, {"errors": ["Service unavailable"]}), False)
         response = self.fake.handle(method, path, query, body, headers)
         if faults.lost_response_rate and self._random.random() < faults.lost_response_rate:

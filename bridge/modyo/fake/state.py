@@ -304,8 +304,7 @@ class FakeModyo:
             "updated_at": now,
         }
         self.team_members[member_id] = member
-        self._member_by_username[member["username"].lower()] = member_id
-        self._member_by_email[member["email"].lower()] = member_id
+        self._index_member(member)
         return FakeResponse(201, self._member_view(member))
 
     def _update_member(self, raw_id: str, *, query: _Query, payload: Json) -> FakeResponse:
@@ -318,11 +317,9 @@ class FakeModyo:
             merged["name"] = _full_name(merged)  # a derived name follows its parts
         if merged.get("name") in (None, ""):
             merged["name"] = _full_name(merged)
-        del self._member_by_username[member["username"].lower()]
-        del self._member_by_email[member["email"].lower()]
+        self._unindex_member(member)
         member.update(merged, updated_at=self._now())
-        self._member_by_username[member["username"].lower()] = member["id"]
-        self._member_by_email[member["email"].lower()] = member["id"]
+        self._index_member(member)
         return FakeResponse(200, self._member_view(member))
 
     def _delete_member(self, raw_id: str, *, query: _Query, payload: Json) -> FakeResponse:
@@ -333,10 +330,19 @@ class FakeModyo:
         for group_id in self._member_groups.pop(member_id, set()):
             self._group_members[group_id].pop(member_id, None)
             self._member_snapshots.pop(group_id, None)
-        del self._member_by_username[member["username"].lower()]
-        del self._member_by_email[member["email"].lower()]
+        self._unindex_member(member)
         del self.team_members[member_id]
         return FakeResponse(204)
+
+    def _index_member(self, member: Json) -> None:
+        self._member_by_username[member["username"].lower()] = member["id"]
+        if member["email"]:
+            self._member_by_email[member["email"].lower()] = member["id"]
+
+    def _unindex_member(self, member: Json) -> None:
+        self._member_by_username.pop(member["username"].lower(), None)
+        if member["email"]:
+            self._member_by_email.pop(member["email"].lower(), None)
 
     def _validate_member(self, values: Json, current_id: int | None) -> None:
         problems: list[Json] = []

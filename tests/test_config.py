@@ -1,0 +1,112 @@
+"""Configuration: TOML plus BRIDGE_* environment, one clear line per problem, no secret echoed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, load_settings
+
+VALID = """
+[scim]
+tokens = ["0123456789abcdef-token"]
+[modyo]
+base_url = "https://acme.modyo.cloud"
+token = "modyo-secret-value"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bridge.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("BRIDGE_"):
+            monkeypatch.delenv(name)
+
+
+def test_example_config_is_valid_once_secrets_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "a-real-modyo-token")
+    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", '["a-real-scim-token-0123456789"]')
+    settings = load_settings(Path(__file__).parent.parent / "config.example.toml")
+    assert settings.server.base_path == "/scim"
+    assert settings.modyo.token.get_secret_value() == "a-real-modyo-token"
+
+
+def test_defaults_and_file_values(tmp_path: Path) -> None:
+    settings = load_settings(_write(tmp_path, VALID))
+    assert (settings.server.host, settings.server.port, settings.server.base_path) == (
+        "127.0.0.1",
+        8000,
+        "/scim",
+    )
+    assert str(settings.modyo.base_url) == "https://acme.modyo.cloud/"
+    assert settings.scim.request_deadline_seconds == 20
+    assert settings.idempotency.max_entries == 10_000
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "from-the-environment")
+    monkeypatch.setenv("BRIDGE_SERVER__PORT", "9443")
+    monkeypatch.setenv(
+        "BRIDGE_SCIM__TOKENS", '["first-token-0123456789", "second-token-0123456789"]'
+    )
+    settings = load_settings(_write(tmp_path, VALID))
+    assert settings.modyo.token.get_secret_value() == "from-the-environment"
+    assert settings.server.port == 9443
+    assert len(settings.scim.tokens) == 2
+    assert (
+        str(settings.modyo.base_url) == "https://acme.modyo.cloud/"
+    )  # the rest still from the file
+
+
+def test_environment_alone_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", '["only-env-token-0123456789"]')
+    monkeypatch.setenv("BRIDGE_MODYO__BASE_URL", "http://127.0.0.1:8001")
+    monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "fake-modyo-token")
+    assert load_settings(None).server.base_path == "/scim"
+
+
+def test_every_problem_is_one_line_and_secrets_are_never_echoed(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[server]
+port = 70000
+prot = 1
+base_path = "scim"
+[scim]
+tokens = ["short-secret"]
+[modyo]
+base_url = "not a url"
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    problems = caught.value.problems
+    assert any(p.startswith("server.port:") for p in problems)
+    assert "server.prot: unknown setting (see config.example.toml for valid keys)" in problems
+    assert any(p.startswith("server.base_path: must start with '/'") for p in problems)
+    assert "scim.tokens: token #1 is shorter than 16 characters" in problems
+    assert any(p.startswith("modyo.base_url:") for p in problems)
+    assert "modyo.token: required, set it in the config file or BRIDGE_MODYO__TOKEN" in problems
+    assert all("\n" not in p for p in problems)
+    assert not any("short-secret" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [(None, "config file not found"), ("[scim\n", "is not valid TOML")],
+)
+def test_unreadable_files(tmp_path: Path, text: str | None, expected: str) -> None:
+    path = tmp_path / "missing.toml" if text is None else _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert len(caught.value.problems) == 1 and expected in caught.value.problems[0]

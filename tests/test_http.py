@@ -1,0 +1,137 @@
+"""Authentication, protocol errors and upstream failures, all as SCIM error JSON."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo
+from tests import entra
+from tests.conftest import (
+    MODYO_TOKEN,
+    SECOND_TOKEN,
+    assert_scim_error,
+    bridge_client,
+    create_user,
+    make_settings,
+)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer "},
+    ],
+)
+async def test_missing_or_wrong_token_is_401(scim: httpx.AsyncClient, headers: dict) -> None:
+    response = await scim.get("/Users", headers={"Authorization": ""} | headers)
+    body = assert_scim_error(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "wrong-token" not in body["detail"]
+
+
+async def test_every_configured_token_is_accepted(modyo: FaultyModyo) -> None:
+    """Token rotation without downtime: old and new tokens work at the same time."""
+    async with bridge_client(modyo, make_settings(), token=SECOND_TOKEN) as client:
+        assert (await client.get("/Users")).status_code == 200
+
+
+async def test_discovery_also_requires_the_token(scim: httpx.AsyncClient) -> None:
+    response = await scim.get("/Schemas", headers={"Authorization": ""})
+    assert_scim_error(response, 401)
+
+
+async def test_unsupported_method_is_405_with_allow(scim: httpx.AsyncClient) -> None:
+    response = await scim.delete("/Users")
+    assert_scim_error(response, 405)
+    assert set(response.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    response = await scim.post("/Users/12", json={})
+    assert_scim_error(response, 405)
+    assert {"GET", "PATCH", "PUT", "DELETE"} <= set(
+        response.headers["allow"].replace(" ", "").split(",")
+    )
+
+
+async def test_unknown_endpoint_is_scim_404(scim: httpx.AsyncClient) -> None:
+    assert_scim_error(await scim.get("/Nothing"), 404)
+
+
+async def test_oversized_body_is_413_without_reading_it_all(modyo: FaultyModyo) -> None:
+    settings = make_settings(server={"max_body_bytes": 2048})
+    async with bridge_client(modyo, settings) as client:
+        payload = entra.user("big@contoso.com")
+        payload["name"]["givenName"] = "x" * 5000
+        response = await client.post("/Users", json=payload)
+        assert_scim_error(response, 413)
+
+        async def chunks():  # no Content-Length: the limit applies while streaming
+            for _ in range(10):
+                yield b" " * 1024
+
+        response = await client.post("/Users", content=chunks())
+        assert_scim_error(response, 413)
+    assert modyo.fake.team_members == {}
+
+
+async def test_every_response_carries_the_scim_media_type(scim: httpx.AsyncClient) -> None:
+    created = await create_user(scim, "media@contoso.com")
+    responses = [
+        await scim.get(f"/Users/{created['id']}"),
+        await scim.get("/Users"),
+        await scim.get("/Users/0"),
+        await scim.patch(
+            f"/Users/{created['id']}", json=entra.patch(entra.op("Replace", "active", False))
+        ),
+        await scim.get("/ServiceProviderConfig"),
+        await scim.delete(f"/Users/{created['id']}"),
+    ]
+    for response in responses:
+        assert response.headers["content-type"] == "application/scim+json", response.request.url
+        assert response.headers["x-request-id"]
+
+
+async def test_a_rejected_modyo_token_is_502_without_leaking_it(modyo: FaultyModyo) -> None:
+    settings = make_settings(modyo={"token": "the-wrong-modyo-token"})
+    async with bridge_client(modyo, settings) as client:
+        response = await client.get("/Users")
+    body = assert_scim_error(response, 502)
+    assert "401" in body["detail"] and "modyo.token" in body["detail"]
+    assert "the-wrong-modyo-token" not in response.text and MODYO_TOKEN not in response.text
+
+
+async def test_modyo_unavailable_is_503_with_retry_after(fake: FakeModyo) -> None:
+    down = FaultyModyo(fake, Faults(error_rate=1.0, seed=3))
+    async with bridge_client(down, make_settings(retry={"max_attempts": 3})) as client:
+        response = await client.get("/Users/1")
+    body = assert_scim_error(response, 503)
+    assert int(response.headers["retry-after"]) >= 1
+    assert "Modyo" in body["detail"]
+    assert down.injected["error"] == 3  # every attempt was made, then it gave up
+
+
+async def test_health_and_metrics_need_no_token(scim: httpx.AsyncClient) -> None:
+    root = str(scim.base_url).removesuffix("/scim/")
+    health = await scim.get(f"{root}/healthz", headers={"Authorization": ""})
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    await scim.get("/Users")
+    metrics = await scim.get(f"{root}/metrics", headers={"Authorization": ""})
+    assert metrics.status_code == 200
+    assert 'scim_bridge_requests_total{method="GET",resource="Users",status="200"}' in metrics.text
+    assert "scim_bridge_modyo_calls_total" in metrics.text
+
+
+async def test_metrics_can_be_turned_off(modyo: FaultyModyo) -> None:
+    async with bridge_client(modyo, make_settings(server={"metrics_enabled": False})) as client:
+        response = await client.get("http://bridge.test/metrics")
+    assert response.status_code == 404
+
+
+async def test_public_url_drives_location(modyo: FaultyModyo) -> None:
+    settings = make_settings(server={"public_url": "https://scim.bank.example"})
+    async with bridge_client(modyo, settings) as client:
+        response = await client.post("/Users", json=entra.user("loc@contoso.com"))
+    assert response.headers["location"].startswith("https://scim.bank.example/scim/Users/")
+    assert response.json()["meta"]["location"] == response.headers["location"]

@@ -1,0 +1,171 @@
+"""GET /Users: Entra's matching filters (R3, R10), pagination (R22), attributes (RFC 7644 §3.9)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bridge.modyo.fake import FakeModyo
+from tests import entra
+from tests.conftest import assert_scim_error, create_user
+
+
+async def _filter(scim: httpx.AsyncClient, expression: str, **params: str) -> dict:
+    response = await scim.get("/Users", params={"filter": expression, **params})
+    assert response.status_code == 200, response.text
+    body: dict = response.json()
+    assert body["schemas"] == [entra.LIST_URN]
+    return body
+
+
+@pytest.fixture
+async def people(scim: httpx.AsyncClient) -> dict[str, dict]:
+    created = {}
+    for name in ("alba", "bruno", "carla"):
+        created[name] = await create_user(
+            scim, f"{name}@contoso.com", external_id=f"obj-{name}", email=f"{name}.mail@contoso.com"
+        )
+    return created
+
+
+@pytest.mark.parametrize(
+    ("expression", "who"),
+    [
+        ('userName eq "bruno@contoso.com"', "bruno"),
+        ('userName eq "BRUNO@Contoso.com"', "bruno"),  # userName is caseExact false
+        ('UserName eq "bruno@contoso.com"', "bruno"),  # attribute names too
+        ("externalId eq obj-carla", "carla"),  # Microsoft's unquoted example
+        ('externalId eq "obj-carla"', "carla"),
+        ('emails[type eq "work"].value eq "alba.mail@contoso.com"', "alba"),
+        ('emails.value eq "alba.mail@contoso.com"', "alba"),
+        ('userName eq "bruno@contoso.com" and externalId eq "obj-bruno"', "bruno"),
+    ],
+)
+async def test_matching_filters_find_exactly_one(
+    scim: httpx.AsyncClient, people: dict, expression: str, who: str
+) -> None:
+    body = await _filter(scim, expression)
+    assert body["totalResults"] == 1
+    assert [user["id"] for user in body["Resources"]] == [people[who]["id"]]
+
+
+async def test_filter_by_id_with_and_without_quotes(scim: httpx.AsyncClient, people: dict) -> None:
+    user_id = people["alba"]["id"]
+    for expression in (f'id eq "{user_id}"', f"id eq {user_id}", 'id eq "999999"', 'id eq "abc"'):
+        body = await _filter(scim, expression)
+        expected = [user_id] if user_id in expression else []
+        assert [user["id"] for user in body["Resources"]] == expected, expression
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'userName eq "nobody@contoso.com"',
+        'externalId eq "obj-nobody"',
+        'userName eq "bruno@contoso.com" and externalId eq "obj-carla"',  # and: both must hold
+        'emails[type eq "home"].value eq "alba.mail@contoso.com"',  # Modyo's email is the work one
+    ],
+)
+async def test_zero_matches_is_an_empty_list_response(
+    scim: httpx.AsyncClient, people: dict, expression: str
+) -> None:
+    body = await _filter(scim, expression)
+    assert (body["totalResults"], body["itemsPerPage"], body["Resources"]) == (0, 0, [])
+
+
+async def test_a_filter_lookup_costs_one_modyo_call(
+    scim: httpx.AsyncClient, people: dict, fake: FakeModyo
+) -> None:
+    fake.reset_calls()
+    await _filter(scim, 'userName eq "alba@contoso.com"')
+    assert fake.calls == {"GET /team_members": 1}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        'userName co "bru"',
+        'userName sw "b"',
+        'userName eq "a" or userName eq "b"',
+        'displayName eq "Bruno"',
+        "active eq true",
+        'id eq "1" and manager eq "2"',
+        'not (userName eq "a")',
+        "userName pr",
+        'userName eq "unterminated',
+        "userName eq",
+    ],
+)
+async def test_filters_the_bridge_cannot_honour_are_400_invalid_filter(
+    scim: httpx.AsyncClient, people: dict, expression: str
+) -> None:
+    """Never a silent "all users": Entra would match the wrong person."""
+    response = await scim.get("/Users", params={"filter": expression})
+    assert_scim_error(response, 400, "invalidFilter")
+
+
+async def test_listing_pages_with_start_index_and_count(scim: httpx.AsyncClient) -> None:
+    """R22: Microsoft's suite pages with count=5 and checks startIndex = page*5+1."""
+    ids = [(await create_user(scim, f"page{n}@contoso.com"))["id"] for n in range(12)]
+    seen = []
+    for page in range(3):
+        response = await scim.get("/Users", params={"startIndex": page * 5 + 1, "count": 5})
+        body = response.json()
+        assert body["totalResults"] == 12
+        assert body["startIndex"] == page * 5 + 1
+        assert body["itemsPerPage"] == len(body["Resources"]) == (5 if page < 2 else 2)
+        seen += [user["id"] for user in body["Resources"]]
+    assert seen == ids  # stable order, no gap, no repeat
+
+
+async def test_unaligned_window_and_out_of_range_pages(scim: httpx.AsyncClient) -> None:
+    ids = [(await create_user(scim, f"win{n}@contoso.com"))["id"] for n in range(7)]
+    body = (await scim.get("/Users", params={"startIndex": 3, "count": 4})).json()
+    assert [user["id"] for user in body["Resources"]] == ids[2:6]
+    body = (await scim.get("/Users", params={"startIndex": 50, "count": 5})).json()
+    assert (body["totalResults"], body["Resources"]) == (7, [])
+    body = (await scim.get("/Users", params={"count": 0})).json()
+    assert (body["totalResults"], body["itemsPerPage"]) == (7, 0)
+    body = (await scim.get("/Users", params={"startIndex": 0, "count": -3})).json()
+    assert (body["startIndex"], body["itemsPerPage"]) == (1, 0)
+
+
+async def test_filtered_results_page_too(scim: httpx.AsyncClient, people: dict) -> None:
+    body = await _filter(scim, 'userName eq "alba@contoso.com"', startIndex="2", count="5")
+    assert (body["totalResults"], body["Resources"]) == (1, [])
+
+
+async def test_count_is_capped_at_the_maximum_page_size(scim: httpx.AsyncClient) -> None:
+    for n in range(3):
+        await create_user(scim, f"cap{n}@contoso.com")
+    body = (await scim.get("/Users", params={"count": 100000})).json()
+    assert body["itemsPerPage"] == 3
+
+
+async def test_non_integer_paging_is_400(scim: httpx.AsyncClient) -> None:
+    assert_scim_error(await scim.get("/Users", params={"count": "ten"}), 400, "invalidValue")
+
+
+async def test_attributes_and_excluded_attributes(scim: httpx.AsyncClient, people: dict) -> None:
+    user_id = people["alba"]["id"]
+    only = (
+        await scim.get(f"/Users/{user_id}", params={"attributes": "userName,name.givenName"})
+    ).json()
+    assert set(only) == {"schemas", "id", "userName", "name"}
+    assert only["name"] == {"givenName": "Test"}
+    without = (
+        await scim.get(f"/Users/{user_id}", params={"excludedAttributes": "emails,meta"})
+    ).json()
+    assert "emails" not in without and "meta" not in without and without["userName"]
+    listed = (
+        await scim.get("/Users", params={"filter": f'id eq "{user_id}"', "attributes": "id"})
+    ).json()
+    assert listed["Resources"] == [{"schemas": [entra.USER_URN], "id": user_id}]
+
+
+async def test_unknown_query_parameters_are_ignored(scim: httpx.AsyncClient, people: dict) -> None:
+    """Tenant URLs carry ``?aadOptscim062020``; it reaches every request's query string."""
+    response = await scim.get(
+        "/Users?aadOptscim062020", params={"filter": 'userName eq "alba@contoso.com"'}
+    )
+    assert response.json()["totalResults"] == 1
