@@ -21,6 +21,7 @@ from bridge.modyo.retry import RetryPolicy
 from bridge.upstream import GroupField, NotFound, UpstreamError, UserField
 
 PROBE_DEADLINE_SECONDS = 30.0
+UNUSED_ID = "999999999999"  # a valid id no account reaches: DELETE on it deletes nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +122,13 @@ class ContractProbe:
         return f"group {page.items[0].id} has {len(members)} member(s)"
 
     async def _delete_route(self) -> str:
+        """Read-only, a 405 proves the route is missing; a 404 is only consistent with it
+        (a Rails app without the route answers 404 too): ``--write`` proves it."""
         try:
-            await self.client.delete_user("0")  # ids start at 1: nothing can be deleted
+            await self.client.delete_user(UNUSED_ID)
         except NotFound:
-            return "answers 404 for an unknown id (the route exists)"
-        raise AssertionError("DELETE /team_members/0 did not answer 404")
+            return "404 for an unknown id, consistent with the route (--write proves it)"
+        raise AssertionError(f"DELETE /team_members/{UNUSED_ID} did not answer 404")
 
     async def _write_cycle(self) -> str:
         name = f"scim-bridge-check-{self._suffix}"

@@ -264,12 +264,15 @@ class ModyoClient:
             rows, _ = await self._page(
                 "GET /team_members", f"{API}/team_members", "team_members", params
             )
+            asked = set(chunk)
             for row in rows:
-                groups = row.get("group_ids")
+                user_id, groups = str(_field(row, "id")), row.get("group_ids")
+                if user_id not in asked:  # an ignored filter must not read as "no such user"
+                    raise BadGateway("Modyo ignored the ids[] filter of GET /team_members")
                 if not isinstance(groups, list):
                     raise BadGateway("Modyo listed team members without their 'group_ids'")
-                found[str(_field(row, "id"))] = frozenset(str(group) for group in groups)
-        return {user_id: groups for user_id, groups in found.items() if user_id in set(wanted)}
+                found[user_id] = frozenset(str(group) for group in groups)
+        return found
 
     async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One call per 100 members; adding a member twice is a no-op upstream (SAFE)."""
@@ -516,7 +519,8 @@ def _modyo_id(raw: str) -> str:
 
 
 def _is_modyo_id(raw: str) -> bool:
-    return raw.isascii() and raw.isdigit() and len(raw) < 19
+    """A positive integer in canonical form ("12", not "012", "0", "+12" or "١٢")."""
+    return raw.isascii() and raw.isdigit() and len(raw) < 19 and raw[0] != "0"
 
 
 def _sort_key(raw: str) -> tuple[int, str]:
@@ -541,8 +545,11 @@ def _payload(values: Mapping[Any, Any], attributes: Mapping[Any, str]) -> dict[s
 def _holds(
     row: Mapping[str, Any], values: Mapping[Any, Any], attributes: Mapping[Any, str]
 ) -> bool:
-    """Whether an existing object holds every value a create asked for."""
+    """Whether an existing object holds every value a create asked for (``None`` asks for
+    nothing: Modyo may derive it, as it derives ``name`` from the first and last names)."""
     for key, wanted in values.items():
+        if wanted is None:
+            continue
         held = row.get(attributes[key])
         if key is UserField.EMAIL and isinstance(wanted, str) and isinstance(held, str):
             same = held.lower() == wanted.lower()

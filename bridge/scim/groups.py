@@ -100,10 +100,7 @@ class GroupEndpoints:
         checked before the first write, and re-sending it converges."""
         plan = plan_group_patch(await self.site.parse_patch(request, GroupPatch))
         group_id = request.path_params["group_id"]
-        current, universe = await self._current_members(group_id, plan)
-        final = plan.final_members(universe)
-        to_add, to_remove = final - current, current - final
-        await self._require_users(to_add)
+        to_add, to_remove = await self._membership_changes(group_id, plan)
         if not (plan.changes or to_add or to_remove):
             await self.site.modyo.get_group(group_id)  # nothing to write: still 404 if absent
         await self._write(group_id, plan, to_add, to_remove)
@@ -115,10 +112,8 @@ class GroupEndpoints:
         group_id = request.path_params["group_id"]
         wanted = tuple(member.value for member in group.members or () if member.value)
         plan = GroupPlan(changes=group_values(group), steps=[MemberStep(Step.REPLACE, wanted)])
-        current, universe = await self._current_members(group_id, plan)
-        final = plan.final_members(universe)
-        await self._require_users(final - current)
-        record = await self._write(group_id, plan, final - current, current - final)
+        to_add, to_remove = await self._membership_changes(group_id, plan)
+        record = await self._write(group_id, plan, to_add, to_remove)
         members = await self.site.modyo.list_members(group_id)
         return ScimResponse(
             self._render(request, record, members, Context.RESOURCE_REPLACEMENT_RESPONSE)
@@ -129,22 +124,33 @@ class GroupEndpoints:
         await self.site.modyo.delete_group(request.path_params["group_id"])
         return no_content()
 
-    async def _current_members(self, group_id: str, plan: GroupPlan) -> tuple[set[str], set[str]]:
-        """Who is in the group, among the users the plan names: a lookup of those users
-        only, unless the plan replaces or clears all members (then the full list)."""
+    async def _membership_changes(
+        self, group_id: str, plan: GroupPlan
+    ) -> tuple[set[str], set[str]]:
+        """Who to add and remove, read before any write: only the users the plan names are
+        looked up (one call per 100), unless it replaces or clears all members (then the
+        group's list is read). Unknown users to add are a 400 naming them."""
+        known: set[str] | None = None
         if plan.needs_member_list:
             current = {member.id for member in await self.site.modyo.list_members(group_id)}
-            return current, current
-        touched = plan.touched_ids()
-        groups = await self.site.modyo.memberships(touched) if touched else {}
-        current = {user_id for user_id, of in groups.items() if group_id in of}
-        return current, current
+        else:
+            touched = plan.touched_ids()
+            groups = await self.site.modyo.memberships(touched) if touched else {}
+            current = {user_id for user_id, of in groups.items() if group_id in of}
+            known = set(groups)
+        final = plan.final_members(current)
+        to_add = final - current
+        await self._require_users(to_add, known)
+        return to_add, current - final
 
-    async def _require_users(self, user_ids: set[str]) -> None:
-        """400 ``invalidValue`` naming every member id that is not a Modyo user."""
+    async def _require_users(self, user_ids: set[str], known: set[str] | None = None) -> None:
+        """400 ``invalidValue`` naming every id that is not a Modyo user (``known``: the users
+        already looked up, so no second call)."""
         if not user_ids:
             return
-        missing = user_ids - (await self.site.modyo.memberships(user_ids)).keys()
+        if known is None:
+            known = set(await self.site.modyo.memberships(user_ids))
+        missing = user_ids - known
         if missing:
             raise InvalidValueException(
                 detail="members refer to users that do not exist: " + ", ".join(sorted(missing))

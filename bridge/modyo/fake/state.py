@@ -111,6 +111,7 @@ class FakeModyo:
         self._member_groups: dict[int, set[int]] = {}
         self._member_snapshots: dict[int, list[int]] = {}
         self.calls: Counter[str] = Counter()
+        self._scripted: dict[str, list[FakeResponse]] = {}
         table: list[tuple[str, str, str, Callable[..., FakeResponse]]] = [
             ("GET", "/profile", "GET /profile", self._profile),
             ("GET", "/team_members", "GET /team_members", self._list_members),
@@ -162,6 +163,8 @@ class FakeModyo:
             return self._unrouted(method, path)
         name, handler, args = matched
         self.calls[name] += 1
+        if self._scripted.get(name):
+            return self._scripted[name].pop(0)
         try:
             payload = _json_body(body) if method in ("POST", "PUT", "PATCH") else {}
             return handler(*args, query=_Query(list(query)), payload=payload)
@@ -202,7 +205,7 @@ class FakeModyo:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
     def _lookup(self, table: dict[int, Json], raw_id: str) -> Json:
-        if not raw_id.isdigit():
+        if not (raw_id.isascii() and raw_id.isdigit()):
             raise _Failure(NOT_FOUND)
         found = table.get(int(raw_id))
         if found is None:
@@ -264,7 +267,7 @@ class FakeModyo:
             selected = {found} if found is not None else set()
             candidates = [row for row in candidates if row["id"] in selected]
         if ids:
-            wanted = {int(raw) for raw in ids if raw.isdigit()}
+            wanted = {int(raw) for raw in ids if raw.isascii() and raw.isdigit()}
             if username is None and email is None:
                 candidates = [
                     self.team_members[i] for i in sorted(wanted) if i in self.team_members
@@ -535,6 +538,11 @@ class FakeModyo:
     def reset_calls(self) -> None:
         self.calls.clear()
 
+    def script(self, route: str, *responses: FakeResponse) -> None:
+        """Answer the next calls to ``route`` (a ``calls`` key) with ``responses``, without
+        applying them: a test's way to fail one precise step."""
+        self._scripted.setdefault(route, []).extend(responses)
+
 
 MEMBER_ATTRIBUTES = (
     "username",
@@ -585,7 +593,7 @@ def _envelope(plural: str, rows: list[Json], total: int, page: int, per_page: in
 
 
 def _positive_int(raw: str | None, default: int) -> int:
-    if raw is None or not raw.strip().lstrip("-").isdigit():
+    if raw is None or not (raw.isascii() and raw.strip().lstrip("-").isdigit()):
         return default
     value = int(raw)
     return value if value > 0 else default
@@ -596,7 +604,7 @@ def _as_id(raw: Any) -> int | None:
         return None
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         return int(raw)
     return None
 
