@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp
 
 from bridge.config import Settings
+from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
 from bridge.modyo.client import ModyoClient, build_http_client
 from bridge.modyo.retry import RetryPolicy
@@ -76,11 +77,15 @@ def create_app(
             *DiscoveryEndpoints(site).routes(),
         ]
     )
+    scim_app: ASGIApp = scim
+    if settings.idempotency.enabled:
+        store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
+        scim_app = IdempotencyMiddleware(scim, store, settings.server.max_body_bytes)
     tokens = [token.get_secret_value() for token in settings.scim.tokens]
     routes: list[Route | Mount] = [Route("/healthz", healthz, methods=["GET"])]
     if settings.server.metrics_enabled:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
+    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim_app, tokens)))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -9,6 +9,7 @@ with ``Retry-After`` so that Entra comes back later.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -58,8 +59,11 @@ def parse_retry_after(value: str | None) -> float | None:
 class RetryPolicy:
     """Runs one logical Modyo call, retrying :class:`Retryable` failures within the deadline."""
 
-    def __init__(self, settings: RetrySettings) -> None:
+    def __init__(
+        self, settings: RetrySettings, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    ) -> None:
         self.settings = settings
+        self._sleep = sleep
         self._backoff = wait_exponential_jitter(
             multiplier=settings.backoff_initial_seconds,
             max=settings.backoff_max_seconds,
@@ -71,32 +75,33 @@ class RetryPolicy:
         :class:`Retryable`, whose ``retry_after`` says when trying again makes sense)."""
         retrying = AsyncRetrying(
             stop=self._should_stop,
-            wait=self._planned_wait,
+            wait=self._wait,
             retry=retry_if_exception_type(Retryable),
             before_sleep=lambda state: self._log_retry(call, state),
+            sleep=self._sleep,
             reraise=True,
         )
         return await retrying(attempt)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Modyo's ``Retry-After`` if it gave one, else exponential backoff with jitter.
+        (tenacity computes the wait first, then asks whether to stop.)"""
+        failure = _retryable(state)
+        wait = failure.retry_after if failure.retry_after is not None else self._backoff(state)
+        failure.planned_wait = wait
+        return wait
 
     def _should_stop(self, state: RetryCallState) -> bool:
         failure = _retryable(state)
         if state.attempt_number >= self.settings.max_attempts:
             return True
-        if failure.retry_after is not None:
-            if failure.retry_after > self.settings.retry_after_cap_seconds:
-                return True  # honour Retry-After: never call before it, hand the wait to Entra
-            wait = failure.retry_after
-        else:
-            wait = self._backoff(state)
+        if (
+            failure.retry_after is not None
+            and failure.retry_after > self.settings.retry_after_cap_seconds
+        ):
+            return True  # honour Retry-After: never call before it, hand the wait to Entra
         left = deadline.remaining()
-        if left is not None and wait + MIN_ATTEMPT_SECONDS >= left:
-            return True
-        failure.planned_wait = wait
-        return False
-
-    @staticmethod
-    def _planned_wait(state: RetryCallState) -> float:
-        return _retryable(state).planned_wait
+        return left is not None and state.upcoming_sleep + MIN_ATTEMPT_SECONDS >= left
 
     @staticmethod
     def _log_retry(call: str, state: RetryCallState) -> None:

@@ -57,7 +57,8 @@ class GroupEndpoints:
         group = await self.site.parse(request, GROUP_HOLDING, Context.RESOURCE_CREATION_REQUEST)
         member_ids = {member.value for member in group.members or () if member.value}
         await self._require_users(member_ids)
-        record = await self.site.modyo.create_group(group_values(group))
+        async with self.site.creating.hold(f"displayName:{group.display_name}"):
+            record = await self.site.modyo.create_group(group_values(group))
         if member_ids:
             await self._write(record.id, GroupPlan(), to_add=member_ids, to_remove=set())
         members = await self.site.modyo.list_members(record.id) if member_ids else []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.scim.errors import from_validation
+from bridge.scim.locks import KeyedLocks
 from bridge.scim.models import ENTRA_POLICY
 from bridge.scim.requests import ListParams, list_params, read_json_object
 from bridge.scim.unheld import Holding
@@ -27,6 +28,7 @@ class ScimSite:
     max_page_size: int
     public_url: str | None
     upstream: Upstream | None = None
+    creating: KeyedLocks = field(default_factory=KeyedLocks)
 
     @property
     def modyo(self) -> Upstream:

@@ -47,7 +47,10 @@ class UserEndpoints:
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201 + ``Location``; a taken userName/email is 409."""
         user = await self.site.parse(request, USER_HOLDING, Context.RESOURCE_CREATION_REQUEST)
-        record = await self.site.modyo.create_user(user_values(user))
+        values = user_values(user)
+        unique = (f"userName:{user.user_name}", f"email:{values[UserField.EMAIL] or ''}")
+        async with self.site.creating.hold(*unique):  # a concurrent twin waits, then gets 409
+            record = await self.site.modyo.create_user(values)
         body = self._render(request, record, Context.RESOURCE_CREATION_RESPONSE)
         return ScimResponse(body, status_code=201, headers={"Location": body["meta"]["location"]})
 

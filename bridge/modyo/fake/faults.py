@@ -67,6 +67,9 @@ class FaultyModyo:
         self.fake = fake
         self.faults = faults or Faults()
         self.injected: Counter[str] = Counter()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._lose_next: Counter[str] = Counter()
         self._random = random.Random(self.faults.seed)
         self._tokens = self.faults.rate_limit_rps
         self._refilled = time.monotonic()
@@ -78,6 +81,11 @@ class FaultyModyo:
         self._tokens = faults.rate_limit_rps
         self._refilled = time.monotonic()
 
+    def lose_next(self, route: str, times: int = 1) -> None:
+        """Apply the next ``times`` calls to ``route`` (a ``FakeModyo.calls`` key), then drop
+        their connection: a deterministic lost response."""
+        self._lose_next[route] += times
+
     async def serve(
         self,
         method: str,
@@ -86,7 +94,28 @@ class FaultyModyo:
         body: bytes,
         headers: Mapping[str, str],
     ) -> Outcome:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._serve(method, path, query, body, headers)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> Outcome:
         faults = self.faults
+        route = self.fake.route_name(method, path)
+        if route is not None and self._lose_next[route] > 0:
+            self._lose_next[route] -= 1
+            self.fake.handle(method, path, query, body, headers)
+            self.injected["lost_connection"] += 1
+            return Outcome(None, applied=True)
         if not faults.active:
             return Outcome(self.fake.handle(method, path, query, body, headers), applied=True)
         if faults.latency_ms:
@@ -96,7 +125,7 @@ class FaultyModyo:
             await asyncio.Event().wait()  # never answers; the client's timeout ends it
         if faults.rate_limit_rps and not self._take_token():
             self.injected["rate_limited"] += 1
-            return Outcome(self._throttled(1.0 / faults.rate_limit_rps), applied=False)
+            return Outcome(self._throttled(max(1.0, 1.0 / faults.rate_limit_rps)), applied=False)
         if faults.throttle_rate and self._random.random() < faults.throttle_rate:
             self.injected["throttled"] += 1
             return Outcome(self._throttled(faults.retry_after_seconds), applied=False)
@@ -117,7 +146,7 @@ class FaultyModyo:
         return FakeResponse(
             429,
             {"errors": ["Too many requests"]},
-            {"Retry-After": str(max(1, math.ceil(retry_after)))},
+            {"Retry-After": str(math.ceil(retry_after))},  # delta-seconds; 0 is allowed
         )
 
     def _take_token(self) -> bool:

@@ -1,0 +1,528 @@
+"""Never lose or duplicate a change: retries, deadlines, unknown outcomes, idempotency cache,
+upstream pressure. Faults come from the fake Modyo's seeded injector."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.config import Settings
+from bridge.deadline import deadline_in
+from bridge.idempotency import MemoryStore, StoredAnswer
+from bridge.modyo.client import ModyoClient, build_http_client
+from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.retry import RetryPolicy
+from bridge.upstream import UserField
+from tests import entra
+from tests.conftest import MODYO_URL, assert_scim_error, bridge_client, create_group, make_settings
+
+ENTRA_RETRIES = 30
+
+
+async def entra_send(
+    client: httpx.AsyncClient, method: str, url: str, body: Any = None, **params: str
+) -> httpx.Response:
+    """What Entra does with a 5xx: send the same request again later (here: at once)."""
+    for _ in range(ENTRA_RETRIES):
+        response = await client.request(method, url, json=body, params=params or None)
+        if response.status_code < 500:
+            return response
+        await asyncio.sleep(0)
+    raise AssertionError(f"{method} {url} still failing: {response.text}")
+
+
+async def bounded(concurrency: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(job: Callable[[], Awaitable[Any]]) -> Any:
+        async with gate:
+            return await job()
+
+    return await asyncio.gather(*(run(job) for job in jobs))
+
+
+def snapshot(fake: FakeModyo) -> tuple[dict[str, tuple], dict[str, set[str]]]:
+    """Modyo's state by natural keys: users by username, groups by name with member usernames."""
+    users = {
+        m["username"]: (m["email"], m["first_name"], m["last_name"], m["external_id"], m["active"])
+        for m in fake.team_members.values()
+    }
+    assert len(users) == len(fake.team_members), "two team members share a username"
+    names = {m["id"]: m["username"] for m in fake.team_members.values()}
+    groups = {
+        g["name"]: {names[i] for i in fake.group_member_ids(g["id"])} for g in fake.groups.values()
+    }
+    assert len(groups) == len(fake.groups), "two groups share a name"
+    return users, groups
+
+
+# --------------------------------------------------------------------------- fault kinds
+
+
+FAULT_KINDS = {
+    "errors": Faults(error_rate=0.3, seed=1),
+    "throttling": Faults(throttle_rate=0.3, retry_after_seconds=0, seed=2),
+    "rate_limit": Faults(rate_limit_rps=10, seed=3),
+    "lost_responses": Faults(lost_response_rate=0.3, seed=4),
+    "latency": Faults(latency_ms=5, seed=5),
+    "mixed": Faults(error_rate=0.15, throttle_rate=0.15, retry_after_seconds=0,
+                    lost_response_rate=0.1, latency_ms=1, seed=6),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(FAULT_KINDS))
+async def test_each_fault_kind_leaves_exactly_the_intended_state(
+    fake: FakeModyo, kind: str
+) -> None:
+    service = FaultyModyo(fake, FAULT_KINDS[kind])
+    async with bridge_client(service, make_settings()) as scim:
+        ids = {}
+        for n in range(12):
+            response = await entra_send(scim, "POST", "/Users", entra.user(f"f{n}@contoso.com"))
+            assert response.status_code == 201, response.text
+            ids[n] = response.json()["id"]
+        for n in range(0, 12, 3):
+            patch = entra.patch(
+                entra.op("Replace", "active", "False"),
+                entra.op("Replace", "name.givenName", f"G{n}"),
+            )
+            assert (await entra_send(scim, "PATCH", f"/Users/{ids[n]}", patch)).status_code == 200
+        group = await entra_send(scim, "POST", "/Groups", entra.group("Faulty"))
+        assert group.status_code == 201
+        gid = group.json()["id"]
+        add = entra.patch(entra.op("Add", "members", entra.members(*ids.values())))
+        assert (await entra_send(scim, "PATCH", f"/Groups/{gid}", add)).status_code == 204
+        remove = entra.patch(entra.op("Remove", "members", entra.members(ids[0], ids[1])))
+        assert (await entra_send(scim, "PATCH", f"/Groups/{gid}", remove)).status_code == 204
+        assert (await entra_send(scim, "DELETE", f"/Users/{ids[2]}")).status_code in (204, 404)
+    users, groups = snapshot(fake)
+    assert sorted(users) == sorted(f"f{n}@contoso.com" for n in range(12) if n != 2)
+    for n in range(12):
+        if n != 2:
+            assert users[f"f{n}@contoso.com"][2:] == ("User", f"ext-f{n}@contoso.com", n % 3 != 0)
+            assert users[f"f{n}@contoso.com"][1] == (f"G{n}" if n % 3 == 0 else "Test")
+    assert groups == {"Faulty": {f"f{n}@contoso.com" for n in range(3, 12)}}
+    if kind != "latency":
+        assert sum(service.injected.values()) > 0  # faults really happened
+
+
+async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake: FakeModyo) -> None:
+    """500 users, 20 groups, memberships, updates, disables, deletes, in Entra's forms, against
+    10% 5xx, 10% 429 and 5% lost responses: Modyo ends exactly in the intended state."""
+    faults = Faults(
+        error_rate=0.1, throttle_rate=0.1, retry_after_seconds=0, lost_response_rate=0.05, seed=7
+    )
+    service = FaultyModyo(fake, faults)
+    plan = random.Random(11)
+    intended_users: dict[str, dict[str, Any]] = {}
+    intended_groups: dict[str, set[str]] = {}
+    ids: dict[str, str] = {}
+    group_ids: dict[str, str] = {}
+    async with bridge_client(service, make_settings()) as scim:
+
+        async def provision_user(name: str) -> None:
+            query = await entra_send(scim, "GET", "/Users", filter=f'userName eq "{name}"')
+            found = query.json()["Resources"]
+            if found:
+                ids[name] = found[0]["id"]
+                return
+            response = await entra_send(
+                scim, "POST", "/Users", entra.user(name, given="Ana", family="Entra")
+            )
+            assert response.status_code == 201, response.text
+            ids[name] = response.json()["id"]
+
+        names = [f"user{n:03}@contoso.com" for n in range(500)]
+        for name in names:
+            intended_users[name] = {"first": "Ana", "active": True}
+        await bounded(16, [lambda name=name: provision_user(name) for name in names])
+
+        async def provision_group(name: str) -> None:
+            query = await entra_send(
+                scim,
+                "GET",
+                "/Groups",
+                filter=f'displayName eq "{name}"',
+                excludedAttributes="members",
+            )
+            if query.json()["Resources"]:
+                group_ids[name] = query.json()["Resources"][0]["id"]
+                return
+            response = await entra_send(scim, "POST", "/Groups", entra.group(name))
+            assert response.status_code == 201, response.text
+            group_ids[name] = response.json()["id"]
+
+        groups = [f"Group {n:02}" for n in range(20)]
+        await bounded(8, [lambda name=name: provision_group(name) for name in groups])
+
+        adds: list[Callable[[], Awaitable[Any]]] = []
+        for group in groups:
+            members = plan.sample(names, 40)
+            intended_groups[group] = set(members)
+            for start in range(0, 40, 10):  # Entra batches several members in one operation
+                batch = members[start : start + 10]
+                body = entra.patch(
+                    entra.op("Add", "members", entra.members(*(ids[m] for m in batch)))
+                )
+                adds.append(
+                    lambda g=group, b=body: entra_send(scim, "PATCH", f"/Groups/{group_ids[g]}", b)
+                )
+        assert all(r.status_code == 204 for r in await bounded(16, adds))
+
+        removes: list[Callable[[], Awaitable[Any]]] = []
+        for number, group in enumerate(groups):
+            leaving = plan.sample(sorted(intended_groups[group]), 5)
+            intended_groups[group] -= set(leaving)
+            for user in leaving:
+                operation = (
+                    entra.op("Remove", "members", entra.members(ids[user]))
+                    if number % 2
+                    else entra.op("remove", f'members[value eq "{ids[user]}"]', no_value=True)
+                )
+                body = entra.patch(operation)
+                removes.append(
+                    lambda g=group, b=body: entra_send(scim, "PATCH", f"/Groups/{group_ids[g]}", b)
+                )
+        assert all(r.status_code == 204 for r in await bounded(16, removes))
+
+        updates: list[Callable[[], Awaitable[Any]]] = []
+        for user in plan.sample(names, 100):
+            intended_users[user]["first"] = f"New {user[:7]}"
+            body = entra.patch(entra.op("replace", value={"name.givenName": f"New {user[:7]}"}))
+            updates.append(lambda u=user, b=body: entra_send(scim, "PATCH", f"/Users/{ids[u]}", b))
+        disabled = plan.sample(names, 60)
+        for user in disabled:
+            intended_users[user]["active"] = False
+            body = entra.patch(entra.op("Replace", "active", "False"))
+            updates.append(lambda u=user, b=body: entra_send(scim, "PATCH", f"/Users/{ids[u]}", b))
+        assert all(r.status_code == 200 for r in await bounded(16, updates))
+        reenabled = disabled[:10]
+        for user in reenabled:
+            intended_users[user]["active"] = True
+        enables = [
+            lambda u=user: entra_send(
+                scim,
+                "PATCH",
+                f"/Users/{ids[u]}",
+                entra.patch(entra.op("Replace", "active", "True")),
+            )
+            for user in reenabled
+        ]
+        assert all(r.status_code == 200 for r in await bounded(16, enables))
+
+        deleted = plan.sample(names, 30)
+        for user in deleted:
+            del intended_users[user]
+            for members in intended_groups.values():
+                members.discard(user)
+        deletes = [
+            lambda u=user: entra_send(scim, "DELETE", f"/Users/{ids[u]}") for user in deleted
+        ]
+        assert all(r.status_code in (204, 404) for r in await bounded(16, deletes))
+
+        renamed = {"Group 00": "Group 00 renamed", "Group 01": "Group 01 renamed"}
+        for old, new in renamed.items():
+            body = entra.patch(entra.op("Replace", "displayName", new))
+            assert (
+                await entra_send(scim, "PATCH", f"/Groups/{group_ids[old]}", body)
+            ).status_code == 204
+            intended_groups[new] = intended_groups.pop(old)
+        assert (
+            await entra_send(scim, "DELETE", f"/Groups/{group_ids['Group 19']}")
+        ).status_code in (204, 404)
+        del intended_groups["Group 19"]
+
+    users, groups_now = snapshot(fake)
+    assert sorted(users) == sorted(intended_users)  # no duplicate, no lost create or delete
+    for name, wanted in intended_users.items():
+        email, first, last, external_id, active = users[name]
+        assert (email, first, last, external_id, active) == (
+            name,
+            wanted["first"],
+            "Entra",
+            f"ext-{name}",
+            wanted["active"],
+        ), name
+    assert groups_now == intended_groups  # no stray or missing member
+    assert min(service.injected[kind] for kind in ("error", "throttled")) > 50
+    assert service.injected["lost_502"] + service.injected["lost_connection"] > 20
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+async def test_fifty_identical_concurrent_user_creates_make_one_user(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    body = entra.user("twin@contoso.com")
+    responses = await asyncio.gather(*(scim.post("/Users", json=body) for _ in range(50)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.text for r in responses}) == 1  # all fifty answers agree
+    assert len(fake.team_members) == 1 and fake.calls["POST /team_members"] == 1
+
+
+async def test_fifty_identical_concurrent_group_creates_make_one_group(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    responses = await asyncio.gather(
+        *(scim.post("/Groups", json=entra.group("Twins")) for _ in range(50))
+    )
+    assert {r.status_code for r in responses} == {201} and len({r.text for r in responses}) == 1
+    assert len(fake.groups) == 1 and fake.calls["POST /groups"] == 1
+
+
+async def test_fifty_identical_concurrent_member_adds_make_one_write(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    group = await create_group(scim, "Crowd")
+    user = (await scim.post("/Users", json=entra.user("one@contoso.com"))).json()
+    fake.reset_calls()
+    body = entra.patch(entra.op("Add", "members", entra.members(user["id"])))
+    responses = await asyncio.gather(
+        *(scim.patch(f"/Groups/{group['id']}", json=body) for _ in range(50))
+    )
+    assert {r.status_code for r in responses} == {204}
+    assert fake.calls["POST /groups/:id/team_members"] == 1
+    assert fake.group_member_ids(int(group["id"])) == {int(user["id"])}
+
+
+async def test_concurrent_creates_of_one_user_name_with_different_bodies(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    """The second waits for the first, then gets 409: never two users, never a 500."""
+    first = entra.user("race@contoso.com", given="First")
+    second = entra.user("race@contoso.com", given="Second", email="race2@contoso.com")
+    responses = await asyncio.gather(
+        scim.post("/Users", json=first), scim.post("/Users", json=second)
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409]
+    assert_scim_error(next(r for r in responses if r.status_code == 409), 409, "uniqueness")
+    assert len(fake.team_members) == 1
+
+
+# --------------------------------------------------------------------------- lost responses
+
+
+async def test_a_create_whose_modyo_answer_is_lost_is_adopted_not_duplicated(
+    fake: FakeModyo,
+) -> None:
+    service = FaultyModyo(fake)
+    service.lose_next("POST /team_members")
+    async with bridge_client(service, make_settings()) as scim:
+        response = await scim.post("/Users", json=entra.user("lost@contoso.com"))
+    assert response.status_code == 201
+    assert len(fake.team_members) == 1 and fake.calls["POST /team_members"] == 1
+    assert response.json()["id"] == str(next(iter(fake.team_members)))
+
+
+async def test_a_group_create_whose_answer_is_lost_is_adopted(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake)
+    service.lose_next("POST /groups")
+    async with bridge_client(service, make_settings()) as scim:
+        response = await scim.post("/Groups", json=entra.group("Lost"))
+    assert response.status_code == 201 and len(fake.groups) == 1
+
+
+async def test_a_create_lost_twice_is_still_one_user(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake)
+    service.lose_next("POST /team_members")
+    service.lose_next("GET /team_members")  # the lookup after the lost create is lost too
+    async with bridge_client(service, make_settings()) as scim:
+        response = await scim.post("/Users", json=entra.user("twice@contoso.com"))
+    assert response.status_code == 201 and len(fake.team_members) == 1
+
+
+async def test_entra_retrying_a_post_gets_the_original_201(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    """The bridge answered but Entra never saw it: the retry is replayed, Modyo untouched."""
+    body = entra.user("retry@contoso.com")
+    first = await scim.post("/Users", json=body)
+    again = await scim.post(
+        "/Users", json=dict(reversed(list(body.items())))
+    )  # same JSON, other order
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["x-idempotent-replay"] == "true"
+    assert fake.calls["POST /team_members"] == 1 and len(fake.team_members) == 1
+
+
+async def test_without_the_cache_a_retried_post_is_still_one_user(fake: FakeModyo) -> None:
+    """With the cache off, a retried create meets Modyo's 409 and adopts the identical user."""
+    settings = make_settings(idempotency={"enabled": False})
+    async with bridge_client(FaultyModyo(fake), settings) as scim:
+        first = await scim.post("/Users", json=entra.user("nocache@contoso.com"))
+        again = await scim.post("/Users", json=entra.user("nocache@contoso.com"))
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and len(fake.team_members) == 1
+
+
+async def test_a_delete_whose_answer_is_lost_still_succeeds(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake)
+    async with bridge_client(service, make_settings()) as scim:
+        user = (await scim.post("/Users", json=entra.user("gone@contoso.com"))).json()
+        service.lose_next("DELETE /team_members/:id")
+        response = await scim.delete(f"/Users/{user['id']}")
+    assert response.status_code == 204 and fake.team_members == {}
+
+
+async def test_disable_enable_disable_is_executed_three_times(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    """A stored answer is invalidated by any other write to the same resource."""
+    user = (await scim.post("/Users", json=entra.user("flip@contoso.com"))).json()
+    url = f"/Users/{user['id']}"
+    for value in ("False", "True", "False"):
+        await scim.patch(url, json=entra.patch(entra.op("Replace", "active", value)))
+    assert fake.calls["PUT /team_members/:id"] == 3
+    assert fake.team_members[int(user["id"])]["active"] is False
+
+
+async def test_a_create_replayed_after_its_user_was_deleted_creates_again(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    body = entra.user("again@contoso.com")
+    first = (await scim.post("/Users", json=body)).json()
+    await scim.delete(f"/Users/{first['id']}")
+    second = await scim.post("/Users", json=body)
+    assert second.status_code == 201 and "x-idempotent-replay" not in second.headers
+    assert second.json()["id"] != first["id"] and len(fake.team_members) == 1
+
+
+async def test_errors_are_never_replayed(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+    group = await create_group(scim, "Later")
+    body = entra.patch(entra.op("Add", "members", entra.members("999")))
+    assert (await scim.patch(f"/Groups/{group['id']}", json=body)).status_code == 400
+    fake.reset_calls()
+    assert (await scim.patch(f"/Groups/{group['id']}", json=body)).status_code == 400
+    assert fake.calls["GET /team_members"] == 1  # executed again, not replayed
+
+
+# --------------------------------------------------------------------------- retries and deadline
+
+
+async def test_a_modyo_that_never_answers_yields_503_within_the_deadline(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake, Faults(hang_rate=1.0))
+    settings = make_settings(scim={"request_deadline_seconds": 0.5})
+    async with bridge_client(service, settings) as scim:
+        hanging = asyncio.create_task(scim.get("/Users/5"))
+        await asyncio.sleep(0.05)
+        other = await scim.get("/ServiceProviderConfig")  # the server keeps serving
+        assert other.status_code == 200 and not hanging.done()
+        response = await asyncio.wait_for(hanging, timeout=5)
+    assert_scim_error(response, 503)
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_a_retry_after_beyond_the_cap_is_handed_to_entra(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake, Faults(throttle_rate=1.0, retry_after_seconds=120))
+    async with bridge_client(service, make_settings()) as scim:
+        response = await scim.get("/Users/5")
+    assert_scim_error(response, 503)
+    assert response.headers["retry-after"] == "120"
+    assert service.injected["throttled"] == 1  # no retry before Modyo's Retry-After
+
+
+@pytest.mark.parametrize("status", [500, 400, 403, 409])
+async def test_errors_other_than_429_and_502_to_504_are_not_retried(
+    fake: FakeModyo, status: int
+) -> None:
+    fake.script("GET /team_members/:id", FakeResponse(status, {"errors": ["no"]}))
+    async with bridge_client(FaultyModyo(fake), make_settings()) as scim:
+        response = await scim.get("/Users/5")
+    assert response.status_code in (400, 502)
+    assert fake.calls["GET /team_members/:id"] == 1
+
+
+async def test_retries_honour_retry_after_and_are_logged(
+    fake: FakeModyo, caplog: pytest.LogCaptureFixture
+) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    fake.script(
+        "GET /team_members/:id",
+        FakeResponse(429, {"errors": ["slow down"]}, {"Retry-After": "2"}),
+        FakeResponse(503, {"errors": ["down"]}),
+    )
+    settings = make_settings()
+    service = FaultyModyo(fake)
+    created = fake.handle("POST", "/api/admin/team_members", body=b'{"username":"r@x.com","email":"r@x.com"}',
+                          headers={"Authorization": f"Bearer {fake.token}"}).body["id"]  # fmt: skip
+    async with build_http_client(settings.modyo, mock_transport(service, MODYO_URL)) as http:
+        client = ModyoClient(http, RetryPolicy(settings.retry, sleep=record), 4)
+        with caplog.at_level(logging.WARNING, logger="bridge.modyo"), deadline_in(10):
+            user = await client.get_user(str(created))
+    assert user.user_name == "r@x.com"
+    assert waits[0] == 2.0 and len(waits) == 2
+    retries = [r for r in caplog.records if r.getMessage() == "retrying Modyo call"]
+    assert [(r.call, r.attempt) for r in retries] == [
+        ("GET /team_members/:id", 1),
+        ("GET /team_members/:id", 2),
+    ]  # type: ignore[attr-defined]
+    assert retries[0].reason.startswith("429") and retries[1].reason.startswith("503")  # type: ignore[attr-defined]
+
+
+async def test_in_flight_modyo_calls_are_bounded(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake, Faults(latency_ms=20))
+    settings = make_settings(modyo={"max_in_flight": 3})
+    async with bridge_client(service, settings) as scim:
+        responses = await asyncio.gather(
+            *(scim.get("/Users", params={"filter": f'userName eq "u{n}"'}) for n in range(20))
+        )
+    assert {r.status_code for r in responses} == {200}
+    assert service.peak_in_flight == 3
+
+
+# --------------------------------------------------------------------------- cache bounds
+
+
+async def test_the_store_never_exceeds_its_bounds_and_expires_entries() -> None:
+    now = [0.0]
+    store = MemoryStore(max_entries=10, ttl_seconds=60, clock=lambda: now[0])
+    answer = StoredAnswer(200, (), b"{}")
+    for n in range(1000):
+        await store.put(f"k{n}", answer, frozenset({f"Users/{n % 37}"}))
+        assert len(store) <= 10
+        now[0] += 0.5
+    assert await store.get("k999") == answer and await store.get("k0") is None
+    now[0] += 61
+    assert await store.get("k999") is None
+    await store.put("fresh", answer, frozenset())
+    assert len(store) == 1  # expired entries are swept on the way
+    assert not store._by_resource  # and their resource index with them
+
+
+async def test_an_evicted_answer_is_executed_again(fake: FakeModyo) -> None:
+    settings = make_settings(idempotency={"max_entries": 2})
+    async with bridge_client(FaultyModyo(fake), settings) as scim:
+        bodies = [entra.user(f"ev{n}@contoso.com") for n in range(3)]
+        for body in bodies:
+            assert (await scim.post("/Users", json=body)).status_code == 201
+        replay = await scim.post("/Users", json=bodies[2])
+        assert replay.headers.get("x-idempotent-replay") == "true"
+        evicted = await scim.post("/Users", json=bodies[0])  # executed: Modyo's 409, adopted
+    assert evicted.status_code == 201 and "x-idempotent-replay" not in evicted.headers
+    assert fake.calls["POST /team_members"] == 4 and len(fake.team_members) == 3
+
+
+def test_settings_expose_the_reliability_knobs() -> None:
+    settings: Settings = make_settings()
+    assert settings.retry.max_attempts == 5 and settings.retry.retry_after_cap_seconds == 10
+    assert settings.scim.request_deadline_seconds < 30  # well under Entra's own patience
+    assert settings.idempotency.ttl_seconds == 600 and settings.modyo.max_in_flight == 32
+
+
+def test_user_field_mapping_is_complete() -> None:
+    assert {field.value for field in UserField} == {
+        "user_name", "email", "given_name", "family_name", "formatted_name", "external_id", "active",
+    }  # fmt: skip
