@@ -19,7 +19,6 @@ from bridge.modyo.client import ModyoClient, build_http_client
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.retry import RetryPolicy
-from bridge.upstream import UserField
 from tests import entra
 from tests.conftest import MODYO_URL, assert_scim_error, bridge_client, create_group, make_settings
 
@@ -456,8 +455,12 @@ async def test_retries_honour_retry_after_and_are_logged(
     )
     settings = make_settings()
     service = FaultyModyo(fake)
-    created = fake.handle("POST", "/api/admin/team_members", body=b'{"username":"r@x.com","email":"r@x.com"}',
-                          headers={"Authorization": f"Bearer {fake.token}"}).body["id"]  # fmt: skip
+    created = fake.handle(
+        "POST",
+        "/api/admin/team_members",
+        body=b'{"username":"r@x.com","email":"r@x.com"}',
+        headers={"Authorization": f"Bearer {fake.token}"},
+    ).body["id"]
     async with build_http_client(settings.modyo, mock_transport(service, MODYO_URL)) as http:
         client = ModyoClient(http, RetryPolicy(settings.retry, sleep=record), 4)
         with caplog.at_level(logging.WARNING, logger="bridge.modyo"), deadline_in(10):
@@ -520,9 +523,3 @@ def test_settings_expose_the_reliability_knobs() -> None:
     assert settings.retry.max_attempts == 5 and settings.retry.retry_after_cap_seconds == 10
     assert settings.scim.request_deadline_seconds < 30  # well under Entra's own patience
     assert settings.idempotency.ttl_seconds == 600 and settings.modyo.max_in_flight == 32
-
-
-def test_user_field_mapping_is_complete() -> None:
-    assert {field.value for field in UserField} == {
-        "user_name", "email", "given_name", "family_name", "formatted_name", "external_id", "active",
-    }  # fmt: skip
