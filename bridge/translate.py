@@ -46,6 +46,8 @@ HELD_GROUP_ATTRIBUTES = (("display_name", None), ("external_id", None), ("member
                          ("members", "value"), ("members", "display"), ("members", "ref"),
                          ("members", "type"))  # fmt: skip
 
+USER_SCHEMA = str(BridgeUser.__schema__)
+GROUP_SCHEMA = str(Group.__schema__)
 USER_HOLDING = Holding("User", BridgeUser, UserPath, frozenset(HELD_USER_ATTRIBUTES))
 GROUP_HOLDING = Holding("Group", Group, GroupPath, frozenset(HELD_GROUP_ATTRIBUTES))
 
@@ -74,6 +76,62 @@ def user_resource(record: UserRecord, location: str) -> Any:
         emails=emails,
         meta=_meta("User", record.created, record.last_modified, location),
     )
+
+
+def user_json(record: UserRecord, location: str) -> dict[str, Any]:
+    """The JSON of :func:`user_resource`, built directly: what scim2-models dumps for it in
+    a response with no ``attributes`` parameter (tests hold the two equal). Rendering through
+    the models costs ~250 µs per user (profiled), most of a GET's CPU; this costs ~10."""
+    body: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": record.id}
+    if record.external_id is not None:
+        body["externalId"] = record.external_id
+    body["meta"] = _meta_json("User", record.created, record.last_modified, location)
+    body["userName"] = record.user_name
+    name = {
+        key: value
+        for key, value in (
+            ("formatted", record.formatted_name),
+            ("familyName", record.family_name),
+            ("givenName", record.given_name),
+        )
+        if value is not None
+    }
+    if name:
+        body["name"] = name
+    body["active"] = record.active
+    if record.email:
+        body["emails"] = [{"value": record.email, "type": "work"}]
+    return body
+
+
+def group_json(
+    record: GroupRecord, location: str, members: list[MemberRecord] | None, users_location: str
+) -> dict[str, Any]:
+    """The JSON of :func:`group_resource`, built directly (as :func:`user_json`)."""
+    body: dict[str, Any] = {"schemas": [GROUP_SCHEMA], "id": record.id}
+    if record.external_id is not None:
+        body["externalId"] = record.external_id
+    body["meta"] = _meta_json("Group", record.created, record.last_modified, location)
+    body["displayName"] = record.display_name
+    if members:
+        body["members"] = [
+            {"value": m.id, "$ref": f"{users_location}/{m.id}", "type": "User"}
+            | ({"display": m.display} if m.display is not None else {})
+            for m in members
+        ]
+    return body
+
+
+def _meta_json(
+    resource_type: str, created: str | None, modified: str | None, location: str
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceType": resource_type}
+    for key, text in (("created", created), ("lastModified", modified)):
+        moment = _timestamp(text)
+        if moment is not None:
+            meta[key] = moment.isoformat()
+    meta["location"] = location
+    return meta
 
 
 def _meta(resource_type: str, created: str | None, modified: str | None, location: str) -> Meta:

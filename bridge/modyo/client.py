@@ -490,7 +490,7 @@ class ModyoClient:
                 MODYO_IN_FLIGHT.inc()
                 try:
                     response = await self._http.request(
-                        method, path, params=list(params), json=json
+                        method, path, params=list(params) or None, json=json
                     )
                 finally:
                     MODYO_IN_FLIGHT.dec()
@@ -532,9 +532,16 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 
 async def _gather_all(awaitables: Iterable[Any]) -> list[Any]:
-    """Run concurrently; if one fails, cancel the others and raise its error."""
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(awaitable) for awaitable in awaitables]
+    """Run concurrently; if one fails, cancel the others and raise its error (itself, not the
+    ExceptionGroup a TaskGroup raises: callers map UpstreamError to SCIM answers)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(awaitable) for awaitable in awaitables]
+    except BaseExceptionGroup as grouped:
+        first: BaseException = grouped
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     return [task.result() for task in tasks]
 
 

@@ -22,7 +22,7 @@ from typing import Any, Final
 from scim2_models import Group, InvalidFilterException, InvalidPathException, InvalidValueException
 from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 
-from bridge.scim.models import ENTRA_POLICY, GroupPatch
+from bridge.scim.models import ENTRA_POLICY
 from bridge.translate import GROUP_HOLDING
 from bridge.upstream import GroupField
 
@@ -84,7 +84,7 @@ def plan_group_patch(patch: Any) -> GroupPlan:
         else:
             other_operations.append(operation)
     if other_operations:
-        plan.changes = _attribute_changes(other_operations)
+        plan.changes = _attribute_changes(patch, other_operations)
     return plan
 
 
@@ -174,10 +174,10 @@ def _filtered_ids(node: FilterNode) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def _attribute_changes(operations: list[Any]) -> dict[GroupField, str | None]:
+def _attribute_changes(patch: Any, operations: list[Any]) -> dict[GroupField, str | None]:
     probe = Group(id="probe", display_name=UNTOUCHED, external_id=UNTOUCHED)
     kept = [part for op in operations if (part := GROUP_HOLDING.operation(op)) is not None]
-    GroupPatch.model_construct(operations=kept).patch(probe, scim_policy=ENTRA_POLICY)
+    patch.model_copy(update={"operations": kept}).patch(probe, scim_policy=ENTRA_POLICY)
     changes: dict[GroupField, str | None] = {}
     if probe.display_name != UNTOUCHED:
         changes[GroupField.DISPLAY_NAME] = probe.display_name

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.scim.errors import PartialWrite
+from bridge.scim.fast_patch import fast_group_plan
 from bridge.scim.filters import ID, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.models import GroupPatch, GroupResponseParameters
@@ -28,7 +29,7 @@ from bridge.scim.site import (
     query_from_body,
     query_from_url,
 )
-from bridge.translate import GROUP_HOLDING, group_resource, group_values
+from bridge.translate import GROUP_HOLDING, group_json, group_resource, group_values
 from bridge.upstream import GroupField, GroupRecord, NotFound, UpstreamError
 
 _PARAMETERS = GroupResponseParameters
@@ -99,7 +100,8 @@ class GroupEndpoints:
     async def patch(self, request: Request) -> Response:
         """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
         checked before the first write, and re-sending it converges."""
-        plan = plan_group_patch(await self.site.parse_patch(request, GroupPatch))
+        body = await self.site.read(request)
+        plan = fast_group_plan(body) or plan_group_patch(self.site.validate_patch(body, GroupPatch))
         group_id = request.path_params["group_id"]
         to_add, to_remove = await self._membership_changes(group_id, plan)
         if not (plan.changes or to_add or to_remove):
@@ -216,7 +218,10 @@ class GroupEndpoints:
     ) -> dict[str, Any]:
         assert record is not None
         base = self.site.base_url(request)
-        resource = group_resource(record, f"{base}/Groups/{record.id}", members, f"{base}/Users")
+        location, users = f"{base}/Groups/{record.id}", f"{base}/Users"
+        if params is None or not (params.attributes or params.excluded_attributes):
+            return group_json(record, location, members, users)
+        resource = group_resource(record, location, members, users)
         dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
         return dumped
 
@@ -228,6 +233,8 @@ def _wants_members(params: Any) -> bool:
     def names(paths: Any) -> set[str]:
         return {str(path).lower().rsplit(":", 1)[-1].split(".")[0] for path in paths or ()}
 
+    if params is None:
+        return True
     if "members" in names(params.excluded_attributes):
         return False
     return params.attributes is None or "members" in names(params.attributes)

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 from scim2_models import SCIMException
@@ -36,6 +37,19 @@ def note_unheld(resource: str, attribute: str) -> None:
     )
 
 
+@lru_cache(maxsize=4096)
+def _holds(holding: Holding, text: str) -> bool:
+    """Resolving a path costs ~20 µs; the names Entra sends are few, so answers are cached
+    (bounded, and keyed by the exact text: the cache cannot change an answer)."""
+    try:
+        binding = holding.path_class(text).resolve()
+    except SCIMException:
+        return False
+    if binding is None or binding.model is not holding.model:
+        return False
+    return (binding.field_name, binding.sub_field_name) in holding.held
+
+
 @dataclass(frozen=True, slots=True)
 class Holding:
     """Which attributes of one resource type Modyo holds: ``held`` lists (field, sub-field)
@@ -47,19 +61,11 @@ class Holding:
     held: Collection[tuple[str, str | None]]
 
     def holds(self, path: Any) -> bool:
-        binding = path.resolve()
-        if binding is None or binding.model is not self.model:
-            return False
-        return (binding.field_name, binding.sub_field_name) in self.held
+        return _holds(self, str(path))
 
     def holds_key(self, key: str) -> bool:
         """Whether a body key or a path-less PATCH key (``name.givenName``, a URN...) is held."""
-        if key.lower() in _KEPT_KEYS:
-            return True
-        try:
-            return self.holds(self.path_class(key))
-        except SCIMException:
-            return False
+        return key.lower() in _KEPT_KEYS or _holds(self, key)
 
     def body(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A POST/PUT body without the attributes Modyo cannot hold."""

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from scim2_models import Email, MutabilityException, Name
 
-from bridge.scim.models import ENTRA_POLICY, BridgeUser, UserPatch
+from bridge.scim.models import ENTRA_POLICY, BridgeUser
 from bridge.translate import USER_HOLDING, best_email
 from bridge.upstream import UserField
 
@@ -40,6 +40,14 @@ def _probe() -> Any:
 _PROBE: Final = _probe()
 
 
+def _fresh_probe() -> Any:
+    """A copy of the probe: shallow copies of each level are ~20x cheaper than a deep copy."""
+    probe = _PROBE.model_copy()
+    probe.name = _PROBE.name.model_copy()
+    probe.emails = [email.model_copy() for email in _PROBE.emails]
+    return probe
+
+
 def user_changes(patch: Any) -> dict[UserField, str | bool | None]:
     """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
     Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""
@@ -48,8 +56,8 @@ def user_changes(patch: Any) -> dict[UserField, str | bool | None]:
         raise MutabilityException(
             detail="active cannot be removed: a Modyo member is active or not"
         )
-    probe = _PROBE.model_copy(deep=True)
-    UserPatch.model_construct(operations=kept).patch(probe, scim_policy=ENTRA_POLICY)
+    probe = _fresh_probe()
+    patch.model_copy(update={"operations": kept}).patch(probe, scim_policy=ENTRA_POLICY)
     USER_HOLDING.note_sub_attributes(probe)  # name.middleName, emails.display...
     return _written(probe)
 

@@ -6,7 +6,8 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from bridge.modyo.fake.faults import FaultyModyo
+from bridge.modyo.fake.control import PREFIX, control
+from bridge.modyo.fake.faults import FaultyModyo, Outcome
 
 
 class FakeModyoApp:
@@ -29,9 +30,14 @@ class FakeModyoApp:
             key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
         }
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        outcome = await self.service.serve(
-            scope["method"], scope["path"], query, bytes(body), headers
-        )
+        if scope["path"].startswith(PREFIX):
+            outcome = Outcome(
+                control(self.service, scope["method"], scope["path"], bytes(body)), False
+            )
+        else:
+            outcome = await self.service.serve(
+                scope["method"], scope["path"], query, bytes(body), headers
+            )
         if outcome.response is None:
             # Promise a body, send half of it, then fail: the server drops the connection and
             # the client sees an incomplete response after the write was applied.

@@ -22,7 +22,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -516,24 +516,35 @@ class FakeModyo:
         """The members of a group, for assertions (not part of the HTTP contract)."""
         return set(self._group_members[group_id])
 
-    def seed_group_members(self, group_id: int, count: int, prefix: str = "bulk") -> list[int]:
-        """Create ``count`` team members and put them in a group, without counting calls."""
+    def seed_members(self, count: int, prefix: str = "seed") -> list[int]:
+        """Create ``count`` team members directly (no call counted): fixtures and benchmarks."""
         created = []
         for number in range(count):
+            address = f"{prefix}{number}@example.com"
             response = self._create_member(
-                query=_Query([]),
-                payload={
-                    "username": f"{prefix}{number}@example.com",
-                    "email": f"{prefix}{number}@example.com",
-                },
+                query=_Query([]), payload={"username": address, "email": address}
             )
             created.append(response.body["id"])
+        return created
+
+    def seed_group(self, name: str, members: Sequence[int] = ()) -> int:
+        """Create a group holding ``members`` directly (no call counted)."""
+        group_id: int = self._create_group(query=_Query([]), payload={"name": name}).body["id"]
+        self._put_members(group_id, members)
+        return group_id
+
+    def seed_group_members(self, group_id: int, count: int, prefix: str = "bulk") -> list[int]:
+        """Create ``count`` team members and put them in a group, without counting calls."""
+        created = self.seed_members(count, prefix)
+        self._put_members(group_id, created)
+        return created
+
+    def _put_members(self, group_id: int, member_ids: Sequence[int]) -> None:
         members = self._group_members[group_id]
-        for member_id in created:
+        for member_id in member_ids:
             members[member_id] = None
             self._member_groups.setdefault(member_id, set()).add(group_id)
         self._member_snapshots.pop(group_id, None)
-        return created
 
     def reset_calls(self) -> None:
         self.calls.clear()

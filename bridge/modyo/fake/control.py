@@ -1,0 +1,65 @@
+"""The fake Modyo's control plane, under ``/__fake__/`` (never part of Modyo's API): read and
+reset call counters, change faults at run time, seed data in bulk. For benchmarks and manual
+fault tests against ``scim-bridge fake-modyo``; it listens on 127.0.0.1 by default."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from bridge.modyo.fake.faults import Faults, FaultyModyo
+from bridge.modyo.fake.state import FakeResponse
+
+PREFIX = "/__fake__/"
+
+
+def control(service: FaultyModyo, method: str, path: str, body: bytes) -> FakeResponse:
+    """Answer a control request (``path`` starts with :data:`PREFIX`)."""
+    action = (method, path[len(PREFIX) :].rstrip("/"))
+    try:
+        payload: Any = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return FakeResponse(400, {"errors": ["body is not JSON"]})
+    fake = service.fake
+    if action == ("GET", "calls"):
+        return FakeResponse(
+            200,
+            {
+                "calls": dict(fake.calls),
+                "total": sum(fake.calls.values()),
+                "injected": dict(service.injected),
+                "peak_in_flight": service.peak_in_flight,
+            },
+        )
+    if action == ("POST", "reset-calls"):
+        fake.reset_calls()
+        service.injected.clear()
+        service.peak_in_flight = 0
+        return FakeResponse(204)
+    if action == ("GET", "faults"):
+        return FakeResponse(200, asdict(service.faults))
+    if action == ("PUT", "faults"):
+        try:
+            service.configure(Faults(**payload))
+        except (TypeError, ValueError) as exc:
+            return FakeResponse(422, {"errors": [str(exc)]})
+        return FakeResponse(200, asdict(service.faults))
+    if action == ("POST", "seed"):
+        return _seed(service, payload)
+    return FakeResponse(404, {"errors": [f"no control endpoint {method} {path}"]})
+
+
+def _seed(service: FaultyModyo, payload: dict[str, Any]) -> FakeResponse:
+    """``{"users": n, "prefix": "p", "groups": [{"name": "G", "members": k}]}``: groups get
+    the first k seeded users."""
+    fake = service.fake
+    users = fake.seed_members(int(payload.get("users", 0)), str(payload.get("prefix", "seed")))
+    groups = []
+    for group in payload.get("groups", []):
+        members = users[: int(group.get("members", 0))]
+        groups.append({"id": fake.seed_group(str(group["name"]), members), "name": group["name"]})
+    listed = [
+        {"id": user_id, "username": fake.team_members[user_id]["username"]} for user_id in users
+    ]
+    return FakeResponse(201, {"users": listed, "groups": groups})

@@ -1,0 +1,110 @@
+"""The PATCH fast path answers exactly what the scim2-models path answers, or defers to it."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from scim2_models import SCIMException
+
+from bridge.scim.fast_patch import fast_group_plan, fast_user_changes
+from bridge.scim.group_patch import plan_group_patch
+from bridge.scim.models import GroupPatch, UserPatch
+from bridge.scim.site import ScimSite
+from bridge.scim.user_patch import user_changes
+from tests import entra
+
+WORK_EMAIL = 'emails[type eq "work"].value'
+USER_BODIES = [
+    entra.patch(entra.op("Replace", "name.givenName", "Gina")),
+    entra.patch(
+        entra.op("replace", "name.familyName", "Díaz"), entra.op("Replace", "name.formatted", "G D")
+    ),
+    entra.patch(entra.op("Replace", "active", "False")),
+    entra.patch(entra.op("Add", "active", "false")),
+    entra.patch(entra.op("replace", "active", False)),
+    entra.patch(entra.op("Replace", "active", "TRUE")),
+    entra.patch(
+        entra.op("Replace", "userName", "new@contoso.com"), entra.op("Replace", "externalId", "obj")
+    ),
+    entra.patch(entra.op("Replace", "externalId", "")),
+    entra.patch(entra.op("Replace", "NAME.GIVENNAME", " spaced ")),
+    entra.patch(
+        entra.op("Replace", "name.givenName", "A"), entra.op("Replace", "name.givenName", "B")
+    ),
+]
+USER_DEFERRED = [
+    entra.patch(entra.op("Replace", WORK_EMAIL, "w@contoso.com")),  # email validation: library
+    entra.patch(entra.op("Replace", "active", "yes")),
+    entra.patch(entra.op("Replace", "active", "maybe")),
+    entra.patch(entra.op("Remove", "name.givenName", no_value=True)),
+    entra.patch(entra.op("Replace", "userName", "")),
+    entra.patch(entra.op("Replace", "name.givenName", None)),
+    entra.patch(entra.op("replace", value={"name.givenName": "Flag"})),
+    entra.patch(entra.op("Add", "nickName", "Babs")),
+    entra.patch(entra.op("Replace", "name.givenName", 5)),
+    {"schemas": [entra.PATCH_URN], "Operations": []},
+    {"schemas": [entra.PATCH_URN], "operations": [entra.op("Replace", "active", False)]},
+    {"Operations": [entra.op("Replace", "active", False)]},
+]
+GROUP_BODIES = [
+    entra.patch(entra.op("Add", "members", entra.members("12"))),
+    entra.patch(entra.op("Add", "members", entra.members("12", "13", "12"))),
+    entra.patch(entra.op("Remove", "members", entra.members("12"))),
+    entra.patch(entra.op("remove", 'members[value eq "12"]', no_value=True)),
+    entra.patch(
+        entra.op("Replace", "displayName", "Renamed"), entra.op("replace", "externalId", "obj-9")
+    ),
+    entra.patch(entra.op("Add", "members", [{"value": "7", "display": "Ana", "type": "User"}])),
+    entra.patch(
+        entra.op("Add", "members", entra.members("1", "2")),
+        entra.op("Remove", "members", entra.members("2")),
+        entra.op("Replace", "DisplayName", "Both"),
+    ),
+]
+GROUP_DEFERRED = [
+    entra.patch(entra.op("Remove", "members", no_value=True)),
+    entra.patch(entra.op("Replace", "members", entra.members("1"))),
+    entra.patch(entra.op("add", value={"members": entra.members("1")})),
+    entra.patch(entra.op("Add", "members", [{"value": "1", "type": "Group"}])),
+    entra.patch(entra.op("Add", "members", ["1"])),
+    entra.patch(entra.op("remove", 'members[display eq "x"]', no_value=True)),
+    entra.patch(entra.op("Replace", "displayName", "")),
+    entra.patch(entra.op("Remove", "displayName", no_value=True)),
+]
+
+
+def _library_user(body: dict[str, Any]) -> Any:
+    return user_changes(ScimSite.validate_patch(body, UserPatch))
+
+
+def _library_group(body: dict[str, Any]) -> Any:
+    plan = plan_group_patch(ScimSite.validate_patch(body, GroupPatch))
+    return plan.changes, plan.steps
+
+
+@pytest.mark.parametrize("body", USER_BODIES)
+def test_user_fast_path_equals_scim2_models(body: dict[str, Any]) -> None:
+    fast = fast_user_changes(body)
+    assert fast is not None
+    assert fast == _library_user(body)
+
+
+@pytest.mark.parametrize("body", USER_DEFERRED)
+def test_user_fast_path_defers_what_it_does_not_know(body: dict[str, Any]) -> None:
+    assert fast_user_changes(body) is None
+
+
+@pytest.mark.parametrize("body", GROUP_BODIES)
+def test_group_fast_path_equals_scim2_models(body: dict[str, Any]) -> None:
+    fast = fast_group_plan(body)
+    assert fast is not None
+    assert (fast.changes, fast.steps) == _library_group(body)
+
+
+@pytest.mark.parametrize("body", GROUP_DEFERRED)
+def test_group_fast_path_defers_what_it_does_not_know(body: dict[str, Any]) -> None:
+    assert fast_group_plan(body) is None
+    with contextlib.suppress(SCIMException):  # the library path answers: a plan or an error
+        _library_group(body)

@@ -1,0 +1,851 @@
+"""ModyoClient against the fake Modyo (no other mocks): field mapping, paging, memberships,
+error mapping, retries, create adoption after lost answers, the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.config import Settings
+from bridge.deadline import deadline_in
+from bridge.modyo.client import ModyoClient, _failure, build_http_client
+from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo.retry import RetryPolicy, parse_retry_after
+from bridge.upstream import (
+    BadGateway,
+    Conflict,
+    GroupField,
+    GroupRecord,
+    MemberRecord,
+    NotFound,
+    Rejected,
+    Unavailable,
+    UnknownMembers,
+    UpstreamError,
+    UserChanges,
+    UserField,
+    UserRecord,
+)
+from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+
+API = "/api/admin"
+AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_retry_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="bridge.modyo")
+
+
+@dataclass
+class Rig:
+    fake: FakeModyo
+    service: FaultyModyo
+    client: ModyoClient
+
+
+@asynccontextmanager
+async def rig(
+    faults: Faults | None = None,
+    fake: FakeModyo | None = None,
+    settings: Settings | None = None,
+) -> AsyncIterator[Rig]:
+    fake = fake if fake is not None else FakeModyo(token=MODYO_TOKEN)
+    service = FaultyModyo(fake, faults)
+    settings = settings or make_settings()
+    http = build_http_client(settings.modyo, mock_transport(service, MODYO_URL))
+    async with http:
+        client = ModyoClient(http, RetryPolicy(settings.retry), settings.modyo.max_in_flight)
+        yield Rig(fake, service, client)
+
+
+@pytest.fixture
+async def bench() -> AsyncIterator[Rig]:
+    async with rig() as built:
+        yield built
+
+
+def seed_member(fake: FakeModyo, username: str, **fields: Any) -> dict[str, Any]:
+    """A team member created straight in the fake (its call is then forgotten)."""
+    body = json.dumps({"username": username, "email": username, **fields}).encode()
+    response = fake.handle("POST", f"{API}/team_members", [], body, AUTH)
+    assert response.status == 201, response.body
+    fake.reset_calls()
+    created: dict[str, Any] = response.body
+    return created
+
+
+def seed_group(fake: FakeModyo, name: str, **fields: Any) -> int:
+    body = json.dumps({"name": name, **fields}).encode()
+    response = fake.handle("POST", f"{API}/groups", [], body, AUTH)
+    assert response.status == 201, response.body
+    fake.reset_calls()
+    group_id: int = response.body["id"]
+    return group_id
+
+
+def seed_users(fake: FakeModyo, count: int) -> list[int]:
+    return [seed_member(fake, f"user{number:04}@example.com")["id"] for number in range(count)]
+
+
+ANA: UserChanges = {
+    UserField.USER_NAME: "ana@contoso.com",
+    UserField.EMAIL: "ana@contoso.com",
+    UserField.GIVEN_NAME: "Ana",
+    UserField.FAMILY_NAME: "Diaz",
+    UserField.FORMATTED_NAME: "Ana Diaz",
+    UserField.EXTERNAL_ID: "ext-ana",
+    UserField.ACTIVE: True,
+}
+
+
+# ---------------------------------------------------------------------- users
+
+
+async def test_create_user_maps_every_field_and_costs_one_call(bench: Rig) -> None:
+    record = await bench.client.create_user(ANA)
+    stored = bench.fake.team_members[int(record.id)]
+    assert (stored["username"], stored["email"], stored["first_name"], stored["last_name"]) == (
+        "ana@contoso.com",
+        "ana@contoso.com",
+        "Ana",
+        "Diaz",
+    )
+    assert (stored["name"], stored["external_id"], stored["active"]) == (
+        "Ana Diaz",
+        "ext-ana",
+        True,
+    )
+    assert record == UserRecord(
+        id=str(stored["id"]),
+        user_name="ana@contoso.com",
+        email="ana@contoso.com",
+        given_name="Ana",
+        family_name="Diaz",
+        formatted_name="Ana Diaz",
+        external_id="ext-ana",
+        active=True,
+        created=stored["created_at"],
+        last_modified=stored["updated_at"],
+        group_ids=frozenset(),
+    )
+    assert bench.fake.calls == {"POST /team_members": 1}
+
+
+async def test_get_user_maps_fields_and_group_ids(bench: Rig) -> None:
+    member = seed_member(bench.fake, "bob@contoso.com", first_name="Bob", active=False)
+    group_id = seed_group(bench.fake, "Admins")
+    bench.fake.handle(
+        "POST",
+        f"{API}/groups/{group_id}/team_members",
+        [],
+        json.dumps({"team_member_ids": [member["id"]]}).encode(),
+        AUTH,
+    )
+    bench.fake.reset_calls()
+    record = await bench.client.get_user(str(member["id"]))
+    assert record.id == str(member["id"])
+    assert record.user_name == "bob@contoso.com"
+    assert record.given_name == "Bob"
+    assert record.family_name is None  # null upstream
+    assert record.formatted_name == "Bob"  # Modyo derives the name
+    assert record.external_id is None
+    assert record.active is False
+    assert record.group_ids == frozenset({str(group_id)})
+    assert bench.fake.calls == {"GET /team_members/:id": 1}
+    with pytest.raises(NotFound):
+        await bench.client.get_user("999999")
+
+
+async def test_update_user_sends_only_the_changes_and_can_clear_values(bench: Rig) -> None:
+    created = await bench.client.create_user(ANA)
+    updated = await bench.client.update_user(
+        created.id,
+        {UserField.GIVEN_NAME: None, UserField.ACTIVE: False, UserField.EMAIL: "a2@contoso.com"},
+    )
+    assert updated.given_name is None
+    assert updated.active is False
+    assert updated.email == "a2@contoso.com"
+    assert updated.family_name == "Diaz" and updated.external_id == "ext-ana"  # untouched
+    assert updated.user_name == "ana@contoso.com"
+    stored = bench.fake.team_members[int(created.id)]
+    assert stored["first_name"] is None and stored["active"] is False
+    assert bench.fake.calls["PUT /team_members/:id"] == 1
+    with pytest.raises(NotFound):
+        await bench.client.update_user("999999", {UserField.ACTIVE: False})
+
+
+async def test_delete_user_removes_the_team_member(bench: Rig) -> None:
+    created = await bench.client.create_user(ANA)
+    await bench.client.delete_user(created.id)
+    assert int(created.id) not in bench.fake.team_members
+    assert bench.fake.calls["DELETE /team_members/:id"] == 1
+    with pytest.raises(NotFound):
+        await bench.client.get_user(created.id)
+    with pytest.raises(NotFound):  # no lost answer before: a 404 is a real 404
+        await bench.client.delete_user(created.id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (UserField.USER_NAME, "ANA@Contoso.com"),
+        (UserField.EMAIL, "Ana@CONTOSO.com"),
+        (UserField.EXTERNAL_ID, "ext-ana"),
+    ],
+)
+async def test_search_users_by_each_searchable_field(
+    bench: Rig, field: UserField, value: str
+) -> None:
+    ana = seed_member(bench.fake, "ana@contoso.com", external_id="ext-ana")
+    seed_member(bench.fake, "bob@contoso.com", external_id="ext-bob")
+    found = await bench.client.search_users(field, value)
+    assert [record.id for record in found] == [str(ana["id"])]
+    assert found[0].user_name == "ana@contoso.com"
+    assert bench.fake.calls == {"GET /team_members": 1}
+    assert await bench.client.search_users(field, "nobody") == []
+
+
+# ---------------------------------------------------------------------- groups
+
+
+async def test_group_lifecycle_maps_fields(bench: Rig) -> None:
+    created = await bench.client.create_group(
+        {GroupField.DISPLAY_NAME: "Admins", GroupField.EXTERNAL_ID: "obj-1"}
+    )
+    stored = bench.fake.groups[int(created.id)]
+    assert created == GroupRecord(
+        id=str(stored["id"]),
+        display_name="Admins",
+        external_id="obj-1",
+        created=stored["created_at"],
+        last_modified=stored["updated_at"],
+    )
+    assert await bench.client.get_group(created.id) == created
+    renamed = await bench.client.update_group(
+        created.id, {GroupField.DISPLAY_NAME: "Admins 2", GroupField.EXTERNAL_ID: None}
+    )
+    assert (renamed.display_name, renamed.external_id) == ("Admins 2", None)
+    assert stored["name"] == "Admins 2"
+    assert [
+        g.id for g in await bench.client.search_groups(GroupField.DISPLAY_NAME, "aDMINS 2")
+    ] == [created.id]
+    await bench.client.delete_group(created.id)
+    assert bench.fake.groups == {}
+    with pytest.raises(NotFound):
+        await bench.client.get_group(created.id)
+    assert bench.fake.calls == {
+        "POST /groups": 1,
+        "GET /groups/:id": 2,
+        "PUT /groups/:id": 1,
+        "GET /groups": 1,
+        "DELETE /groups/:id": 1,
+    }
+
+
+async def test_search_groups_by_external_id(bench: Rig) -> None:
+    seed_group(bench.fake, "Admins", external_id="obj-1")
+    writers = seed_group(bench.fake, "Writers", external_id="obj-2")
+    found = await bench.client.search_groups(GroupField.EXTERNAL_ID, "obj-2")
+    assert [(g.id, g.display_name) for g in found] == [(str(writers), "Writers")]
+    assert await bench.client.search_groups(GroupField.EXTERNAL_ID, "obj-3") == []
+
+
+# ---------------------------------------------------------------------- ids
+
+
+BAD_IDS = [
+    "abc",
+    "-1",
+    "0",
+    "007",
+    "1.5",
+    "",
+    " 7",
+    "7 ",
+    "+7",
+    "١٢",
+    "12345678901234567890",
+    "0x10",
+]
+
+
+@pytest.mark.parametrize("raw", BAD_IDS)
+async def test_ids_that_are_not_positive_integers_are_not_found_without_a_call(
+    bench: Rig, raw: str
+) -> None:
+    group_id = str(seed_group(bench.fake, "Admins"))
+    member_id = str(seed_member(bench.fake, "ana@contoso.com")["id"])
+    attempts = [
+        bench.client.get_user(raw),
+        bench.client.update_user(raw, {UserField.ACTIVE: False}),
+        bench.client.delete_user(raw),
+        bench.client.get_group(raw),
+        bench.client.update_group(raw, {GroupField.DISPLAY_NAME: "x"}),
+        bench.client.delete_group(raw),
+        bench.client.list_members(raw),
+        bench.client.add_members(raw, [member_id]),
+        bench.client.remove_members(raw, [member_id]),
+    ]
+    for attempt in attempts:
+        with pytest.raises(NotFound):
+            await attempt
+    assert not bench.fake.calls
+    assert await bench.client.memberships([raw]) == {}
+    assert not bench.fake.calls
+    assert group_id  # the objects exist; only the id shape decided
+
+
+# ---------------------------------------------------------------------- windows and paging
+
+
+@pytest.fixture
+async def thirty(bench: Rig) -> tuple[Rig, list[int]]:
+    return bench, seed_users(bench.fake, 30)
+
+
+async def test_an_aligned_window_costs_one_call(thirty: tuple[Rig, list[int]]) -> None:
+    bench, ids = thirty
+    page = await bench.client.list_users(10, 10)
+    assert page.total == 30
+    assert [int(record.id) for record in page.items] == ids[10:20]
+    assert bench.fake.calls == {"GET /team_members": 1}
+
+
+async def test_an_aligned_window_across_a_hundred_boundary_is_still_one_call(bench: Rig) -> None:
+    ids = seed_users(bench.fake, 130)
+    page = await bench.client.list_users(90, 30)  # page 4 of 30, not pages 1 and 2 of 100
+    assert [int(record.id) for record in page.items] == ids[90:120]
+    assert bench.fake.calls == {"GET /team_members": 1}
+
+
+async def test_an_unaligned_window_returns_exactly_the_right_users_in_id_order(
+    thirty: tuple[Rig, list[int]],
+) -> None:
+    bench, ids = thirty
+    # A recent update must not change the order (Modyo's default is updated_at DESC).
+    bench.fake.handle("PUT", f"{API}/team_members/{ids[7]}", [], b'{"first_name": "X"}', AUTH)
+    bench.fake.reset_calls()
+    page = await bench.client.list_users(5, 10)
+    assert page.total == 30
+    assert [int(record.id) for record in page.items] == ids[5:15]
+    assert bench.fake.calls == {"GET /team_members": 1}
+    tail = await bench.client.list_users(25, 10)
+    assert [int(record.id) for record in tail.items] == ids[25:]
+    past = await bench.client.list_users(40, 10)
+    assert (past.total, past.items) == (30, [])
+
+
+async def test_a_window_across_two_pages(bench: Rig) -> None:
+    ids = seed_users(bench.fake, 130)
+    page = await bench.client.list_users(95, 10)
+    assert [int(record.id) for record in page.items] == ids[95:105]
+    assert bench.fake.calls == {"GET /team_members": 2}
+    bench.fake.reset_calls()
+    whole = await bench.client.list_users(0, 130)
+    assert [int(record.id) for record in whole.items] == ids
+    assert whole.total == 130
+    assert bench.fake.calls == {"GET /team_members": 2}
+
+
+async def test_count_zero_returns_the_total_and_no_items(thirty: tuple[Rig, list[int]]) -> None:
+    bench, _ = thirty
+    page = await bench.client.list_users(0, 0)
+    assert (page.total, page.items) == (30, [])
+    assert bench.fake.calls == {"GET /team_members": 1}
+
+
+async def test_list_groups_windows_in_id_order(bench: Rig) -> None:
+    ids = [seed_group(bench.fake, f"Group {number:02}") for number in range(12)]
+    page = await bench.client.list_groups(3, 4)
+    assert page.total == 12
+    assert [int(group.id) for group in page.items] == ids[3:7]
+    assert [group.display_name for group in page.items] == [f"Group {n:02}" for n in range(3, 7)]
+    empty = await bench.client.list_groups(0, 0)
+    assert (empty.total, empty.items) == (12, [])
+
+
+async def test_list_members_collects_every_page(bench: Rig) -> None:
+    group_id = seed_group(bench.fake, "Everyone")
+    ids = bench.fake.seed_group_members(group_id, 250)
+    members = await bench.client.list_members(str(group_id))
+    assert len(members) == 250
+    assert {member.id for member in members} == {str(i) for i in ids}
+    assert members[0] == MemberRecord(id=str(ids[0]), display="bulk0@example.com")
+    assert bench.fake.calls == {"GET /groups/:id/team_members": 3}
+    with pytest.raises(NotFound):
+        await bench.client.list_members("999999")
+
+
+async def test_list_members_of_an_empty_group_is_one_call(bench: Rig) -> None:
+    group_id = seed_group(bench.fake, "Nobody")
+    assert await bench.client.list_members(str(group_id)) == []
+    assert bench.fake.calls == {"GET /groups/:id/team_members": 1}
+
+
+# ---------------------------------------------------------------------- memberships
+
+
+async def test_memberships_per_existing_user_one_call_per_100_ids(bench: Rig) -> None:
+    first = seed_group(bench.fake, "First")
+    second = seed_group(bench.fake, "Second")
+    ids = bench.fake.seed_group_members(first, 250)
+    bench.fake.handle(
+        "POST",
+        f"{API}/groups/{second}/team_members",
+        [],
+        json.dumps({"team_member_ids": ids[:3]}).encode(),
+        AUTH,
+    )
+    loner = seed_member(bench.fake, "loner@contoso.com")["id"]
+    bench.fake.reset_calls()
+    asked = [str(i) for i in ids] + [str(loner), "999999", "abc", str(ids[0])]
+    found = await bench.client.memberships(asked)
+    assert set(found) == {str(i) for i in ids} | {str(loner)}  # unknown ids are absent
+    assert found[str(ids[0])] == frozenset({str(first), str(second)})
+    assert found[str(ids[100])] == frozenset({str(first)})
+    assert found[str(loner)] == frozenset()
+    assert bench.fake.calls == {"GET /team_members": 3}  # 252 numeric ids
+
+
+async def test_memberships_of_nothing_costs_nothing(bench: Rig) -> None:
+    assert await bench.client.memberships([]) == {}
+    assert await bench.client.memberships(["abc", "x1"]) == {}
+    assert not bench.fake.calls
+
+
+async def test_add_members_in_chunks_of_100(bench: Rig) -> None:
+    holder = seed_group(bench.fake, "Holder")
+    target = seed_group(bench.fake, "Target")
+    ids = bench.fake.seed_group_members(holder, 250)
+    await bench.client.add_members(str(target), [str(i) for i in ids] + [str(ids[0])])
+    assert bench.fake.group_member_ids(target) == set(ids)
+    assert bench.fake.calls == {"POST /groups/:id/team_members": 3}
+    bench.fake.reset_calls()
+    await bench.client.add_members(str(target), [str(ids[5])])  # already a member: no-op
+    assert bench.fake.calls == {"POST /groups/:id/team_members": 1}
+    assert len(bench.fake.group_member_ids(target)) == 250
+
+
+async def test_add_members_with_unknown_ids_names_them_and_adds_nothing(bench: Rig) -> None:
+    group_id = seed_group(bench.fake, "Admins")
+    ana = seed_member(bench.fake, "ana@contoso.com")["id"]
+    with pytest.raises(UnknownMembers) as caught:
+        await bench.client.add_members(str(group_id), [str(ana), "999999", "ghost"])
+    assert caught.value.ids == ["999999", "ghost"]
+    assert "999999" in caught.value.detail and "ghost" in caught.value.detail
+    assert bench.fake.group_member_ids(group_id) == set()
+
+
+async def test_add_members_to_a_missing_group_is_not_found(bench: Rig) -> None:
+    ana = seed_member(bench.fake, "ana@contoso.com")["id"]
+    with pytest.raises(NotFound):
+        await bench.client.add_members("999999", [str(ana)])
+
+
+async def test_remove_members_treats_not_a_member_as_done(bench: Rig) -> None:
+    group_id = seed_group(bench.fake, "Admins")
+    ids = bench.fake.seed_group_members(group_id, 3)
+    outsider = seed_member(bench.fake, "out@contoso.com")["id"]
+    await bench.client.remove_members(str(group_id), [str(ids[0]), str(ids[1]), str(outsider)])
+    assert bench.fake.group_member_ids(group_id) == {ids[2]}
+    assert bench.fake.calls == {"DELETE /groups/:id/team_members/:member_id": 3}
+    await bench.client.remove_members(str(group_id), [str(ids[0])])  # again: still fine
+    assert ids[0] in bench.fake.team_members  # the member itself stays
+
+
+async def test_remove_members_reports_an_upstream_failure_as_such() -> None:
+    settings = make_settings(retry={"max_attempts": 1})
+    async with rig(Faults(error_rate=1.0), settings=settings) as bench:
+        group_id = seed_group(bench.fake, "Admins")
+        ids = bench.fake.seed_group_members(group_id, 2)
+        with pytest.raises(Unavailable):
+            await bench.client.remove_members(str(group_id), [str(i) for i in ids])
+
+
+async def test_a_failing_later_page_is_reported_as_an_upstream_error() -> None:
+    settings = make_settings(retry={"max_attempts": 1})
+    async with rig(settings=settings) as bench:
+        group_id = seed_group(bench.fake, "Everyone")
+        bench.fake.seed_group_members(group_id, 250)
+        # One request per second: page 1 passes, pages 2 and 3 are throttled (and not retried).
+        bench.service.configure(Faults(rate_limit_rps=1))
+        with pytest.raises(UpstreamError):
+            await bench.client.list_members(str(group_id))
+
+
+# ---------------------------------------------------------------------- error mapping
+
+
+async def test_uniqueness_conflicts_name_the_field(bench: Rig) -> None:
+    await bench.client.create_user(ANA)
+    with pytest.raises(Conflict) as by_name:
+        await bench.client.create_user(
+            {UserField.USER_NAME: "ANA@contoso.com", UserField.EMAIL: "other@contoso.com"}
+        )
+    assert by_name.value.field is UserField.USER_NAME
+    with pytest.raises(Conflict) as by_email:
+        await bench.client.create_user(
+            {UserField.USER_NAME: "other@contoso.com", UserField.EMAIL: "ANA@contoso.com"}
+        )
+    assert by_email.value.field is UserField.EMAIL
+    bob = await bench.client.create_user(
+        {UserField.USER_NAME: "bob@contoso.com", UserField.EMAIL: "bob@contoso.com"}
+    )
+    with pytest.raises(Conflict) as on_update:
+        await bench.client.update_user(bob.id, {UserField.USER_NAME: "ana@contoso.com"})
+    assert on_update.value.field is UserField.USER_NAME
+    assert len(bench.fake.team_members) == 2
+
+
+async def test_group_name_conflicts_name_display_name(bench: Rig) -> None:
+    await bench.client.create_group(
+        {GroupField.DISPLAY_NAME: "Admins", GroupField.EXTERNAL_ID: "1"}
+    )
+    with pytest.raises(Conflict) as on_create:
+        await bench.client.create_group(
+            {GroupField.DISPLAY_NAME: "ADMINS", GroupField.EXTERNAL_ID: "2"}
+        )
+    assert on_create.value.field is GroupField.DISPLAY_NAME
+    writers = await bench.client.create_group({GroupField.DISPLAY_NAME: "Writers"})
+    with pytest.raises(Conflict) as on_update:
+        await bench.client.update_group(writers.id, {GroupField.DISPLAY_NAME: "admins"})
+    assert on_update.value.field is GroupField.DISPLAY_NAME
+    assert len(bench.fake.groups) == 2
+
+
+async def test_an_identical_create_adopts_the_existing_object(bench: Rig) -> None:
+    """A uniqueness 409 for an object holding every requested value is the same object."""
+    first = await bench.client.create_user(ANA)
+    again = await bench.client.create_user(ANA)
+    assert again == first
+    assert len(bench.fake.team_members) == 1
+    group = await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
+    assert await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"}) == group
+    assert len(bench.fake.groups) == 1
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {UserField.USER_NAME: "ana diaz", UserField.EMAIL: "ana@contoso.com"},
+        {UserField.USER_NAME: "ana@contoso.com", UserField.EMAIL: "not-an-email"},
+        {UserField.USER_NAME: "ana@contoso.com", UserField.EMAIL: ""},
+        {UserField.USER_NAME: "ana@contoso.com", UserField.EMAIL: "a@c.io", UserField.ACTIVE: "y"},
+    ],
+    ids=["bad-username", "bad-email", "blank-email", "wrong-type"],
+)
+async def test_validation_failures_are_rejected(bench: Rig, values: dict[UserField, Any]) -> None:
+    with pytest.raises(Rejected) as caught:
+        await bench.client.create_user(values)
+    assert not isinstance(caught.value, Conflict)
+    assert caught.value.detail
+    assert bench.fake.team_members == {}
+
+
+async def test_a_group_without_name_is_rejected(bench: Rig) -> None:
+    with pytest.raises(Rejected):
+        await bench.client.create_group({GroupField.DISPLAY_NAME: " "})
+
+
+async def test_a_bad_modyo_token_is_a_bad_gateway_that_hides_the_token() -> None:
+    async with rig(fake=FakeModyo(token="the-real-token-is-different")) as bench:
+        for attempt in (
+            bench.client.get_user("344"),
+            bench.client.create_user(ANA),
+            bench.client.list_users(0, 10),
+        ):
+            with pytest.raises(BadGateway) as caught:
+                await attempt
+            for text in (str(caught.value), caught.value.detail, repr(caught.value)):
+                assert MODYO_TOKEN not in text
+                assert "the-real-token" not in text
+            assert "401" in caught.value.detail
+        assert not bench.fake.calls
+
+
+async def test_an_unexpected_status_is_a_bad_gateway() -> None:
+    async with rig(fake=FakeModyo(token=MODYO_TOKEN, delete_team_members=False)) as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        with pytest.raises(BadGateway, match="405"):
+            await bench.client.delete_user(str(member["id"]))
+        assert bench.fake.calls == {"DELETE /team_members/:id": 1}  # not retried
+
+
+def test_a_500_maps_to_bad_gateway_and_retryable_statuses_to_unavailable() -> None:
+    request = httpx.Request("GET", f"{MODYO_URL}{API}/profile")
+    server_error = _failure("GET /profile", httpx.Response(500, json={}, request=request))
+    assert isinstance(server_error, BadGateway)
+    assert "500" in server_error.detail
+    throttled = _failure(
+        "GET /profile",
+        httpx.Response(429, headers={"Retry-After": "12"}, json={}, request=request),
+    )
+    assert isinstance(throttled, Unavailable) and throttled.retry_after == 12
+    down = _failure("GET /profile", httpx.Response(503, request=request))
+    assert isinstance(down, Unavailable) and down.retry_after == 5
+    assert isinstance(_failure("GET /profile", httpx.Response(403, request=request)), BadGateway)
+    assert isinstance(_failure("GET /x", httpx.Response(404, request=request)), NotFound)
+    bare = _failure("POST /groups", httpx.Response(422, request=request))
+    assert isinstance(bare, Rejected)
+
+
+# ---------------------------------------------------------------------- retries
+
+
+async def test_a_read_succeeds_despite_a_high_5xx_rate() -> None:
+    async with rig() as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        bench.service.configure(Faults(error_rate=0.7, seed=3))  # 4 errors, then an answer
+        record = await bench.client.get_user(str(member["id"]))
+    assert record.user_name == "ana@contoso.com"
+    assert bench.service.injected == {"error": 4}
+    assert bench.fake.calls == {"GET /team_members/:id": 1}
+
+
+async def test_a_read_waits_out_a_429_before_retrying() -> None:
+    async with rig() as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        bench.service.configure(Faults(throttle_rate=0.5, error_rate=0.5, seed=18))
+        started = time.monotonic()
+        record = await bench.client.get_user(str(member["id"]))
+        elapsed = time.monotonic() - started
+    assert record.id == str(member["id"])
+    assert bench.service.injected == {"throttled": 1, "error": 1}
+    assert elapsed >= 0.9  # Retry-After: 1 was honoured, never called earlier
+    assert bench.fake.calls == {"GET /team_members/:id": 1}
+
+
+async def test_a_read_succeeds_despite_a_high_429_rate() -> None:
+    async with rig() as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        bench.service.configure(Faults(throttle_rate=0.5, retry_after_seconds=0, seed=9))
+        record = await bench.client.get_user(str(member["id"]))
+    assert record.user_name == "ana@contoso.com"
+    assert bench.service.injected == {"throttled": 3}
+    assert bench.fake.calls == {"GET /team_members/:id": 1}
+
+
+async def test_a_throttled_create_is_sent_again_without_a_lookup() -> None:
+    """A 429 was not applied: re-sending a create is safe, no adoption lookup is needed."""
+    async with rig(Faults(throttle_rate=0.5, retry_after_seconds=0, seed=9)) as bench:
+        record = await bench.client.create_user(ANA)
+    assert bench.service.injected == {"throttled": 3}
+    assert bench.fake.calls == {"POST /team_members": 1}
+    assert list(bench.fake.team_members) == [int(record.id)]
+
+
+async def test_a_retry_after_beyond_the_cap_gives_up_at_once() -> None:
+    settings = make_settings(retry={"retry_after_cap_seconds": 0.5})
+    faults = Faults(throttle_rate=1.0, retry_after_seconds=30)
+    async with rig(faults, settings=settings) as bench:
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as caught:
+            await bench.client.get_user("344")
+    assert caught.value.retry_after >= 30
+    assert bench.service.injected == {"throttled": 1}  # exactly one call
+    assert time.monotonic() - started < 5
+
+
+async def test_retries_back_off_between_attempts() -> None:
+    settings = make_settings(
+        retry={"max_attempts": 3, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2}
+    )
+    async with rig(Faults(error_rate=1.0), settings=settings) as bench:
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await bench.client.get_user("344")
+        elapsed = time.monotonic() - started
+    assert bench.service.injected == {"error": 3}
+    assert elapsed >= 0.12  # waits of at least 0.05 s and 0.1 s between the three attempts
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+async def test_max_attempts_is_respected(attempts: int) -> None:
+    settings = make_settings(retry={"max_attempts": attempts})
+    async with rig(Faults(error_rate=1.0), settings=settings) as bench:
+        with pytest.raises(Unavailable) as caught:
+            await bench.client.get_user("344")
+    assert bench.service.injected == {"error": attempts}
+    assert not bench.fake.calls
+    assert caught.value.retry_after >= 1
+
+
+async def test_a_4xx_is_never_retried(bench: Rig) -> None:
+    with pytest.raises(NotFound):
+        await bench.client.get_user("999999")
+    with pytest.raises(Rejected):
+        await bench.client.create_user({UserField.USER_NAME: "x y", UserField.EMAIL: "x@y.io"})
+    assert bench.fake.calls == {"GET /team_members/:id": 1, "POST /team_members": 1}
+
+
+@pytest.mark.parametrize(
+    ("seed", "lost"), [(4, "lost_502"), (21, "lost_connection")], ids=["502", "dropped"]
+)
+async def test_a_create_whose_answer_is_lost_is_adopted_not_repeated(seed: int, lost: str) -> None:
+    async with rig() as bench:
+        bench.service.configure(Faults(lost_response_rate=0.5, seed=seed))
+        record = await bench.client.create_user(ANA)
+    assert bench.service.injected == {lost: 1}  # the POST was applied, its answer lost
+    (stored,) = bench.fake.team_members.values()  # exactly one team member
+    assert record.id == str(stored["id"])
+    assert (record.user_name, record.email, record.given_name) == (
+        "ana@contoso.com",
+        "ana@contoso.com",
+        "Ana",
+    )
+    assert bench.fake.calls == {"POST /team_members": 1, "GET /team_members": 1}
+
+
+async def test_a_lost_create_is_adopted_when_modyo_derived_an_unset_value() -> None:
+    """``None`` asks for nothing: Modyo derives ``name`` from the parts."""
+    values: UserChanges = {**ANA, UserField.FORMATTED_NAME: None, UserField.EXTERNAL_ID: None}
+    async with rig() as bench:
+        bench.service.configure(Faults(lost_response_rate=0.5, seed=4))
+        record = await bench.client.create_user(values)
+    assert bench.service.injected == {"lost_502": 1}
+    assert len(bench.fake.team_members) == 1
+    assert record.formatted_name == "Ana Diaz"
+    assert bench.fake.calls == {"POST /team_members": 1, "GET /team_members": 1}
+
+
+async def test_a_group_create_whose_answer_is_lost_is_adopted() -> None:
+    async with rig() as bench:
+        bench.service.configure(Faults(lost_response_rate=0.5, seed=4))
+        record = await bench.client.create_group(
+            {GroupField.DISPLAY_NAME: "Admins", GroupField.EXTERNAL_ID: "obj-1"}
+        )
+    assert bench.service.injected == {"lost_502": 1}
+    (stored,) = bench.fake.groups.values()
+    assert (record.id, record.display_name) == (str(stored["id"]), "Admins")
+    assert bench.fake.calls == {"POST /groups": 1, "GET /groups": 1}
+
+
+async def test_a_create_refused_with_5xx_is_sent_again_once_not_found() -> None:
+    async with rig() as bench:
+        bench.service.configure(Faults(error_rate=0.5, seed=11))  # the first POST gets a 5xx
+        record = await bench.client.create_user(ANA)
+    assert bench.service.injected == {"error": 1}
+    assert len(bench.fake.team_members) == 1
+    assert record.id == str(next(iter(bench.fake.team_members)))
+    assert bench.fake.calls == {"GET /team_members": 1, "POST /team_members": 1}
+
+
+async def test_a_create_never_confirmed_gives_up_without_duplicates() -> None:
+    settings = make_settings(retry={"max_attempts": 2})
+    async with rig(Faults(error_rate=1.0), settings=settings) as bench:
+        with pytest.raises(Unavailable):
+            await bench.client.create_user(ANA)
+    assert bench.fake.team_members == {}
+
+
+@pytest.mark.parametrize(
+    ("seed", "lost"), [(4, "lost_502"), (21, "lost_connection")], ids=["502", "dropped"]
+)
+async def test_a_delete_whose_first_answer_is_lost_still_succeeds(seed: int, lost: str) -> None:
+    async with rig() as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        bench.service.configure(Faults(lost_response_rate=0.5, seed=seed))
+        await bench.client.delete_user(str(member["id"]))  # the retry answers 404: done
+    assert bench.service.injected == {lost: 1}
+    assert bench.fake.team_members == {}
+    assert bench.fake.calls == {"DELETE /team_members/:id": 2}
+
+
+async def test_a_lost_membership_add_is_repeated_safely() -> None:
+    async with rig() as bench:
+        group_id = seed_group(bench.fake, "Admins")
+        ids = bench.fake.seed_group_members(seed_group(bench.fake, "Holder"), 3)
+        bench.service.configure(Faults(lost_response_rate=0.5, seed=4))
+        await bench.client.add_members(str(group_id), [str(i) for i in ids])
+    assert bench.service.injected == {"lost_502": 1}
+    assert bench.fake.group_member_ids(group_id) == set(ids)
+    assert bench.fake.calls == {"POST /groups/:id/team_members": 2}
+
+
+# ---------------------------------------------------------------------- deadline and bounds
+
+
+async def test_a_hanging_modyo_is_cut_at_the_deadline() -> None:
+    async with rig(Faults(hang_rate=1.0)) as bench, asyncio.timeout(5):  # guard: never hang
+        started = time.monotonic()
+        with deadline_in(0.2), pytest.raises(Unavailable) as caught:
+            await bench.client.get_user("344")
+        elapsed = time.monotonic() - started
+    assert elapsed < 5
+    assert caught.value.retry_after >= 1
+    assert bench.service.injected == {"hang": 1}
+
+
+async def test_no_retry_is_started_that_the_deadline_cannot_see_through() -> None:
+    async with rig(Faults(throttle_rate=1.0, retry_after_seconds=1)) as bench:
+        started = time.monotonic()
+        with deadline_in(0.3), pytest.raises(Unavailable) as caught:
+            await bench.client.get_user("344")
+        elapsed = time.monotonic() - started
+    assert bench.service.injected == {"throttled": 1}  # the 1 s wait would pass the deadline
+    assert caught.value.retry_after >= 1
+    assert elapsed < 0.9  # gave up instead of sleeping through Retry-After
+
+
+async def test_waiting_for_a_free_slot_is_cut_at_the_deadline() -> None:
+    settings = make_settings(modyo={"max_in_flight": 1})
+    async with rig(Faults(latency_ms=300), settings=settings) as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        holder = asyncio.create_task(bench.client.get_user(str(member["id"])))
+        await asyncio.sleep(0)  # the holder takes the only slot
+        with deadline_in(0.05), pytest.raises(Unavailable, match="free slot"):
+            await bench.client.get_user(str(member["id"]))
+        assert (await holder).id == str(member["id"])
+    assert bench.fake.calls == {"GET /team_members/:id": 1}  # the queued call never went out
+
+
+async def test_a_passed_deadline_makes_no_call(bench: Rig) -> None:
+    with deadline_in(-1), pytest.raises(Unavailable):
+        await bench.client.get_user("344")
+    assert not bench.fake.calls
+
+
+async def test_in_flight_calls_are_bounded() -> None:
+    settings = make_settings(modyo={"max_in_flight": 2})
+    async with rig(Faults(latency_ms=30), settings=settings) as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        records = await asyncio.gather(
+            *(bench.client.get_user(str(member["id"])) for _ in range(6))
+        )
+    assert {record.id for record in records} == {str(member["id"])}
+    assert bench.fake.calls == {"GET /team_members/:id": 6}
+    assert bench.service.peak_in_flight == 2  # queued behind the bound, never above it
+
+
+# ---------------------------------------------------------------------- Retry-After parsing
+
+
+def test_parse_retry_after_seconds() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after(" 7 ") == 7.0
+    assert parse_retry_after("0") == 0.0
+
+
+def test_parse_retry_after_http_dates() -> None:
+    future = datetime.now(UTC) + timedelta(seconds=90)
+    parsed = parse_retry_after(format_datetime(future, usegmt=True))
+    assert parsed is not None and 80 <= parsed <= 91
+    past = datetime.now(UTC) - timedelta(hours=1)
+    assert parse_retry_after(format_datetime(past, usegmt=True)) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", "soon", "-5", "1.5", "Mon, 99 Foo 2025"])
+def test_parse_retry_after_garbage_is_none(value: str | None) -> None:
+    assert parse_retry_after(value) is None
