@@ -62,8 +62,8 @@ def requests_for(op: str, data: dict[str, Any], tag: str) -> Iterator[Request]:
         pairs = ((g, u) for u in itertools.cycle(data["member_pool"]) for g in groups)
         for group, user in pairs:
             value = [{"$ref": None, "value": str(user["id"])}]
-            operation: dict[str, Any] = {"op": "Add", "path": "members", "value": value}
-            yield "PATCH", f"/Groups/{group['id']}", {"schemas": [PATCH], "Operations": [operation]}
+            adding: dict[str, Any] = {"op": "Add", "path": "members", "value": value}
+            yield "PATCH", f"/Groups/{group['id']}", {"schemas": [PATCH], "Operations": [adding]}
     elif op == "filter_group":
         for group in itertools.cycle(groups):
             query = f'displayName eq "{group["displayName"]}"'
