@@ -425,3 +425,18 @@ async def test_full_entra_group_lifecycle(scim: httpx.AsyncClient, fake: FakeMod
     assert (await scim.delete(f"/Groups/{gid}")).status_code == 204
     assert fake.groups == {}
     assert all(int(user_id) in fake.team_members for user_id in (ana, bob))
+
+
+async def test_a_modyo_that_ignores_group_search_still_yields_the_exact_group() -> None:
+    from bridge.modyo.fake import FaultyModyo
+    from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
+
+    fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)
+    for n in range(120):
+        fake.seed_group(f"Noise {n}")
+    async with bridge_client(FaultyModyo(fake), make_settings()) as scim:
+        legal = await create_group(scim, "Legal")
+        body = (await scim.get("/Groups", params={"filter": 'displayName eq "LEGAL"'})).json()
+        assert [group["id"] for group in body["Resources"]] == [legal["id"]]
+        body = (await scim.get("/Groups", params={"filter": 'displayName eq "Legal Ops"'})).json()
+        assert body["totalResults"] == 0

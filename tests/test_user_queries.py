@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bridge.modyo.fake import FakeModyo
+from bridge.modyo.fake import FakeModyo, FaultyModyo
 from tests import entra
 from tests.conftest import assert_scim_error, create_user
 
@@ -169,3 +169,36 @@ async def test_unknown_query_parameters_are_ignored(scim: httpx.AsyncClient, peo
         "/Users?aadOptscim062020", params={"filter": 'userName eq "alba@contoso.com"'}
     )
     assert response.json()["totalResults"] == 1
+
+
+@pytest.mark.parametrize(
+    ("expression", "who"),
+    [
+        ('userName eq "BRUNO@contoso.com"', "bruno"),
+        ("externalId eq obj-carla", "carla"),
+        ('externalId eq "OBJ-CARLA"', None),  # externalId is caseExact
+        ('emails[type eq "work"].value eq "alba.mail@contoso.com"', "alba"),
+        ('userName eq "alba@contoso.com" and externalId eq "obj-bruno"', None),
+    ],
+)
+async def test_a_modyo_that_ignores_search_parameters_still_yields_exact_matches(
+    expression: str, who: str | None
+) -> None:
+    """Correctness never rests on Modyo's filtering: every candidate is re-checked against the
+    SCIM filter, and every page is read (docs/modyo-contract.md, assumption on filters)."""
+    from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
+
+    fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)
+    fake.seed_members(150, prefix="noise")  # two pages of unrelated team members
+    async with bridge_client(FaultyModyo(fake), make_settings()) as scim:
+        people = {}
+        for name in ("alba", "bruno", "carla"):
+            people[name] = await create_user(
+                scim,
+                f"{name}@contoso.com",
+                external_id=f"obj-{name}",
+                email=f"{name}.mail@contoso.com",
+            )
+        body = await _filter(scim, expression)
+    expected = [] if who is None else [people[who]["id"]]
+    assert [user["id"] for user in body["Resources"]] == expected

@@ -23,7 +23,7 @@ from scim2_models.path import (
     ValuePath,
 )
 
-from bridge.scim.models import GroupFilter, UserFilter
+from bridge.scim.models import ENTRA_POLICY, GroupFilter, UserFilter
 from bridge.upstream import GroupField, UserField
 
 _TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\s+|[()\[\]]|[^\s()\[\]"]+')
@@ -60,6 +60,16 @@ class Lookup:
     field: UserField | GroupField | str
     value: str
     filter: Any  # a bound scim2_models.ScimFilter
+    binding: Any = None  # set when the filter is this one comparison and nothing else
+
+    def equals(self, held: str | None) -> bool:
+        """For a one-comparison filter: whether a held value matches, compared as
+        scim2-models compares (its comparison key: case-insensitive unless the attribute is
+        caseExact). Saves building a resource per candidate (~50 µs)."""
+        if held is None:
+            return False
+        key = ENTRA_POLICY.comparison_key
+        return bool(key(self.binding, held) == key(self.binding, self.value))
 
 
 _USER_TERMS: Final[dict[tuple[str, str | None], UserField | str]] = {
@@ -97,7 +107,10 @@ def _compile(text: str, bound: Any, terms: dict[tuple[str, str | None], Any], kn
     found: list[tuple[Any, str]] = []
     _collect(scim_filter.ast, terms, known, found)
     field, value = min(found, key=lambda term: _PREFERENCE.index(term[0]))
-    return Lookup(field=field, value=value, filter=scim_filter)
+    binding = None
+    if isinstance(scim_filter.ast, Comparison):
+        binding = scim_filter.resolve_comparison(scim_filter.ast.attr_path)
+    return Lookup(field=field, value=value, filter=scim_filter, binding=binding)
 
 
 def _collect(

@@ -202,6 +202,8 @@ class GroupEndpoints:
         else:
             assert isinstance(lookup.field, GroupField)
             candidates = await self.site.modyo.search_groups(lookup.field, lookup.value)
+        if lookup.binding is not None:  # one comparison: compare the held value directly
+            return [r for r in candidates if lookup.equals(_held_value(r, lookup.field))]
         return [
             record
             for record in candidates
@@ -243,3 +245,12 @@ def _wants_members(params: Any) -> bool:
 def _describe(changes: dict[GroupField, str | None]) -> str:
     names = {GroupField.DISPLAY_NAME: "displayName", GroupField.EXTERNAL_ID: "externalId"}
     return "update " + " and ".join(names[field] for field in changes)
+
+
+def _held_value(record: GroupRecord, field: GroupField | str) -> str | None:
+    held: dict[GroupField | str, str | None] = {
+        ID: record.id,
+        GroupField.DISPLAY_NAME: record.display_name,
+        GroupField.EXTERNAL_ID: record.external_id,
+    }
+    return held[field]

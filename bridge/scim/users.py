@@ -119,6 +119,8 @@ class UserEndpoints:
         else:
             assert isinstance(lookup.field, UserField)
             candidates = await self.site.modyo.search_users(lookup.field, lookup.value)
+        if lookup.binding is not None:  # one comparison: compare the held value directly
+            return [r for r in candidates if lookup.equals(_held_value(r, lookup.field))]
         base = self.site.base_url(request)
         return [
             record
@@ -139,3 +141,13 @@ class UserEndpoints:
         resource = user_resource(record, location)
         dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
         return dumped
+
+
+def _held_value(record: UserRecord, field: UserField | str) -> str | None:
+    held: dict[UserField | str, str | None] = {
+        ID: record.id,
+        UserField.USER_NAME: record.user_name,
+        UserField.EXTERNAL_ID: record.external_id,
+        UserField.EMAIL: record.email,
+    }
+    return held[field]

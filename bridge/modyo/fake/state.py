@@ -95,9 +95,11 @@ class FakeModyo:
         first_id: int = 344,
         clock: Callable[[], float] = time.time,
         delete_team_members: bool = True,
+        ignore_filters: bool = False,
     ) -> None:
         self.token = token
         self.delete_team_members = delete_team_members
+        self.ignore_filters = ignore_filters  # a Modyo that silently ignores search params
         self._clock = clock
         self._random = random.Random(seed)
         self._next_member_id = first_id
@@ -255,6 +257,8 @@ class FakeModyo:
 
     def _filter_members(self, query: _Query) -> list[Json]:
         candidates: Iterable[Json] = self.team_members.values()
+        if self.ignore_filters:
+            query = _Query([pair for pair in query.pairs if pair[0] not in _SEARCH_PARAMS])
         username = query.one("username")
         email = query.one("email")
         external_id = query.one("external_id")
@@ -380,6 +384,8 @@ class FakeModyo:
 
     def _list_groups(self, *, query: _Query, payload: Json) -> FakeResponse:
         rows: list[Json] = list(self.groups.values())
+        if self.ignore_filters:
+            query = _Query([pair for pair in query.pairs if pair[0] not in _SEARCH_PARAMS])
         name = query.one("name")
         if name is not None:
             found = self._group_by_name.get(name.lower())
@@ -555,6 +561,7 @@ class FakeModyo:
         self._scripted.setdefault(route, []).extend(responses)
 
 
+_SEARCH_PARAMS = frozenset({"username", "email", "external_id", "name"})
 MEMBER_ATTRIBUTES = (
     "username",
     "email",
