@@ -77,11 +77,13 @@ def requests_for(op: str, data: dict[str, Any], tag: str) -> Iterator[Request]:
 
 class Recorder:
     def __init__(self) -> None:
+        self.sent = 0
         self.measuring = False
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
 
     def record(self, status: int, seconds: float) -> None:
+        self.sent += 1
         if not self.measuring:
             return
         if status >= 400:
@@ -194,6 +196,7 @@ def summarise(recorder: Recorder, elapsed: float, counters: dict[str, Any]) -> d
     total = counters.get("total")
     return {
         "requests": len(values),
+        "requests_with_warmup": recorder.sent,
         "errors": recorder.errors,
         "rps": len(values) / elapsed if elapsed else 0.0,
         "p50_ms": percentile(values, 0.50) * 1000,

@@ -77,6 +77,7 @@ class Bench:
         self.ceiling_port, self.peer_port = free_port(), free_port()
         self.modyo = f"http://127.0.0.1:{self.modyo_port}"
         self.processes: list[Process] = []
+        self.by_target: dict[str, Process] = {}
         self.run_tag = 0
         self.fresh_users: list[dict[str, Any]] = []
 
@@ -116,6 +117,7 @@ class Bench:
             env,
         )
         self.processes.append(bridge)
+        self.by_target["bridge"] = bridge
         return bridge
 
     def start_ceiling(self) -> None:
@@ -129,14 +131,9 @@ class Bench:
             "--token",
             MODYO_TOKEN,
         ]
-        self.processes.append(
-            Process(
-                "ceiling",
-                args,
-                f"http://127.0.0.1:{self.ceiling_port}/scim/Groups?filter=x%22x%22",
-                self.log_dir,
-            )
-        )
+        ready = f"http://127.0.0.1:{self.ceiling_port}/scim/Groups?filter=x%22x%22"
+        self.by_target["ceiling"] = Process("ceiling", args, ready, self.log_dir)
+        self.processes.append(self.by_target["ceiling"])
 
     def start_peer(self) -> None:
         args = [
@@ -147,14 +144,9 @@ class Bench:
             "--bearer-token",
             SCIM_TOKEN,
         ]
-        self.processes.append(
-            Process(
-                "peer",
-                args,
-                f"http://127.0.0.1:{self.peer_port}/v2/ServiceProviderConfig",
-                self.log_dir,
-            )
-        )
+        ready = f"http://127.0.0.1:{self.peer_port}/v2/ServiceProviderConfig"
+        self.by_target["peer"] = Process("peer", args, ready, self.log_dir)
+        self.processes.append(self.by_target["peer"])
 
     def stop(self, process: Process | None = None) -> None:
         for each in [process] if process else list(reversed(self.processes)):
@@ -255,6 +247,8 @@ class Bench:
             "tag": f"{target}{self.run_tag}",
             "modyo": self.modyo if target in ("bridge", "ceiling") else None,
         }
+        process = self.by_target.get(target)
+        cpu_before = process.cpu_seconds() if process else 0.0
         output = subprocess.run(
             [sys.executable, "-m", "bench.load"],
             input=json.dumps(spec),
@@ -264,6 +258,9 @@ class Bench:
             timeout=600,
         )
         result: dict[str, Any] = json.loads(output.stdout)
+        if process is not None and result["requests_with_warmup"]:
+            spent = process.cpu_seconds() - cpu_before
+            result["cpu_us_per_request"] = spent / result["requests_with_warmup"] * 1e6
         return result
 
     def set_modyo_latency(self, milliseconds: float) -> None:
@@ -513,6 +510,8 @@ def summary(profile: Profile, raw: dict[str, Any]) -> dict[str, Any]:
             "p95_ms": bridge["p95_ms"],
             "p99_ms": bridge["p99_ms"],
             "modyo_calls": bridge["modyo_calls"],
+            "bridge_cpu_us": bridge.get("cpu_us_per_request"),
+            "ceiling_cpu_us": ceiling.get("cpu_us_per_request"),
         }
     return ops
 
@@ -525,13 +524,14 @@ def print_tables(result: dict[str, Any]) -> None:
     )
     print(
         f"{'op':<13}{'bridge':>9}{'ceiling':>9}{'peer':>8}{'÷ceil':>7}{'÷peer':>7}{'p50':>8}{'p95':>8}"
-        f"{'p99':>8}{'calls':>7}{'min':>5}"
+        f"{'p99':>8}{'calls':>7}{'min':>5}{'cpu µs':>9}{'ceil µs':>9}"
     )
     for op, row in result["ops"].items():
         print(
             f"{op:<13}{row['bridge_rps']:9.0f}{row['ceiling_rps']:9.0f}{row['peer_rps']:8.0f}"
             f"{row['ratio_ceiling']:7.2f}{row['ratio_peer']:7.2f}{row['p50_ms']:8.2f}{row['p95_ms']:8.2f}"
             f"{row['p99_ms']:8.2f}{row['modyo_calls']:7.2f}{MIN_MODYO_CALLS[op]:5}"
+            f"{row['bridge_cpu_us'] or 0:9.0f}{row['ceiling_cpu_us'] or 0:9.0f}"
         )
     print("\nWith 20 ms of Modyo latency (bridge ÷ ceiling)")
     for op in OPS:
