@@ -49,3 +49,15 @@ def test_group_json_equals_the_scim2_models_dump(members: list[MemberRecord] | N
         args = (record, "https://h/scim/Groups/7", members, "https://h/scim/Users")
         dumped = group_resource(*args).model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
         assert group_json(*args) == dumped
+
+
+def test_group_json_without_members_equals_excluding_members() -> None:
+    from bridge.scim.models import GroupResponseParameters
+
+    record = GroupRecord("7", "Sales", "obj", STAMP, STAMP)
+    args = ("https://h/scim/Groups/7", [MemberRecord("1", "Ana")], "https://h/scim/Users")
+    excluded = GroupResponseParameters(excluded_attributes=["members"])
+    dumped = group_resource(record, *args).model_dump(
+        scim_ctx=Context.RESOURCE_QUERY_RESPONSE, response_parameters=excluded
+    )
+    assert group_json(record, args[0], None, args[2]) == dumped
