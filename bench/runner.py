@@ -60,8 +60,8 @@ QUICK = Profile(
     group_repetitions=9,
 )
 FULL = Profile(
-    warmup=2.0,
-    duration=8.0,
+    warmup=1.5,
+    duration=6.0,
     concurrency=16,
     levels=(1, 16, 64),
     added_latency_seconds=20.0,
@@ -282,12 +282,13 @@ class Bench:
 def throughput(
     bench: Bench, modyo_data: dict[str, Any], peer_data: dict[str, Any]
 ) -> dict[str, Any]:
-    """Every op on bridge, ceiling (0 and 20 ms Modyo latency) and peer (in memory)."""
+    """Every op on bridge and ceiling (0 ms Modyo latency at every concurrency level, 20 ms at
+    the main one) and on the peer (in memory)."""
     results: dict[str, Any] = {}
     for latency in (0, 20):
         bench.set_modyo_latency(latency)
         for op in OPS:
-            for level in bench.profile.levels:
+            for level in bench.profile.levels if latency == 0 else (bench.profile.concurrency,):
                 for target in ("bridge", "ceiling"):
                     key = f"{op}|{target}|{latency}|{level}"
                     results[key] = bench.measure(target, op, modyo_data, concurrency=level)

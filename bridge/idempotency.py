@@ -147,15 +147,15 @@ class IdempotencyMiddleware:
         key = _key(scope, body)
         stored = await self.store.get(key)
         if stored is not None:
-            IDEMPOTENCY.labels(outcome="replayed").inc()
+            IDEMPOTENCY("replayed").inc()
             await _send_answer(stored, send, replayed=True)
             return
         running = self._in_flight.get(key)
         if running is not None:
-            IDEMPOTENCY.labels(outcome="coalesced").inc()
+            IDEMPOTENCY("coalesced").inc()
             await _send_answer(await asyncio.shield(running), send, replayed=True)
             return
-        IDEMPOTENCY.labels(outcome="executed").inc()
+        IDEMPOTENCY("executed").inc()
         await self._execute(key, scope, body, send)
 
     async def _execute(self, key: str, scope: Scope, body: bytes, send: Send) -> None:

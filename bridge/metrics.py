@@ -2,34 +2,73 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+
+class Labelled:
+    """A metric whose labelled children are looked up once and then kept: prometheus-client's
+    ``labels()`` costs ~2 µs a call (about 5% of a GET's CPU, profiled). Label values come
+    from small fixed sets (methods, resources, statuses, Modyo calls), so the cache is small."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-SCIM_REQUESTS = Counter(
-    "scim_bridge_requests_total", "SCIM requests answered", ["method", "resource", "status"]
+SCIM_REQUESTS = Labelled(
+    Counter(
+        "scim_bridge_requests_total", "SCIM requests answered", ["method", "resource", "status"]
+    )
 )
-SCIM_LATENCY = Histogram(
-    "scim_bridge_request_seconds", "SCIM request latency", ["method", "resource"],
-    buckets=_LATENCY_BUCKETS,
-)  # fmt: skip
-MODYO_CALLS = Counter(
-    "scim_bridge_modyo_calls_total", "Modyo API attempts, by call and outcome", ["call", "status"]
+SCIM_LATENCY = Labelled(
+    Histogram(
+        "scim_bridge_request_seconds",
+        "SCIM request latency",
+        ["method", "resource"],
+        buckets=_LATENCY_BUCKETS,
+    )
 )
-MODYO_LATENCY = Histogram(
-    "scim_bridge_modyo_call_seconds", "Modyo API attempt latency", ["call"],
-    buckets=_LATENCY_BUCKETS,
-)  # fmt: skip
-MODYO_RETRIES = Counter(
-    "scim_bridge_modyo_retries_total", "Modyo API retries, by call and reason", ["call", "reason"]
+MODYO_CALLS = Labelled(
+    Counter(
+        "scim_bridge_modyo_calls_total",
+        "Modyo API attempts, by call and outcome",
+        ["call", "status"],
+    )
+)
+MODYO_LATENCY = Labelled(
+    Histogram(
+        "scim_bridge_modyo_call_seconds",
+        "Modyo API attempt latency",
+        ["call"],
+        buckets=_LATENCY_BUCKETS,
+    )
+)
+MODYO_RETRIES = Labelled(
+    Counter(
+        "scim_bridge_modyo_retries_total",
+        "Modyo API retries, by call and reason",
+        ["call", "reason"],
+    )
 )
 MODYO_IN_FLIGHT = Gauge("scim_bridge_modyo_in_flight", "Modyo API calls in flight")
-IDEMPOTENCY = Counter(
-    "scim_bridge_idempotency_total",
-    "Write requests seen by the idempotency cache, by outcome (executed, replayed, coalesced)",
-    ["outcome"],
+IDEMPOTENCY = Labelled(
+    Counter(
+        "scim_bridge_idempotency_total",
+        "Write requests seen by the idempotency cache, by outcome (executed, replayed, coalesced)",
+        ["outcome"],
+    )
 )
 
 

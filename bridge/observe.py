@@ -69,10 +69,8 @@ class RequestObserver:
         finally:
             elapsed = time.perf_counter() - started
             resource = self._resource(scope["path"])
-            SCIM_REQUESTS.labels(
-                method=scope["method"], resource=resource, status=str(status)
-            ).inc()
-            SCIM_LATENCY.labels(method=scope["method"], resource=resource).observe(elapsed)
+            SCIM_REQUESTS(scope["method"], resource, str(status)).inc()
+            SCIM_LATENCY(scope["method"], resource).observe(elapsed)
             log.info(
                 "request",
                 extra={

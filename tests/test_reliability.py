@@ -19,6 +19,7 @@ from bridge.modyo.client import ModyoClient, build_http_client
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.retry import RetryPolicy
+from bridge.upstream import Unavailable, UserField
 from tests import entra
 from tests.conftest import MODYO_URL, assert_scim_error, bridge_client, create_group, make_settings
 
@@ -523,3 +524,46 @@ def test_settings_expose_the_reliability_knobs() -> None:
     assert settings.retry.max_attempts == 5 and settings.retry.retry_after_cap_seconds == 10
     assert settings.scim.request_deadline_seconds < 30  # well under Entra's own patience
     assert settings.idempotency.ttl_seconds == 600 and settings.modyo.max_in_flight == 32
+
+
+async def test_a_refused_connection_is_known_never_sent_even_through_aiohttp(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """httpx-aiohttp turns every aiohttp connection error into ConnectTimeout; the bridge
+    tells a refused connection (safe to re-send, even a create) from a dropped one."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = make_settings(
+        modyo={"base_url": closed, "transport": "aiohttp"}, retry={"max_attempts": 2}
+    )
+    async with build_http_client(settings.modyo) as http:
+        client = ModyoClient(http, RetryPolicy(settings.retry), 4)
+        with caplog.at_level(logging.WARNING, logger="bridge.modyo"), pytest.raises(Unavailable):
+            await client.create_user(
+                {UserField.USER_NAME: "x@contoso.com", UserField.EMAIL: "x@contoso.com"}
+            )
+    reasons = [r.reason for r in caplog.records if r.getMessage() == "retrying Modyo call"]  # type: ignore[attr-defined]
+    assert reasons and all(reason.startswith("connect_error") for reason in reasons)
+
+
+def test_only_a_connection_that_was_never_opened_counts_as_never_sent() -> None:
+    import aiohttp
+
+    from bridge.modyo.client import _never_sent
+
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
+        OSError(111, "refused"),
+    )
+    dropped = aiohttp.ServerDisconnectedError()
+    assert _never_sent(httpx.ConnectError("refused"))
+    assert _never_sent(httpx.ConnectTimeout("slow connect"))
+    for cause, expected in ((refused, True), (dropped, False)):
+        mapped = httpx.ConnectTimeout(str(cause))
+        mapped.__cause__ = cause
+        assert _never_sent(mapped) is expected
+    assert not _never_sent(httpx.ReadTimeout("slow answer"))
+    assert not _never_sent(httpx.RemoteProtocolError("dropped"))

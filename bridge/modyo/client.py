@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final
 
+import aiohttp
 import httpx
 
 from bridge import __version__, deadline
@@ -336,7 +337,7 @@ class ModyoClient:
                     log.info("adopted object after an unknown create outcome", extra={"call": call})
                     return dict(existing)
                 continue  # it was not applied: creating again is safe
-            if answer.status == 409:
+            if answer.status in (409, 422):  # Modyo's failure statuses (C9)
                 failure = _failure(call, answer.response)
                 if isinstance(failure, Conflict):
                     existing = await find_existing()
@@ -443,9 +444,9 @@ class ModyoClient:
             nonlocal uncertain
             try:
                 response = await self._attempt(call, method, path, params, json)
-            except httpx.ConnectError as exc:  # never reached Modyo: always safe to repeat
-                raise Retryable(f"connect_error ({type(exc).__name__})") from None
             except httpx.TransportError as exc:
+                if _never_sent(exc):  # no connection: always safe to repeat
+                    raise Retryable(f"connect_error ({type(exc).__name__})") from None
                 if repeat is Repeat.UNSAFE:
                     raise UnknownOutcome(call) from None
                 uncertain = True
@@ -495,20 +496,36 @@ class ModyoClient:
                 finally:
                     MODYO_IN_FLIGHT.dec()
         except TimeoutError:
-            MODYO_CALLS.labels(call=call, status="deadline").inc()
+            MODYO_CALLS(call, "deadline").inc()
             reason = "answer" if sent else "a free slot (modyo.max_in_flight)"
             raise Unavailable(
                 f"the request deadline passed waiting for {reason} for {call}", retry_after=2
             ) from None
         except httpx.TransportError as exc:
-            MODYO_CALLS.labels(call=call, status=type(exc).__name__).inc()
+            MODYO_CALLS(call, type(exc).__name__).inc()
             raise
-        MODYO_CALLS.labels(call=call, status=str(response.status_code)).inc()
-        MODYO_LATENCY.labels(call=call).observe(time.perf_counter() - started)
+        MODYO_CALLS(call, str(response.status_code)).inc()
+        MODYO_LATENCY(call).observe(time.perf_counter() - started)
         return response
 
 
 # ---------------------------------------------------------------------- translation helpers
+
+
+def _never_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request surely never reached Modyo (no connection was made).
+
+    httpx raises ConnectError or ConnectTimeout for that. httpx-aiohttp maps *every* aiohttp
+    connection error to ConnectTimeout, a server that drops the connection after reading the
+    request included, so there the original aiohttp error decides: only ClientConnectorError
+    (the connection could not be opened) means "never sent".
+    """
+    if not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return False
+    cause = exc.__cause__
+    if cause is None or not isinstance(cause, aiohttp.ClientError):
+        return True
+    return isinstance(cause, aiohttp.ClientConnectorError)
 
 
 def _modyo_id(raw: str) -> str:

@@ -124,7 +124,7 @@ class RetryPolicy:
     @staticmethod
     def _log_retry(call: str, state: RetryCallState) -> None:
         failure = _retryable(state)
-        MODYO_RETRIES.labels(call=call, reason=failure.reason.split(" ", 1)[0]).inc()
+        MODYO_RETRIES(call, failure.reason.split(" ", 1)[0]).inc()
         log.warning(
             "retrying Modyo call",
             extra={

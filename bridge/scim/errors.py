@@ -8,7 +8,7 @@ mapped here, the one place the SCIM side learns about them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from pydantic import ValidationError
 from scim2_models import (
@@ -79,6 +79,13 @@ def retry_after_header(seconds: float | None) -> str:
     return str(max(1, math.ceil(seconds or 1)))
 
 
+def unknown_members(ids: Iterable[str]) -> InvalidValueException:
+    """400 ``invalidValue`` naming every member id that is not a user."""
+    return InvalidValueException(
+        detail="members refer to users that do not exist: " + ", ".join(sorted(ids))
+    )
+
+
 def from_upstream(failure: UpstreamError, *, resource: str) -> SCIMException:
     """The SCIM error for an upstream failure. ``detail`` never holds credentials."""
     if isinstance(failure, NotFound):
@@ -88,9 +95,7 @@ def from_upstream(failure: UpstreamError, *, resource: str) -> SCIMException:
         what = f"a {resource} with this {name} already exists" if name else failure.detail
         return UniquenessException(detail=f"{what} (Modyo: {failure.detail})")
     if isinstance(failure, UnknownMembers):
-        return InvalidValueException(
-            detail="members refer to users that do not exist: " + ", ".join(failure.ids)
-        )
+        return unknown_members(failure.ids)
     if isinstance(failure, Rejected):
         return InvalidValueException(detail=failure.detail)
     if isinstance(failure, Unavailable):

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from scim2_models import Context, InvalidValueException
+from scim2_models import Context
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bridge.scim.errors import PartialWrite
+from bridge.scim.errors import PartialWrite, unknown_members
 from bridge.scim.fast_patch import fast_group_plan
 from bridge.scim.filters import ID, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
@@ -155,9 +155,7 @@ class GroupEndpoints:
             known = set(await self.site.modyo.memberships(user_ids))
         missing = user_ids - known
         if missing:
-            raise InvalidValueException(
-                detail="members refer to users that do not exist: " + ", ".join(sorted(missing))
-            )
+            raise unknown_members(missing)
 
     async def _write(
         self, group_id: str, plan: GroupPlan, to_add: set[str], to_remove: set[str]

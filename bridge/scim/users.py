@@ -49,7 +49,8 @@ class UserEndpoints:
         """Create (RFC 7644 §3.3): 201 + ``Location``; a taken userName/email is 409."""
         user = await self.site.parse(request, USER_HOLDING, Context.RESOURCE_CREATION_REQUEST)
         values = user_values(user)
-        unique = (f"userName:{user.user_name}", f"email:{values[UserField.EMAIL] or ''}")
+        email = values[UserField.EMAIL]
+        unique = [f"userName:{user.user_name}", *([f"email:{email}"] if email else [])]
         async with self.site.creating.hold(*unique):  # a concurrent twin waits, then gets 409
             record = await self.site.modyo.create_user(values)
         body = self._render(request, record, Context.RESOURCE_CREATION_RESPONSE)

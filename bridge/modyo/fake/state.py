@@ -207,7 +207,7 @@ class FakeModyo:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
     def _lookup(self, table: dict[int, Json], raw_id: str) -> Json:
-        if not (raw_id.isascii() and raw_id.isdigit()):
+        if not (raw_id.isascii() and raw_id.isdigit()) or raw_id[0] == "0":  # canonical ids
             raise _Failure(NOT_FOUND)
         found = table.get(int(raw_id))
         if found is None:
