@@ -165,17 +165,16 @@ class DiscoveryEndpoints:
         ]  # fmt: skip
 
     def _resource_type_body(self, request: Request, resource_type: ResourceType) -> dict[str, Any]:
-        location = f"{self.site.base_url(request)}/ResourceTypes/{resource_type.id}"
-        with_meta = resource_type.model_copy(
-            update={"meta": ScimMeta(resource_type="ResourceType", location=location)}
-        )
-        body: dict[str, Any] = with_meta.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
-        return body
+        return self._with_meta(request, resource_type, "ResourceType", resource_type.id)
 
     def _schema_body(self, request: Request, schema: Schema) -> dict[str, Any]:
-        location = f"{self.site.base_url(request)}/Schemas/{schema.id}"
-        with_meta = schema.model_copy(
-            update={"meta": ScimMeta(resource_type="Schema", location=location)}
+        return self._with_meta(request, schema, "Schema", schema.id)
+
+    def _with_meta(self, request: Request, described: Any, kind: str, key: Any) -> dict[str, Any]:
+        """A discovery resource with its ``meta`` (RFC 7644 §4: resourceType and location)."""
+        location = f"{self.site.base_url(request)}/{kind}s/{key}"
+        with_meta = described.model_copy(
+            update={"meta": ScimMeta(resource_type=kind, location=location)}
         )
         body: dict[str, Any] = with_meta.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
         return body

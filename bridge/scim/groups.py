@@ -13,7 +13,6 @@ from typing import Any
 from scim2_models import Context
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bridge.scim.errors import PartialWrite, unknown_members
 from bridge.scim.fast_patch import fast_group_plan
@@ -21,36 +20,14 @@ from bridge.scim.filters import ID, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.models import GroupPatch, GroupResponseParameters
 from bridge.scim.responses import ScimResponse, no_content
-from bridge.scim.site import (
-    Query,
-    ScimSite,
-    list_response,
-    method_route,
-    query_from_body,
-    query_from_url,
-)
+from bridge.scim.site import Query, ResourceEndpoints, list_response, query_from_url
 from bridge.translate import GROUP_HOLDING, group_json, group_resource, group_values
 from bridge.upstream import GroupField, GroupRecord, NotFound, UpstreamError
 
-_PARAMETERS = GroupResponseParameters
 
-
-class GroupEndpoints:
-    def __init__(self, site: ScimSite) -> None:
-        self.site = site
-
-    def routes(self) -> list[Route]:
-        return [
-            method_route("/Groups", GET=self.search, POST=self.create),
-            method_route("/Groups/.search", POST=self.search_by_post),
-            method_route(
-                "/Groups/{group_id}",
-                GET=self.read,
-                PATCH=self.patch,
-                PUT=self.replace,
-                DELETE=self.delete,
-            ),
-        ]
+class GroupEndpoints(ResourceEndpoints):
+    path = "/Groups"
+    parameters = GroupResponseParameters
 
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201; a taken displayName is 409 (Entra matches groups by
@@ -68,22 +45,12 @@ class GroupEndpoints:
 
     async def read(self, request: Request) -> Response:
         """Read by id (RFC 7644 §3.4.1); ``excludedAttributes=members`` reads no member."""
-        params = query_from_url(request, _PARAMETERS, self.site.max_page_size).params
-        record = await self.site.modyo.get_group(request.path_params["group_id"])
+        params = query_from_url(request, self.parameters, self.site.max_page_size).params
+        record = await self.site.modyo.get_group(request.path_params["resource_id"])
         members = await self._members_if_wanted(record.id, params)
         return ScimResponse(self._render(request, record, members, params=params))
 
-    async def search(self, request: Request) -> Response:
-        """Query (RFC 7644 §3.4.2): ``displayName eq`` is how Entra matches groups (R15)."""
-        return await self._answer(
-            request, query_from_url(request, _PARAMETERS, self.site.max_page_size)
-        )
-
-    async def search_by_post(self, request: Request) -> Response:
-        """The same query as a POST ``/Groups/.search`` body (RFC 7644 §3.4.3)."""
-        return await self._answer(request, await query_from_body(self.site, request, _PARAMETERS))
-
-    async def _answer(self, request: Request, query: Query) -> Response:
+    async def answer(self, request: Request, query: Query) -> Response:
         window = query.window
         if query.filter is None:
             page = await self.site.modyo.list_groups(window.offset, window.count)
@@ -102,7 +69,7 @@ class GroupEndpoints:
         checked before the first write, and re-sending it converges."""
         body = await self.site.read(request)
         plan = fast_group_plan(body) or plan_group_patch(self.site.validate_patch(body, GroupPatch))
-        group_id = request.path_params["group_id"]
+        group_id = request.path_params["resource_id"]
         to_add, to_remove = await self._membership_changes(group_id, plan)
         if not (plan.changes or to_add or to_remove):
             await self.site.modyo.get_group(group_id)  # nothing to write: still 404 if absent
@@ -112,7 +79,7 @@ class GroupEndpoints:
     async def replace(self, request: Request) -> Response:
         """Replace (RFC 7644 §3.5.1): name, externalId and exactly the members sent."""
         group = await self.site.parse(request, GROUP_HOLDING, Context.RESOURCE_REPLACEMENT_REQUEST)
-        group_id = request.path_params["group_id"]
+        group_id = request.path_params["resource_id"]
         wanted = tuple(member.value for member in group.members or () if member.value)
         plan = GroupPlan(changes=group_values(group), steps=[MemberStep(Step.REPLACE, wanted)])
         to_add, to_remove = await self._membership_changes(group_id, plan)
@@ -124,7 +91,7 @@ class GroupEndpoints:
 
     async def delete(self, request: Request) -> Response:
         """Delete (RFC 7644 §3.6): 204; the group's users are not deleted."""
-        await self.site.modyo.delete_group(request.path_params["group_id"])
+        await self.site.modyo.delete_group(request.path_params["resource_id"])
         return no_content()
 
     async def _membership_changes(

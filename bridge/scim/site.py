@@ -155,3 +155,58 @@ def method_route(path: str, **handlers: Endpoint) -> Route:
         return await handlers[method](request)
 
     return Route(path, endpoint, methods=list(handlers))
+
+
+class ResourceEndpoints:
+    """The routes and queries a resource type shares (RFC 7644 §3): ``/<Type>``,
+    ``/<Type>/.search`` and ``/<Type>/{resource_id}``; subclasses answer them."""
+
+    path: str
+    parameters: Any  # the ResponseParameters model of the resource type
+
+    def __init__(self, site: ScimSite) -> None:
+        self.site = site
+
+    def routes(self) -> list[Route]:
+        return [
+            method_route(self.path, GET=self.search, POST=self.create),
+            method_route(f"{self.path}/.search", POST=self.search_by_post),
+            method_route(
+                f"{self.path}/{{resource_id}}",
+                GET=self.read,
+                PATCH=self.patch,
+                PUT=self.replace,
+                DELETE=self.delete,
+            ),
+        ]
+
+    async def search(self, request: Request) -> Response:
+        """Query (RFC 7644 §3.4.2): always a ListResponse, ``totalResults: 0`` when nothing
+        matches (Entra creates the resource then)."""
+        return await self.answer(
+            request, query_from_url(request, self.parameters, self.site.max_page_size)
+        )
+
+    async def search_by_post(self, request: Request) -> Response:
+        """The same query as a POST ``/.search`` body (RFC 7644 §3.4.3)."""
+        return await self.answer(
+            request, await query_from_body(self.site, request, self.parameters)
+        )
+
+    async def answer(self, request: Request, query: Query) -> Response:
+        raise NotImplementedError
+
+    async def create(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def read(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def patch(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def replace(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def delete(self, request: Request) -> Response:
+        raise NotImplementedError

@@ -7,43 +7,20 @@ from typing import Any
 from scim2_models import Context
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from bridge.scim.fast_patch import fast_user_changes
 from bridge.scim.filters import ID, user_lookup
 from bridge.scim.models import UserPatch, UserResponseParameters
 from bridge.scim.responses import ScimResponse, no_content
-from bridge.scim.site import (
-    Query,
-    ScimSite,
-    list_response,
-    method_route,
-    query_from_body,
-    query_from_url,
-)
+from bridge.scim.site import Query, ResourceEndpoints, list_response, query_from_url
 from bridge.scim.user_patch import user_changes
 from bridge.translate import USER_HOLDING, user_json, user_resource, user_values
 from bridge.upstream import NotFound, UserField, UserRecord
 
-_PARAMETERS = UserResponseParameters
 
-
-class UserEndpoints:
-    def __init__(self, site: ScimSite) -> None:
-        self.site = site
-
-    def routes(self) -> list[Route]:
-        return [
-            method_route("/Users", GET=self.search, POST=self.create),
-            method_route("/Users/.search", POST=self.search_by_post),
-            method_route(
-                "/Users/{user_id}",
-                GET=self.read,
-                PATCH=self.patch,
-                PUT=self.replace,
-                DELETE=self.delete,
-            ),
-        ]
+class UserEndpoints(ResourceEndpoints):
+    path = "/Users"
+    parameters = UserResponseParameters
 
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201 + ``Location``; a taken userName/email is 409."""
@@ -58,22 +35,11 @@ class UserEndpoints:
 
     async def read(self, request: Request) -> Response:
         """Read by id (RFC 7644 §3.4.1); disabled users stay readable with ``active: false``."""
-        record = await self.site.modyo.get_user(request.path_params["user_id"])
-        query = query_from_url(request, _PARAMETERS, self.site.max_page_size)
+        record = await self.site.modyo.get_user(request.path_params["resource_id"])
+        query = query_from_url(request, self.parameters, self.site.max_page_size)
         return ScimResponse(self._render(request, record, params=query.params))
 
-    async def search(self, request: Request) -> Response:
-        """Query (RFC 7644 §3.4.2): always a ListResponse, ``totalResults: 0`` when nothing
-        matches (Entra creates the user then)."""
-        return await self._answer(
-            request, query_from_url(request, _PARAMETERS, self.site.max_page_size)
-        )
-
-    async def search_by_post(self, request: Request) -> Response:
-        """The same query as a POST ``/Users/.search`` body (RFC 7644 §3.4.3)."""
-        return await self._answer(request, await query_from_body(self.site, request, _PARAMETERS))
-
-    async def _answer(self, request: Request, query: Query) -> Response:
+    async def answer(self, request: Request, query: Query) -> Response:
         window = query.window
         if query.filter is None:
             page = await self.site.modyo.list_users(window.offset, window.count)
@@ -91,7 +57,7 @@ class UserEndpoints:
         changes = fast_user_changes(body)
         if changes is None:
             changes = user_changes(self.site.validate_patch(body, UserPatch))
-        user_id = request.path_params["user_id"]
+        user_id = request.path_params["resource_id"]
         modyo = self.site.modyo
         record = await (modyo.update_user(user_id, changes) if changes else modyo.get_user(user_id))
         return ScimResponse(self._render(request, record, Context.RESOURCE_PATCH_RESPONSE))
@@ -100,13 +66,13 @@ class UserEndpoints:
         """Replace (RFC 7644 §3.5.1): held attributes absent from the body are cleared."""
         user = await self.site.parse(request, USER_HOLDING, Context.RESOURCE_REPLACEMENT_REQUEST)
         record = await self.site.modyo.update_user(
-            request.path_params["user_id"], user_values(user)
+            request.path_params["resource_id"], user_values(user)
         )
         return ScimResponse(self._render(request, record, Context.RESOURCE_REPLACEMENT_RESPONSE))
 
     async def delete(self, request: Request) -> Response:
         """Delete (RFC 7644 §3.6): 204, then 404 on read and absent from queries."""
-        await self.site.modyo.delete_user(request.path_params["user_id"])
+        await self.site.modyo.delete_user(request.path_params["resource_id"])
         return no_content()
 
     async def _matching(self, request: Request, text: str) -> list[UserRecord]:
