@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import statistics
 import subprocess
@@ -575,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short windows: under 3 minutes")
     parser.add_argument("--json", type=Path, help="write the results to this file")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("scim2_server") is None:
+        parser.error('the peer is missing: .venv/bin/pip install -e ".[bench]"')
     profile = QUICK if args.quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from scim2_models import SCIMException
 
-from bridge.scim.fast_patch import fast_group_plan, fast_user_changes
+from bridge.scim.fast_patch import fast_group_plan, fast_user_changes, fast_user_values
 from bridge.scim.group_patch import plan_group_patch
 from bridge.scim.models import GroupPatch, UserPatch
 from bridge.scim.site import ScimSite
@@ -108,3 +108,57 @@ def test_group_fast_path_defers_what_it_does_not_know(body: dict[str, Any]) -> N
     assert fast_group_plan(body) is None
     with contextlib.suppress(SCIMException):  # the library path answers: a plan or an error
         _library_group(body)
+
+
+def _create(user_name: str = "ana@contoso.com", **changes: Any) -> dict[str, Any]:
+    body = entra.user(user_name)
+    body.update(changes)
+    return {key: value for key, value in body.items() if value is not _DROP}
+
+
+_DROP = object()
+CREATE_BODIES = [
+    _create(),
+    _create("Ana.Díaz@Contoso.COM"),  # pydantic normalises the domain
+    _create(active=False),
+    _create(active="False"),
+    _create(active="true"),
+    _create(externalId=_DROP),
+    _create(name={"givenName": "Ana"}),
+    _create(name=_DROP),
+    _create(name={"givenName": "", "familyName": "Díaz", "formatted": " Ana Díaz "}),
+    _create(schemas=[entra.USER_URN]),
+    _create(meta=_DROP, roles=_DROP),
+    _create(emails=[{"type": "work", "value": "other@contoso.com"}]),
+]
+CREATE_DEFERRED = [
+    entra.legacy_user("legacy@contoso.com"),  # explicit nulls, malformed URN
+    _create(emails=[{"type": "work", "value": "not-an-address"}]),
+    _create(emails=[{"type": "home", "value": "a@contoso.com"}]),
+    _create(emails=[]),
+    _create(emails=_DROP),
+    _create(userName=""),
+    _create(externalId=""),
+    _create(active="yes"),
+    _create(nickName="Babs"),
+    _create(roles=[{"value": "admin"}]),
+    _create(name={"middleName": "X"}),
+    _create(schemas=["urn:example:other"]),
+]
+
+
+@pytest.mark.parametrize("body", CREATE_BODIES)
+def test_create_fast_path_equals_scim2_models(body: dict[str, Any]) -> None:
+    from scim2_models import Context
+
+    from bridge.translate import USER_HOLDING, user_values
+
+    fast = fast_user_values(body)
+    assert fast is not None
+    library = user_values(ScimSite.validate(body, USER_HOLDING, Context.RESOURCE_CREATION_REQUEST))
+    assert fast == library
+
+
+@pytest.mark.parametrize("body", CREATE_DEFERRED)
+def test_create_fast_path_defers_what_it_does_not_know(body: dict[str, Any]) -> None:
+    assert fast_user_values(body) is None

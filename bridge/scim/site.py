@@ -48,7 +48,12 @@ class ScimSite:
     async def parse(self, request: Request, holding: Holding, context: Context) -> Any:
         """The body, without what Modyo cannot hold, validated under Entra's policy (SCIM 400
         on any problem). ``holding`` names the resource type."""
-        body = holding.body(await self.read(request))
+        return self.validate(await self.read(request), holding, context)
+
+    @staticmethod
+    def validate(payload: dict[str, Any], holding: Holding, context: Context) -> Any:
+        """:meth:`parse` for a body already read."""
+        body = holding.body(payload)
         try:
             resource = holding.model.model_validate(
                 body, scim_ctx=context, scim_policy=ENTRA_POLICY
