@@ -512,10 +512,20 @@ def summary(profile: Profile, raw: dict[str, Any]) -> dict[str, Any]:
             "p95_ms": bridge["p95_ms"],
             "p99_ms": bridge["p99_ms"],
             "modyo_calls": bridge["modyo_calls"],
-            "bridge_cpu_us": bridge.get("cpu_us_per_request"),
-            "ceiling_cpu_us": ceiling.get("cpu_us_per_request"),
         }
     return ops
+
+
+def cpu_per_request(profile: Profile, raw: dict[str, Any]) -> dict[str, Any]:
+    """CPU time each server spent per request (µs): the ratio behind the throughput ratio."""
+    level = profile.concurrency
+    return {
+        op: {
+            target: raw[f"{op}|{target}|0|{level}"].get("cpu_us_per_request")
+            for target in ("bridge", "ceiling", "peer")
+        }
+        for op in OPS
+    }
 
 
 def print_tables(result: dict[str, Any]) -> None:
@@ -533,7 +543,8 @@ def print_tables(result: dict[str, Any]) -> None:
             f"{op:<13}{row['bridge_rps']:9.0f}{row['ceiling_rps']:9.0f}{row['peer_rps']:8.0f}"
             f"{row['ratio_ceiling']:7.2f}{row['ratio_peer']:7.2f}{row['p50_ms']:8.2f}{row['p95_ms']:8.2f}"
             f"{row['p99_ms']:8.2f}{row['modyo_calls']:7.2f}{MIN_MODYO_CALLS[op]:5}"
-            f"{row['bridge_cpu_us'] or 0:9.0f}{row['ceiling_cpu_us'] or 0:9.0f}"
+            f"{result['cpu_us_per_request'][op]['bridge'] or 0:9.0f}"
+            f"{result['cpu_us_per_request'][op]['ceiling'] or 0:9.0f}"
         )
     print("\nWith 20 ms of Modyo latency (bridge ÷ ceiling)")
     for op in OPS:
@@ -606,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_mb": rss,
         "cycle": {k: cycle[k] for k in ("seconds", "modyo_calls", "min_modyo_calls")},
         "concurrency": profile.concurrency,
+        "cpu_us_per_request": cpu_per_request(profile, raw),
         "quick": args.quick,
         "added_latency_detail": latency,
         "cycle_detail": cycle,
