@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bridge.scim.errors import PartialWrite, unknown_members
-from bridge.scim.fast_patch import fast_group_plan
+from bridge.scim.fast_paths import fast_group_plan
 from bridge.scim.filters import ID, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.models import GroupPatch, GroupResponseParameters

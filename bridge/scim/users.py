@@ -8,7 +8,7 @@ from scim2_models import Context
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridge.scim.fast_patch import fast_user_changes, fast_user_values
+from bridge.scim.fast_paths import fast_user_changes, fast_user_values
 from bridge.scim.filters import ID, user_lookup
 from bridge.scim.models import UserPatch, UserResponseParameters
 from bridge.scim.responses import ScimResponse, no_content
@@ -38,8 +38,8 @@ class UserEndpoints(ResourceEndpoints):
 
     async def read(self, request: Request) -> Response:
         """Read by id (RFC 7644 §3.4.1); disabled users stay readable with ``active: false``."""
-        record = await self.site.modyo.get_user(request.path_params["resource_id"])
         query = query_from_url(request, self.parameters, self.site.max_page_size)
+        record = await self.site.modyo.get_user(request.path_params["resource_id"])
         return ScimResponse(self._render(request, record, params=query.params))
 
     async def answer(self, request: Request, query: Query) -> Response:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from scim2_models import SCIMException
 
-from bridge.scim.fast_patch import fast_group_plan, fast_user_changes, fast_user_values
+from bridge.scim.fast_paths import fast_group_plan, fast_user_changes, fast_user_values
 from bridge.scim.group_patch import plan_group_patch
 from bridge.scim.models import GroupPatch, UserPatch
 from bridge.scim.site import ScimSite

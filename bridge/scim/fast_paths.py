@@ -7,7 +7,7 @@ body, ``Replace``/``Add`` of one held scalar attribute, ``active`` as a boolean 
 ``"True"``/``"False"``, and member ``Add``/``Remove`` with a value list or
 ``members[value eq "id"]``. This module recognises exactly those shapes and returns what the
 scim2-models path would return; for anything else it returns None and the request takes that
-path. ``tests/test_fast_patch.py`` holds the two equal on a corpus of Entra bodies, so
+path. ``tests/test_fast_paths.py`` holds the two equal on a corpus of Entra bodies, so
 scim2-models stays the reference for SCIM semantics.
 """
 
