@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -181,6 +180,3 @@ def _print_table(results: list[Result], base_url: str) -> None:
         if not failed
         else f"{failed} check(s) failed: see docs/modyo-contract.md"
     )
-
-
-__all__: list[Any] = ["ContractProbe", "Result", "run_check"]
