@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge.config import ModyoSettings
-from bridge.modyo.client import build_http_client
+from bridge.modyo.http import build_http_client
 
 API = "/api/admin"
 ORDER = {"per_page": "100", "sort_by": "id", "order": "asc"}

@@ -1,11 +1,13 @@
-"""The ASGI application: routes, middleware, error handlers and the Modyo client's lifespan.
+"""The ASGI application: routes, middleware, error handlers and the upstream's lifespan.
 
 Data flows one way: request -> SCIM parse/validate -> plan -> upstream calls -> SCIM response.
+Layers, outermost first: the observer (request id, deadline, access log, metrics, the
+last-resort error answer), the known-error handlers, then the router with authentication and
+the idempotency cache around the SCIM endpoints.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,21 +15,25 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 from scim2_models import NotFoundException, SCIMException
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, Router
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bridge import request_state
 from bridge.config import Settings
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
-from bridge.modyo.client import ModyoClient, build_http_client
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.observe import RequestObserver
 from bridge.scim.auth import BearerAuth
+from bridge.scim.context import ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
+from bridge.scim.endpoints import method_route
 from bridge.scim.errors import (
     InternalError,
     MethodNotAllowed,
@@ -37,11 +43,8 @@ from bridge.scim.errors import (
     from_validation,
 )
 from bridge.scim.groups import GroupEndpoints
-from bridge.scim.site import ScimSite
 from bridge.scim.users import UserEndpoints
 from bridge.upstream import Upstream, UpstreamError
-
-log = logging.getLogger("bridge.app")
 
 
 def create_app(
@@ -50,55 +53,63 @@ def create_app(
     upstream: Upstream | None = None,
     modyo_transport: httpx.AsyncBaseTransport | None = None,
 ) -> ASGIApp:
-    """Build the bridge. ``upstream`` replaces the Modyo client entirely; ``modyo_transport``
-    keeps the real client but sends its HTTP elsewhere (the in-process fake Modyo)."""
-    site = ScimSite(
+    """Build the bridge. ``upstream`` replaces the Modyo upstream entirely; ``modyo_transport``
+    keeps the real one but sends its HTTP elsewhere (the in-process fake Modyo)."""
+    if upstream is None:
+        http = ModyoHttp(settings.modyo, RetryPolicy(settings.retry), modyo_transport)
+        upstream = RestUpstream(http)
+    context = ScimContext(
+        upstream=upstream,
         max_body_bytes=settings.server.max_body_bytes,
         max_page_size=settings.scim.max_page_size,
         public_url=str(settings.server.public_url) if settings.server.public_url else None,
     )
+    connected = upstream.connected
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if upstream is not None:
-            site.upstream = upstream
-            yield
-            return
-        async with build_http_client(settings.modyo, modyo_transport) as http:
-            site.upstream = ModyoClient(
-                http, RetryPolicy(settings.retry), settings.modyo.max_in_flight
-            )
+    async def lifespan(app: object) -> AsyncIterator[None]:
+        async with connected():
             yield
 
-    scim = Router(
+    scim: ASGIApp = Router(
         routes=[
-            *UserEndpoints(site).routes(),
-            *GroupEndpoints(site).routes(),
-            *DiscoveryEndpoints(site).routes(),
+            *UserEndpoints(context).routes(),
+            *GroupEndpoints(context).routes(),
+            *DiscoveryEndpoints(context).routes(),
         ]
     )
-    scim_app: ASGIApp = scim
     if settings.idempotency.enabled:
         store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
-        scim_app = IdempotencyMiddleware(scim, store, settings.server.max_body_bytes)
+        scim = IdempotencyMiddleware(scim, store, settings.server.max_body_bytes)
     tokens = [token.get_secret_value() for token in settings.scim.tokens]
-    routes: list[Route | Mount] = [Route("/healthz", healthz, methods=["GET"])]
+    routes: list[Route | Mount] = [method_route("/healthz", None, GET=("healthz", healthz))]
     if settings.server.metrics_enabled:
-        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim_app, tokens)))
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={
+        routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
+    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
+    handled = ExceptionMiddleware(
+        Router(routes=routes, lifespan=lifespan),
+        handlers={
             SCIMException: _scim_error,
             UpstreamError: _upstream_error,
             PartialWrite: _partial_write,
             ValidationError: _validation_error,
             HTTPException: _http_error,
-            Exception: _unexpected_error,
         },
     )
-    return RequestObserver(app, settings.server.base_path, settings.scim.request_deadline_seconds)
+    return RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+
+
+class _Routed:
+    """Marks the scope as served by an app, as Starlette's application does: its routing then
+    raises 404 and 405 as HTTPException, which the handlers answer in SCIM form, instead of
+    answering them in plain text."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        await self.app(scope, receive, send)
 
 
 async def healthz(request: Request) -> Response:
@@ -106,8 +117,10 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _resource_of(request: Request) -> str:
-    return "Group" if "/Groups" in request.url.path else "User"
+def _resource_type() -> str:
+    """The resource type routing resolved for this request (``User`` when none applies)."""
+    state = request_state.current()
+    return (state.resource_type if state else None) or "User"
 
 
 async def _scim_error(request: Request, exc: Any) -> Response:
@@ -115,11 +128,11 @@ async def _scim_error(request: Request, exc: Any) -> Response:
 
 
 async def _upstream_error(request: Request, exc: Any) -> Response:
-    return error_response(from_upstream(exc, resource=_resource_of(request)))
+    return error_response(from_upstream(exc, resource=_resource_type()))
 
 
 async def _partial_write(request: Request, exc: Any) -> Response:
-    return error_response(exc.to_scim(_resource_of(request)))
+    return error_response(exc.to_scim(_resource_type()))
 
 
 async def _validation_error(request: Request, exc: Any) -> Response:
@@ -135,8 +148,3 @@ async def _http_error(request: Request, exc: Any) -> Response:
     if exc.status_code == 404:
         return error_response(NotFoundException(detail=f"no SCIM endpoint at {request.url.path}"))
     return error_response(InternalError(detail=str(exc.detail)))
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    log.error("unexpected error", exc_info=exc)
-    return error_response(InternalError(detail="internal error; the bridge's log has the details"))

@@ -6,7 +6,7 @@ are coalesced into the single upstream operation in flight (single-flight). Only
 are safe to replay are stored: 2xx. An error may depend on a state that changes (a member that
 will exist, Modyo back from an outage), so it is never replayed.
 
-A stored answer is tied to the resources it wrote (``/Users/12``, or the one a create made).
+A stored answer is tied to the resource it wrote (``User/12``, or the one a create made).
 Any other write to one of them invalidates it, so "disable, enable, disable" executes three
 times, and a create replayed after its user was deleted creates again.
 
@@ -26,10 +26,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
-from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bridge import request_state
 from bridge.metrics import IDEMPOTENCY
 from bridge.scim.errors import PayloadTooLarge, error_response
 
@@ -53,7 +53,8 @@ class _Entry:
 
 
 class IdempotencyStore(Protocol):
-    """Where answers live. Keys are opaque digests; ``resources`` are paths like ``Users/12``."""
+    """Where answers live. Keys are opaque digests; ``resources`` name what an answer wrote
+    (``User/12``)."""
 
     async def get(self, key: str) -> StoredAnswer | None: ...
 
@@ -166,7 +167,7 @@ class IdempotencyMiddleware:
             await self.app(scope, _replay(body), captured.send)
             answer = captured.answer()
             if 200 <= answer.status < 300:
-                resources = _resources(scope, answer)
+                resources = _resources()
                 await self.store.invalidate(resources, keep=key)
                 await self.store.put(key, answer, resources)
             future.set_result(answer)
@@ -251,19 +252,10 @@ def _path(scope: Scope) -> str:
     return str(scope.get("root_path", "")) + str(scope["path"])
 
 
-def _resources(scope: Scope, answer: StoredAnswer) -> frozenset[str]:
-    """The resources an answer wrote: the request's own, and the one a create made."""
-    found = {_resource_of(str(scope["path"]))}
-    for name, value in answer.headers:
-        if name.lower() == b"location":
-            found.add(_resource_of(urlsplit(value.decode("latin-1")).path))
-    return frozenset(resource for resource in found if resource)
-
-
-def _resource_of(path: str) -> str:
-    """``/scim/Users/12`` -> ``Users/12``; a collection path gives nothing."""
-    parts = [part for part in path.split("/") if part]
-    for index, part in enumerate(parts[:-1]):
-        if part in ("Users", "Groups"):
-            return f"{part}/{parts[index + 1]}"
-    return ""
+def _resources() -> frozenset[str]:
+    """The resource an answer wrote, as routing recorded it (``User/12``; a create records
+    the one it made)."""
+    state = request_state.current()
+    if state is None or state.resource_type is None or state.resource_id is None:
+        return frozenset()
+    return frozenset({f"{state.resource_type}/{state.resource_id}"})

@@ -29,14 +29,16 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 SCIM_REQUESTS = Labelled(
     Counter(
-        "scim_bridge_requests_total", "SCIM requests answered", ["method", "resource", "status"]
+        "scim_bridge_requests_total",
+        "HTTP requests answered, by SCIM operation (users.create, groups.patch...)",
+        ["method", "operation", "status"],
     )
 )
 SCIM_LATENCY = Labelled(
     Histogram(
         "scim_bridge_request_seconds",
-        "SCIM request latency",
-        ["method", "resource"],
+        "HTTP request latency, by SCIM operation",
+        ["method", "operation"],
         buckets=_LATENCY_BUCKETS,
     )
 )

@@ -1,5 +1,7 @@
-"""Outermost ASGI middleware: request id, deadline, access log, metrics, and the last guard
-that turns anything unexpected (or too slow) into a SCIM error instead of a hang or a trace."""
+"""Outermost ASGI middleware: request id, deadline, access log, metrics, and the one
+last-resort error path (as ``starlette/middleware/errors.py`` is for Starlette): anything
+unexpected is logged once, here, and answered as a SCIM 500 carrying the request id, so an
+admin can find the log line; a request slower than its deadline is answered 503."""
 
 from __future__ import annotations
 
@@ -15,21 +17,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.deadline import deadline_in
 from bridge.metrics import SCIM_LATENCY, SCIM_REQUESTS
+from bridge.request_state import serving
 from bridge.scim.errors import InternalError, UpstreamUnavailable, error_response
 
 log = logging.getLogger("bridge.http")
 GRACE_SECONDS: Final = 1.0
 """After the deadline, upstream calls stop by themselves; this is the backstop beyond it."""
 _SAFE_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,64}")
-_RESOURCES: Final = frozenset(
-    {"Users", "Groups", "Schemas", "ResourceTypes", "ServiceProviderConfig", "healthz", "metrics"}
-)
+UNROUTED: Final = "unrouted"
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp, base_path: str, deadline_seconds: float) -> None:
+    def __init__(self, app: ASGIApp, deadline_seconds: float) -> None:
         self.app = app
-        self.base_path = base_path
         self.deadline_seconds = deadline_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,42 +50,41 @@ class RequestObserver:
                 ]
             await send(message)
 
-        try:
-            with deadline_in(self.deadline_seconds):
-                async with asyncio.timeout(self.deadline_seconds + GRACE_SECONDS):
-                    await self.app(scope, receive, observed_send)
-        except TimeoutError:
-            if not status:
-                late: SCIMException = UpstreamUnavailable(
-                    detail="the request did not complete within its deadline; retry later",
-                    headers={"Retry-After": "5"},
+        with serving(request_id) as state:
+            try:
+                with deadline_in(self.deadline_seconds):
+                    async with asyncio.timeout(self.deadline_seconds + GRACE_SECONDS):
+                        await self.app(scope, receive, observed_send)
+            except TimeoutError:
+                if not status:
+                    late: SCIMException = UpstreamUnavailable(
+                        detail="the request did not complete within its deadline; retry later",
+                        headers={"Retry-After": "5"},
+                    )
+                    await error_response(late)(scope, receive, observed_send)
+            except Exception:
+                log.exception("unhandled error", extra={"request_id": request_id})
+                if not status:
+                    failure = InternalError(
+                        detail=f"internal error; the bridge's log has the details under "
+                        f"request id {request_id}"
+                    )
+                    await error_response(failure)(scope, receive, observed_send)
+            finally:
+                elapsed = time.perf_counter() - started
+                operation = state.operation or UNROUTED
+                SCIM_REQUESTS(scope["method"], operation, str(status)).inc()
+                SCIM_LATENCY(scope["method"], operation).observe(elapsed)
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
                 )
-                await error_response(late)(scope, receive, observed_send)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
-            if not status:
-                failure = InternalError(detail=f"internal error (request id {request_id})")
-                await error_response(failure)(scope, receive, observed_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            resource = self._resource(scope["path"])
-            SCIM_REQUESTS(scope["method"], resource, str(status)).inc()
-            SCIM_LATENCY(scope["method"], resource).observe(elapsed)
-            log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
-
-    def _resource(self, path: str) -> str:
-        relative = path[len(self.base_path) :] if path.startswith(self.base_path) else path
-        first = relative.strip("/").split("/", 1)[0]
-        return first if first in _RESOURCES else "other"
 
 
 def _request_id(scope: Scope) -> str:

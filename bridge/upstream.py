@@ -11,6 +11,7 @@ Identifiers are opaque strings. An upstream that cannot parse one answers ``NotF
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
@@ -19,7 +20,7 @@ T = TypeVar("T")
 
 
 class UserField(StrEnum):
-    """The user attributes an upstream holds (the mapping table of README lives in translate)."""
+    """The user attributes an upstream may hold (their SCIM names: ``bridge.scim.mapping``)."""
 
     USER_NAME = "user_name"
     EMAIL = "email"
@@ -35,6 +36,18 @@ class GroupField(StrEnum):
 
     DISPLAY_NAME = "display_name"
     EXTERNAL_ID = "external_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Holdings:
+    """What an upstream can store. Declared once, by the upstream; the SCIM side derives
+    ``/Schemas``, validation, the fast paths and the unheld-attribute filter from it."""
+
+    user: frozenset[UserField]
+    group: frozenset[GroupField]
+    user_search: frozenset[UserField] = frozenset()
+    """Fields ``search_users`` looks up (the upstream searches on them)."""
+    group_search: frozenset[GroupField] = frozenset()
 
 
 UserChanges = Mapping[UserField, str | bool | None]
@@ -136,6 +149,12 @@ class Upstream(Protocol):
     ``search_*`` return *candidates*: a superset of the exact matches (the SCIM side evaluates
     the filter itself), usually tiny because the upstream searched on the given field.
     """
+
+    holds: Holdings
+
+    def connected(self) -> AbstractAsyncContextManager[None]:
+        """Keep the upstream's connections open while the app runs (its lifespan)."""
+        ...
 
     async def get_user(self, user_id: str) -> UserRecord: ...
 

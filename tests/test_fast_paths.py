@@ -8,13 +8,22 @@ from typing import Any
 import pytest
 from scim2_models import SCIMException
 
-from bridge.scim.fast_paths import fast_group_plan, fast_user_changes, fast_user_values
+from bridge.modyo.rest import RestUpstream
+from bridge.scim.attributes import served
+from bridge.scim.fast_paths import FastPaths
 from bridge.scim.group_patch import plan_group_patch
 from bridge.scim.models import GroupPatch, UserPatch
-from bridge.scim.site import ScimSite
+from bridge.scim.requests import patch_from, resource_from
 from bridge.scim.user_patch import user_changes
 from tests import entra
 
+SERVED = served(RestUpstream.holds)
+FAST = FastPaths(SERVED)
+fast_user_values, fast_user_changes, fast_group_plan = (
+    FAST.user_values,
+    FAST.user_changes,
+    FAST.group_plan,
+)
 WORK_EMAIL = 'emails[type eq "work"].value'
 USER_BODIES = [
     entra.patch(entra.op("Replace", "name.givenName", "Gina")),
@@ -76,11 +85,11 @@ GROUP_DEFERRED = [
 
 
 def _library_user(body: dict[str, Any]) -> Any:
-    return user_changes(ScimSite.validate_patch(body, UserPatch))
+    return user_changes(patch_from(body, UserPatch), SERVED.user)
 
 
 def _library_group(body: dict[str, Any]) -> Any:
-    plan = plan_group_patch(ScimSite.validate_patch(body, GroupPatch))
+    plan = plan_group_patch(patch_from(body, GroupPatch), SERVED.group)
     return plan.changes, plan.steps
 
 
@@ -151,11 +160,12 @@ CREATE_DEFERRED = [
 def test_create_fast_path_equals_scim2_models(body: dict[str, Any]) -> None:
     from scim2_models import Context
 
-    from bridge.translate import USER_HOLDING, user_values
+    from bridge.scim.mapping import user_values
 
     fast = fast_user_values(body)
     assert fast is not None
-    library = user_values(ScimSite.validate(body, USER_HOLDING, Context.RESOURCE_CREATION_REQUEST))
+    user = resource_from(body, SERVED.user, Context.RESOURCE_CREATION_REQUEST)
+    library = user_values(user, SERVED.holds.user)
     assert fast == library
 
 

@@ -119,7 +119,10 @@ async def test_health_and_metrics_need_no_token(scim: httpx.AsyncClient) -> None
     await scim.get("/Users")
     metrics = await scim.get(f"{root}/metrics", headers={"Authorization": ""})
     assert metrics.status_code == 200
-    assert 'scim_bridge_requests_total{method="GET",resource="Users",status="200"}' in metrics.text
+    assert (
+        'scim_bridge_requests_total{method="GET",operation="users.query",status="200"}'
+        in metrics.text
+    )
     assert "scim_bridge_modyo_calls_total" in metrics.text
 
 

@@ -1,4 +1,4 @@
-"""ModyoClient against the fake Modyo (no other mocks): field mapping, paging, memberships,
+"""RestUpstream against the fake Modyo (no other mocks): field mapping, paging, memberships,
 error mapping, retries, create adoption after lost answers, the deadline."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 
 from bridge.config import Settings
 from bridge.deadline import deadline_in
-from bridge.modyo.client import ModyoClient, _failure, build_http_client
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream, _failure
 from bridge.modyo.retry import RetryPolicy, parse_retry_after
 from bridge.upstream import (
     BadGateway,
@@ -52,7 +53,7 @@ def _quiet_retry_logs(caplog: pytest.LogCaptureFixture) -> None:
 class Rig:
     fake: FakeModyo
     service: FaultyModyo
-    client: ModyoClient
+    client: RestUpstream
 
 
 @asynccontextmanager
@@ -64,9 +65,11 @@ async def rig(
     fake = fake if fake is not None else FakeModyo(token=MODYO_TOKEN)
     service = FaultyModyo(fake, faults)
     settings = settings or make_settings()
-    http = build_http_client(settings.modyo, mock_transport(service, MODYO_URL))
-    async with http:
-        client = ModyoClient(http, RetryPolicy(settings.retry), settings.modyo.max_in_flight)
+    http = ModyoHttp(
+        settings.modyo, RetryPolicy(settings.retry), mock_transport(service, MODYO_URL)
+    )
+    client = RestUpstream(http)
+    async with client.connected():
         yield Rig(fake, service, client)
 
 

@@ -15,9 +15,10 @@ import pytest
 from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.idempotency import MemoryStore, StoredAnswer
-from bridge.modyo.client import ModyoClient, build_http_client
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.http import ModyoHttp, never_sent
+from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.upstream import Unavailable, UserField
 from tests import entra
@@ -462,8 +463,11 @@ async def test_retries_honour_retry_after_and_are_logged(
         body=b'{"username":"r@x.com","email":"r@x.com"}',
         headers={"Authorization": f"Bearer {fake.token}"},
     ).body["id"]
-    async with build_http_client(settings.modyo, mock_transport(service, MODYO_URL)) as http:
-        client = ModyoClient(http, RetryPolicy(settings.retry, sleep=record), 4)
+    transport = mock_transport(service, MODYO_URL)
+    client = RestUpstream(
+        ModyoHttp(settings.modyo, RetryPolicy(settings.retry, sleep=record), transport)
+    )
+    async with client.connected():
         with caplog.at_level(logging.WARNING, logger="bridge.modyo"), deadline_in(10):
             user = await client.get_user(str(created))
     assert user.user_name == "r@x.com"
@@ -539,8 +543,8 @@ async def test_a_refused_connection_is_known_never_sent_even_through_aiohttp(
     settings = make_settings(
         modyo={"base_url": closed, "transport": "aiohttp"}, retry={"max_attempts": 2}
     )
-    async with build_http_client(settings.modyo) as http:
-        client = ModyoClient(http, RetryPolicy(settings.retry), 4)
+    client = RestUpstream(ModyoHttp(settings.modyo, RetryPolicy(settings.retry)))
+    async with client.connected():
         with caplog.at_level(logging.WARNING, logger="bridge.modyo"), pytest.raises(Unavailable):
             await client.create_user(
                 {UserField.USER_NAME: "x@contoso.com", UserField.EMAIL: "x@contoso.com"}
@@ -549,21 +553,19 @@ async def test_a_refused_connection_is_known_never_sent_even_through_aiohttp(
     assert reasons and all(reason.startswith("connect_error") for reason in reasons)
 
 
-def test_only_a_connection_that_was_never_opened_counts_as_never_sent() -> None:
+def test_only_a_connection_that_was_never_opened_counts_asnever_sent() -> None:
     import aiohttp
-
-    from bridge.modyo.client import _never_sent
 
     refused = aiohttp.ClientConnectorError(
         aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
         OSError(111, "refused"),
     )
     dropped = aiohttp.ServerDisconnectedError()
-    assert _never_sent(httpx.ConnectError("refused"))
-    assert _never_sent(httpx.ConnectTimeout("slow connect"))
+    assert never_sent(httpx.ConnectError("refused"))
+    assert never_sent(httpx.ConnectTimeout("slow connect"))
     for cause, expected in ((refused, True), (dropped, False)):
         mapped = httpx.ConnectTimeout(str(cause))
         mapped.__cause__ = cause
-        assert _never_sent(mapped) is expected
-    assert not _never_sent(httpx.ReadTimeout("slow answer"))
-    assert not _never_sent(httpx.RemoteProtocolError("dropped"))
+        assert never_sent(mapped) is expected
+    assert not never_sent(httpx.ReadTimeout("slow answer"))
+    assert not never_sent(httpx.RemoteProtocolError("dropped"))

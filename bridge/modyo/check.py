@@ -1,6 +1,6 @@
 """``scim-bridge check``: does this Modyo answer the contract the bridge assumes?
 
-Every probe goes through :class:`ModyoClient` (so the same code paths, envelopes and shape
+Every probe goes through :class:`RestUpstream` (so the same code paths, envelopes and shape
 checks as in production) and reports one line. Read-only by default; ``--write`` creates,
 changes and deletes a throw-away team member and group to prove the write endpoints.
 """
@@ -15,7 +15,8 @@ import httpx
 
 from bridge.config import Settings
 from bridge.deadline import deadline_in
-from bridge.modyo.client import ModyoClient, build_http_client
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.upstream import GroupField, NotFound, UpstreamError, UserField
 
@@ -31,7 +32,7 @@ class Result:
 
 
 class ContractProbe:
-    def __init__(self, client: ModyoClient) -> None:
+    def __init__(self, client: RestUpstream) -> None:
         self.client = client
         self.results: list[Result] = []
         self._suffix = secrets.token_hex(6)
@@ -161,8 +162,8 @@ async def run_check(
     settings: Settings, *, write: bool = False, transport: httpx.AsyncBaseTransport | None = None
 ) -> int:
     """Probe, print a table, and return the exit status (0 when everything matches)."""
-    async with build_http_client(settings.modyo, transport) as http:
-        client = ModyoClient(http, RetryPolicy(settings.retry), settings.modyo.max_in_flight)
+    client = RestUpstream(ModyoHttp(settings.modyo, RetryPolicy(settings.retry), transport))
+    async with client.connected():
         results = await ContractProbe(client).run(write)
     _print_table(results, str(settings.modyo.base_url))
     return 0 if all(result.ok for result in results) else 1

@@ -1,9 +1,9 @@
 """Discovery (RFC 7644 §4): ``/ServiceProviderConfig``, ``/ResourceTypes``, ``/Schemas``.
 
-They describe exactly what the bridge supports: the schemas list only the attributes Modyo can
-hold (the others are accepted and ignored), so a client (scim2-tester, Microsoft's validator,
-Entra's gallery suite) tests what is real. Group support is advertised here, which is how
-Entra's validation detects it (entra-scim-behaviour.md §2 R2).
+They describe exactly what the bridge supports: the schemas list only the attributes the
+upstream holds (``bridge.scim.attributes``; the others are accepted and ignored), so a client
+(scim2-tester, Microsoft's validator, Entra's gallery suite) tests what is real. Group support
+is advertised here, which is how Entra's validation detects it (entra-scim-behaviour.md §2 R2).
 """
 
 from __future__ import annotations
@@ -35,20 +35,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bridge.scim.responses import ScimResponse
-from bridge.scim.site import ScimSite, list_response, method_route
-
-USER_SCHEMA_ATTRIBUTES: Final = {
-    "userName": None,
-    "name": {"formatted", "familyName", "givenName"},
-    "active": None,
-    "emails": {"value", "type"},  # one work email: no "primary" to hold (nor to trip validators)
-}
-GROUP_SCHEMA_ATTRIBUTES: Final = {
-    "displayName": None,
-    "members": {"value", "$ref", "display", "type"},
-}
-
+from bridge.scim.attributes import SchemaKeep
+from bridge.scim.context import ScimContext
+from bridge.scim.endpoints import method_route
+from bridge.scim.responses import ScimResponse, list_response
 
 _SUB_ATTRIBUTE_CHANGES: Final[dict[str, dict[str, dict[str, Any]]]] = {
     # Modyo holds one email, the work one, and needs an address.
@@ -58,11 +48,11 @@ _SUB_ATTRIBUTE_CHANGES: Final[dict[str, dict[str, dict[str, Any]]]] = {
 }
 
 
-def _trimmed(model: Any, keep: dict[str, set[str] | None]) -> Schema:
+def _trimmed(model: type[User[Any]] | type[Group], keep: SchemaKeep) -> Schema:
     schema: Schema = model.to_schema()
     attributes = []
     for attribute in schema.attributes or ():
-        if attribute.name not in keep:
+        if attribute.name is None or attribute.name not in keep:
             continue
         subs = keep[attribute.name]
         update: dict[str, Any] = {}
@@ -82,30 +72,33 @@ def _trimmed(model: Any, keep: dict[str, set[str] | None]) -> Schema:
 
 
 class DiscoveryEndpoints:
-    def __init__(self, site: ScimSite) -> None:
-        self.site = site
+    def __init__(self, context: ScimContext) -> None:
+        self.context = context
         self._schemas = [
-            _trimmed(User, USER_SCHEMA_ATTRIBUTES),
-            _trimmed(Group, GROUP_SCHEMA_ATTRIBUTES),
+            _trimmed(User, context.served.user_schema),
+            _trimmed(Group, context.served.group_schema),
         ]
 
     def routes(self) -> list[Route]:
         return [
-            method_route("/ServiceProviderConfig", GET=self.service_provider_config),
-            method_route("/ResourceTypes", GET=self.resource_types),
-            method_route("/ResourceTypes/{name}", GET=self.resource_type),
-            method_route("/Schemas", GET=self.schemas),
-            method_route("/Schemas/{schema_id:path}", GET=self.schema),
-            method_route("/.search", POST=self.search_everything),
-        ]
+            method_route("/ServiceProviderConfig", None,
+                         GET=("discovery.service_provider_config", self.service_provider_config)),
+            method_route("/ResourceTypes", None,
+                         GET=("discovery.resource_types", self.resource_types)),
+            method_route("/ResourceTypes/{name}", None,
+                         GET=("discovery.resource_type", self.resource_type)),
+            method_route("/Schemas", None, GET=("discovery.schemas", self.schemas)),
+            method_route("/Schemas/{schema_id:path}", None, GET=("discovery.schema", self.schema)),
+            method_route("/.search", None, POST=("search", self.search_everything)),
+        ]  # fmt: skip
 
     async def service_provider_config(self, request: Request) -> Response:
         """RFC 7643 §5: PATCH and filters yes; bulk, sort, ETags, password change no."""
-        base = self.site.base_url(request)
+        base = self.context.base_url(request)
         config = ServiceProviderConfig(
             patch=Patch(supported=True),
             bulk=Bulk(supported=False, max_operations=0, max_payload_size=0),
-            filter=Filter(supported=True, max_results=self.site.max_page_size),
+            filter=Filter(supported=True, max_results=self.context.max_page_size),
             change_password=ChangePassword(supported=False),
             sort=Sort(supported=False),
             etag=ETag(supported=False),
@@ -172,7 +165,7 @@ class DiscoveryEndpoints:
 
     def _with_meta(self, request: Request, described: Any, kind: str, key: Any) -> dict[str, Any]:
         """A discovery resource with its ``meta`` (RFC 7644 §4: resourceType and location)."""
-        location = f"{self.site.base_url(request)}/{kind}s/{key}"
+        location = f"{self.context.base_url(request)}/{kind}s/{key}"
         with_meta = described.model_copy(
             update={"meta": ScimMeta(resource_type=kind, location=location)}
         )

@@ -7,8 +7,10 @@ body, ``Replace``/``Add`` of one held scalar attribute, ``active`` as a boolean 
 ``"True"``/``"False"``, and member ``Add``/``Remove`` with a value list or
 ``members[value eq "id"]``. This module recognises exactly those shapes and returns what the
 scim2-models path would return; for anything else it returns None and the request takes that
-path. ``tests/test_fast_paths.py`` holds the two equal on a corpus of Entra bodies, so
-scim2-models stays the reference for SCIM semantics.
+path. ``tests/test_fast_paths.py`` holds the two equal, so scim2-models stays the reference
+for SCIM semantics. The paths recognised are those of the attributes the upstream holds
+(``bridge.scim.attributes``): a body naming anything else takes the library's path, where
+unheld attributes are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -18,29 +20,16 @@ from typing import Any, Final
 
 from pydantic.networks import validate_email
 
+from bridge.scim.attributes import USER_PATHS, Served
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step
-from bridge.upstream import GroupField, UserField
+from bridge.scim.models import ENTERPRISE_SCHEMA, PATCH_SCHEMA, USER_SCHEMA
+from bridge.upstream import UserField
 
-PATCH_SCHEMA: Final = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-_USER_PATHS: Final = {
-    "username": UserField.USER_NAME,
-    "externalid": UserField.EXTERNAL_ID,
-    "name.givenname": UserField.GIVEN_NAME,
-    "name.familyname": UserField.FAMILY_NAME,
-    "name.formatted": UserField.FORMATTED_NAME,
-    "active": UserField.ACTIVE,
-}
-_GROUP_PATHS: Final = {"displayname": GroupField.DISPLAY_NAME, "externalid": GroupField.EXTERNAL_ID}
 _MEMBER_FILTER: Final = re.compile(r'members\[value eq "([A-Za-z0-9._-]+)"\]', re.IGNORECASE)
 _BOOLEANS: Final = {"true": True, "false": False}
 _MEMBER_KEYS: Final = frozenset({"value", "$ref", "display", "type"})
 
-USER_SCHEMA: Final = "urn:ietf:params:scim:schemas:core:2.0:User"
-ENTERPRISE_SCHEMA: Final = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-_CREATE_KEYS: Final = frozenset({"schemas", "externalId", "userName", "active", "emails", "meta",
-                                 "name", "roles"})  # fmt: skip
-_NAME_KEYS: Final = {"formatted": UserField.FORMATTED_NAME, "familyName": UserField.FAMILY_NAME,
-                     "givenName": UserField.GIVEN_NAME}  # fmt: skip
+_ENVELOPE_KEYS: Final = frozenset({"schemas", "meta", "roles"})
 
 Operation = tuple[str, str, Any, bool]  # op (lower case), path, value, whether a value was sent
 
@@ -63,39 +52,106 @@ def _operations(body: dict[str, Any]) -> list[Operation] | None:
     return plain
 
 
-def fast_user_values(body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
-    """The values of Entra's create body (R5): userName, one work email, name parts,
-    externalId, active, an empty ``roles`` and ``meta.resourceType``; None for anything else.
-    The email is checked and normalised by pydantic's own ``validate_email``, as scim2-models
-    does."""
-    if not body.keys() <= _CREATE_KEYS or body.get("roles", []) != []:
-        return None
-    schemas, meta = body.get("schemas"), body.get("meta", {"resourceType": "User"})
-    if not isinstance(schemas, list) or USER_SCHEMA not in schemas:
-        return None
-    if not set(schemas) <= {USER_SCHEMA, ENTERPRISE_SCHEMA} or meta != {"resourceType": "User"}:
-        return None
-    user_name, external_id = body.get("userName"), body.get("externalId")
-    if not _text(user_name) or not (external_id is None or _text(external_id)):
-        return None
-    active = body.get("active", True)
-    if isinstance(active, str) and active.lower() in _BOOLEANS:
-        active = _BOOLEANS[active.lower()]
-    email = _work_email(body.get("emails"))
-    name = body.get("name", {})
-    if not isinstance(active, bool) or email is None or not isinstance(name, dict):
-        return None
-    if not name.keys() <= _NAME_KEYS.keys() or not all(isinstance(v, str) for v in name.values()):
-        return None
-    values: dict[UserField, str | bool | None] = {
-        UserField.USER_NAME: user_name,
-        UserField.EMAIL: email,
-        UserField.EXTERNAL_ID: external_id,
-        UserField.ACTIVE: active,
-    }
-    for key, field in _NAME_KEYS.items():
-        values[field] = name.get(key)
-    return values
+class FastPaths:
+    """Entra's everyday bodies for one upstream's held attributes; every method answers
+    exactly what the scim2-models path would, or None to defer to it."""
+
+    def __init__(self, served: Served) -> None:
+        self._served = served
+        self._held = held = served.holds.user
+        self._name_keys = {
+            USER_PATHS[field].removeprefix("name."): field
+            for field in (UserField.FORMATTED_NAME, UserField.FAMILY_NAME, UserField.GIVEN_NAME)
+            if field in held
+        }
+        top_level = {USER_PATHS[field].split(".")[0] for field in held}
+        self._create_keys = _ENVELOPE_KEYS | top_level
+        self._creates = {UserField.USER_NAME, UserField.EMAIL, UserField.ACTIVE} <= held
+
+    def user_values(self, body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
+        """The values of Entra's create body (R5): userName, one work email, name parts,
+        externalId, active, an empty ``roles`` and ``meta.resourceType``; None for anything else.
+        The email is checked and normalised by pydantic's own ``validate_email``, as scim2-models
+        does."""
+        if not self._creates or not body.keys() <= self._create_keys:
+            return None
+        if body.get("roles", []) != []:
+            return None
+        schemas, meta = body.get("schemas"), body.get("meta", {"resourceType": "User"})
+        if not isinstance(schemas, list) or USER_SCHEMA not in schemas:
+            return None
+        if not set(schemas) <= {USER_SCHEMA, ENTERPRISE_SCHEMA} or meta != {"resourceType": "User"}:
+            return None
+        user_name, external_id = body.get("userName"), body.get("externalId")
+        if not _text(user_name) or not (external_id is None or _text(external_id)):
+            return None
+        active = body.get("active", True)
+        if isinstance(active, str) and active.lower() in _BOOLEANS:
+            active = _BOOLEANS[active.lower()]
+        email = _work_email(body.get("emails"))
+        name = body.get("name", {})
+        if not isinstance(active, bool) or email is None or not isinstance(name, dict):
+            return None
+        if not name.keys() <= self._name_keys.keys() or not all(
+            isinstance(v, str) for v in name.values()
+        ):
+            return None
+        values: dict[UserField, str | bool | None] = {
+            UserField.USER_NAME: user_name,
+            UserField.EMAIL: email,
+            UserField.EXTERNAL_ID: external_id,
+            UserField.ACTIVE: active,
+        }
+        for key, field in self._name_keys.items():
+            values[field] = name.get(key)
+        return {field: value for field, value in values.items() if field in self._held}
+
+    def user_changes(self, body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
+        """The changes of a user PATCH made only of add/replace on held scalar attributes."""
+        operations = _operations(body)
+        if operations is None:
+            return None
+        changes: dict[UserField, str | bool | None] = {}
+        for op, path, value, _ in operations:
+            field = self._served.user_scalars.get(path.lower())
+            if field is None or op not in ("add", "replace"):
+                return None
+            if field is UserField.ACTIVE:
+                if isinstance(value, str) and value.lower() in _BOOLEANS:
+                    value = _BOOLEANS[value.lower()]
+                if not isinstance(value, bool):
+                    return None
+            elif not isinstance(value, str) or (value == "" and field is UserField.USER_NAME):
+                return None
+            changes[field] = value if value != "" else None
+        return changes
+
+    def group_plan(self, body: dict[str, Any]) -> GroupPlan | None:
+        """The plan of a group PATCH made of member adds/removes and renames."""
+        operations = _operations(body)
+        if operations is None:
+            return None
+        plan = GroupPlan()
+        for op, path, value, has_value in operations:
+            lowered = path.lower()
+            selected = _MEMBER_FILTER.fullmatch(path)
+            if lowered == "members" and op in ("add", "remove") and has_value:
+                ids = _member_ids(value)
+                if ids is None:
+                    return None
+                plan.steps.append(MemberStep(Step.ADD if op == "add" else Step.REMOVE, ids))
+            elif selected is not None and op == "remove" and not has_value:
+                plan.steps.append(MemberStep(Step.REMOVE, (selected.group(1),)))
+            elif (
+                lowered in self._served.group_scalars
+                and op in ("add", "replace")
+                and isinstance(value, str)
+                and value
+            ):
+                plan.changes[self._served.group_scalars[lowered]] = value
+            else:
+                return None
+        return plan
 
 
 def _work_email(emails: Any) -> str | None:
@@ -111,55 +167,6 @@ def _work_email(emails: Any) -> str | None:
         return validate_email(entry["value"])[1]
     except ValueError:  # pydantic raises PydanticCustomError, a ValueError
         return None
-
-
-def fast_user_changes(body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
-    """The changes of a user PATCH made only of add/replace on held scalar attributes."""
-    operations = _operations(body)
-    if operations is None:
-        return None
-    changes: dict[UserField, str | bool | None] = {}
-    for op, path, value, _ in operations:
-        field = _USER_PATHS.get(path.lower())
-        if field is None or op not in ("add", "replace"):
-            return None
-        if field is UserField.ACTIVE:
-            if isinstance(value, str) and value.lower() in _BOOLEANS:
-                value = _BOOLEANS[value.lower()]
-            if not isinstance(value, bool):
-                return None
-        elif not isinstance(value, str) or (value == "" and field is UserField.USER_NAME):
-            return None
-        changes[field] = value if value != "" else None
-    return changes
-
-
-def fast_group_plan(body: dict[str, Any]) -> GroupPlan | None:
-    """The plan of a group PATCH made of member adds/removes and renames."""
-    operations = _operations(body)
-    if operations is None:
-        return None
-    plan = GroupPlan()
-    for op, path, value, has_value in operations:
-        lowered = path.lower()
-        selected = _MEMBER_FILTER.fullmatch(path)
-        if lowered == "members" and op in ("add", "remove") and has_value:
-            ids = _member_ids(value)
-            if ids is None:
-                return None
-            plan.steps.append(MemberStep(Step.ADD if op == "add" else Step.REMOVE, ids))
-        elif selected is not None and op == "remove" and not has_value:
-            plan.steps.append(MemberStep(Step.REMOVE, (selected.group(1),)))
-        elif (
-            lowered in _GROUP_PATHS
-            and op in ("add", "replace")
-            and isinstance(value, str)
-            and value
-        ):
-            plan.changes[_GROUP_PATHS[lowered]] = value
-        else:
-            return None
-    return plan
 
 
 def _text(value: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -72,18 +73,6 @@ class Lookup:
         return bool(key(self.binding, held) == key(self.binding, self.value))
 
 
-_USER_TERMS: Final[dict[tuple[str, str | None], UserField | str]] = {
-    ("id", None): ID,
-    ("username", None): UserField.USER_NAME,
-    ("externalid", None): UserField.EXTERNAL_ID,
-    ("emails", "value"): UserField.EMAIL,
-    ("emails", None): UserField.EMAIL,  # emails eq "x" compares emails.value
-}
-_GROUP_TERMS: Final[dict[tuple[str, str | None], GroupField | str]] = {
-    ("id", None): ID,
-    ("displayname", None): GroupField.DISPLAY_NAME,
-    ("externalid", None): GroupField.EXTERNAL_ID,
-}
 _PREFERENCE: Final = (
     ID,
     UserField.USER_NAME,
@@ -94,18 +83,25 @@ _PREFERENCE: Final = (
 )
 
 
-def user_lookup(text: str) -> Lookup:
-    return _compile(text, UserFilter, _USER_TERMS, "userName, externalId, id, emails.value")
+Terms = Mapping[tuple[str, str | None], UserField | GroupField]
+"""(attribute, sub-attribute), lower case, that the upstream can look up (``Served``)."""
 
 
-def group_lookup(text: str) -> Lookup:
-    return _compile(text, GroupFilter, _GROUP_TERMS, "displayName, externalId, id")
+def user_lookup(text: str, terms: Terms) -> Lookup:
+    return _compile(text, UserFilter, terms)
 
 
-def _compile(text: str, bound: Any, terms: dict[tuple[str, str | None], Any], known: str) -> Lookup:
+def group_lookup(text: str, terms: Terms) -> Lookup:
+    return _compile(text, GroupFilter, terms)
+
+
+def _compile(text: str, bound: type[UserFilter] | type[GroupFilter], terms: Terms) -> Lookup:
+    """Accept ``eq`` comparisons on ``terms`` (and ``id``) joined by ``and``."""
+    known = ", ".join(["id", *sorted({".".join(p for p in key if p) for key in terms})])
+    lookups: Mapping[tuple[str, str | None], Any] = {("id", None): ID, **terms}
     scim_filter = bound(quote_bare_values(text))
     found: list[tuple[Any, str]] = []
-    _collect(scim_filter.ast, terms, known, found)
+    _collect(scim_filter.ast, lookups, known, found)
     field, value = min(found, key=lambda term: _PREFERENCE.index(term[0]))
     binding = None
     if isinstance(scim_filter.ast, Comparison):
@@ -115,7 +111,7 @@ def _compile(text: str, bound: Any, terms: dict[tuple[str, str | None], Any], kn
 
 def _collect(
     node: FilterNode,
-    terms: dict[tuple[str, str | None], Any],
+    terms: Mapping[tuple[str, str | None], Any],
     known: str,
     found: list[tuple[Any, str]],
 ) -> None:
@@ -138,7 +134,7 @@ def _collect(
 
 def _collect_email_selection(
     node: FilterNode,
-    terms: dict[tuple[str, str | None], Any],
+    terms: Mapping[tuple[str, str | None], Any],
     known: str,
     found: list[tuple[Any, str]],
 ) -> None:
@@ -164,7 +160,7 @@ def _term(
     attr_path: AttrPath,
     op: CompareOperator,
     value: Any,
-    terms: dict[tuple[str, str | None], Any],
+    terms: Mapping[tuple[str, str | None], Any],
     known: str,
 ) -> tuple[Any, str]:
     key = (attr_path.attr.lower(), attr_path.sub_attr.lower() if attr_path.sub_attr else None)

@@ -19,11 +19,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-from scim2_models import Group, InvalidFilterException, InvalidPathException, InvalidValueException
+from scim2_models import (
+    Group,
+    InvalidFilterException,
+    InvalidPathException,
+    InvalidValueException,
+    PatchOperation,
+)
 from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 
-from bridge.scim.models import ENTRA_POLICY
-from bridge.translate import GROUP_HOLDING
+from bridge.scim.models import ENTRA_POLICY, GroupPatch, GroupPath
+from bridge.scim.unheld import Holding
 from bridge.upstream import GroupField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"
@@ -70,11 +76,11 @@ class GroupPlan:
         return members
 
 
-def plan_group_patch(patch: Any) -> GroupPlan:
+def plan_group_patch(patch: GroupPatch, holding: Holding[Group]) -> GroupPlan:
     """Read a validated ``PatchOp[Group]``; raises SCIM exceptions for forms it cannot honour."""
     plan = GroupPlan()
     other_operations = []
-    for operation in patch.operations:
+    for operation in patch.operations or ():
         if operation.path is None:
             rest = _split_pathless(operation, plan)
             if rest is not None:
@@ -84,16 +90,18 @@ def plan_group_patch(patch: Any) -> GroupPlan:
         else:
             other_operations.append(operation)
     if other_operations:
-        plan.changes = _attribute_changes(patch, other_operations)
+        plan.changes = _attribute_changes(patch, other_operations, holding)
     return plan
 
 
-def _targets_members(path: Any) -> bool:
+def _targets_members(path: GroupPath) -> bool:
     binding = path.resolve()
     return binding is not None and binding.field_name == "members"
 
 
-def _split_pathless(operation: Any, plan: GroupPlan) -> Any | None:
+def _split_pathless(
+    operation: PatchOperation[Group], plan: GroupPlan
+) -> PatchOperation[Group] | None:
     """A path-less add/replace: ``members`` becomes a step, the rest an attribute change."""
     if not isinstance(operation.value, dict):
         return operation
@@ -107,9 +115,11 @@ def _split_pathless(operation: Any, plan: GroupPlan) -> Any | None:
     return operation.model_copy(update={"value": rest}) if rest else None
 
 
-def _member_step(operation: Any) -> MemberStep:
+def _member_step(operation: PatchOperation[Group]) -> MemberStep:
     path = operation.path
-    if path.resolve().sub_field_name is not None:
+    assert path is not None
+    binding = path.resolve()
+    if binding is not None and binding.sub_field_name is not None:
         raise InvalidPathException(
             detail=f"'{path}': change members as a whole (members, or members[value eq \"id\"])"
         )
@@ -174,9 +184,11 @@ def _filtered_ids(node: FilterNode) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
-def _attribute_changes(patch: Any, operations: list[Any]) -> dict[GroupField, str | None]:
+def _attribute_changes(
+    patch: GroupPatch, operations: list[PatchOperation[Group]], holding: Holding[Group]
+) -> dict[GroupField, str | None]:
     probe = Group(id="probe", display_name=UNTOUCHED, external_id=UNTOUCHED)
-    kept = [part for op in operations if (part := GROUP_HOLDING.operation(op)) is not None]
+    kept = [part for op in operations if (part := holding.operation(op)) is not None]
     patch.model_copy(update={"operations": kept}).patch(probe, scim_policy=ENTRA_POLICY)
     changes: dict[GroupField, str | None] = {}
     if probe.display_name != UNTOUCHED:

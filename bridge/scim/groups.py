@@ -7,56 +7,68 @@ clears all members (which depends on who is in the group).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from scim2_models import Context
+from scim2_models import Context, Group
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bridge.scim.context import ScimContext
+from bridge.scim.endpoints import ResourceEndpoints
 from bridge.scim.errors import PartialWrite, unknown_members
-from bridge.scim.fast_paths import fast_group_plan
-from bridge.scim.filters import ID, group_lookup
+from bridge.scim.fast_paths import FastPaths
+from bridge.scim.filters import ID, Lookup, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
+from bridge.scim.mapping import group_json, group_resource, group_values
 from bridge.scim.models import GroupPatch, GroupResponseParameters
-from bridge.scim.responses import ScimResponse, no_content
-from bridge.scim.site import Query, ResourceEndpoints, list_response, query_from_url
-from bridge.translate import GROUP_HOLDING, group_json, group_resource, group_values
-from bridge.upstream import GroupField, GroupRecord, NotFound, UpstreamError
+from bridge.scim.queries import Parameters, Query, query_from_url
+from bridge.scim.requests import patch_from, resource_from
+from bridge.scim.responses import ScimResponse, list_response, no_content
+from bridge.upstream import GroupField, GroupRecord, MemberRecord, UpstreamError
 
 
-class GroupEndpoints(ResourceEndpoints):
+class GroupEndpoints(ResourceEndpoints[GroupRecord]):
     path = "/Groups"
+    resource_type = "Group"
     parameters = GroupResponseParameters
+
+    def __init__(self, context: ScimContext) -> None:
+        super().__init__(context)
+        self.holding = context.served.group
+        self.held = context.served.holds.group
+        self.fast = FastPaths(context.served)
 
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201; a taken displayName is 409 (Entra matches groups by
         name). Members, if sent, are checked before the group is created."""
-        group = await self.site.parse(request, GROUP_HOLDING, Context.RESOURCE_CREATION_REQUEST)
+        body = await self.read_body(request)
+        group = resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
         member_ids = {member.value for member in group.members or () if member.value}
         await self._require_users(member_ids)
-        async with self.site.creating.hold(f"displayName:{group.display_name}"):
-            record = await self.site.modyo.create_group(group_values(group))
+        async with self.context.creating.hold(f"displayName:{group.display_name}"):
+            record = await self.context.upstream.create_group(group_values(group, self.held))
+        self.created(record.id)
         if member_ids:
             await self._write(record.id, GroupPlan(), to_add=member_ids, to_remove=set())
-        members = await self.site.modyo.list_members(record.id) if member_ids else []
+        members = await self.context.upstream.list_members(record.id) if member_ids else []
         body = self._render(request, record, members, Context.RESOURCE_CREATION_RESPONSE)
         return ScimResponse(body, status_code=201, headers={"Location": body["meta"]["location"]})
 
     async def read(self, request: Request) -> Response:
         """Read by id (RFC 7644 §3.4.1); ``excludedAttributes=members`` reads no member."""
-        params = query_from_url(request, self.parameters, self.site.max_page_size).params
-        record = await self.site.modyo.get_group(request.path_params["resource_id"])
+        params = query_from_url(request, self.parameters, self.context.max_page_size).params
+        record = await self.context.upstream.get_group(request.path_params["resource_id"])
         members = await self._members_if_wanted(record.id, params)
         return ScimResponse(self._render(request, record, members, params=params))
 
     async def answer(self, request: Request, query: Query) -> Response:
         window = query.window
         if query.filter is None:
-            page = await self.site.modyo.list_groups(window.offset, window.count)
+            page = await self.context.upstream.list_groups(window.offset, window.count)
             total, records = page.total, page.items
         else:
-            matched = await self._matching(query.filter)
+            matched = await self.matching(request, query.filter)
             total, records = len(matched), matched[window.offset : window.offset + window.count]
         resources = []
         for record in records:
@@ -67,31 +79,36 @@ class GroupEndpoints(ResourceEndpoints):
     async def patch(self, request: Request) -> Response:
         """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
         checked before the first write, and re-sending it converges."""
-        body = await self.site.read(request)
-        plan = fast_group_plan(body) or plan_group_patch(self.site.validate_patch(body, GroupPatch))
+        body = await self.read_body(request)
+        plan = self.fast.group_plan(body) or plan_group_patch(
+            patch_from(body, GroupPatch), self.holding
+        )
         group_id = request.path_params["resource_id"]
         to_add, to_remove = await self._membership_changes(group_id, plan)
         if not (plan.changes or to_add or to_remove):
-            await self.site.modyo.get_group(group_id)  # nothing to write: still 404 if absent
+            await self.context.upstream.get_group(group_id)  # nothing to write: still 404 if absent
         await self._write(group_id, plan, to_add, to_remove)
         return no_content()
 
     async def replace(self, request: Request) -> Response:
         """Replace (RFC 7644 §3.5.1): name, externalId and exactly the members sent."""
-        group = await self.site.parse(request, GROUP_HOLDING, Context.RESOURCE_REPLACEMENT_REQUEST)
+        body = await self.read_body(request)
+        group = resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
         group_id = request.path_params["resource_id"]
         wanted = tuple(member.value for member in group.members or () if member.value)
-        plan = GroupPlan(changes=group_values(group), steps=[MemberStep(Step.REPLACE, wanted)])
+        plan = GroupPlan(
+            changes=group_values(group, self.held), steps=[MemberStep(Step.REPLACE, wanted)]
+        )
         to_add, to_remove = await self._membership_changes(group_id, plan)
         record = await self._write(group_id, plan, to_add, to_remove)
-        members = await self.site.modyo.list_members(group_id)
+        members = await self.context.upstream.list_members(group_id)
         return ScimResponse(
             self._render(request, record, members, Context.RESOURCE_REPLACEMENT_RESPONSE)
         )
 
     async def delete(self, request: Request) -> Response:
         """Delete (RFC 7644 §3.6): 204; the group's users are not deleted."""
-        await self.site.modyo.delete_group(request.path_params["resource_id"])
+        await self.context.upstream.delete_group(request.path_params["resource_id"])
         return no_content()
 
     async def _membership_changes(
@@ -102,10 +119,10 @@ class GroupEndpoints(ResourceEndpoints):
         group's list is read). Unknown users to add are a 400 naming them."""
         known: set[str] | None = None
         if plan.needs_member_list:
-            current = {member.id for member in await self.site.modyo.list_members(group_id)}
+            current = {member.id for member in await self.context.upstream.list_members(group_id)}
         else:
             touched = plan.touched_ids()
-            groups = await self.site.modyo.memberships(touched) if touched else {}
+            groups = await self.context.upstream.memberships(touched) if touched else {}
             current = {user_id for user_id, of in groups.items() if group_id in of}
             known = set(groups)
         final = plan.final_members(current)
@@ -119,7 +136,7 @@ class GroupEndpoints(ResourceEndpoints):
         if not user_ids:
             return
         if known is None:
-            known = set(await self.site.modyo.memberships(user_ids))
+            known = set(await self.context.upstream.memberships(user_ids))
         missing = user_ids - known
         if missing:
             raise unknown_members(missing)
@@ -128,7 +145,7 @@ class GroupEndpoints(ResourceEndpoints):
         self, group_id: str, plan: GroupPlan, to_add: set[str], to_remove: set[str]
     ) -> GroupRecord | None:
         """Rename, add, remove, in that order; a failure part-way names what was applied."""
-        modyo = self.site.modyo
+        modyo = self.context.upstream
         steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         if plan.changes:
             steps.append(
@@ -154,37 +171,43 @@ class GroupEndpoints(ResourceEndpoints):
                 record = outcome
         return record
 
-    async def _members_if_wanted(self, group_id: str, params: Any) -> list[Any] | None:
-        return await self.site.modyo.list_members(group_id) if _wants_members(params) else None
+    async def _members_if_wanted(
+        self, group_id: str, params: Parameters | None
+    ) -> list[MemberRecord] | None:
+        return (
+            await self.context.upstream.list_members(group_id) if _wants_members(params) else None
+        )
 
-    async def _matching(self, text: str) -> list[GroupRecord]:
-        lookup = group_lookup(text)
-        if lookup.field == ID:
-            try:
-                candidates = [await self.site.modyo.get_group(lookup.value)]
-            except NotFound:
-                candidates = []
-        else:
-            assert isinstance(lookup.field, GroupField)
-            candidates = await self.site.modyo.search_groups(lookup.field, lookup.value)
-        if lookup.binding is not None:  # one comparison: compare the held value directly
-            return [r for r in candidates if lookup.equals(_held_value(r, lookup.field))]
-        return [
-            record
-            for record in candidates
-            if lookup.filter.match(group_resource(record, "", None, ""))
-        ]
+    def lookup(self, text: str) -> Lookup:
+        return group_lookup(text, self.context.served.group_terms)
+
+    async def get(self, resource_id: str) -> GroupRecord:
+        return await self.context.upstream.get_group(resource_id)
+
+    async def search_upstream(self, field: Any, value: str) -> list[GroupRecord]:
+        return await self.context.upstream.search_groups(field, value)
+
+    def held_value(self, record: GroupRecord, field: Any) -> str | None:
+        held: dict[GroupField | str, str | None] = {
+            ID: record.id,
+            GroupField.DISPLAY_NAME: record.display_name,
+            GroupField.EXTERNAL_ID: record.external_id,
+        }
+        return held[field]
+
+    def resource(self, request: Request, record: GroupRecord) -> Group:
+        return group_resource(record, "", None, "")
 
     def _render(
         self,
         request: Request,
         record: GroupRecord | None,
-        members: list[Any] | None,
+        members: list[MemberRecord] | None,
         context: Context = Context.RESOURCE_QUERY_RESPONSE,
-        params: Any = None,
+        params: Parameters | None = None,
     ) -> dict[str, Any]:
         assert record is not None
-        base = self.site.base_url(request)
+        base = self.context.base_url(request)
         location, users = f"{base}/Groups/{record.id}", f"{base}/Users"
         if params is None or _only_members_excluded(params):
             return group_json(record, location, members, users)
@@ -193,11 +216,11 @@ class GroupEndpoints(ResourceEndpoints):
         return dumped
 
 
-def _wants_members(params: Any) -> bool:
+def _wants_members(params: Parameters | None) -> bool:
     """Whether the response carries members: not when excluded, nor when other attributes
     were asked for without them (RFC 7644 §3.9)."""
 
-    def names(paths: Any) -> set[str]:
+    def names(paths: Iterable[object] | None) -> set[str]:
         return {str(path).lower().rsplit(":", 1)[-1].split(".")[0] for path in paths or ()}
 
     if params is None:
@@ -207,9 +230,9 @@ def _wants_members(params: Any) -> bool:
     return params.attributes is None or "members" in names(params.attributes)
 
 
-def _only_members_excluded(params: Any) -> bool:
+def _only_members_excluded(params: Parameters) -> bool:
     """``excludedAttributes=members`` alone, Entra's group read (R15, R17): rendered directly,
-    as ``members`` is then absent (tests/test_translate.py holds this equal to the models)."""
+    as ``members`` is then absent (tests/test_mapping.py holds this equal to the models)."""
     excluded = {str(path).lower() for path in params.excluded_attributes or ()}
     return params.attributes is None and excluded <= {"members"}
 
@@ -217,12 +240,3 @@ def _only_members_excluded(params: Any) -> bool:
 def _describe(changes: dict[GroupField, str | None]) -> str:
     names = {GroupField.DISPLAY_NAME: "displayName", GroupField.EXTERNAL_ID: "externalId"}
     return "update " + " and ".join(names[field] for field in changes)
-
-
-def _held_value(record: GroupRecord, field: GroupField | str) -> str | None:
-    held: dict[GroupField | str, str | None] = {
-        ID: record.id,
-        GroupField.DISPLAY_NAME: record.display_name,
-        GroupField.EXTERNAL_ID: record.external_id,
-    }
-    return held[field]

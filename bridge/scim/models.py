@@ -9,7 +9,7 @@ is none. Capitalised ``op`` values and ``"False"`` strings are accepted by scim2
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from scim2_models import (
     EnterpriseUser,
@@ -22,7 +22,7 @@ from scim2_models import (
     User,
 )
 
-BridgeUser: Final[Any] = User[EnterpriseUser]
+BridgeUser = User[EnterpriseUser]
 """Entra sends the enterprise extension URN on every user; accepting it lets its paths
 resolve (and be ignored) instead of failing."""
 
@@ -32,11 +32,16 @@ ENTRA_POLICY: Final = ScimPolicy(
     unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
 )
 
-UserPatch: Final[Any] = PatchOp[BridgeUser]
-GroupPatch: Final[Any] = PatchOp[Group]
-UserFilter: Final[Any] = ScimFilter[BridgeUser]
-GroupFilter: Final[Any] = ScimFilter[Group]
-UserPath: Final[Any] = Path[BridgeUser]
-GroupPath: Final[Any] = Path[Group]
-UserResponseParameters: Final[Any] = ResponseParameters[BridgeUser]
-GroupResponseParameters: Final[Any] = ResponseParameters[Group]
+UserPatch = PatchOp[BridgeUser]
+GroupPatch = PatchOp[Group]
+UserFilter = ScimFilter[BridgeUser]
+GroupFilter = ScimFilter[Group]
+UserPath = Path[BridgeUser]
+GroupPath = Path[Group]
+UserResponseParameters = ResponseParameters[BridgeUser]
+GroupResponseParameters = ResponseParameters[Group]
+
+USER_SCHEMA: Final = str(User.__schema__)
+ENTERPRISE_SCHEMA: Final = str(EnterpriseUser.__schema__)
+GROUP_SCHEMA: Final = str(Group.__schema__)
+PATCH_SCHEMA: Final = str(PatchOp.__schema__)

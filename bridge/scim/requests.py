@@ -1,15 +1,21 @@
-"""Reading SCIM requests: the JSON body (size-capped) and the list parameters (RFC 7644 §3.4.2)."""
+"""Reading SCIM requests: the JSON body (size-capped), resources and PatchOps validated under
+Entra's policy, and the list parameters (RFC 7644 §3.4.2)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from scim2_models import InvalidSyntaxException, InvalidValueException
+from pydantic import ValidationError
+from scim2_models import BaseModel, Context, InvalidSyntaxException, InvalidValueException
 from starlette.requests import Request
 
-from bridge.scim.errors import PayloadTooLarge
+from bridge.scim.errors import PayloadTooLarge, from_validation
+from bridge.scim.models import ENTRA_POLICY
+from bridge.scim.unheld import Holding
+
+M = TypeVar("M", bound=BaseModel)
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -31,6 +37,28 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise InvalidSyntaxException(detail="the request body must be a JSON object")
     return parsed
+
+
+def resource_from(payload: dict[str, Any], holding: Holding[M], context: Context) -> M:
+    """A POST/PUT body, without what the upstream cannot hold, validated under Entra's
+    policy (SCIM 400 on any problem)."""
+    body = holding.body(payload)
+    try:
+        resource = holding.model.model_validate(body, scim_ctx=context, scim_policy=ENTRA_POLICY)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+    holding.note_sub_attributes(resource)
+    return resource
+
+
+def patch_from(body: dict[str, Any], patch_model: type[M]) -> M:
+    """A PatchOp body (RFC 7644 §3.5.2) validated under Entra's policy."""
+    try:
+        return patch_model.model_validate(
+            body, scim_ctx=Context.RESOURCE_PATCH_REQUEST, scim_policy=ENTRA_POLICY
+        )
+    except ValidationError as exc:
+        raise from_validation(exc) from None
 
 
 @dataclass(frozen=True, slots=True)

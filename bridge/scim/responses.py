@@ -22,3 +22,14 @@ class ScimResponse(Response):
 def no_content() -> Response:
     """204 (DELETE, group PATCH): no body, but the SCIM media type all the same."""
     return Response(status_code=204, headers={"Content-Type": SCIM_MEDIA_TYPE})
+
+
+def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> dict[str, Any]:
+    """RFC 7644 §3.4.2: a ListResponse, also for zero results (Entra's "no match")."""
+    return {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }

@@ -13,10 +13,11 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
-from scim2_models import SCIMException
+from scim2_models import BaseModel, PatchOperation, Path, SCIMException
 
+M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("bridge.scim")
 MAX_REMEMBERED: Final = 1024
 _KEPT_KEYS: Final = frozenset({"schemas"})
@@ -38,7 +39,7 @@ def note_unheld(resource: str, attribute: str) -> None:
 
 
 @lru_cache(maxsize=4096)
-def _holds(holding: Holding, text: str) -> bool:
+def _holds(holding: Holding[Any], text: str) -> bool:
     """Resolving a path costs ~20 µs; the names Entra sends are few, so answers are cached
     (bounded, and keyed by the exact text: the cache cannot change an answer)."""
     try:
@@ -51,16 +52,16 @@ def _holds(holding: Holding, text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Holding:
+class Holding(Generic[M]):
     """Which attributes of one resource type Modyo holds: ``held`` lists (field, sub-field)
     pairs of ``model``; ``path_class`` parses attribute paths against it."""
 
     resource: str
-    model: Any
-    path_class: Any
+    model: type[M]
+    path_class: type[Path[Any]]
     held: Collection[tuple[str, str | None]]
 
-    def holds(self, path: Any) -> bool:
+    def holds(self, path: object) -> bool:
         return _holds(self, str(path))
 
     def holds_key(self, key: str) -> bool:
@@ -77,7 +78,7 @@ class Holding:
                 note_unheld(self.resource, key)
         return kept
 
-    def operation(self, operation: Any) -> Any | None:
+    def operation(self, operation: PatchOperation[Any]) -> PatchOperation[Any] | None:
         """A PATCH operation restricted to held attributes, None if it touches none."""
         if operation.path is not None:
             if self.holds(operation.path):
@@ -91,7 +92,7 @@ class Holding:
             note_unheld(self.resource, key)
         return operation.model_copy(update={"value": held}) if held else None
 
-    def note_sub_attributes(self, model: Any) -> None:
+    def note_sub_attributes(self, model: BaseModel) -> None:
         """Note unheld sub-attributes of held ones (``name.middleName``, ``emails.display``)."""
         for name in model.model_fields_set:
             value = getattr(model, name)

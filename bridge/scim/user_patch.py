@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from scim2_models import Email, MutabilityException, Name
+from scim2_models import Email, MutabilityException, Name, PatchOperation
 
-from bridge.scim.models import ENTRA_POLICY, BridgeUser
-from bridge.translate import USER_HOLDING, best_email
+from bridge.scim.mapping import best_email
+from bridge.scim.models import ENTRA_POLICY, BridgeUser, UserPatch
+from bridge.scim.unheld import Holding
 from bridge.upstream import UserField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"  # invisible separator: never sent by Entra
 UNTOUCHED_EMAIL: Final = "untouched@sentinel.scim-bridge.internal"
 
 
-def _probe() -> Any:
+def _probe() -> BridgeUser:
     return BridgeUser(
         id="probe",
         user_name=UNTOUCHED,
@@ -40,29 +41,32 @@ def _probe() -> Any:
 _PROBE: Final = _probe()
 
 
-def _fresh_probe() -> Any:
+def _fresh_probe() -> BridgeUser:
     """A copy of the probe: shallow copies of each level are ~20x cheaper than a deep copy."""
     probe = _PROBE.model_copy()
+    assert _PROBE.name is not None and _PROBE.emails is not None
     probe.name = _PROBE.name.model_copy()
     probe.emails = [email.model_copy() for email in _PROBE.emails]
     return probe
 
 
-def user_changes(patch: Any) -> dict[UserField, str | bool | None]:
+def user_changes(
+    patch: UserPatch, holding: Holding[BridgeUser]
+) -> dict[UserField, str | bool | None]:
     """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
     Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""
-    kept = [part for op in patch.operations if (part := USER_HOLDING.operation(op)) is not None]
+    kept = [part for op in patch.operations or () if (part := holding.operation(op)) is not None]
     if any(_unsets_active(operation) for operation in kept):
         raise MutabilityException(
             detail="active cannot be removed: a Modyo member is active or not"
         )
     probe = _fresh_probe()
     patch.model_copy(update={"operations": kept}).patch(probe, scim_policy=ENTRA_POLICY)
-    USER_HOLDING.note_sub_attributes(probe)  # name.middleName, emails.display...
+    holding.note_sub_attributes(probe)  # name.middleName, emails.display...
     return _written(probe)
 
 
-def _unsets_active(operation: Any) -> bool:
+def _unsets_active(operation: PatchOperation[Any]) -> bool:
     """``remove active`` (or a replace with null): ``active`` is required (see /Schemas)."""
     if operation.path is None or operation.op == "add":
         return False
@@ -71,7 +75,7 @@ def _unsets_active(operation: Any) -> bool:
     return targets and (operation.op == "remove" or operation.value is None)
 
 
-def _written(probe: Any) -> dict[UserField, str | bool | None]:
+def _written(probe: BridgeUser) -> dict[UserField, str | bool | None]:
     changes: dict[UserField, str | bool | None] = {}
     for field, value in (
         (UserField.USER_NAME, probe.user_name),
@@ -95,6 +99,6 @@ def _written(probe: Any) -> dict[UserField, str | bool | None]:
     return changes
 
 
-def _outranks_old(email: Any) -> bool:
+def _outranks_old(email: Email) -> bool:
     """A new work or primary email replaces the held one; an extra "other" email does not."""
     return str(email.type or "").lower() == "work" or email.primary is True

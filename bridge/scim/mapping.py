@@ -1,18 +1,9 @@
-"""Pure translation between SCIM resources and the bridge's upstream records.
+"""Pure translation between SCIM resources and the bridge's upstream records (no I/O).
 
-This is the mapping table of README (and of Modyo's Azure guide): which SCIM attribute lands in
-which upstream field. Nothing here does I/O.
-
-| SCIM (Entra mapping)                          | upstream field   |
-|-----------------------------------------------|------------------|
-| userName (userPrincipalName)                  | USER_NAME        |
-| emails[type eq "work"].value (mail)           | EMAIL            |
-| name.givenName (givenName)                    | GIVEN_NAME       |
-| name.familyName (surname)                     | FAMILY_NAME      |
-| name.formatted (Join(" ", givenName, surname))| FORMATTED_NAME   |
-| externalId                                    | EXTERNAL_ID      |
-| active (Switch([IsSoftDeleted], ...))         | ACTIVE           |
-| Group displayName / externalId (objectId)     | DISPLAY_NAME / EXTERNAL_ID |
+Which SCIM attribute carries which upstream field is declared in ``bridge.scim.attributes``;
+this module renders records as SCIM resources (RFC 7643 §4) and reads the upstream values out
+of validated ones. Fields an upstream does not hold are None in its records, so they are
+simply absent from what is rendered.
 """
 
 from __future__ import annotations
@@ -23,36 +14,11 @@ from typing import Any
 
 from scim2_models import Email, Group, GroupMember, Meta, Name
 
-from bridge.scim.models import BridgeUser, GroupPath, UserPath
-from bridge.scim.unheld import Holding
+from bridge.scim.models import GROUP_SCHEMA, USER_SCHEMA, BridgeUser
 from bridge.upstream import GroupField, GroupRecord, MemberRecord, UserField, UserRecord
 
-HELD_USER_ATTRIBUTES = (
-    ("user_name", None),
-    ("external_id", None),
-    ("active", None),
-    ("name", None),
-    ("name", "given_name"),
-    ("name", "family_name"),
-    ("name", "formatted"),
-    ("emails", None),
-    ("emails", "value"),
-    ("emails", "type"),
-    ("emails", "primary"),
-)
-"""(field, sub-field) of the SCIM User that Modyo holds; everything else is accepted and ignored."""
 
-HELD_GROUP_ATTRIBUTES = (("display_name", None), ("external_id", None), ("members", None),
-                         ("members", "value"), ("members", "display"), ("members", "ref"),
-                         ("members", "type"))  # fmt: skip
-
-USER_SCHEMA = str(BridgeUser.__schema__)
-GROUP_SCHEMA = str(Group.__schema__)
-USER_HOLDING = Holding("User", BridgeUser, UserPath, frozenset(HELD_USER_ATTRIBUTES))
-GROUP_HOLDING = Holding("Group", Group, GroupPath, frozenset(HELD_GROUP_ATTRIBUTES))
-
-
-def user_resource(record: UserRecord, location: str) -> Any:
+def user_resource(record: UserRecord, location: str) -> BridgeUser:
     """A SCIM User (RFC 7643 §4.1) from a team member; disabled users keep ``active: false``."""
     # model_construct: what Modyo holds is rendered as held, never re-validated (an address
     # Modyo accepted but email-validator would not must still be readable).
@@ -67,7 +33,7 @@ def user_resource(record: UserRecord, location: str) -> Any:
     if record.email:
         emails = [Email.model_construct(value=record.email, type=Email.Type.work)]
     return BridgeUser.model_construct(
-        schemas=[str(BridgeUser.__schema__)],
+        schemas=[USER_SCHEMA],
         id=record.id,
         external_id=record.external_id,
         user_name=record.user_name,
@@ -153,7 +119,7 @@ def _timestamp(text: str | None) -> datetime | None:
         return None
 
 
-def best_email(emails: Iterable[Any] | None) -> Any | None:
+def best_email(emails: Iterable[Email] | None) -> Email | None:
     """The one email Modyo holds: the work email, else the primary one, else the first."""
     entries = [email for email in emails or () if email.value]
     for email in entries:
@@ -165,15 +131,15 @@ def best_email(emails: Iterable[Any] | None) -> Any | None:
     return entries[0] if entries else None
 
 
-def _email_value(emails: Iterable[Any] | None) -> str | None:
+def _email_value(emails: Iterable[Email] | None) -> str | None:
     chosen = best_email(emails)
     return None if chosen is None else str(chosen.value)
 
 
-def user_values(user: Any) -> dict[UserField, str | bool | None]:
+def user_values(user: BridgeUser, held: frozenset[UserField]) -> dict[UserField, str | bool | None]:
     """Every held attribute of a SCIM User (POST, PUT): absent ones are cleared."""
     name = user.name
-    return {
+    values: dict[UserField, str | bool | None] = {
         UserField.USER_NAME: user.user_name,
         UserField.EMAIL: _email_value(user.emails),
         UserField.GIVEN_NAME: name.given_name if name else None,
@@ -182,6 +148,7 @@ def user_values(user: Any) -> dict[UserField, str | bool | None]:
         UserField.EXTERNAL_ID: user.external_id,
         UserField.ACTIVE: True if user.active is None else bool(user.active),
     }
+    return {field: value for field, value in values.items() if field in held}
 
 
 def group_resource(
@@ -189,7 +156,7 @@ def group_resource(
 ) -> Group:
     """A SCIM Group (RFC 7643 §4.2); ``members`` None when they were excluded (not read)."""
     return Group.model_construct(
-        schemas=[str(Group.__schema__)],
+        schemas=[GROUP_SCHEMA],
         id=record.id,
         external_id=record.external_id,
         display_name=record.display_name,
@@ -208,8 +175,9 @@ def group_resource(
     )
 
 
-def group_values(group: Group) -> dict[GroupField, str | None]:
-    return {
+def group_values(group: Group, held: frozenset[GroupField]) -> dict[GroupField, str | None]:
+    values = {
         GroupField.DISPLAY_NAME: group.display_name,
         GroupField.EXTERNAL_ID: group.external_id,
     }
+    return {field: value for field, value in values.items() if field in held}

@@ -1,37 +1,30 @@
-"""The Modyo Administration API client: the one module that knows Modyo's paths, payloads,
-pagination envelope and error envelope (docs/modyo-contract.md). It implements
-:class:`bridge.upstream.Upstream`.
+"""Modyo's Administration REST API as an upstream: the one module that knows its team-member
+and group paths, payloads, pagination envelope and error envelope (docs/modyo-contract.md).
 
-Every call goes through :meth:`ModyoClient._send`: bounded in-flight calls, the request
-deadline, the retry policy, metrics. Calls that are not safe to repeat (creates) are never
-blindly re-sent after an unknown outcome: the object is looked up by its unique key first and
-adopted if it is the one being created.
+Calls go out through :class:`bridge.modyo.http.ModyoHttp` (retries, deadline, in-flight
+bound, metrics). Creates are never blindly re-sent after an unknown outcome: the object is
+looked up by its unique key first and adopted if it is the one being created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
-import aiohttp
 import httpx
 
-from bridge import __version__, deadline
-from bridge.config import ModyoSettings
-from bridge.metrics import MODYO_CALLS, MODYO_IN_FLIGHT, MODYO_LATENCY
-from bridge.modyo.retry import Retryable, RetryPolicy, parse_retry_after
+from bridge.modyo.http import Answer, ModyoHttp, Params, Repeat, UnknownOutcome, gather_all
+from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
     BadGateway,
     Conflict,
     GroupChanges,
     GroupField,
     GroupRecord,
+    Holdings,
     MemberRecord,
     NotFound,
     Page,
@@ -45,6 +38,7 @@ from bridge.upstream import (
 )
 
 log = logging.getLogger("bridge.modyo")
+_RETRIED: Final = frozenset({502, 503, 504})
 
 API: Final = "/api/admin"
 MAX_PER_PAGE: Final = 100  # Modyo clamps per_page at 100 [API L541]
@@ -76,71 +70,27 @@ FIELD_OF_ATTRIBUTE: Final[dict[str, UserField | GroupField]] = {
     "username": UserField.USER_NAME,
     "email": UserField.EMAIL,
 }
-RETRIED_STATUSES: Final = frozenset({502, 503, 504})
 
 
-class Repeat(Enum):
-    """Whether a call may be re-sent when its outcome is unknown (docs/modyo-contract.md)."""
+class RestUpstream:
+    """:class:`bridge.upstream.Upstream` over the Modyo Administration REST API."""
 
-    SAFE = "safe"  # reads, absolute updates, idempotent membership changes, deletes
-    UNSAFE = "unsafe"  # creates: a re-send could create twice
-
-
-class UnknownOutcome(Exception):
-    """An UNSAFE call was sent and no usable answer came back: it may have been applied."""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    response: httpx.Response
-    maybe_applied_before: bool  # an earlier attempt was sent and its outcome is unknown
-
-    @property
-    def status(self) -> int:
-        return self.response.status_code
-
-
-Params = Sequence[tuple[str, str]]
-
-
-def build_http_client(
-    settings: ModyoSettings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The one async HTTP client of an app (created in its lifespan)."""
-    limits = httpx.Limits(
-        max_connections=settings.max_connections,
-        max_keepalive_connections=settings.max_connections,
+    holds: Holdings = Holdings(
+        user=frozenset(USER_ATTRIBUTES),
+        group=frozenset(GROUP_ATTRIBUTES),
+        user_search=frozenset(USER_SEARCH_PARAMS),
+        group_search=frozenset(GROUP_SEARCH_PARAMS),
     )
-    if transport is None and settings.transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+    """What this contract stores and searches: exactly the fields it has a Modyo attribute
+    (or search parameter) for."""
 
-        transport = AiohttpTransport(limits=limits, verify=settings.verify_tls)
-    elif transport is None:
-        transport = httpx.AsyncHTTPTransport(limits=limits, verify=settings.verify_tls)
-    return httpx.AsyncClient(
-        base_url=str(settings.base_url),
-        transport=transport,
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout_seconds,
-            read=settings.read_timeout_seconds,
-            write=settings.read_timeout_seconds,
-            pool=settings.connect_timeout_seconds,
-        ),
-        headers={
-            "Authorization": f"Bearer {settings.token.get_secret_value()}",
-            "Accept": "application/json",
-            "User-Agent": f"scim-bridge/{__version__}",
-        },
-    )
-
-
-class ModyoClient:
-    """:class:`bridge.upstream.Upstream` over the Modyo Administration API."""
-
-    def __init__(self, http: httpx.AsyncClient, retry: RetryPolicy, max_in_flight: int) -> None:
+    def __init__(self, http: ModyoHttp) -> None:
         self._http = http
-        self._retry = retry
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        async with self._http.connected():
+            yield
 
     # ------------------------------------------------------------------ users
 
@@ -173,7 +123,7 @@ class ModyoClient:
 
     async def update_user(self, user_id: str, changes: UserChanges) -> UserRecord:
         path = f"{API}/team_members/{_modyo_id(user_id)}"
-        answer = await self._send(
+        answer = await self._http.send(
             "PUT /team_members/:id", "PUT", path, json=_payload(changes, USER_ATTRIBUTES)
         )
         return _user(self._expect(answer, "PUT /team_members/:id", 200))
@@ -221,7 +171,7 @@ class ModyoClient:
 
     async def update_group(self, group_id: str, changes: GroupChanges) -> GroupRecord:
         path = f"{API}/groups/{_modyo_id(group_id)}"
-        answer = await self._send(
+        answer = await self._http.send(
             "PUT /groups/:id", "PUT", path, json=_payload(changes, GROUP_ATTRIBUTES)
         )
         return _group(self._expect(answer, "PUT /groups/:id", 200))
@@ -280,7 +230,7 @@ class ModyoClient:
         path = f"{API}/groups/{_modyo_id(group_id)}/team_members"
         for chunk in _chunks(sorted(set(user_ids), key=_sort_key), MAX_PER_PAGE):
             ids = [int(user_id) if _is_modyo_id(user_id) else user_id for user_id in chunk]
-            answer = await self._send(
+            answer = await self._http.send(
                 "POST /groups/:id/team_members", "POST", path, json={"team_member_ids": ids}
             )
             self._expect(answer, "POST /groups/:id/team_members", 200, 201, 204)
@@ -293,13 +243,13 @@ class ModyoClient:
         async def remove(user_id: str) -> None:
             async with gate:
                 path = f"{API}/groups/{group}/team_members/{_modyo_id(user_id)}"
-                answer = await self._send(
+                answer = await self._http.send(
                     "DELETE /groups/:id/team_members/:member_id", "DELETE", path
                 )
                 if answer.status != 404:
                     self._expect(answer, "DELETE /groups/:id/team_members/:member_id", 200, 204)
 
-        await _gather_all(remove(user_id) for user_id in sorted(set(user_ids), key=_sort_key))
+        await gather_all(remove(user_id) for user_id in sorted(set(user_ids), key=_sort_key))
 
     # ------------------------------------------------------------------ profile (check)
 
@@ -310,11 +260,11 @@ class ModyoClient:
     # ------------------------------------------------------------------ plumbing
 
     async def _read(self, call: str, path: str, params: Params = ()) -> dict[str, Any]:
-        answer = await self._send(call, "GET", path, params=params)
+        answer = await self._http.send(call, "GET", path, params=params)
         return self._expect(answer, call, 200)
 
     async def _delete(self, call: str, path: str) -> None:
-        answer = await self._send(call, "DELETE", path)
+        answer = await self._http.send(call, "DELETE", path)
         if answer.status == 404 and answer.maybe_applied_before:
             return  # an earlier attempt deleted it and its answer was lost
         self._expect(answer, call, 200, 204)
@@ -324,13 +274,15 @@ class ModyoClient:
         call: str,
         path: str,
         payload: dict[str, Any],
-        find_existing: Any,
+        find_existing: Callable[[], Awaitable[Mapping[str, Any] | None]],
     ) -> dict[str, Any]:
         """POST without ever creating twice: after an unknown outcome, or a uniqueness 409,
         look the object up by its unique key and adopt it if it holds what was being created."""
-        for _ in range(self._retry.settings.max_attempts):
+        for _ in range(self._http.retry.settings.max_attempts):
             try:
-                answer = await self._send(call, "POST", path, json=payload, repeat=Repeat.UNSAFE)
+                answer = await self._http.send(
+                    call, "POST", path, json=payload, repeat=Repeat.UNSAFE
+                )
             except UnknownOutcome:
                 existing = await find_existing()
                 if existing is not None:
@@ -389,7 +341,7 @@ class ModyoClient:
                 page_rows, _ = await self._page(call, path, plural, [*base, ("page", str(page))])
                 return page_rows
 
-        for page_rows in await _gather_all(fetch(page) for page in range(2, pages + 1)):
+        for page_rows in await gather_all(fetch(page) for page in range(2, pages + 1)):
             rows.extend(page_rows)
         return rows
 
@@ -427,105 +379,8 @@ class ModyoClient:
             )
         return body
 
-    async def _send(
-        self,
-        call: str,
-        method: str,
-        path: str,
-        *,
-        params: Params = (),
-        json: Any = None,
-        repeat: Repeat = Repeat.SAFE,
-    ) -> Answer:
-        """One logical call: attempts under the retry policy, within the request deadline."""
-        uncertain = False
-
-        async def attempt() -> httpx.Response:
-            nonlocal uncertain
-            try:
-                response = await self._attempt(call, method, path, params, json)
-            except httpx.TransportError as exc:
-                if _never_sent(exc):  # no connection: always safe to repeat
-                    raise Retryable(f"connect_error ({type(exc).__name__})") from None
-                if repeat is Repeat.UNSAFE:
-                    raise UnknownOutcome(call) from None
-                uncertain = True
-                raise Retryable(f"transport_error ({type(exc).__name__})") from None
-            if response.status_code == 429:  # rejected, not applied
-                raise Retryable(
-                    "429 throttled",
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                )
-            if response.status_code in RETRIED_STATUSES:
-                if repeat is Repeat.UNSAFE:
-                    raise UnknownOutcome(call)
-                uncertain = True
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise Retryable(f"{response.status_code} from Modyo", retry_after=retry_after)
-            return response
-
-        try:
-            response = await self._retry.run(call, attempt)
-        except Retryable as failure:
-            wait = failure.retry_after if failure.retry_after is not None else failure.planned_wait
-            raise Unavailable(
-                f"Modyo is unavailable for {call} ({failure.reason})", retry_after=max(wait, 1.0)
-            ) from None
-        return Answer(response, uncertain)
-
-    async def _attempt(
-        self, call: str, method: str, path: str, params: Params, json: Any
-    ) -> httpx.Response:
-        """One HTTP exchange, queued behind the in-flight bound, cut at the deadline."""
-        left = deadline.remaining()
-        if left is not None and left <= 0:
-            raise Unavailable(f"the request deadline passed before {call}", retry_after=1)
-        sent = False
-        started = time.perf_counter()
-        try:
-            async with (
-                asyncio.timeout(left) if left is not None else nullcontext(),
-                self._in_flight,
-            ):
-                sent = True
-                MODYO_IN_FLIGHT.inc()
-                try:
-                    response = await self._http.request(
-                        method, path, params=list(params) or None, json=json
-                    )
-                finally:
-                    MODYO_IN_FLIGHT.dec()
-        except TimeoutError:
-            MODYO_CALLS(call, "deadline").inc()
-            reason = "answer" if sent else "a free slot (modyo.max_in_flight)"
-            raise Unavailable(
-                f"the request deadline passed waiting for {reason} for {call}", retry_after=2
-            ) from None
-        except httpx.TransportError as exc:
-            MODYO_CALLS(call, type(exc).__name__).inc()
-            raise
-        MODYO_CALLS(call, str(response.status_code)).inc()
-        MODYO_LATENCY(call).observe(time.perf_counter() - started)
-        return response
-
 
 # ---------------------------------------------------------------------- translation helpers
-
-
-def _never_sent(exc: httpx.TransportError) -> bool:
-    """Whether the request surely never reached Modyo (no connection was made).
-
-    httpx raises ConnectError or ConnectTimeout for that. httpx-aiohttp maps *every* aiohttp
-    connection error to ConnectTimeout, a server that drops the connection after reading the
-    request included, so there the original aiohttp error decides: only ClientConnectorError
-    (the connection could not be opened) means "never sent".
-    """
-    if not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return False
-    cause = exc.__cause__
-    if cause is None or not isinstance(cause, aiohttp.ClientError):
-        return True
-    return isinstance(cause, aiohttp.ClientConnectorError)
 
 
 def _modyo_id(raw: str) -> str:
@@ -546,20 +401,6 @@ def _sort_key(raw: str) -> tuple[int, str]:
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     return (items[start : start + size] for start in range(0, len(items), size))
-
-
-async def _gather_all(awaitables: Iterable[Any]) -> list[Any]:
-    """Run concurrently; if one fails, cancel the others and raise its error (itself, not the
-    ExceptionGroup a TaskGroup raises: callers map UpstreamError to SCIM answers)."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(awaitable) for awaitable in awaitables]
-    except BaseExceptionGroup as grouped:
-        first: BaseException = grouped
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return [task.result() for task in tasks]
 
 
 def _payload(values: Mapping[Any, Any], attributes: Mapping[Any, str]) -> dict[str, Any]:
@@ -636,7 +477,7 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
         )
     if status == 403:
         return BadGateway(f"Modyo refused {call} (HTTP 403)")
-    if status == 429 or status in RETRIED_STATUSES:
+    if status == 429 or status in _RETRIED:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
     if status in (409, 422):

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from scim2_models import Context
 
-from bridge.translate import group_json, group_resource, user_json, user_resource
+from bridge.scim.mapping import group_json, group_resource, user_json, user_resource
 from bridge.upstream import GroupRecord, MemberRecord, UserRecord
 
 STAMP = "2026-11-29T03:34:39.072-03:00"

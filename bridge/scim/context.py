@@ -1,0 +1,35 @@
+"""What every SCIM endpoint of one app shares: the upstream, what it serves, the limits, the
+create locks, and how to spell the bridge's own URLs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from bridge.scim.attributes import Served, served
+from bridge.scim.locks import KeyedLocks
+from bridge.upstream import Upstream
+
+
+@dataclass(slots=True)
+class ScimContext:
+    upstream: Upstream
+    max_body_bytes: int
+    max_page_size: int
+    public_url: str | None
+    creating: KeyedLocks = field(default_factory=KeyedLocks)
+
+    @property
+    def served(self) -> Served:
+        """The SCIM attributes served, derived from what the upstream holds."""
+        return served(self.upstream.holds)
+
+    def base_url(self, request: Request) -> str:
+        """The Tenant URL as Entra uses it (``https://host/scim``), for ``Location`` and
+        ``meta.location``. Behind a TLS proxy, ``server.public_url`` (or forwarded headers)
+        make it the public one."""
+        root = str(request.scope.get("root_path", ""))
+        if self.public_url:
+            return self.public_url.rstrip("/") + root
+        return f"{request.url.scheme}://{request.url.netloc}{root}"

@@ -1,0 +1,144 @@
+"""The shape every resource type's endpoints share (RFC 7644 §3): the routes ``/<Type>``,
+``/<Type>/.search`` and ``/<Type>/{resource_id}``, each naming the SCIM operation it serves,
+and queries answered as one upstream lookup plus an exact re-check."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from scim2_models import ResponseParameters
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bridge import request_state
+from bridge.scim.context import ScimContext
+from bridge.scim.filters import ID, Lookup
+from bridge.scim.queries import Query, query_from_body, query_from_url
+from bridge.scim.requests import read_json_object
+from bridge.upstream import NotFound
+
+R = TypeVar("R")  # an upstream record
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def method_route(path: str, resource_type: str | None, **handlers: tuple[str, Endpoint]) -> Route:
+    """One route per path, so a 405 lists every allowed method in ``Allow``. Each handler is
+    ``(operation, endpoint)``; the operation and the resource the path names are recorded for
+    error mapping, idempotency and the access log."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        operation, handler = handlers[method]
+        state = request_state.current()
+        if state is not None:
+            state.operation, state.resource_type = operation, resource_type
+            state.resource_id = request.path_params.get("resource_id")
+        return await handler(request)
+
+    return Route(path, endpoint, methods=list(handlers))
+
+
+class ResourceEndpoints(Generic[R]):
+    """The routes and queries of one resource type; subclasses answer them."""
+
+    path: str  # "/Users"
+    resource_type: str  # "User"
+    parameters: type[ResponseParameters[Any]]
+
+    def __init__(self, context: ScimContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[Route]:
+        name = self.path.strip("/").lower()
+        return [
+            method_route(self.path, self.resource_type,
+                         GET=(f"{name}.query", self.search), POST=(f"{name}.create", self.create)),
+            method_route(f"{self.path}/.search", self.resource_type,
+                         POST=(f"{name}.search", self.search_by_post)),
+            method_route(
+                f"{self.path}/{{resource_id}}",
+                self.resource_type,
+                GET=(f"{name}.read", self.read),
+                PATCH=(f"{name}.patch", self.patch),
+                PUT=(f"{name}.replace", self.replace),
+                DELETE=(f"{name}.delete", self.delete),
+            ),
+        ]  # fmt: skip
+
+    async def search(self, request: Request) -> Response:
+        """Query (RFC 7644 §3.4.2): always a ListResponse, ``totalResults: 0`` when nothing
+        matches (Entra creates the resource then)."""
+        return await self.answer(
+            request, query_from_url(request, self.parameters, self.context.max_page_size)
+        )
+
+    async def search_by_post(self, request: Request) -> Response:
+        """The same query as a POST ``/.search`` body (RFC 7644 §3.4.3)."""
+        body = await self.read_body(request)
+        return await self.answer(
+            request, query_from_body(body, self.parameters, self.context.max_page_size)
+        )
+
+    @staticmethod
+    def created(resource_id: str) -> None:
+        """Record the resource a create made (idempotency, the access log)."""
+        state = request_state.current()
+        if state is not None:
+            state.resource_id = resource_id
+
+    async def read_body(self, request: Request) -> dict[str, Any]:
+        return await read_json_object(request, self.context.max_body_bytes)
+
+    async def matching(self, request: Request, text: str) -> list[R]:
+        """The records matching a filter: ask the upstream for candidates on one field (or
+        the one id), keep those matching the whole filter."""
+        lookup = self.lookup(text)
+        if lookup.field == ID:
+            try:
+                candidates = [await self.get(lookup.value)]
+            except NotFound:
+                candidates = []
+        else:
+            candidates = await self.search_upstream(lookup.field, lookup.value)
+        if lookup.binding is not None:  # one comparison: compare the held value directly
+            return [r for r in candidates if lookup.equals(self.held_value(r, lookup.field))]
+        return [r for r in candidates if lookup.filter.match(self.resource(request, r))]
+
+    # ------------------------------------------------------------------ per resource type
+
+    def lookup(self, text: str) -> Lookup:
+        raise NotImplementedError
+
+    async def get(self, resource_id: str) -> R:
+        raise NotImplementedError
+
+    async def search_upstream(self, field: Any, value: str) -> list[R]:
+        raise NotImplementedError
+
+    def held_value(self, record: R, field: Any) -> str | None:
+        raise NotImplementedError
+
+    def resource(self, request: Request, record: R) -> BaseModel:
+        """The record as a SCIM resource, for filters the upstream lookup cannot decide."""
+        raise NotImplementedError
+
+    async def answer(self, request: Request, query: Query) -> Response:
+        raise NotImplementedError
+
+    async def create(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def read(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def patch(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def replace(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    async def delete(self, request: Request) -> Response:
+        raise NotImplementedError
