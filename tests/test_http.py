@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
-from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo
+from bridge.app import create_app
+from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream
+from bridge.modyo.retry import RetryPolicy
+from bridge.upstream import UserRecord
 from tests import entra
 from tests.conftest import (
+    BASE,
     MODYO_TOKEN,
+    MODYO_URL,
     SECOND_TOKEN,
+    TOKEN,
     assert_scim_error,
     bridge_client,
     create_user,
@@ -138,3 +149,35 @@ async def test_public_url_drives_location(modyo: FaultyModyo) -> None:
         response = await client.post("/Users", json=entra.user("loc@contoso.com"))
     assert response.headers["location"].startswith("https://scim.bank.example/scim/Users/")
     assert response.json()["meta"]["location"] == response.headers["location"]
+
+
+async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_id(
+    fake: FakeModyo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One last-resort path (observe.py): one log line with the traceback, and a SCIM 500
+    whose detail names the request id an admin can search the log for."""
+    settings = make_settings()
+
+    class Broken(RestUpstream):
+        async def get_user(self, user_id: str) -> UserRecord:
+            raise RuntimeError("a bug")
+
+    http = ModyoHttp(
+        settings.modyo, RetryPolicy(settings.retry), mock_transport(FaultyModyo(fake), MODYO_URL)
+    )
+    app = create_app(settings, upstream=Broken(http))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url=BASE,
+            headers={"Authorization": f"Bearer {TOKEN}", "X-Request-Id": "trace-me-42"},
+        ) as client,
+    ):
+        with caplog.at_level(logging.ERROR):
+            response = await client.get("/Users/12")
+    body = assert_scim_error(response, 500)
+    assert "trace-me-42" in body["detail"] and "a bug" not in body["detail"]
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert getattr(errors[0], "request_id", None) == "trace-me-42"
