@@ -268,6 +268,8 @@ def test_service_serves_scim_on_80_and_metrics_only_on_their_own_service() -> No
     assert [p["targetPort"] for p in metrics["ports"]] == ["metrics"]
     metrics_port = _container_port(container, "metrics")
     assert _env(container)["BRIDGE_SERVER__METRICS_PORT"]["value"] == str(metrics_port)
+    template = _resource("Deployment", "scim-bridge")["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
     assert metrics_port != _container_port(container, "http")
 
 
