@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -123,24 +122,29 @@ def _resource_type() -> str:
     return (state.resource_type if state else None) or "User"
 
 
-async def _scim_error(request: Request, exc: Any) -> Response:
+async def _scim_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SCIMException)
     return error_response(exc)
 
 
-async def _upstream_error(request: Request, exc: Any) -> Response:
+async def _upstream_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UpstreamError)
     return error_response(from_upstream(exc, resource=_resource_type()))
 
 
-async def _partial_write(request: Request, exc: Any) -> Response:
+async def _partial_write(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PartialWrite)
     return error_response(exc.to_scim(_resource_type()))
 
 
-async def _validation_error(request: Request, exc: Any) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
     return error_response(from_validation(exc))
 
 
-async def _http_error(request: Request, exc: Any) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Routing errors, in SCIM form: 404 for unknown endpoints, 405 with ``Allow``."""
+    assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
         detail = f"{request.method} is not allowed here; allowed: {allowed}"

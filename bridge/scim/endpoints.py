@@ -15,12 +15,13 @@ from starlette.routing import Route
 
 from bridge import request_state
 from bridge.scim.context import ScimContext
-from bridge.scim.filters import ID, Lookup
+from bridge.scim.filters import Lookup
 from bridge.scim.queries import Query, query_from_body, query_from_url
 from bridge.scim.requests import read_json_object
-from bridge.upstream import NotFound
+from bridge.upstream import GroupField, NotFound, UserField
 
 R = TypeVar("R")  # an upstream record
+F = TypeVar("F", UserField, GroupField)  # the fields it is searched by
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -41,7 +42,7 @@ def method_route(path: str, resource_type: str | None, **handlers: tuple[str, En
     return Route(path, endpoint, methods=list(handlers))
 
 
-class ResourceEndpoints(Generic[R]):
+class ResourceEndpoints(Generic[R, F]):
     """The routes and queries of one resource type; subclasses answer them."""
 
     path: str  # "/Users"
@@ -96,7 +97,7 @@ class ResourceEndpoints(Generic[R]):
         """The records matching a filter: ask the upstream for candidates on one field (or
         the one id), keep those matching the whole filter."""
         lookup = self.lookup(text)
-        if lookup.field == ID:
+        if lookup.field is None:
             try:
                 candidates = [await self.get(lookup.value)]
             except NotFound:
@@ -109,16 +110,17 @@ class ResourceEndpoints(Generic[R]):
 
     # ------------------------------------------------------------------ per resource type
 
-    def lookup(self, text: str) -> Lookup:
+    def lookup(self, text: str) -> Lookup[F]:
         raise NotImplementedError
 
     async def get(self, resource_id: str) -> R:
         raise NotImplementedError
 
-    async def search_upstream(self, field: Any, value: str) -> list[R]:
+    async def search_upstream(self, field: F, value: str) -> list[R]:
         raise NotImplementedError
 
-    def held_value(self, record: R, field: Any) -> str | None:
+    def held_value(self, record: R, field: F | None) -> str | None:
+        """The record's value of ``field`` (None: its id)."""
         raise NotImplementedError
 
     def resource(self, request: Request, record: R) -> BaseModel:

@@ -11,10 +11,11 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
-from scim2_models import InvalidFilterException
+from scim2_models import InvalidFilterException, ScimFilter
 from scim2_models.path import (
+    AttributeBinding,
     AttrPath,
     CompareOperator,
     Comparison,
@@ -31,6 +32,7 @@ _TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\s+|[()\[\]]|[^\s()\[\]"]+')
 _COMPARISONS: Final = frozenset(op.value for op in CompareOperator)
 _LITERALS: Final = frozenset({"true", "false", "null"})
 
+F = TypeVar("F", UserField, GroupField)
 ID = "id"
 """A lookup by id: the upstream fetches the object itself instead of searching."""
 
@@ -55,13 +57,13 @@ def quote_bare_values(text: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(Generic[F]):
     """What to ask the upstream for, and the filter every candidate must then match."""
 
-    field: UserField | GroupField | str
+    field: F | None  # None: the lookup is by id
     value: str
-    filter: Any  # a bound scim2_models.ScimFilter
-    binding: Any = None  # set when the filter is this one comparison and nothing else
+    filter: ScimFilter[Any]  # bound to the resource type
+    binding: AttributeBinding | None = None  # set when the filter is this comparison alone
 
     def equals(self, held: str | None) -> bool:
         """For a one-comparison filter: whether a held value matches, compared as
@@ -83,19 +85,19 @@ _PREFERENCE: Final = (
 )
 
 
-Terms = Mapping[tuple[str, str | None], UserField | GroupField]
-"""(attribute, sub-attribute), lower case, that the upstream can look up (``Served``)."""
-
-
-def user_lookup(text: str, terms: Terms) -> Lookup:
+def user_lookup(text: str, terms: Mapping[tuple[str, str | None], UserField]) -> Lookup[UserField]:
     return _compile(text, UserFilter, terms)
 
 
-def group_lookup(text: str, terms: Terms) -> Lookup:
+def group_lookup(
+    text: str, terms: Mapping[tuple[str, str | None], GroupField]
+) -> Lookup[GroupField]:
     return _compile(text, GroupFilter, terms)
 
 
-def _compile(text: str, bound: type[UserFilter] | type[GroupFilter], terms: Terms) -> Lookup:
+def _compile(
+    text: str, bound: type[ScimFilter[Any]], terms: Mapping[tuple[str, str | None], F]
+) -> Lookup[F]:
     """Accept ``eq`` comparisons on ``terms`` (and ``id``) joined by ``and``."""
     known = ", ".join(["id", *sorted({".".join(p for p in key if p) for key in terms})])
     lookups: Mapping[tuple[str, str | None], Any] = {("id", None): ID, **terms}
@@ -106,7 +108,9 @@ def _compile(text: str, bound: type[UserFilter] | type[GroupFilter], terms: Term
     binding = None
     if isinstance(scim_filter.ast, Comparison):
         binding = scim_filter.resolve_comparison(scim_filter.ast.attr_path)
-    return Lookup(field=field, value=value, filter=scim_filter, binding=binding)
+    return Lookup(
+        field=None if field == ID else field, value=value, filter=scim_filter, binding=binding
+    )
 
 
 def _collect(

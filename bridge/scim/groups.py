@@ -18,7 +18,7 @@ from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import ResourceEndpoints
 from bridge.scim.errors import PartialWrite, unknown_members
 from bridge.scim.fast_paths import FastPaths
-from bridge.scim.filters import ID, Lookup, group_lookup
+from bridge.scim.filters import Lookup, group_lookup
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.mapping import group_json, group_resource, group_values
 from bridge.scim.models import GroupPatch, GroupResponseParameters
@@ -28,7 +28,7 @@ from bridge.scim.responses import ScimResponse, list_response, no_content
 from bridge.upstream import GroupField, GroupRecord, MemberRecord, UpstreamError
 
 
-class GroupEndpoints(ResourceEndpoints[GroupRecord]):
+class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
     path = "/Groups"
     resource_type = "Group"
     parameters = GroupResponseParameters
@@ -178,18 +178,18 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord]):
             await self.context.upstream.list_members(group_id) if _wants_members(params) else None
         )
 
-    def lookup(self, text: str) -> Lookup:
+    def lookup(self, text: str) -> Lookup[GroupField]:
         return group_lookup(text, self.context.served.group_terms)
 
     async def get(self, resource_id: str) -> GroupRecord:
         return await self.context.upstream.get_group(resource_id)
 
-    async def search_upstream(self, field: Any, value: str) -> list[GroupRecord]:
+    async def search_upstream(self, field: GroupField, value: str) -> list[GroupRecord]:
         return await self.context.upstream.search_groups(field, value)
 
-    def held_value(self, record: GroupRecord, field: Any) -> str | None:
-        held: dict[GroupField | str, str | None] = {
-            ID: record.id,
+    def held_value(self, record: GroupRecord, field: GroupField | None) -> str | None:
+        held: dict[GroupField | None, str | None] = {
+            None: record.id,
             GroupField.DISPLAY_NAME: record.display_name,
             GroupField.EXTERNAL_ID: record.external_id,
         }

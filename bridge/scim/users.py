@@ -11,7 +11,7 @@ from starlette.responses import Response
 from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import ResourceEndpoints
 from bridge.scim.fast_paths import FastPaths
-from bridge.scim.filters import ID, Lookup, user_lookup
+from bridge.scim.filters import Lookup, user_lookup
 from bridge.scim.mapping import user_json, user_resource, user_values
 from bridge.scim.models import BridgeUser, UserPatch, UserResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
@@ -21,7 +21,7 @@ from bridge.scim.user_patch import user_changes
 from bridge.upstream import UserField, UserRecord
 
 
-class UserEndpoints(ResourceEndpoints[UserRecord]):
+class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
     path = "/Users"
     resource_type = "User"
     parameters = UserResponseParameters
@@ -95,18 +95,18 @@ class UserEndpoints(ResourceEndpoints[UserRecord]):
 
     # ------------------------------------------------------------------ queries
 
-    def lookup(self, text: str) -> Lookup:
+    def lookup(self, text: str) -> Lookup[UserField]:
         return user_lookup(text, self.context.served.user_terms)
 
     async def get(self, resource_id: str) -> UserRecord:
         return await self.context.upstream.get_user(resource_id)
 
-    async def search_upstream(self, field: Any, value: str) -> list[UserRecord]:
+    async def search_upstream(self, field: UserField, value: str) -> list[UserRecord]:
         return await self.context.upstream.search_users(field, value)
 
-    def held_value(self, record: UserRecord, field: Any) -> str | None:
-        held: dict[UserField | str, str | None] = {
-            ID: record.id,
+    def held_value(self, record: UserRecord, field: UserField | None) -> str | None:
+        held: dict[UserField | None, str | None] = {
+            None: record.id,
             UserField.USER_NAME: record.user_name,
             UserField.EXTERNAL_ID: record.external_id,
             UserField.EMAIL: record.email,
