@@ -553,7 +553,7 @@ async def test_a_refused_connection_is_known_never_sent_even_through_aiohttp(
     assert reasons and all(reason.startswith("connect_error") for reason in reasons)
 
 
-def test_only_a_connection_that_was_never_opened_counts_asnever_sent() -> None:
+def test_only_a_connection_that_was_never_opened_counts_as_never_sent() -> None:
     import aiohttp
 
     refused = aiohttp.ClientConnectorError(
