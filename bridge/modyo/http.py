@@ -11,6 +11,7 @@ contract, which looks the object up first.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager, nullcontext
@@ -64,7 +65,8 @@ def build_http_client(
     if transport is None and settings.transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits, verify=settings.verify_tls)
+        ssl_context = httpx.create_ssl_context(verify=settings.verify_tls)
+        transport = AiohttpTransport(client=lambda: _aiohttp_session(limits, ssl_context))
     elif transport is None:
         transport = httpx.AsyncHTTPTransport(limits=limits, verify=settings.verify_tls)
     return httpx.AsyncClient(
@@ -82,6 +84,24 @@ def build_http_client(
             "User-Agent": f"scim-bridge/{__version__}",
         },
     )
+
+
+def _aiohttp_session(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
+    """aiohttp's session, minus its silent re-send: aiohttp sends an idempotent request
+    (GET, PUT, DELETE) a second time by itself when a reused keep-alive connection is closed
+    under it (``ClientSession._retry_connection``, RFC 9112 §9.3.1). The bridge never saw that
+    attempt: a DELETE that Modyo applied before the connection reset then met a 404 and was
+    answered 404 to Entra. Every re-send must be the bridge's own decision, made knowing an
+    earlier attempt may have been applied (``Answer.maybe_applied_before``), logged and
+    counted; the attribute is aiohttp's only switch for it."""
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_connections or 0,
+        keepalive_timeout=limits.keepalive_expiry,
+        ssl=ssl_context,
+    )
+    session = aiohttp.ClientSession(connector=connector)
+    session._retry_connection = False
+    return session
 
 
 class ModyoHttp:
