@@ -7,8 +7,9 @@ import asyncio
 import gc
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -167,15 +168,26 @@ def _fake_modyo(args: argparse.Namespace) -> int:
         + (f"; faults: {faults}" if faults.active else ""),
         flush=True,
     )
-    uvicorn.run(
-        FakeModyoApp(FaultyModyo(fake, faults)),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        **_fast_server(),
+    app = FakeModyoApp(FaultyModyo(fake, faults))
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_config=None, access_log=False, **_fast_server()
     )
+    _StoppingServer(config, on_exit=app.shutting_down).run()
     return 0
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn's server, telling the app as soon as SIGTERM or SIGINT arrives: its graceful
+    shutdown waits for every request in flight, and the fake's hanging ones never end by
+    themselves (SIGTERM, which orchestrators send, would then never stop it)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._on_exit()
 
 
 def _check(args: argparse.Namespace) -> int:

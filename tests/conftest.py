@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -103,3 +104,13 @@ def assert_scim_error(
     assert body.get("scimType") == scim_type
     assert body["detail"]
     return body
+
+
+async def until(condition: Callable[[], object], turns: int = 100_000) -> None:
+    """Let the event loop run until ``condition()`` holds: synchronises on state the code
+    under test changes (no clock involved); fails if it never does."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{condition} never held")

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -196,3 +198,26 @@ def test_fake_modyo_refuses_impossible_fault_rates(args: list[str]) -> None:
         capture_output=True, text=True, env=_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "fault options" in result.stderr
+
+
+def test_fake_modyo_stops_on_sigterm_with_a_hanging_request_in_flight() -> None:
+    """Orchestrators stop with SIGTERM; uvicorn's graceful shutdown waits for requests in
+    flight, so a hang (``--hang-rate``) is answered 503 and the process exits."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["fake-modyo", "--port", str(port), "--token", FAKE_TOKEN, "--hang-rate", "1"]
+    with _running(args, f"{url}/__fake__/calls") as process, ThreadPoolExecutor(1) as pool:
+        auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
+        pending = pool.submit(httpx.get, f"{url}/api/admin/profile", headers=auth, timeout=60)
+        for _ in range(100_000):  # the fake says when the request is hanging
+            if httpx.get(f"{url}/__fake__/calls").json()["injected"].get("hang"):
+                break
+        else:
+            raise AssertionError("the request never reached the fake")
+        process.send_signal(signal.SIGTERM)
+        answer = pending.result(timeout=60)
+        output = process.communicate(timeout=60)[0]
+    assert answer.status_code == 503
+    # uvicorn re-raises the signal once it has shut down: the conventional SIGTERM exit
+    assert process.returncode == -signal.SIGTERM
+    assert output.splitlines()[1:] == []  # nothing logged after the start-up line: no error

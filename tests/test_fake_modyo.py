@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -20,7 +21,7 @@ from asgi_lifespan import LifespanManager
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.faults import Outcome
 from bridge.modyo.fake.state import FakeResponse
-from tests.conftest import MODYO_TOKEN, MODYO_URL
+from tests.conftest import MODYO_TOKEN, MODYO_URL, until
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
@@ -765,6 +766,50 @@ async def test_configure_restarts_the_seeded_sequence() -> None:
     service.configure(faults)
     second = [(await serve(service, "GET", "/profile")).response for _ in range(10)]
     assert [r.status for r in first if r] == [r.status for r in second if r]
+
+
+async def test_a_partial_faults_put_changes_only_the_given_fields() -> None:
+    """``PUT /__fake__/faults`` with one field keeps the others, the seed and the random
+    sequence included: the draws go on exactly as if nothing had been changed."""
+    faults = Faults(error_rate=0.5, seed=7)
+    reference = FaultyModyo(FakeModyo(token=MODYO_TOKEN), faults)
+    expected = [(await serve(reference, "GET", "/profile")).response for _ in range(20)]
+    service = FaultyModyo(FakeModyo(token=MODYO_TOKEN), faults)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL
+    ) as control:
+        first = [(await serve(service, "GET", "/profile")).response for _ in range(10)]
+        changed = await control.put("/__fake__/faults", json={"retry_after_seconds": 3})
+        assert changed.status_code == 200, changed.text
+        assert changed.json() == {**dataclasses.asdict(faults), "retry_after_seconds": 3}
+        second = [(await serve(service, "GET", "/profile")).response for _ in range(10)]
+        assert [r and r.status for r in first + second] == [r and r.status for r in expected]
+        reseeded = await control.put("/__fake__/faults", json={"seed": 8})
+        assert reseeded.json()["seed"] == 8 and reseeded.json()["error_rate"] == 0.5
+        for body in ({"no_such_fault": 1}, {"error_rate": 2}, [1]):
+            refused = await control.put("/__fake__/faults", json=body)
+            assert refused.status_code == 422 and refused.json()["errors"]
+        assert (await control.get("/__fake__/faults")).json()["seed"] == 8  # unchanged
+
+
+async def test_a_hanging_request_is_answered_503_once_the_server_stops(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake, Faults(hang_rate=1.0))
+    app = FakeModyoApp(service)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url=MODYO_URL
+        ) as client,
+    ):
+        pending = asyncio.create_task(
+            client.post(f"{API}/groups", json={"name": "g"}, headers=AUTH)
+        )
+        await until(lambda: service.injected["hang"])
+        assert not pending.done()
+        app.shutting_down()  # what the server's SIGTERM handler calls
+        response = await pending
+    assert response.status_code == 503
+    assert fake.groups == {}  # not applied
 
 
 async def test_no_faults_is_a_plain_pass_through(fake: FakeModyo) -> None:

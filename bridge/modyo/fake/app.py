@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
@@ -15,9 +16,17 @@ class FakeModyoApp:
 
     def __init__(self, service: FaultyModyo) -> None:
         self.service = service
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def shutting_down(self) -> None:
+        """The server was asked to stop (a signal handler may call this): hanging requests
+        are answered, so the server's graceful shutdown, which waits for them, can end."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.service.stop_hanging)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
+            self._loop = asyncio.get_running_loop()
             await _lifespan(receive, send)
             return
         body = bytearray()

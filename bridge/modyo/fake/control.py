@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from bridge.modyo.fake.faults import Faults, FaultyModyo
+from bridge.modyo.fake.faults import FaultyModyo
 from bridge.modyo.fake.state import FakeResponse
 
 PREFIX = "/__fake__/"
@@ -40,8 +40,10 @@ def control(service: FaultyModyo, method: str, path: str, body: bytes) -> FakeRe
     if action == ("GET", "faults"):
         return FakeResponse(200, asdict(service.faults))
     if action == ("PUT", "faults"):
+        if not isinstance(payload, dict):
+            return FakeResponse(422, {"errors": ["body must be a JSON object of fault fields"]})
         try:
-            service.configure(Faults(**payload))
+            service.update(payload)
         except (TypeError, ValueError) as exc:
             return FakeResponse(422, {"errors": [str(exc)]})
         return FakeResponse(200, asdict(service.faults))

@@ -13,8 +13,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
+from typing import Any
 
 from bridge.modyo.fake.state import FakeModyo, FakeResponse
 
@@ -47,6 +48,9 @@ class Faults:
         )  # fmt: skip
 
 
+SHUTTING_DOWN = FakeResponse(503, {"errors": ["The server is shutting down"]})
+
+
 class Drop(StrEnum):
     """How a lost response reaches the client."""
 
@@ -73,6 +77,7 @@ class FaultyModyo:
         self._random = random.Random(self.faults.seed)
         self._tokens = self.faults.rate_limit_rps
         self._refilled = time.monotonic()
+        self._stop: asyncio.Event | None = None
 
     def configure(self, faults: Faults) -> None:
         """Swap the faults (tests turn them on and off between phases)."""
@@ -80,6 +85,30 @@ class FaultyModyo:
         self._random = random.Random(faults.seed)
         self._tokens = faults.rate_limit_rps
         self._refilled = time.monotonic()
+
+    def update(self, changes: Mapping[str, Any]) -> None:
+        """Change only the given fault fields (``PUT /__fake__/faults``): the others, the
+        random sequence included, go on as they were; a new ``seed`` restarts it.
+        Unknown names raise :class:`TypeError`, impossible values :class:`ValueError`."""
+        unknown = set(changes) - {field.name for field in fields(Faults)}
+        if unknown:
+            raise TypeError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
+        self.faults = replace(self.faults, **changes)
+        if "seed" in changes:
+            self._random = random.Random(self.faults.seed)
+        if "rate_limit_rps" in changes:
+            self._tokens = self.faults.rate_limit_rps
+            self._refilled = time.monotonic()
+
+    def stop_hanging(self) -> None:
+        """Answer every hanging request (and any later one) with 503: the server is stopping,
+        and a request that never ends would keep it from exiting."""
+        self._stopping().set()
+
+    def _stopping(self) -> asyncio.Event:
+        if self._stop is None:
+            self._stop = asyncio.Event()
+        return self._stop
 
     def lose_next(self, route: str, times: int = 1) -> None:
         """Apply the next ``times`` calls to ``route`` (a ``FakeModyo.calls`` key), then drop
@@ -122,7 +151,8 @@ class FaultyModyo:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.hang_rate and self._random.random() < faults.hang_rate:
             self.injected["hang"] += 1
-            await asyncio.Event().wait()  # never answers; the client's timeout ends it
+            await self._stopping().wait()  # never answers until the server stops
+            return Outcome(SHUTTING_DOWN, applied=False)
         if faults.rate_limit_rps and not self._take_token():
             self.injected["rate_limited"] += 1
             return Outcome(self._throttled(max(1.0, 1.0 / faults.rate_limit_rps)), applied=False)
