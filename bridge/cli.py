@@ -58,12 +58,14 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the bridge against a real Modyo")
     serve.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
+    _log_level_option(serve, "server.log_level")
     serve.set_defaults(command="serve", run=_serve)
 
     dev = commands.add_parser("dev", help="run the bridge with an in-process fake Modyo")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--token", help="the SCIM bearer token (generated if omitted)")
+    _log_level_option(dev, "info")
     _fault_options(dev)
     dev.set_defaults(command="dev", run=_dev)
 
@@ -86,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(command="check", run=_check)
     return parser
+
+
+def _log_level_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help=f"debug adds one line per Modyo call (default: {default})",
+    )
 
 
 def _fault_options(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
 
     settings = load_settings(args.config)
-    configure_logging(settings.server.log_level, settings.server.log_format, _secrets(settings))
+    level = args.log_level or settings.server.log_level
+    configure_logging(level, settings.server.log_format, settings.secret_values())
     _run(create_app(settings), settings.server)
     return 0
 
@@ -144,7 +155,7 @@ def _dev(args: argparse.Namespace) -> int:
     )
     service = FaultyModyo(FakeModyo(token=DEV_MODYO_TOKEN), _faults(args))
     app = create_app(settings, modyo_transport=mock_transport(service, DEV_MODYO_URL))
-    configure_logging("info", "text", [token])
+    configure_logging(args.log_level or "info", "text", settings.secret_values())
     print(
         "\nscim-bridge dev server (fake Modyo in memory: data is lost on exit)\n"
         f"  Tenant URL:   http://{args.host}:{args.port}{settings.server.base_path}\n"
@@ -224,12 +235,6 @@ def _fast_server() -> dict[str, Any]:
     except ImportError:
         return {"http": "httptools"}
     return {"loop": "uvloop", "http": "httptools"}
-
-
-def _secrets(settings: Settings) -> list[str]:
-    return [token.get_secret_value() for token in settings.scim.tokens] + [
-        settings.modyo.token.get_secret_value()
-    ]
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ user: :func:`load_settings` turns every problem into one readable line of a
 
 from __future__ import annotations
 
+import base64
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -117,6 +120,17 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
 
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, for the log redaction: the value of every
+        ``SecretStr`` setting, found by walking the sections (a new secret setting is covered
+        without code). A secret that is a URL (a proxy or a store with ``user:password@``)
+        contributes its password, as written and decoded, and its Basic credentials."""
+        found: list[str] = []
+        for value in _walk(self):
+            if isinstance(value, SecretStr):
+                found.extend(_secret_forms(value.get_secret_value()))
+        return found
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -128,6 +142,40 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Precedence: explicit arguments, then environment, then the TOML file."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk(item)
+    else:
+        yield value
+
+
+def _secret_forms(secret: str) -> list[str]:
+    """How a secret may appear in text: itself, or for a URL its password (as written in the
+    URL and decoded) and the base64 ``user:password`` a Basic ``Proxy-Authorization`` carries."""
+    if "://" not in secret:
+        return [secret]
+    parts = urlsplit(secret)
+    if parts.password is None:
+        return []  # a URL without credentials holds nothing secret
+    user, password = unquote(parts.username or ""), unquote(parts.password)
+    written = parts.netloc.rsplit("@", 1)[0].partition(":")[2]
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return [password, written, basic]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced, for messages (``http://user:***@proxy:3128``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class ConfigError(Exception):

@@ -1,7 +1,11 @@
-"""Logging: one JSON object per line (or plain text), secrets masked as a last line of defence.
+"""Logging: one JSON object per line (or plain text) on stderr, each line written while serving
+a request carrying its ``request_id``, and every known secret masked in the line as written.
 
-The bridge never puts a token or a request body in a log record; :class:`RedactSecrets` masks
-any configured secret that would still reach a message (an exception text, say).
+The bridge never puts a token or a request body in a log record on purpose; :class:`Redactor`
+is the last line of defence for what still gets there (an exception's text or traceback, a
+library's message, an ``extra`` field). It masks the *formatted* line, so the message, its
+arguments, every extra field and the traceback are covered alike, for every logger (uvicorn's
+included: they all write through the one root handler).
 """
 
 from __future__ import annotations
@@ -11,7 +15,13 @@ import logging
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, TextIO
+
+from bridge import request_state
+
+MASK: Final = "[redacted]"
+MIN_SECRET_LENGTH: Final = 4
+"""Shorter values are not masked: replacing every "ab" would make the logs unreadable."""
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -45,26 +55,65 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-class RedactSecrets(logging.Filter):
-    def __init__(self, secrets: Iterable[str]) -> None:
+class Redactor:
+    """The secrets the process knows, masked in any text. :meth:`add` takes more at any time
+    (each part of the bridge that holds a secret, such as a store's password, adds it)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._forms: list[str] = []
+        for secret in secrets:
+            self.add(secret)
+
+    def add(self, secret: str) -> None:
+        if len(secret) < MIN_SECRET_LENGTH:
+            return
+        written = {secret, repr(secret)[1:-1]}  # a repr escapes it (KeyError, tracebacks)
+        written |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in written}  # JSON
+        self._forms.extend(form for form in written if form not in self._forms)
+        self._forms.sort(key=len, reverse=True)  # a secret containing another goes first
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with ``inner``, then masks every secret in the finished line."""
+
+    def __init__(self, inner: logging.Formatter, redact: Redactor) -> None:
         super().__init__()
-        self._secrets = [secret for secret in secrets if len(secret) >= 4]
+        self.inner = inner
+        self.redact = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(self.inner.format(record))
+
+
+class RequestContext(logging.Filter):
+    """Adds the ``request_id`` of the request being served (``bridge.request_state``) to
+    every record logged while serving it, from any logger, retries included."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "[redacted]")
-            record.msg, record.args = message, None
+        state = request_state.current()
+        if state is not None and not hasattr(record, "request_id"):
+            record.request_id = state.request_id
         return True
 
 
-def configure_logging(level: str, fmt: str, secrets: Iterable[str] = ()) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(RedactSecrets(secrets))
+def configure_logging(
+    level: str, fmt: str, secrets: Iterable[str] = (), stream: TextIO | None = None
+) -> logging.Handler:
+    """One handler on the root logger (every logger propagates to it), writing to ``stream``
+    (stderr by default); returns it."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    inner = JsonFormatter() if fmt == "json" else TextFormatter()
+    handler.setFormatter(RedactingFormatter(inner, Redactor(secrets)))
+    handler.addFilter(RequestContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler

@@ -1,7 +1,12 @@
 """Outermost ASGI middleware: request id, deadline, access log, metrics, and the one
 last-resort error path (as ``starlette/middleware/errors.py`` is for Starlette): anything
 unexpected is logged once, here, and answered as a SCIM 500 carrying the request id, so an
-admin can find the log line; a request slower than its deadline is answered 503."""
+admin can find the log line; a request slower than its deadline is answered 503.
+
+The access line holds what an SRE follows a request by: its id (every other line logged while
+serving it carries the same one, ``bridge.logs.RequestContext``), the client (after a trusted
+proxy's ``X-Forwarded-For``), the SCIM operation and resource, the status, and the Modyo calls
+and retries it cost."""
 
 from __future__ import annotations
 
@@ -63,7 +68,7 @@ class RequestObserver:
                     )
                     await error_response(late)(scope, receive, observed_send)
             except Exception:
-                log.exception("unhandled error", extra={"request_id": request_id})
+                log.exception("unhandled error")
                 if not status:
                     failure = InternalError(
                         detail=f"internal error; the bridge's log has the details under "
@@ -75,14 +80,19 @@ class RequestObserver:
                 operation = state.operation or UNROUTED
                 SCIM_REQUESTS(scope["method"], operation, str(status)).inc()
                 SCIM_LATENCY(scope["method"], operation).observe(elapsed)
+                client = scope.get("client")
                 log.info(
                     "request",
                     extra={
-                        "request_id": request_id,
+                        "client": client[0] if client else None,
                         "method": scope["method"],
                         "path": scope["path"],
+                        "operation": operation,
+                        "resource_id": state.resource_id,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),
+                        "upstream_calls": state.upstream_calls,
+                        "upstream_retries": state.upstream_retries,
                     },
                 )
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -12,6 +15,7 @@ from asgi_lifespan import LifespanManager
 
 from bridge.app import create_app
 from bridge.config import Settings
+from bridge.logs import configure_logging
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests import entra
 
@@ -58,8 +62,15 @@ async def scim(modyo: FaultyModyo, settings: Settings) -> AsyncIterator[httpx.As
 class bridge_client:
     """``async with bridge_client(modyo, settings) as client``: the app, started, behind httpx."""
 
-    def __init__(self, modyo: FaultyModyo, settings: Settings, token: str = TOKEN) -> None:
-        self.app = create_app(settings, modyo_transport=mock_transport(modyo, MODYO_URL))
+    def __init__(
+        self,
+        modyo: FaultyModyo,
+        settings: Settings,
+        token: str = TOKEN,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        transport = transport or mock_transport(modyo, MODYO_URL)
+        self.app = create_app(settings, modyo_transport=transport)
         self.token = token
 
     async def __aenter__(self) -> httpx.AsyncClient:
@@ -114,3 +125,35 @@ async def until(condition: Callable[[], object], turns: int = 100_000) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError(f"{condition} never held")
+
+
+class LogOutput:
+    """What the bridge's configured log handler wrote (``configure_logging``, as ``serve``)."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    def configure(
+        self, level: str = "info", fmt: str = "json", secrets: Iterable[str] = ()
+    ) -> None:
+        configure_logging(level, fmt, secrets, stream=self.stream)
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        """The JSON lines written so far."""
+        return [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def log_output() -> Iterator[LogOutput]:
+    """The root logger configured as ``serve`` does, writing to memory; restored after."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        yield LogOutput()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)

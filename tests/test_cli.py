@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -221,3 +222,24 @@ def test_fake_modyo_stops_on_sigterm_with_a_hanging_request_in_flight() -> None:
     # uvicorn re-raises the signal once it has shut down: the conventional SIGTERM exit
     assert process.returncode == -signal.SIGTERM
     assert output.splitlines()[1:] == []  # nothing logged after the start-up line: no error
+
+
+def test_serve_log_level_debug_logs_each_modyo_call_under_the_request_id() -> None:
+    with _fake_modyo() as modyo_url:
+        port = _free_port()
+        healthz = f"http://127.0.0.1:{port}/healthz"
+        env = _serve_env(modyo_url, port=port)
+        with _running(["serve", "--log-level", "debug"], healthz, env=env) as process:
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/scim/Users",
+                headers={"Authorization": f"Bearer {SCIM_TOKEN}", "X-Request-Id": "cli-trace-1"},
+            )
+            process.terminate()
+            output = process.communicate(timeout=10)[0]
+    assert response.status_code == 200
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == "cli-trace-1"]
+    calls = [line for line in mine if line["message"] == "Modyo call"]
+    assert [(line["call"], line["status"]) for line in calls] == [("GET /team_members", "200")]
+    assert [line["operation"] for line in mine if line["message"] == "request"] == ["users.query"]
+    assert FAKE_TOKEN not in output and SCIM_TOKEN not in output

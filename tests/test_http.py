@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -21,6 +19,7 @@ from tests.conftest import (
     MODYO_URL,
     SECOND_TOKEN,
     TOKEN,
+    LogOutput,
     assert_scim_error,
     bridge_client,
     create_user,
@@ -152,11 +151,12 @@ async def test_public_url_drives_location(modyo: FaultyModyo) -> None:
 
 
 async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_id(
-    fake: FakeModyo, caplog: pytest.LogCaptureFixture
+    fake: FakeModyo, log_output: LogOutput
 ) -> None:
     """One last-resort path (observe.py): one log line with the traceback, and a SCIM 500
     whose detail names the request id an admin can search the log for."""
     settings = make_settings()
+    log_output.configure()
 
     class Broken(RestUpstream):
         async def get_user(self, user_id: str) -> UserRecord:
@@ -174,10 +174,9 @@ async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_
             headers={"Authorization": f"Bearer {TOKEN}", "X-Request-Id": "trace-me-42"},
         ) as client,
     ):
-        with caplog.at_level(logging.ERROR):
-            response = await client.get("/Users/12")
+        response = await client.get("/Users/12")
     body = assert_scim_error(response, 500)
     assert "trace-me-42" in body["detail"] and "a bug" not in body["detail"]
-    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
-    assert len(errors) == 1 and errors[0].exc_info is not None
-    assert getattr(errors[0], "request_id", None) == "trace-me-42"
+    errors = [line for line in log_output.lines() if line["level"] == "error"]
+    assert len(errors) == 1 and "RuntimeError: a bug" in errors[0]["exception"]
+    assert errors[0]["request_id"] == "trace-me-42"

@@ -11,6 +11,7 @@ contract, which looks the object up first.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
@@ -22,13 +23,14 @@ from typing import Any, Final, TypeVar
 import aiohttp
 import httpx
 
-from bridge import __version__, deadline
+from bridge import __version__, deadline, request_state
 from bridge.config import ModyoSettings
 from bridge.metrics import MODYO_CALLS, MODYO_IN_FLIGHT, MODYO_LATENCY
 from bridge.modyo.retry import Retryable, RetryPolicy, parse_retry_after
 from bridge.upstream import Unavailable
 
 T = TypeVar("T")
+log = logging.getLogger("bridge.modyo")
 RETRIED_STATUSES: Final = frozenset({502, 503, 504})
 Params = Sequence[tuple[str, str]]
 
@@ -180,12 +182,17 @@ class ModyoHttp:
     async def _attempt(
         self, call: str, method: str, path: str, params: Params, json: Any
     ) -> httpx.Response:
-        """One HTTP exchange, queued behind the in-flight bound, cut at the deadline."""
+        """One HTTP exchange, queued behind the in-flight bound, cut at the deadline; counted
+        in the request's state and, at debug level, logged (the call's name, its status and
+        duration: never a body or a header)."""
         assert self._client is not None, "ModyoHttp.connected() is not open"
         left = deadline.remaining()
         if left is not None and left <= 0:
             raise Unavailable(f"the request deadline passed before {call}", retry_after=1)
+        serving = request_state.current()
+        headers = {"X-Request-Id": serving.request_id} if serving is not None else None
         sent = False
+        outcome = "deadline"
         started = time.perf_counter()
         try:
             async with (
@@ -193,23 +200,34 @@ class ModyoHttp:
                 self._in_flight,
             ):
                 sent = True
+                if serving is not None:
+                    serving.upstream_calls += 1
                 MODYO_IN_FLIGHT.inc()
                 try:
                     response = await self._client.request(
-                        method, path, params=list(params) or None, json=json
+                        method, path, params=list(params) or None, json=json, headers=headers
                     )
                 finally:
                     MODYO_IN_FLIGHT.dec()
+            outcome = str(response.status_code)
         except TimeoutError:
-            MODYO_CALLS(call, "deadline").inc()
+            MODYO_CALLS(call, outcome).inc()
             reason = "answer" if sent else "a free slot (modyo.max_in_flight)"
             raise Unavailable(
                 f"the request deadline passed waiting for {reason} for {call}", retry_after=2
             ) from None
         except httpx.TransportError as exc:
-            MODYO_CALLS(call, type(exc).__name__).inc()
+            outcome = type(exc).__name__
+            MODYO_CALLS(call, outcome).inc()
             raise
-        MODYO_CALLS(call, str(response.status_code)).inc()
+        finally:
+            if sent and log.isEnabledFor(logging.DEBUG):
+                elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+                log.debug(
+                    "Modyo call",
+                    extra={"call": call, "status": outcome, "duration_ms": elapsed_ms},
+                )
+        MODYO_CALLS(call, outcome).inc()
         MODYO_LATENCY(call).observe(time.perf_counter() - started)
         return response
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
 
-from bridge import deadline
+from bridge import deadline, request_state
 from bridge.config import RetrySettings
 from bridge.metrics import MODYO_RETRIES
 
@@ -125,6 +125,9 @@ class RetryPolicy:
     def _log_retry(call: str, state: RetryCallState) -> None:
         failure = _retryable(state)
         MODYO_RETRIES(call, failure.reason.split(" ", 1)[0]).inc()
+        serving = request_state.current()
+        if serving is not None:
+            serving.upstream_retries += 1
         log.warning(
             "retrying Modyo call",
             extra={
