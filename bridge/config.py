@@ -8,6 +8,7 @@ user: :func:`load_settings` turns every problem into one readable line of a
 from __future__ import annotations
 
 import base64
+import ssl
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -82,6 +85,14 @@ class ModyoSettings(_Section):
     max_connections: int = Field(64, ge=1, le=1000)
     max_in_flight: int = Field(32, ge=1, le=1000)
     verify_tls: bool = True
+    proxy_url: SecretStr | None = None
+    """Egress proxy (``http://[user:password@]host:port``); unset: ``HTTPS_PROXY``,
+    ``HTTP_PROXY`` and ``NO_PROXY`` decide. A secret: it may carry a password."""
+    ca_file: FilePath | None = None
+    """PEM CA certificates trusted for Modyo's TLS, in addition to the public ones."""
+    client_cert: FilePath | None = None
+    """PEM client certificate (mTLS), with its key unless ``client_key`` is given."""
+    client_key: FilePath | None = None
 
     @field_validator("token")
     @classmethod
@@ -89,6 +100,47 @@ class ModyoSettings(_Section):
         if not token.get_secret_value().strip():
             raise ValueError("must not be empty")
         return token
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_is_an_http_url(cls, proxy: SecretStr | None) -> SecretStr | None:
+        """Checked without echoing the value (it may hold a password)."""
+        if proxy is None:
+            return None
+        try:
+            parts = urlsplit(proxy.get_secret_value())
+            _ = parts.port  # raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("is not a URL (http://host:port)") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host (http://host:port)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be scheme://[user:password@]host:port, without a path")
+        return proxy
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_loads(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=path)
+            except ssl.SSLError as exc:
+                raise ValueError(f"holds no PEM CA certificate ({exc.reason})") from None
+        return path
+
+    @model_validator(mode="after")
+    def _client_certificate_loads(self) -> ModyoSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("modyo.client_key is set without modyo.client_cert")
+        if self.client_cert is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(self.client_cert, self.client_key)
+            except ssl.SSLError as exc:
+                raise ValueError(
+                    "modyo.client_cert (with modyo.client_key) is not a PEM certificate "
+                    f"and its private key ({exc.reason})"
+                ) from None
+        return self
 
 
 class RetrySettings(_Section):

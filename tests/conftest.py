@@ -38,6 +38,15 @@ def make_settings(**sections: dict[str, Any]) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bridge honours HTTP(S)_PROXY and NO_PROXY: the machine running the tests must not
+    route their loopback servers through its own proxy."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 @pytest.fixture
 def fake() -> FakeModyo:
     return FakeModyo(token=MODYO_TOKEN)

@@ -1,17 +1,23 @@
-"""Real servers for tests: an ASGI app under uvicorn on a free 127.0.0.1 port, and a TCP proxy
-that forwards HTTP/1.1 requests and can reset a connection after forwarding one, so the
-answer is lost after the upstream applied it (what a load balancer or NAT timeout does)."""
+"""Real servers for tests: an ASGI app under uvicorn on a free 127.0.0.1 port (plain or TLS with
+a test CA), a TCP proxy that forwards HTTP/1.1 requests and can reset a connection after
+forwarding one, so the answer is lost after the upstream applied it (what a load balancer or
+NAT timeout does), and an egress HTTP proxy (CONNECT tunnels and absolute-form forwarding,
+optionally demanding credentials), as a bank's."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import random
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import trustme
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -34,6 +40,127 @@ async def uvicorn_serving(app: ASGIApp, **options: object) -> AsyncIterator[int]
         server.should_exit = True
         await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def tls_serving(
+    app: ASGIApp, ca: trustme.CA, directory: Path, **options: object
+) -> AsyncIterator[int]:
+    """``app`` over HTTPS, with a certificate for 127.0.0.1 and localhost issued by ``ca``."""
+    server_pem = directory / "server.pem"
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(server_pem)
+    async with uvicorn_serving(app, ssl_certfile=str(server_pem), **options) as port:
+        yield port
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EgressProxy:
+    """An HTTP proxy on 127.0.0.1: ``CONNECT host:port`` tunnels (https:// targets) and
+    absolute-form requests (``GET http://host/path``, http:// targets) forwarded. With
+    ``credentials`` (``"user:password"``) it answers 407 to a request without them."""
+
+    credentials: str | None = None
+    tunnels: list[str] = field(default_factory=list)
+    forwarded: list[str] = field(default_factory=list)
+    refused: int = 0
+    port: int = 0
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        """Yields the proxy's URL (without credentials)."""
+        server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield f"http://127.0.0.1:{self.port}"
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    def _authorised(self, head: bytes) -> bool:
+        if self.credentials is None:
+            return True
+        expected = "Basic " + base64.b64encode(self.credentials.encode()).decode()
+        return _header(head, "proxy-authorization") == expected
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while (request := await _read_message(reader, is_request=True)) is not None:
+                method, target, _ = request.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+                if not self._authorised(request):
+                    self.refused += 1
+                    writer.write(
+                        b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                        b'Proxy-Authenticate: Basic realm="egress"\r\n'
+                        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    await writer.drain()
+                    return
+                if method == "CONNECT":
+                    await self._tunnel(target, reader, writer)
+                    return
+                await self._forward(method, target, request, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            if not writer.is_closing():
+                writer.close()
+
+    async def _tunnel(
+        self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        self.tunnels.append(target)
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    async def _forward(
+        self, method: str, target: str, request: bytes, writer: asyncio.StreamWriter
+    ) -> None:
+        url = urlsplit(target)
+        self.forwarded.append(target)
+        head, body = request.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        path = url.path + (f"?{url.query}" if url.query else "")
+        kept = [line for line in lines[1:] if not line.lower().startswith(b"proxy-")]
+        origin = b"\r\n".join([f"{method} {path} HTTP/1.1".encode(), *kept])
+        up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port or 80)
+        try:
+            up_writer.write(origin + b"\r\n\r\n" + body)
+            await up_writer.drain()
+            answer = await _read_message(up_reader, is_request=False)
+            if answer is not None:
+                writer.write(answer)
+                await writer.drain()
+        finally:
+            up_writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def _header(message: bytes, name: str) -> str | None:
+    for line in message.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.encode():
+            return value.strip().decode("latin-1")
+    return None
 
 
 Rule = Callable[[str, str], bool]

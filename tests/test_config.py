@@ -110,3 +110,43 @@ def test_unreadable_files(tmp_path: Path, text: str | None, expected: str) -> No
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert len(caught.value.problems) == 1 and expected in caught.value.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('proxy_url = "socks5://u:hidden-pw@h:1080"', "modyo.proxy_url: must be an http://"),
+        ('proxy_url = "http://u:hidden-pw@h:1080/path"', "modyo.proxy_url: must be scheme://"),
+        ('proxy_url = "http://u:hidden-pw@h:port"', "modyo.proxy_url: is not a URL"),
+        ('ca_file = "/nonexistent/ca.pem"', "modyo.ca_file: Path does not point to a file"),
+        ("ca_file = '{not_pem}'", "modyo.ca_file: holds no PEM CA certificate"),
+        ("client_key = '{not_pem}'", "modyo: modyo.client_key is set without modyo.client_cert"),
+        ("client_cert = '{not_pem}'", "modyo: modyo.client_cert (with modyo.client_key) is not"),
+    ],
+)
+def test_egress_settings_are_checked_without_echoing_them(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hidden-pw, not a certificate\n")
+    path = _write(tmp_path, VALID + line.format(not_pem=not_pem) + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert problem.startswith(expected), problem
+    assert "hidden-pw" not in problem
+
+
+def test_egress_settings_load(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    ca.issue_cert("bridge").private_key_and_cert_chain_pem.write_to_path(tmp_path / "me.pem")
+    text = VALID + (
+        f'proxy_url = "http://user:p%40ss@proxy.bank.example:3128"\n'
+        f'ca_file = "{tmp_path / "ca.pem"}"\nclient_cert = "{tmp_path / "me.pem"}"\n'
+    )
+    settings = load_settings(_write(tmp_path, text))
+    assert settings.modyo.ca_file == tmp_path / "ca.pem"
+    assert "p%40ss" not in repr(settings) and "p@ss" in settings.secret_values()

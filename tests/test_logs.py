@@ -178,3 +178,17 @@ async def test_the_request_id_goes_on_to_every_modyo_call(
     second = [r for r in recording.requests if r.url.path.endswith("/groups")]
     assert {r.headers["x-request-id"] for r in second} == {group.headers["x-request-id"]}
     assert group.headers["x-request-id"] != answered
+
+
+def test_a_secret_url_contributes_its_password_in_every_written_form() -> None:
+    import base64
+
+    from bridge.config import redact_url
+
+    with_password = make_settings(modyo={"proxy_url": "http://egress:p%40ss-word@proxy:3128"})
+    basic = base64.b64encode(b"egress:p@ss-word").decode()
+    assert {"p@ss-word", "p%40ss-word", basic} <= set(with_password.secret_values())
+    without = make_settings(modyo={"proxy_url": "http://proxy.bank.example:3128"})
+    assert "http://proxy.bank.example:3128" not in without.secret_values()  # not a secret
+    assert redact_url("http://egress:p%40ss@proxy:3128") == "http://egress:***@proxy:3128"
+    assert redact_url("http://proxy:3128") == "http://proxy:3128"

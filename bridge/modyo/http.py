@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
@@ -27,7 +28,7 @@ from bridge import __version__, deadline, request_state
 from bridge.config import ModyoSettings
 from bridge.metrics import MODYO_CALLS, MODYO_IN_FLIGHT, MODYO_LATENCY
 from bridge.modyo.retry import Retryable, RetryPolicy, parse_retry_after
-from bridge.upstream import Unavailable
+from bridge.upstream import BadGateway, Unavailable
 
 T = TypeVar("T")
 log = logging.getLogger("bridge.modyo")
@@ -59,18 +60,32 @@ class Answer:
 def build_http_client(
     settings: ModyoSettings, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The one async HTTP client of an app (created in its lifespan)."""
+    """The one async HTTP client of an app (created in its lifespan).
+
+    Egress: ``modyo.proxy_url`` when set; otherwise the standard ``HTTPS_PROXY``,
+    ``HTTP_PROXY`` and ``NO_PROXY`` variables (``trust_env``), read by either transport.
+    TLS: :func:`tls_context`."""
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
     )
+    proxy = egress_proxy(settings)
+    own_pool: dict[str, Any] = {}
     if transport is None and settings.transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        ssl_context = httpx.create_ssl_context(verify=settings.verify_tls)
-        transport = AiohttpTransport(client=lambda: _aiohttp_session(limits, ssl_context))
-    elif transport is None:
-        transport = httpx.AsyncHTTPTransport(limits=limits, verify=settings.verify_tls)
+        ssl_context = tls_context(settings)
+        transport = AiohttpTransport(
+            proxy=proxy,
+            client=lambda: _aiohttp_session(limits, ssl_context, trust_env=proxy is None),
+        )
+    elif transport is None:  # httpx builds its pool, and its proxy mounts from the variables
+        own_pool = {
+            "limits": limits,
+            "verify": tls_context(settings),
+            "proxy": proxy,
+            "trust_env": proxy is None,
+        }
     return httpx.AsyncClient(
         base_url=str(settings.base_url),
         transport=transport,
@@ -85,25 +100,168 @@ def build_http_client(
             "Accept": "application/json",
             "User-Agent": f"scim-bridge/{__version__}",
         },
+        **own_pool,
     )
 
 
-def _aiohttp_session(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
+def egress_proxy(settings: ModyoSettings) -> httpx.Proxy | None:
+    """``modyo.proxy_url`` as httpx's Proxy: it takes the credentials out of the URL (decoded)
+    and each transport sends them as ``Proxy-Authorization: Basic``, to the proxy only (on the
+    CONNECT of an https:// Modyo, on each request of an http:// one)."""
+    if settings.proxy_url is None:
+        return None
+    return httpx.Proxy(settings.proxy_url.get_secret_value())
+
+
+def tls_context(settings: ModyoSettings) -> ssl.SSLContext:
+    """Verification against the public CAs (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``)
+    plus ``modyo.ca_file``, a bank's private CA (a TLS-inspecting proxy re-signs with it);
+    ``modyo.client_cert``/``client_key`` for mTLS."""
+    context = httpx.create_ssl_context(verify=settings.verify_tls)
+    if settings.verify_tls and settings.ca_file is not None:
+        context.load_verify_locations(cafile=settings.ca_file)
+    if settings.client_cert is not None:
+        context.load_cert_chain(settings.client_cert, settings.client_key)
+    return context
+
+
+def _aiohttp_session(
+    limits: httpx.Limits, ssl_context: ssl.SSLContext, *, trust_env: bool
+) -> aiohttp.ClientSession:
     """aiohttp's session, minus its silent re-send: aiohttp sends an idempotent request
     (GET, PUT, DELETE) a second time by itself when a reused keep-alive connection is closed
     under it (``ClientSession._retry_connection``, RFC 9112 §9.3.1). The bridge never saw that
     attempt: a DELETE that Modyo applied before the connection reset then met a 404 and was
     answered 404 to Entra. Every re-send must be the bridge's own decision, made knowing an
     earlier attempt may have been applied (``Answer.maybe_applied_before``), logged and
-    counted; the attribute is aiohttp's only switch for it."""
+    counted; the attribute is aiohttp's only switch for it.
+
+    ``trust_env`` makes aiohttp take its proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``
+    (an explicit ``modyo.proxy_url`` is given per request by the transport instead)."""
     connector = aiohttp.TCPConnector(
         limit=limits.max_connections or 0,
         keepalive_timeout=limits.keepalive_expiry,
         ssl=ssl_context,
     )
-    session = aiohttp.ClientSession(connector=connector)
+    session = aiohttp.ClientSession(connector=connector, trust_env=trust_env)
     session._retry_connection = False
     return session
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailure:
+    """Why no connection to Modyo could be used, named for what it is."""
+
+    kind: str  # the metric label: "certificate", "dns", "connection_refused", ...
+    detail: str  # for the SCIM answer and the logs; never a credential
+    permanent: bool  # repeating at once cannot help: fail fast instead of retrying
+
+
+def connect_failure(
+    exc: BaseException, target: str, proxy: str | None = None
+) -> ConnectFailure | None:
+    """Name a transport error (either transport; the original error is in the chain httpx
+    and httpx-aiohttp keep). ``target`` is ``host:port`` of Modyo, for errors that lack one;
+    ``proxy`` that of the configured proxy, which a refused connection then names.
+
+    Permanent, so not retried: a certificate that does not verify (a configuration error, or
+    an interception: waiting does not change it), a name that does not resolve (the resolver
+    already applied its own timeouts and retries, resolv.conf), a TLS handshake refused, a
+    proxy refusing the tunnel (407: wrong credentials). Transient: refused connections (a
+    restarting Modyo or proxy) and connect timeouts. None: not a connection failure."""
+    chain = list(_chain(exc))
+    for error in chain:
+        if isinstance(error, aiohttp.ClientConnectorCertificateError):
+            where = f"{error.host}:{error.port}"
+            return _certificate(where, _verify_reason(error.certificate_error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return _certificate(target, _verify_reason(error))
+    for error in chain:
+        if isinstance(error, aiohttp.ClientConnectorDNSError):
+            return _dns(error.host, error.os_error)
+        if isinstance(error, socket.gaierror):
+            return _dns(target.rsplit(":", 1)[0], error)
+        if isinstance(error, aiohttp.ClientHttpProxyError):
+            return _proxy_refused(f"HTTP {error.status} {error.message}".strip())
+        if isinstance(error, httpx.ProxyError) and str(error)[:3].isdigit():
+            return _proxy_refused(f"HTTP {error}")
+        if isinstance(error, aiohttp.ClientProxyConnectionError):
+            where = f"the egress proxy {error.host}:{error.port}"
+            return _unreachable(where, error.os_error)
+    for error in chain:
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return _unreachable(f"{error.host}:{error.port}", error.os_error)
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            return _unreachable(target, TimeoutError())
+        if isinstance(error, ConnectionRefusedError):
+            return _unreachable(f"the egress proxy {proxy}" if proxy else target, error)
+        if isinstance(error, ssl.SSLError) and _refused_handshake(error):
+            return ConnectFailure(
+                "tls", f"the TLS handshake with {target} failed ({error.reason})", True
+            )
+    if isinstance(exc, httpx.ConnectTimeout) and not any(
+        isinstance(error, aiohttp.ClientError) for error in chain
+    ):  # httpx's own pool (httpx-aiohttp maps every connection error to ConnectTimeout)
+        return _unreachable(target, TimeoutError())
+    return None
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _certificate(where: str, reason: str) -> ConnectFailure:
+    return ConnectFailure(
+        "certificate",
+        f"the TLS certificate of {where} does not verify ({reason}); if a private CA signs "
+        "it (a TLS-inspecting proxy, say), set modyo.ca_file",
+        True,
+    )
+
+
+def _verify_reason(error: BaseException) -> str:
+    message = getattr(error, "verify_message", None) or getattr(error, "reason", None)
+    return str(message or error)
+
+
+def _dns(host: str, error: OSError) -> ConnectFailure:
+    reason = error.strerror or str(error)
+    return ConnectFailure(
+        "dns", f"the DNS lookup of {host} failed ({reason}): check modyo.base_url", True
+    )
+
+
+def _proxy_refused(answer: str) -> ConnectFailure:
+    return ConnectFailure(
+        "proxy_refused",
+        f"the egress proxy refused the tunnel to Modyo ({answer}): check its address and "
+        "credentials (modyo.proxy_url, or HTTPS_PROXY)",
+        True,
+    )
+
+
+def _unreachable(where: str, error: OSError) -> ConnectFailure:
+    if isinstance(error, ConnectionRefusedError):
+        return ConnectFailure("connection_refused", f"connection refused by {where}", False)
+    if isinstance(error, TimeoutError):
+        return ConnectFailure(
+            "connect_timeout",
+            f"no connection to {where} within modyo.connect_timeout_seconds",
+            False,
+        )
+    reason = error.strerror or type(error).__name__
+    return ConnectFailure("connect_error", f"cannot connect to {where} ({reason})", False)
+
+
+def _refused_handshake(error: ssl.SSLError) -> bool:
+    """A handshake the server refused (no or a wrong client certificate, no common protocol):
+    the request was not processed, and a repeat meets the same refusal."""
+    reason = str(error.reason or "").upper()
+    return any(word in reason for word in ("ALERT", "HANDSHAKE", "CERTIFICATE", "PROTOCOL"))
 
 
 class ModyoHttp:
@@ -120,6 +278,9 @@ class ModyoHttp:
         self._transport = transport
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._client: httpx.AsyncClient | None = None
+        self._target = f"{settings.base_url.host}:{settings.base_url.port}"
+        proxy = egress_proxy(settings)
+        self._proxy = f"{proxy.url.host}:{proxy.url.port}" if proxy is not None else None
 
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
@@ -151,12 +312,24 @@ class ModyoHttp:
             try:
                 response = await self._attempt(call, method, path, params, json)
             except httpx.TransportError as exc:
+                failure = connect_failure(exc, self._target, self._proxy)
+                if failure is not None and failure.permanent:  # and never sent
+                    raise BadGateway(
+                        f"Modyo cannot be reached for {call}: {failure.detail}"
+                    ) from None
                 if never_sent(exc):  # no connection: always safe to repeat
+                    if failure is not None:
+                        raise Retryable(failure.detail, kind=failure.kind) from None
                     raise Retryable(f"connect_error ({type(exc).__name__})") from None
                 if repeat is Repeat.UNSAFE:
                     raise UnknownOutcome(call) from None
                 uncertain = True
                 raise Retryable(f"transport_error ({type(exc).__name__})") from None
+            if response.status_code == 407:  # a forward proxy's answer, for http:// Modyo
+                raise BadGateway(
+                    f"Modyo cannot be reached for {call}: "
+                    + _proxy_refused("HTTP 407 Proxy Authentication Required").detail
+                )
             if response.status_code == 429:  # rejected, not applied
                 raise Retryable(
                     "429 throttled",
@@ -217,7 +390,8 @@ class ModyoHttp:
                 f"the request deadline passed waiting for {reason} for {call}", retry_after=2
             ) from None
         except httpx.TransportError as exc:
-            outcome = type(exc).__name__
+            failure = connect_failure(exc, self._target, self._proxy)
+            outcome = failure.kind if failure is not None else type(exc).__name__
             MODYO_CALLS(call, outcome).inc()
             raise
         finally:

@@ -33,10 +33,14 @@ MIN_ATTEMPT_SECONDS = 0.05
 class Retryable(Exception):
     """An attempt failed in a way that a later identical attempt may not."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, kind: str | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.kind = kind or reason.split(" ", 1)[0]
+        """The retry metric's label ("429", "502", "connection_refused"...)."""
         self.planned_wait = 0.0
 
 
@@ -124,7 +128,7 @@ class RetryPolicy:
     @staticmethod
     def _log_retry(call: str, state: RetryCallState) -> None:
         failure = _retryable(state)
-        MODYO_RETRIES(call, failure.reason.split(" ", 1)[0]).inc()
+        MODYO_RETRIES(call, failure.kind).inc()
         serving = request_state.current()
         if serving is not None:
             serving.upstream_retries += 1

@@ -1,0 +1,275 @@
+"""Egress a bank can use, over real sockets with both transports: Modyo over TLS signed by a
+private CA (``modyo.ca_file``), mTLS, an explicit proxy (``modyo.proxy_url``, CONNECT for
+https://, forwarding for http://) and the standard HTTPS_PROXY/HTTP_PROXY/NO_PROXY variables;
+and failures named for what they are (certificate, DNS, connection refused, proxy refusal),
+the permanent ones answered at once instead of spending the retry budget."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+from asgi_lifespan import LifespanManager
+
+from bridge.app import create_app
+from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo
+from tests.conftest import (
+    MODYO_TOKEN,
+    TOKEN,
+    LogOutput,
+    assert_scim_error,
+    make_settings,
+)
+from tests.servers import EgressProxy, free_port, tls_serving, uvicorn_serving
+
+PROXY_USER, PROXY_PASSWORD = "egress-user", "proxy-pass@word-1234"
+
+pytestmark = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "private-ca.pem"
+    ca.cert_pem.write_to_path(path)
+    return path
+
+
+@pytest.fixture
+def fake() -> FakeModyo:
+    return FakeModyo(token=MODYO_TOKEN)
+
+
+@pytest.fixture
+async def tls_modyo(fake: FakeModyo, ca: trustme.CA, tmp_path: Path) -> AsyncIterator[str]:
+    """The fake Modyo over HTTPS, its certificate signed by a CA no public store holds."""
+    async with tls_serving(FakeModyoApp(FaultyModyo(fake)), ca, tmp_path) as port:
+        yield f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def plain_modyo(fake: FakeModyo) -> AsyncIterator[str]:
+    async with uvicorn_serving(FakeModyoApp(FaultyModyo(fake))) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+class bridge:
+    """The bridge (in-process, driven over ASGI) with its real Modyo transport."""
+
+    def __init__(self, transport: str, **modyo: Any) -> None:
+        settings = make_settings(modyo={"transport": transport, **modyo}, retry={"max_attempts": 3})
+        self.app = create_app(settings)
+
+    async def __aenter__(self) -> httpx.AsyncClient:
+        self._lifespan = LifespanManager(self.app)
+        manager = await self._lifespan.__aenter__()
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url="http://bridge.test/scim",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan.__aexit__(*exc)
+
+
+def access_line(log_output: LogOutput) -> dict[str, Any]:
+    [line] = [line for line in log_output.lines() if line["message"] == "request"]
+    return line
+
+
+async def test_a_private_ca_is_trusted_once_given_as_ca_file(
+    transport: str, tls_modyo: str, ca_file: Path, fake: FakeModyo
+) -> None:
+    async with bridge(transport, base_url=tls_modyo, ca_file=str(ca_file)) as scim:
+        response = await scim.get("/Users")
+    assert response.status_code == 200, response.text
+    assert fake.calls == {"GET /team_members": 1}
+
+
+async def test_a_certificate_that_does_not_verify_is_named_and_not_retried(
+    transport: str, tls_modyo: str, fake: FakeModyo, log_output: LogOutput
+) -> None:
+    log_output.configure()
+    async with bridge(transport, base_url=tls_modyo) as scim:
+        response = await scim.get("/Users")
+    detail = assert_scim_error(response, 502)["detail"]
+    assert "TLS certificate of 127.0.0.1:" in detail and "does not verify" in detail
+    assert "local issuer" in detail  # the verifier's own reason
+    assert "modyo.ca_file" in detail
+    assert access_line(log_output) | {"upstream_calls": 1, "upstream_retries": 0} == access_line(
+        log_output
+    )
+    assert fake.calls == {}
+
+
+async def test_a_client_certificate_is_presented_for_mtls(
+    transport: str, fake: FakeModyo, ca: trustme.CA, ca_file: Path, tmp_path: Path
+) -> None:
+    client_pem = tmp_path / "client.pem"
+    ca.issue_cert("scim-bridge@bank.example").private_key_and_cert_chain_pem.write_to_path(
+        client_pem
+    )
+    app = FakeModyoApp(FaultyModyo(fake))
+    options = {"ssl_ca_certs": str(ca_file), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    async with tls_serving(app, ca, tmp_path, **options) as port:
+        url = f"https://127.0.0.1:{port}"
+        async with bridge(transport, base_url=url, ca_file=str(ca_file)) as scim:
+            refused = await scim.get("/Users")
+        async with bridge(
+            transport, base_url=url, ca_file=str(ca_file), client_cert=str(client_pem)
+        ) as scim:
+            accepted = await scim.get("/Users")
+    # TLS 1.3: the server refuses the missing certificate after the handshake, so the client
+    # sees a dropped connection (retried, then 503), not a handshake failure
+    assert refused.status_code == 503
+    assert accepted.status_code == 200, accepted.text
+    assert fake.calls == {"GET /team_members": 1}
+
+
+async def test_a_refused_port_is_retried_and_then_named(
+    transport: str, log_output: LogOutput
+) -> None:
+    log_output.configure()
+    port = free_port()
+    async with bridge(transport, base_url=f"http://127.0.0.1:{port}") as scim:
+        response = await scim.get("/Users")
+    detail = assert_scim_error(response, 503)["detail"]
+    assert f"connection refused by 127.0.0.1:{port}" in detail
+    line = access_line(log_output)
+    assert (line["upstream_calls"], line["upstream_retries"]) == (3, 2)  # a restarting Modyo
+    retries = [line for line in log_output.lines() if line["message"] == "retrying Modyo call"]
+    assert {line["reason"] for line in retries} == {f"connection refused by 127.0.0.1:{port}"}
+
+
+async def test_a_name_that_does_not_resolve_is_named_and_not_retried(
+    transport: str, log_output: LogOutput
+) -> None:
+    log_output.configure()
+    async with bridge(transport, base_url="https://scim-bridge-test.invalid") as scim:
+        response = await scim.get("/Users")
+    detail = assert_scim_error(response, 502)["detail"]
+    assert "DNS lookup of scim-bridge-test.invalid failed" in detail
+    assert "modyo.base_url" in detail
+    assert access_line(log_output)["upstream_retries"] == 0
+
+
+async def test_a_proxy_refusing_connections_is_named_as_the_proxy(
+    transport: str, tls_modyo: str, ca_file: Path
+) -> None:
+    port = free_port()
+    closed = f"http://{PROXY_USER}:{PROXY_PASSWORD.replace('@', '%40')}@127.0.0.1:{port}"
+    async with bridge(
+        transport, base_url=tls_modyo, ca_file=str(ca_file), proxy_url=closed
+    ) as scim:
+        response = await scim.get("/Users")
+    detail = assert_scim_error(response, 503)["detail"]
+    assert f"connection refused by the egress proxy 127.0.0.1:{port}" in detail
+    assert PROXY_PASSWORD not in response.text
+
+
+def _with_credentials(url: str) -> str:
+    return url.replace("http://", f"http://{PROXY_USER}:{PROXY_PASSWORD.replace('@', '%40')}@")
+
+
+async def test_https_goes_through_the_proxy_in_proxy_url_with_its_credentials(
+    transport: str, tls_modyo: str, ca_file: Path, fake: FakeModyo, log_output: LogOutput
+) -> None:
+    log_output.configure(secrets=make_settings().secret_values())
+    proxy = EgressProxy(credentials=f"{PROXY_USER}:{PROXY_PASSWORD}")
+    async with proxy.running() as proxy_url:
+        proxied = {"base_url": tls_modyo, "ca_file": str(ca_file)}
+        async with bridge(transport, proxy_url=_with_credentials(proxy_url), **proxied) as scim:
+            response = await scim.get("/Users")
+    assert response.status_code == 200, response.text
+    assert proxy.tunnels == [tls_modyo.removeprefix("https://")]
+    assert proxy.refused == 0 and fake.calls == {"GET /team_members": 1}
+
+
+async def test_a_proxy_refusing_the_credentials_is_named_without_showing_them(
+    transport: str, tls_modyo: str, ca_file: Path, fake: FakeModyo, log_output: LogOutput
+) -> None:
+    proxy = EgressProxy(credentials=f"{PROXY_USER}:the-right-one")
+    async with proxy.running() as proxy_url:
+        with_password = _with_credentials(proxy_url)
+        settings = make_settings(modyo={"proxy_url": with_password})
+        log_output.configure(level="debug", secrets=settings.secret_values())
+        proxied = {"base_url": tls_modyo, "ca_file": str(ca_file), "proxy_url": with_password}
+        async with bridge(transport, **proxied) as scim:
+            response = await scim.get("/Users")
+    detail = assert_scim_error(response, 502)["detail"]
+    assert "egress proxy refused the tunnel" in detail and "407" in detail
+    assert proxy.refused == 1 and fake.calls == {}  # no retry: the same credentials again
+    written = response.text + log_output.text
+    assert PROXY_PASSWORD not in written and PROXY_PASSWORD.replace("@", "%40") not in written
+
+
+async def test_http_is_forwarded_by_the_proxy_in_proxy_url(
+    transport: str, plain_modyo: str, fake: FakeModyo
+) -> None:
+    proxy = EgressProxy(credentials=f"{PROXY_USER}:{PROXY_PASSWORD}")
+    async with proxy.running() as proxy_url:
+        proxied = {"base_url": plain_modyo, "proxy_url": _with_credentials(proxy_url)}
+        async with bridge(transport, **proxied) as scim:
+            response = await scim.get("/Users")
+    assert response.status_code == 200, response.text
+    assert [url.split("?")[0] for url in proxy.forwarded] == [
+        f"{plain_modyo}/api/admin/team_members"
+    ]
+    assert fake.calls == {"GET /team_members": 1}
+
+
+async def test_an_http_proxy_asking_for_credentials_is_named(
+    transport: str, plain_modyo: str, fake: FakeModyo
+) -> None:
+    proxy = EgressProxy(credentials=f"{PROXY_USER}:{PROXY_PASSWORD}")
+    async with (
+        proxy.running() as proxy_url,
+        bridge(transport, base_url=plain_modyo, proxy_url=proxy_url) as scim,
+    ):
+        response = await scim.get("/Users")
+    detail = assert_scim_error(response, 502)["detail"]
+    assert "egress proxy refused" in detail and "407" in detail
+    assert proxy.refused == 1 and fake.calls == {}
+
+
+async def test_the_standard_proxy_variables_are_honoured_when_proxy_url_is_unset(
+    transport: str,
+    tls_modyo: str,
+    ca_file: Path,
+    fake: FakeModyo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = EgressProxy()
+    async with proxy.running() as proxy_url:
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+        async with bridge(transport, base_url=tls_modyo, ca_file=str(ca_file)) as scim:
+            assert (await scim.get("/Users")).status_code == 200
+        assert proxy.tunnels == [tls_modyo.removeprefix("https://")]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with bridge(transport, base_url=tls_modyo, ca_file=str(ca_file)) as scim:
+            assert (await scim.get("/Users")).status_code == 200
+        assert len(proxy.tunnels) == 1  # the second went direct
+    assert fake.calls == {"GET /team_members": 2}
+
+
+async def test_http_proxy_variable_for_an_http_modyo(
+    transport: str, plain_modyo: str, fake: FakeModyo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = EgressProxy()
+    async with proxy.running() as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        async with bridge(transport, base_url=plain_modyo) as scim:
+            assert (await scim.get("/Users")).status_code == 200
+    assert len(proxy.forwarded) == 1 and fake.calls == {"GET /team_members": 1}
