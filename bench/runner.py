@@ -109,6 +109,9 @@ class Bench:
             "BRIDGE_MODYO__BASE_URL": self.modyo,
             "BRIDGE_MODYO__TOKEN": MODYO_TOKEN,
             "BRIDGE_MODYO__TRANSPORT": transport,
+            # one readiness probe at start-up, none in the measured windows (calls are counted)
+            "BRIDGE_SERVER__READINESS_INTERVAL_SECONDS": "300",
+            "BRIDGE_SERVER__READINESS_MAX_AGE_SECONDS": "600",
         }
         bridge = Process(
             f"bridge-{transport}",

@@ -29,6 +29,7 @@ from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.observe import RequestObserver
+from bridge.readiness import Readiness, upstream_check
 from bridge.scim.auth import BearerAuth
 from bridge.scim.context import ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
@@ -51,12 +52,19 @@ def create_app(
     *,
     upstream: Upstream | None = None,
     modyo_transport: httpx.AsyncBaseTransport | None = None,
+    readiness: Readiness | None = None,
 ) -> ASGIApp:
     """Build the bridge. ``upstream`` replaces the Modyo upstream entirely; ``modyo_transport``
-    keeps the real one but sends its HTTP elsewhere (the in-process fake Modyo)."""
+    keeps the real one but sends its HTTP elsewhere (the in-process fake Modyo);
+    ``readiness`` replaces the probing schedule of the settings (tests drive it)."""
     if upstream is None:
         http = ModyoHttp(settings.modyo, RetryPolicy(settings.retry), modyo_transport)
         upstream = RestUpstream(http)
+    if readiness is None:
+        readiness = Readiness(
+            settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
+        )
+    readiness.add("modyo", upstream_check(upstream, "modyo"))
     context = ScimContext(
         upstream=upstream,
         max_body_bytes=settings.server.max_body_bytes,
@@ -67,7 +75,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
-        async with connected():
+        async with connected(), readiness.running():
             yield
 
     scim: ASGIApp = Router(
@@ -81,7 +89,10 @@ def create_app(
         store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
         scim = IdempotencyMiddleware(scim, store, settings.server.max_body_bytes)
     tokens = [token.get_secret_value() for token in settings.scim.tokens]
-    routes: list[Route | Mount] = [method_route("/healthz", None, GET=("healthz", healthz))]
+    routes: list[Route | Mount] = [
+        method_route("/healthz", None, GET=("healthz", healthz)),
+        method_route("/readyz", None, GET=("readyz", readiness.endpoint)),
+    ]
     if settings.server.metrics_enabled:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
     routes.append(Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
@@ -112,7 +123,7 @@ class _Routed:
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness for orchestrators: no authentication, no Modyo call."""
+    """Liveness for orchestrators: no authentication, no Modyo call (readiness: ``/readyz``)."""
     return JSONResponse({"status": "ok"})
 
 

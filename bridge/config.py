@@ -51,6 +51,10 @@ class ServerSettings(_Section):
     log_format: Literal["json", "text"] = "json"
     metrics_enabled: bool = True
     forwarded_allow_ips: str = "127.0.0.1"
+    readiness_interval_seconds: float = Field(5.0, gt=0, le=300)
+    """How often the background readiness probes run (each is cut after this long)."""
+    readiness_max_age_seconds: float = Field(15.0, gt=0, le=3600)
+    """``/readyz`` is 503 when the last completed probes are older than this."""
 
     @field_validator("base_path")
     @classmethod
@@ -58,6 +62,17 @@ class ServerSettings(_Section):
         if not value.startswith("/"):
             raise ValueError("must start with '/' (for example '/scim')")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _readiness_results_outlive_a_round(self) -> ServerSettings:
+        """A round takes up to one interval, then waits one: results are refreshed at least
+        every two intervals, so a shorter maximum age would flap."""
+        if self.readiness_max_age_seconds < 2 * self.readiness_interval_seconds:
+            raise ValueError(
+                "server.readiness_max_age_seconds must be at least twice "
+                "server.readiness_interval_seconds"
+            )
+        return self
 
 
 class ScimSettings(_Section):

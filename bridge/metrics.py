@@ -65,6 +65,14 @@ MODYO_RETRIES = Labelled(
     )
 )
 MODYO_IN_FLIGHT = Gauge("scim_bridge_modyo_in_flight", "Modyo API calls in flight")
+UPSTREAM_UP = Gauge(
+    "scim_bridge_upstream_up",
+    "1 when the last readiness probe got an answer from the upstream (Modyo), else 0",
+)
+UPSTREAM_TOKEN_VALID = Gauge(
+    "scim_bridge_upstream_token_valid",
+    "1 when the upstream accepted the bridge's token at the last probe it answered, else 0",
+)
 IDEMPOTENCY = Labelled(
     Counter(
         "scim_bridge_idempotency_total",

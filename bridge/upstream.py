@@ -143,6 +143,14 @@ class BadGateway(UpstreamError):
     """The upstream answered something the bridge cannot use (unexpected status or shape)."""
 
 
+class UpstreamHealth(StrEnum):
+    """What a readiness probe of the upstream found (``Upstream.health``)."""
+
+    UP = "up"
+    TOKEN_REJECTED = "token_rejected"  # noqa: S105 (a state): it refused the credentials
+    UNREACHABLE = "unreachable"  # no usable answer: down, unreachable, failing, misconfigured
+
+
 class Upstream(Protocol):
     """Users, groups and memberships, as the SCIM side needs them.
 
@@ -154,6 +162,11 @@ class Upstream(Protocol):
 
     def connected(self) -> AbstractAsyncContextManager[None]:
         """Keep the upstream's connections open while the app runs (its lifespan)."""
+        ...
+
+    async def health(self) -> UpstreamHealth:
+        """One cheap probe of the upstream and of the bridge's credentials, for readiness:
+        a single attempt under its own short deadline, never retried; never raises."""
         ...
 
     async def get_user(self, user_id: str) -> UserRecord: ...

@@ -17,6 +17,7 @@ from bridge.app import create_app
 from bridge.config import Settings
 from bridge.logs import configure_logging
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.readiness import Readiness
 from tests import entra
 
 TOKEN = "test-scim-token-0123456789"
@@ -68,6 +69,21 @@ async def scim(modyo: FaultyModyo, settings: Settings) -> AsyncIterator[httpx.As
         yield client
 
 
+async def no_rounds() -> AsyncIterator[None]:
+    """A readiness schedule with no rounds: they run when a test calls ``refresh()``."""
+    return
+    yield
+
+
+def quiet_readiness(settings: Settings) -> Readiness:
+    """Readiness that probes only when a test calls ``refresh()``: no background call to the
+    fake Modyo, whose call counts and seeded faults the tests assert."""
+    server = settings.server
+    return Readiness(
+        server.readiness_interval_seconds, server.readiness_max_age_seconds, schedule=no_rounds
+    )
+
+
 class bridge_client:
     """``async with bridge_client(modyo, settings) as client``: the app, started, behind httpx."""
 
@@ -79,7 +95,8 @@ class bridge_client:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         transport = transport or mock_transport(modyo, MODYO_URL)
-        self.app = create_app(settings, modyo_transport=transport)
+        self.readiness = quiet_readiness(settings)
+        self.app = create_app(settings, modyo_transport=transport, readiness=self.readiness)
         self.token = token
 
     async def __aenter__(self) -> httpx.AsyncClient:

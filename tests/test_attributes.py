@@ -21,7 +21,14 @@ from bridge.scim.fast_paths import FastPaths
 from bridge.scim.unheld import forget_noted
 from bridge.upstream import UserField
 from tests import entra
-from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings
+from tests.conftest import (
+    BASE,
+    MODYO_URL,
+    TOKEN,
+    assert_scim_error,
+    make_settings,
+    quiet_readiness,
+)
 
 
 class WithoutFormattedName(RestUpstream):
@@ -41,7 +48,9 @@ async def narrowed(fake: FakeModyo) -> AsyncIterator[httpx.AsyncClient]:
     http = ModyoHttp(
         settings.modyo, RetryPolicy(settings.retry), mock_transport(FaultyModyo(fake), MODYO_URL)
     )
-    app = create_app(settings, upstream=WithoutFormattedName(http))
+    app = create_app(
+        settings, upstream=WithoutFormattedName(http), readiness=quiet_readiness(settings)
+    )
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -24,6 +24,7 @@ from tests.conftest import (
     LogOutput,
     assert_scim_error,
     make_settings,
+    quiet_readiness,
 )
 from tests.servers import EgressProxy, free_port, tls_serving, uvicorn_serving
 
@@ -67,7 +68,7 @@ class bridge:
 
     def __init__(self, transport: str, **modyo: Any) -> None:
         settings = make_settings(modyo={"transport": transport, **modyo}, retry={"max_attempts": 3})
-        self.app = create_app(settings)
+        self.app = create_app(settings, readiness=quiet_readiness(settings))
 
     async def __aenter__(self) -> httpx.AsyncClient:
         self._lifespan = LifespanManager(self.app)

@@ -24,6 +24,7 @@ from tests.conftest import (
     bridge_client,
     create_user,
     make_settings,
+    quiet_readiness,
 )
 
 
@@ -165,7 +166,7 @@ async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_
     http = ModyoHttp(
         settings.modyo, RetryPolicy(settings.retry), mock_transport(FaultyModyo(fake), MODYO_URL)
     )
-    app = create_app(settings, upstream=Broken(http))
+    app = create_app(settings, upstream=Broken(http), readiness=quiet_readiness(settings))
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(

@@ -301,10 +301,12 @@ class ModyoHttp:
         params: Params = (),
         json: Any = None,
         repeat: Repeat = Repeat.SAFE,
+        retried: bool = True,
     ) -> Answer:
         """One logical call: attempts under the retry policy, within the request deadline.
 
-        ``call`` names the endpoint (``"GET /team_members/:id"``) in metrics and logs."""
+        ``call`` names the endpoint (``"GET /team_members/:id"``) in metrics and logs.
+        ``retried=False`` (a health probe): one attempt, whatever status it gets answered."""
         uncertain = False
 
         async def attempt() -> httpx.Response:
@@ -330,6 +332,8 @@ class ModyoHttp:
                     f"Modyo cannot be reached for {call}: "
                     + _proxy_refused("HTTP 407 Proxy Authentication Required").detail
                 )
+            if not retried:
+                return response
             if response.status_code == 429:  # rejected, not applied
                 raise Retryable(
                     "429 throttled",
@@ -344,7 +348,7 @@ class ModyoHttp:
             return response
 
         try:
-            response = await self.retry.run(call, attempt)
+            response = await (self.retry.run(call, attempt) if retried else attempt())
         except Retryable as failure:
             wait = failure.retry_after if failure.retry_after is not None else failure.planned_wait
             raise Unavailable(
