@@ -1,9 +1,9 @@
 """The ASGI application: routes, middleware, error handlers and the upstream's lifespan.
 
 Data flows one way: request -> SCIM parse/validate -> plan -> upstream calls -> SCIM response.
-Layers, outermost first: the observer (request id, deadline, access log, metrics, the
-last-resort error answer), the known-error handlers, then the router with authentication and
-the idempotency cache around the SCIM endpoints.
+Layers, outermost first: a trusted proxy's forwarded headers, the observer (request id,
+deadline, access log, metrics, the last-resort error answer), the known-error handlers, then
+the router with authentication and the idempotency cache around the SCIM endpoints.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
 from bridge.config import Settings
+from bridge.forwarded import ForwardedHeaders
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
 from bridge.modyo.http import ModyoHttp
@@ -106,7 +107,8 @@ def create_app(
             HTTPException: _http_error,
         },
     )
-    return RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+    observed = RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+    return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
 
 
 class _Routed:

@@ -221,8 +221,7 @@ def _run(app: Any, server: ServerSettings) -> None:
         port=server.port,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=server.forwarded_allow_ips,
+        proxy_headers=False,  # the app handles X-Forwarded-* itself (bridge/forwarded.py)
         server_header=False,
         **_fast_server(),
     )

@@ -27,6 +27,7 @@ async def uvicorn_serving(app: ASGIApp, **options: object) -> AsyncIterator[int]
     """Serve ``app`` on 127.0.0.1 (in this event loop) and yield its port; stopped on exit."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    options.setdefault("proxy_headers", False)  # as ``serve``: the bridge reads X-Forwarded-*
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -243,3 +243,24 @@ def test_serve_log_level_debug_logs_each_modyo_call_under_the_request_id() -> No
     assert [(line["call"], line["status"]) for line in calls] == [("GET /team_members", "200")]
     assert [line["operation"] for line in mine if line["message"] == "request"] == ["users.query"]
     assert FAKE_TOKEN not in output and SCIM_TOKEN not in output
+
+
+def test_serve_takes_the_public_host_from_a_trusted_proxy() -> None:
+    """``serve`` as a TLS proxy reaches it (from 127.0.0.1, the default trusted address):
+    the Location names the public scheme and host, not the bridge's own address."""
+    with _fake_modyo() as modyo_url:
+        port = _free_port()
+        healthz = f"http://127.0.0.1:{port}/healthz"
+        with _running(["serve"], healthz, env=_serve_env(modyo_url, port=port)):
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/scim/Users",
+                json=entra.user("proxied@contoso.com"),
+                headers={
+                    "Authorization": f"Bearer {SCIM_TOKEN}",
+                    "X-Forwarded-Proto": "https",
+                    "X-Forwarded-Host": "scim.bank.example",
+                    "X-Forwarded-For": "203.0.113.9",
+                },
+            )
+    assert response.status_code == 201, response.text
+    assert response.headers["location"].startswith("https://scim.bank.example/scim/Users/")

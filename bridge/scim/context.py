@@ -27,8 +27,9 @@ class ScimContext:
 
     def base_url(self, request: Request) -> str:
         """The Tenant URL as Entra uses it (``https://host/scim``), for ``Location`` and
-        ``meta.location``. Behind a TLS proxy, ``server.public_url`` (or forwarded headers)
-        make it the public one."""
+        ``meta.location``. Behind a TLS proxy, ``server.public_url`` makes it the public one;
+        without it, the request's scheme and host, which a trusted proxy's X-Forwarded-Proto
+        and X-Forwarded-Host have set (``bridge.forwarded``)."""
         root = str(request.scope.get("root_path", ""))
         if self.public_url:
             return self.public_url.rstrip("/") + root
