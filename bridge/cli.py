@@ -17,6 +17,7 @@ from pydantic import AnyHttpUrl, SecretStr
 
 from bridge import __version__
 from bridge.config import (
+    CheckSettings,
     ConfigError,
     ModyoSettings,
     ScimSettings,
@@ -79,12 +80,22 @@ def _parser() -> argparse.ArgumentParser:
     _fault_options(fake)
     fake.set_defaults(command="fake-modyo", run=_fake_modyo)
 
-    check = commands.add_parser("check", help="validate the config and probe Modyo's contract")
+    check = commands.add_parser(
+        "check",
+        help="validate the config and probe Modyo's contract (read-only unless --write)",
+        description="Probes the Modyo endpoints the bridge uses, read-only: nothing is written "
+        "unless --write. Needs only the [modyo] section. Exit status 1 when provisioning "
+        "would break; warnings and skipped probes do not change it.",
+    )
     check.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
     check.add_argument(
         "--write",
         action="store_true",
-        help="also create, change and delete a throw-away team member and group",
+        help="also create, change and delete a throw-away team member and group (always "
+        "removed at the end; what cannot be is listed)",
+    )
+    check.add_argument(
+        "--explain", action="store_true", help="list every probe and what it proves, and exit"
     )
     check.set_defaults(command="check", run=_check)
     return parser
@@ -202,11 +213,14 @@ class _StoppingServer(uvicorn.Server):
 
 
 def _check(args: argparse.Namespace) -> int:
-    from bridge.modyo.check import run_check
+    from bridge.modyo.check import explain, run_check
 
-    settings = load_settings(args.config)
+    if args.explain:
+        print(explain())
+        return 0
+    settings = load_settings(args.config, CheckSettings)  # [scim] is not needed to probe
     print("configuration: ok")
-    return asyncio.run(run_check(settings, write=args.write))
+    return asyncio.run(run_check(settings.modyo, settings.retry, write=args.write))
 
 
 def _run(app: Any, server: ServerSettings) -> None:

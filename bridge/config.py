@@ -12,7 +12,7 @@ import ssl
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -171,8 +171,8 @@ class IdempotencySettings(_Section):
     max_entries: int = Field(10_000, ge=1, le=10_000_000)
 
 
-class Settings(BaseSettings):
-    """The whole configuration; sections mirror the tables of ``config.example.toml``."""
+class _Configuration(BaseSettings):
+    """Where settings come from (TOML file, ``BRIDGE_*``), and what every configuration does."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -180,12 +180,6 @@ class Settings(BaseSettings):
         extra="forbid",
         case_sensitive=False,
     )
-
-    server: ServerSettings = ServerSettings()
-    scim: ScimSettings
-    modyo: ModyoSettings
-    retry: RetrySettings = RetrySettings()
-    idempotency: IdempotencySettings = IdempotencySettings()
 
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds, for the log redaction: the value of every
@@ -209,6 +203,30 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Precedence: explicit arguments, then environment, then the TOML file."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class Settings(_Configuration):
+    """The whole configuration; sections mirror the tables of ``config.example.toml``."""
+
+    server: ServerSettings = ServerSettings()
+    scim: ScimSettings
+    modyo: ModyoSettings
+    retry: RetrySettings = RetrySettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+
+
+class CheckSettings(_Configuration):
+    """What ``scim-bridge check`` needs: ``[modyo]`` (and ``[retry]``). The other sections
+    are validated when present, and ``[scim]`` may be absent (check serves no SCIM)."""
+
+    server: ServerSettings = ServerSettings()
+    scim: ScimSettings | None = None
+    modyo: ModyoSettings
+    retry: RetrySettings = RetrySettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+
+
+Config = TypeVar("Config", bound=_Configuration)
 
 
 def _walk(value: Any) -> Iterator[Any]:
@@ -253,15 +271,24 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def load_settings(path: Path | None, **overrides: Any) -> Settings:
-    """Load the TOML file at ``path`` (if any), apply ``BRIDGE_*`` variables, validate.
+@overload
+def load_settings(path: Path | None, **overrides: Any) -> Settings: ...
+
+
+@overload
+def load_settings(path: Path | None, model: type[Config], **overrides: Any) -> Config: ...
+
+
+def load_settings(path: Path | None, model: Any = Settings, **overrides: Any) -> Any:
+    """Load the TOML file at ``path`` (if any), apply ``BRIDGE_*`` variables, validate, as
+    ``model`` (:class:`Settings`, or :class:`CheckSettings`).
 
     Raises :class:`ConfigError` listing every problem; values are never echoed.
     """
     if path is not None:
         _check_readable_toml(path)
 
-    class _FromFile(Settings):
+    class _FromFile(model):  # type: ignore[misc]
         model_config = SettingsConfigDict(toml_file=path)
 
     try:

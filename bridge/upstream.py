@@ -143,6 +143,10 @@ class BadGateway(UpstreamError):
     """The upstream answered something the bridge cannot use (unexpected status or shape)."""
 
 
+class NotSupported(BadGateway):
+    """The upstream does not offer this operation at all (a Modyo without hard delete)."""
+
+
 class UpstreamHealth(StrEnum):
     """What a readiness probe of the upstream found (``Upstream.health``)."""
 

@@ -167,29 +167,94 @@ def _check(modyo_url: str, *args: str, token: str = FAKE_TOKEN) -> subprocess.Co
     )  # fmt: skip
 
 
-def test_check_passes_against_fake_modyo_including_writes() -> None:
+def _rows(stdout: str) -> dict[str, str]:
+    """The result of each check line (``ok``, ``warn``, ``skip``, ``FAIL``), by check name."""
+    rows = {}
+    for line in stdout.splitlines():
+        for kind in ("ok", "warn", "skip", "FAIL"):
+            name, sep, _ = line.partition(f"  {kind}  ")
+            if sep and name.strip():
+                rows[name.strip()] = kind
+                break
+    return rows
+
+
+WRITE_PROBES = [
+    "create team member (POST /team_members)",
+    "update team member (PUT /team_members/:id)",
+    "create group (POST /groups)",
+    "add group member (POST /groups/:id/team_members)",
+    "remove group member (DELETE /groups/:id/team_members/:id)",
+    "delete group (DELETE /groups/:id)",
+    "hard delete team member (DELETE /team_members/:id)",
+]
+
+
+def test_check_is_read_only_by_default_and_needs_only_the_modyo_section() -> None:
+    with _fake_modyo() as modyo_url:
+        env = {k: v for k, v in _serve_env(modyo_url).items() if k != "BRIDGE_SCIM__TOKENS"}
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "check"],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        calls = httpx.get(f"{modyo_url}/__fake__/calls").json()["calls"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls and all(name.startswith("GET ") for name in calls), calls  # nothing written
+    rows = _rows(result.stdout)
+    assert rows["token accepted (GET /api/admin/profile)"] == "ok"
+    assert rows["team member by id (GET /team_members/:id)"] == "skip"  # no member to read
+    assert all(rows[name] == "skip" for name in WRITE_PROBES)
+    assert result.stdout.count("only --write proves it") == len(WRITE_PROBES)
+
+
+def test_check_write_proves_every_write_and_leaves_nothing_behind() -> None:
     with _fake_modyo() as modyo_url:
         result = _check(modyo_url, "--write")
+        auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
+        members = httpx.get(f"{modyo_url}/api/admin/team_members", headers=auth).json()
+        groups = httpx.get(f"{modyo_url}/api/admin/groups", headers=auth).json()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "FAIL" not in result.stdout and "all checks passed" in result.stdout
-    assert "token accepted (GET /api/admin/profile)" in result.stdout
-    assert "write cycle" in result.stdout
+    rows = _rows(result.stdout)
+    assert all(rows[name] == "ok" for name in WRITE_PROBES), rows
+    assert "FAIL" not in result.stdout and "left behind" not in result.stdout
+    assert members["meta"]["total_entries"] == 0 and groups["meta"]["total_entries"] == 0
 
 
-def test_check_fails_against_a_modyo_without_hard_delete() -> None:
+def test_check_without_hard_delete_warns_and_deactivates_what_it_cannot_delete() -> None:
     with _fake_modyo("--no-delete") as modyo_url:
-        result = _check(modyo_url)
-    assert result.returncode == 1
-    failed = [line for line in result.stdout.splitlines() if "FAIL" in line]
-    assert len(failed) == 1 and "DELETE /team_members/:id" in failed[0] and "405" in failed[0]
+        result = _check(modyo_url, "--write")
+        auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
+        members = httpx.get(f"{modyo_url}/api/admin/team_members", headers=auth).json()
+        groups = httpx.get(f"{modyo_url}/api/admin/groups", headers=auth).json()
+    assert result.returncode == 0, result.stdout  # provisioning works without hard delete
+    rows = _rows(result.stdout)
+    assert rows["hard delete team member (DELETE /team_members/:id)"] == "warn"
+    assert "remove the Delete action" in result.stdout
+    [member] = members["team_members"]
+    assert member["username"].startswith("scim-bridge-check-leftover-") and not member["active"]
+    assert f"left behind: team member {member['id']}, deactivated and renamed" in result.stdout
+    assert groups["meta"]["total_entries"] == 0
 
 
 def test_check_fails_with_a_rejected_token_and_does_not_print_it() -> None:
     with _fake_modyo() as modyo_url:
         result = _check(modyo_url, token="not-the-right-token")
     assert result.returncode == 1
-    assert "token accepted" in result.stdout and "FAIL" in result.stdout and "401" in result.stdout
+    rows = _rows(result.stdout)
+    assert rows.pop("token accepted (GET /api/admin/profile)") == "FAIL"
+    assert set(rows.values()) == {"skip"}  # nothing else can be known without a valid token
+    assert "401" in result.stdout and "scim-bridge check --explain" in result.stdout
     assert "not-the-right-token" not in result.stdout + result.stderr
+
+
+def test_check_explain_lists_every_probe() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "check", "--explain"],
+        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0
+    assert all(f"{name} [--write]" in result.stdout for name in WRITE_PROBES)
+    assert "docs/" not in result.stdout
 
 
 @pytest.mark.parametrize("args", [["--error-rate", "2"], ["--throttle-rate", "-1"]])

@@ -29,6 +29,7 @@ from bridge.upstream import (
     Holdings,
     MemberRecord,
     NotFound,
+    NotSupported,
     Page,
     Rejected,
     Unavailable,
@@ -500,6 +501,8 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
         )
     if status == 403:
         return BadGateway(f"Modyo refused {call} (HTTP 403)")
+    if status == 405:
+        return NotSupported(f"this Modyo does not offer {call} (HTTP 405)")
     if status == 429 or status in _RETRIED:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)

@@ -1,0 +1,68 @@
+"""``check --write`` always cleans up, whatever fails, and lists what it could not remove; a
+Modyo without hard delete (405, or Rails' 404 for a route it lacks) is a warning, not a
+failure. In-process against the fake Modyo, with scripted failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.modyo.check import run_check
+from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.modyo.fake.state import FakeResponse
+from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+
+BROKEN = FakeResponse(422, {"errors": ["broken on purpose"]})
+
+
+async def check(fake: FakeModyo, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    settings = make_settings()
+    transport = mock_transport(FaultyModyo(fake), MODYO_URL)
+    status = await run_check(settings.modyo, settings.retry, write=True, transport=transport)
+    return status, capsys.readouterr().out
+
+
+def line(out: str, check_name: str) -> str:
+    return next(row for row in out.splitlines() if row.startswith(check_name))
+
+
+async def test_a_failing_step_still_removes_what_was_created(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeModyo(token=MODYO_TOKEN)
+    fake.script("POST /groups/:id/team_members", BROKEN)
+    status, out = await check(fake, capsys)
+    assert status == 1
+    assert "  FAIL  " in line(out, "add group member")
+    assert "  skip  " not in line(out, "delete group")  # later steps still ran
+    assert fake.team_members == {} and fake.groups == {}
+    assert "left behind" not in out
+
+
+async def test_a_404_for_a_member_that_exists_is_a_modyo_without_hard_delete(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = FakeModyo(token=MODYO_TOKEN)
+    fake.script("DELETE /team_members/:id", FakeResponse(404, {}))  # a route it lacks
+    status, out = await check(fake, capsys)
+    assert status == 0
+    assert "  warn  " in line(out, "hard delete team member")
+    [member] = fake.team_members.values()
+    assert member["username"].startswith("scim-bridge-check-leftover-")
+    assert member["active"] is False
+
+
+async def test_what_cannot_be_removed_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeModyo(token=MODYO_TOKEN, delete_team_members=False)
+    fake.script("PUT /team_members/:id", BROKEN, BROKEN)  # the update, then the rename
+    fake.script("DELETE /groups/:id", BROKEN, BROKEN)  # the probe, then the clean-up
+    status, out = await check(fake, capsys)
+    assert status == 1  # updates and group deletes broken: provisioning would break
+    [member] = fake.team_members.values()
+    [group] = fake.groups.values()
+    left = [row for row in out.splitlines() if row.startswith("left behind:")]
+    assert left == [
+        f"left behind: group {group['id']} ({group['name']}), not deleted: "
+        "Modyo refused the values: broken on purpose",
+        f"left behind: team member {member['id']} ({member['username']}), not removed: "
+        "Modyo refused the values: broken on purpose",
+    ]
