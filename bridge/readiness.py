@@ -82,14 +82,20 @@ class Readiness:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The background task, for the app's lifespan."""
+        """The background task, for the app's lifespan. On exit it stops, and so does a round
+        in flight: a probe must not outlive the connections it uses (nor log their closing
+        as an outage)."""
         task = asyncio.create_task(self._refreshing(), name="scim-bridge readiness")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stopping: list[asyncio.Future[None]] = [task]
+            if self._round is not None:
+                stopping.append(self._round)
+            for pending in stopping:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
 
     async def endpoint(self, request: Request) -> Response:
         """``GET /readyz``: the cached verdict; no authentication, no upstream call."""

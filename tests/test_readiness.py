@@ -25,6 +25,7 @@ from tests.conftest import (
     LogOutput,
     make_settings,
     no_rounds,
+    until,
 )
 from tests.servers import uvicorn_serving
 
@@ -214,3 +215,23 @@ async def test_the_background_task_follows_modyo_over_real_http(fake: FakeModyo)
 async def test_readyz_needs_no_token_and_is_not_under_the_scim_path(rig: Rig) -> None:
     assert (await rig.client.get(f"{ROOT}/readyz")).status_code in (200, 503)
     assert (await rig.client.get("/readyz")).status_code == 404  # SCIM paths need the token
+
+
+async def test_a_probe_in_flight_at_shutdown_is_stopped_without_an_alarm(
+    fake: FakeModyo, log_output: LogOutput
+) -> None:
+    """Shutting down while Modyo hangs: the round stops with the app, and the closing of its
+    connection is not logged as Modyo becoming unreachable."""
+    log_output.configure()
+    service = FaultyModyo(fake, Faults(hang_rate=1.0))
+    settings = make_settings()
+    readiness = Readiness(5.0, 15.0, schedule=no_rounds)
+    app = create_app(
+        settings, modyo_transport=mock_transport(service, MODYO_URL), readiness=readiness
+    )
+    async with LifespanManager(app):
+        probing = asyncio.create_task(readiness.refresh())
+        await until(lambda: service.injected["hang"])
+    assert probing.done()
+    assert not [line for line in log_output.lines() if line["level"] in ("error", "warning")]
+    assert readiness.reason() == "starting"  # nothing was concluded from the interruption
