@@ -20,6 +20,7 @@ import pytest
 from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream, _failure
 from bridge.modyo.retry import RetryPolicy, parse_retry_after
@@ -528,15 +529,30 @@ async def test_group_name_conflicts_name_display_name(bench: Rig) -> None:
     assert len(bench.fake.groups) == 2
 
 
-async def test_an_identical_create_adopts_the_existing_object(bench: Rig) -> None:
-    """A uniqueness 409 for an object holding every requested value is the same object."""
-    first = await bench.client.create_user(ANA)
-    again = await bench.client.create_user(ANA)
-    assert again == first
+async def test_an_identical_create_is_a_conflict_not_an_adoption(bench: Rig) -> None:
+    """A uniqueness failure nobody of ours may have caused is a real duplicate: RFC 7644 §3.3
+    wants 409, so the upstream reports Conflict even when the values are the same."""
+    await bench.client.create_user(ANA)
+    with pytest.raises(Conflict) as caught:
+        await bench.client.create_user(ANA)
+    assert caught.value.field is UserField.USER_NAME
+    await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
+    with pytest.raises(Conflict):
+        await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
+    assert len(bench.fake.team_members) == 1 and len(bench.fake.groups) == 1
+
+
+async def test_a_conflict_after_an_unknown_outcome_adopts_our_own_create(bench: Rig) -> None:
+    """The first POST was applied but its answer lost; the lookup lags behind (it finds
+    nothing), so the create is sent again and meets 409: that one is ours, and is adopted."""
+    empty = {"team_members": [], "meta": {"total_entries": 0, "per_page": 100,
+                                          "current_page": 1, "total_pages": 0}}  # fmt: skip
+    bench.service.lose_next("POST /team_members")
+    bench.fake.script("GET /team_members", FakeResponse(200, empty))
+    created = await bench.client.create_user(ANA)
     assert len(bench.fake.team_members) == 1
-    group = await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
-    assert await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"}) == group
-    assert len(bench.fake.groups) == 1
+    assert created.id == str(next(iter(bench.fake.team_members)))
+    assert bench.fake.calls["POST /team_members"] == 2
 
 
 @pytest.mark.parametrize(

@@ -276,24 +276,32 @@ class RestUpstream:
         payload: dict[str, Any],
         find_existing: Callable[[], Awaitable[Mapping[str, Any] | None]],
     ) -> dict[str, Any]:
-        """POST without ever creating twice: after an unknown outcome, or a uniqueness 409,
-        look the object up by its unique key and adopt it if it holds what was being created."""
+        """POST without ever creating twice: after an unknown outcome, look the object up by
+        its unique key and adopt it if it holds what was being created. A uniqueness failure
+        is adopted the same way only when an earlier attempt of this call may have been
+        applied; otherwise it is a real duplicate, and the SCIM side answers 409 (RFC 7644
+        §3.3)."""
+        maybe_applied = False
         for _ in range(self._http.retry.settings.max_attempts):
             try:
                 answer = await self._http.send(
                     call, "POST", path, json=payload, repeat=Repeat.UNSAFE
                 )
             except UnknownOutcome:
+                maybe_applied = True
                 existing = await find_existing()
                 if existing is not None:
                     log.info("adopted object after an unknown create outcome", extra={"call": call})
                     return dict(existing)
-                continue  # it was not applied: creating again is safe
+                continue  # not found: it was not applied, creating again is safe
             if answer.status in (409, 422):  # Modyo's failure statuses (C9)
                 failure = _failure(call, answer.response)
-                if isinstance(failure, Conflict):
+                if isinstance(failure, Conflict) and maybe_applied:
                     existing = await find_existing()
                     if existing is not None:
+                        log.info(
+                            "adopted object created by an earlier attempt", extra={"call": call}
+                        )
                         return dict(existing)
                 raise failure
             return self._expect(answer, call, 200, 201)
