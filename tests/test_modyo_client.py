@@ -270,23 +270,28 @@ async def test_search_groups_by_external_id(bench: Rig) -> None:
 
 
 BAD_IDS = [
-    "abc",
-    "-1",
-    "0",
-    "007",
-    "1.5",
     "",
     " 7",
     "7 ",
     "+7",
+    "-1",
     "١٢",
-    "12345678901234567890",
-    "0x10",
+    "a/b",
+    "a?b",
+    "a#b",
+    "a%2Fb",
+    "..",
+    "a..b",
+    "7\n",
+    "x" * 65,
 ]
+"""Ids no Modyo can have issued for a path: ids are opaque tokens (integers, uuids) of a
+path-safe alphabet, at most 64 characters (docs/modyo-contract.md C13)."""
+OPAQUE_IDS = ["abc", "007", "0x10", "830d2b95-4f0c-4c5e-9a57-2e0b1f6a7c11", "1.5"]
 
 
 @pytest.mark.parametrize("raw", BAD_IDS)
-async def test_ids_that_are_not_positive_integers_are_not_found_without_a_call(
+async def test_ids_that_cannot_be_in_a_path_are_not_found_without_a_call(
     bench: Rig, raw: str
 ) -> None:
     group_id = str(seed_group(bench.fake, "Admins"))
@@ -309,6 +314,15 @@ async def test_ids_that_are_not_positive_integers_are_not_found_without_a_call(
     assert await bench.client.memberships([raw]) == {}
     assert not bench.fake.calls
     assert group_id  # the objects exist; only the id shape decided
+
+
+@pytest.mark.parametrize("raw", OPAQUE_IDS)
+async def test_opaque_ids_are_asked_of_modyo(bench: Rig, raw: str) -> None:
+    """A uuid (Modyo's console addresses team members by it) or any safe token reaches
+    Modyo, which decides: here it has no such object."""
+    with pytest.raises(NotFound):
+        await bench.client.get_user(raw)
+    assert bench.fake.calls["GET /team_members/:id"] == 1
 
 
 # ---------------------------------------------------------------------- windows and paging
@@ -425,7 +439,7 @@ async def test_memberships_per_existing_user_one_call_per_100_ids(bench: Rig) ->
 
 async def test_memberships_of_nothing_costs_nothing(bench: Rig) -> None:
     assert await bench.client.memberships([]) == {}
-    assert await bench.client.memberships(["abc", "x1"]) == {}
+    assert await bench.client.memberships(["a/b", "..", ""]) == {}
     assert not bench.fake.calls
 
 
