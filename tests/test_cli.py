@@ -127,10 +127,12 @@ def test_dev_serves_scim_with_the_fake_modyo_inside() -> None:
 def test_dev_generates_a_token_when_none_is_given() -> None:
     port = _free_port()
     with _running(["dev", "--port", str(port)], f"http://127.0.0.1:{port}/healthz") as process:
+        health = _healthcheck(process.pid, _env())
         process.terminate()
         output = process.communicate(timeout=10)[0]
     token = next(line.split(": ", 1)[1] for line in output.splitlines() if "Secret Token:" in line)
-    assert len(token) >= 16
+    assert len(token) >= 16 and not token.startswith("-")
+    assert health.stdout == f"healthy: GET http://127.0.0.1:{port}/healthz answered 200\n"
 
 
 def test_serve_against_fake_modyo_over_real_http() -> None:
