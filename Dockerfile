@@ -2,6 +2,10 @@
 # Build: docker build -t scim-bridge .
 # Run:   docker run -p 8000:8000 -e BRIDGE_SCIM__TOKENS='["..."]' \
 #          -e BRIDGE_MODYO__BASE_URL=https://acme.modyo.cloud -e BRIDGE_MODYO__TOKEN=... scim-bridge
+# With a TOML file instead (its [server] port applies; listen on 0.0.0.0 to be reachable):
+#        docker run -v ./bridge.toml:/etc/scim-bridge/bridge.toml:ro scim-bridge \
+#          serve --config /etc/scim-bridge/bridge.toml --host 0.0.0.0
+# CI builds and runs this file without a daemon: .ci/image.
 FROM python:3.12-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -10,16 +14,17 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    BRIDGE_SERVER__HOST=0.0.0.0 \
-    BRIDGE_SERVER__PORT=8000
+    PYTHONUNBUFFERED=1
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bridge
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index /wheels/*.whl \
     && rm -rf /wheels
 USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
+# Probes /healthz where the running serve listens: its flags (PID 1's command line), then
+# BRIDGE_SERVER__* and its TOML file, as serve resolves them.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["scim-bridge", "healthcheck"]
 ENTRYPOINT ["scim-bridge"]
-CMD ["serve"]
+# The address is given as flags, not ENV: a baked-in BRIDGE_SERVER__PORT would silently beat
+# a mounted TOML file's [server] section.
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -230,12 +230,7 @@ class Bench:
         duration: float | None = None,
     ) -> dict[str, Any]:
         self.run_tag += 1
-        base = {
-            "bridge": f"http://127.0.0.1:{self.bridge_port}/scim",
-            "ceiling": f"http://127.0.0.1:{self.ceiling_port}/scim",
-            "peer": f"http://127.0.0.1:{self.peer_port}/v2",
-            "modyo": self.modyo,
-        }[target]
+        base = self.bases()[target]
         data = dict(data)
         if op == "add_member":
             data["member_pool"] = self.fresh_pool(500) if target != "peer" else data["users"]
@@ -266,6 +261,15 @@ class Bench:
             spent = process.cpu_seconds() - cpu_before
             result["cpu_us_per_request"] = spent / result["requests_with_warmup"] * 1e6
         return result
+
+    def bases(self) -> dict[str, str]:
+        """Where each measured target answers."""
+        return {
+            "bridge": f"http://127.0.0.1:{self.bridge_port}/scim",
+            "ceiling": f"http://127.0.0.1:{self.ceiling_port}/scim",
+            "peer": f"http://127.0.0.1:{self.peer_port}/v2",
+            "modyo": self.modyo,
+        }
 
     def set_modyo_latency(self, milliseconds: float) -> None:
         httpx.put(

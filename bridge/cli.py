@@ -1,16 +1,18 @@
-"""``scim-bridge``: serve | dev | fake-modyo | check."""
+"""``scim-bridge``: serve | dev | fake-modyo | check | healthcheck."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import io
 import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import uvicorn
 from pydantic import AnyHttpUrl, SecretStr
@@ -29,6 +31,7 @@ from bridge.logs import configure_logging
 
 DEV_MODYO_URL = "http://modyo.fake"
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
+SERVER_COMMANDS = ("serve", "dev")  # the commands whose address ``healthcheck`` probes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,8 +51,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``--help`` prints the usage), exit status 2 as argparse."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1..65535)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scim-bridge",
         description="SCIM 2.0 server provisioning Microsoft Entra ID users and groups into Modyo.",
     )
@@ -59,12 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the bridge against a real Modyo")
     serve.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
+    serve.add_argument("--host", help="listen address (beats server.host and BRIDGE_*)")
+    serve.add_argument("--port", type=_port, help="listen port (beats server.port and BRIDGE_*)")
     _log_level_option(serve, "server.log_level")
     serve.set_defaults(command="serve", run=_serve)
 
     dev = commands.add_parser("dev", help="run the bridge with an in-process fake Modyo")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--port", type=_port, default=8000)
     dev.add_argument("--token", help="the SCIM bearer token (generated if omitted)")
     _log_level_option(dev, "info")
     _fault_options(dev)
@@ -72,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
     fake = commands.add_parser("fake-modyo", help="serve the fake Modyo over HTTP")
     fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8001)
+    fake.add_argument("--port", type=_port, default=8001)
     fake.add_argument("--token", default="fake-modyo-token", help="the Modyo API token it accepts")
     fake.add_argument(
         "--no-delete", action="store_true", help="act as a Modyo without team-member DELETE"
@@ -98,6 +120,17 @@ def _parser() -> argparse.ArgumentParser:
         "--explain", action="store_true", help="list every probe and what it proves, and exit"
     )
     check.set_defaults(command="check", run=_check)
+
+    health = commands.add_parser(
+        "healthcheck",
+        help="GET /healthz where the running serve (or dev) listens: exit 0 healthy, 1 not",
+        description="For a container HEALTHCHECK: reads the command line of the server process "
+        "(PID 1 in a container), then finds its address as it does (flags, BRIDGE_* variables, "
+        "the TOML file), and asks its /healthz.",
+    )
+    health.add_argument("--pid", type=int, default=1, help="the server's process id (default 1)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for /healthz")
+    health.set_defaults(command="healthcheck", run=_healthcheck)
     return parser
 
 
@@ -147,18 +180,98 @@ def _faults(args: argparse.Namespace) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     from bridge.app import create_app
 
-    settings = load_settings(args.config)
+    settings = _serve_settings(args)
     level = args.log_level or settings.server.log_level
     configure_logging(level, settings.server.log_format, settings.secret_values())
     _run(create_app(settings), settings.server)
     return 0
 
 
+def _serve_settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
+    """``serve``'s settings: its flags, then ``BRIDGE_*`` variables, then its TOML file.
+
+    ``cwd`` resolves a relative ``--config`` for another process (``healthcheck``).
+    """
+    config = args.config
+    if config is not None and cwd is not None and not config.is_absolute():
+        config = cwd / config
+    flags = {"host": args.host, "port": args.port}
+    server = {key: value for key, value in flags.items() if value is not None}
+    return load_settings(config, **({"server": server} if server else {}))
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """Docker ``HEALTHCHECK``: GET /healthz at the address the running server computed.
+
+    Its command line comes from ``/proc/PID/cmdline``; for ``serve``, the same loading as
+    ``serve`` then applies, with this process's environment (a HEALTHCHECK runs with the
+    container's) and a relative ``--config`` read from the server's working directory.
+    """
+    import httpx
+
+    proc = Path("/proc", str(args.pid))
+    try:
+        argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError as exc:
+        return _unhealthy(f"cannot read the command line of process {args.pid}: {exc.strerror}")
+    server = _server_args(argv)
+    if server is None:
+        return _unhealthy(f"process {args.pid} is not scim-bridge {' or '.join(SERVER_COMMANDS)}")
+    if server.command == "serve":
+        try:
+            settings = _serve_settings(server, cwd=proc / "cwd")
+        except ConfigError as exc:
+            return _unhealthy(f"the configuration cannot be used: {'; '.join(exc.problems)}")
+        host, port = settings.server.host, settings.server.port
+    else:
+        host, port = server.host, server.port
+    url = f"http://{_local_address(host)}:{port}/healthz"
+    try:
+        status = httpx.get(url, timeout=args.timeout, trust_env=False).status_code
+    except httpx.HTTPError as exc:
+        return _unhealthy(f"GET {url}: {type(exc).__name__}")
+    if status != 200:
+        return _unhealthy(f"GET {url} answered {status}")
+    print(f"healthy: GET {url} answered 200")
+    return 0
+
+
+def _server_args(argv: list[str]) -> argparse.Namespace | None:
+    """The parsed ``serve``/``dev`` arguments within a process's argv, if any.
+
+    Whatever precedes the command (the interpreter, ``-m bridge``, the script, an init
+    such as ``docker-init --``) is skipped.
+    """
+    argv = argv[:-1] if argv and argv[-1] == "" else argv  # cmdline ends with a NUL
+    for position, word in enumerate(argv):
+        if word in SERVER_COMMANDS:
+            with contextlib.redirect_stderr(io.StringIO()):
+                try:
+                    return _parser().parse_args(argv[position:])
+                except SystemExit:
+                    continue
+    return None
+
+
+def _local_address(host: str) -> str:
+    """Where a client on the same host reaches a server bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _unhealthy(reason: str) -> int:
+    print(f"unhealthy: {reason}", file=sys.stderr)
+    return 1
+
+
 def _dev(args: argparse.Namespace) -> int:
     from bridge.app import create_app
     from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 
-    token = args.token or secrets.token_urlsafe(24)
+    token = args.token or _dev_token()
     settings = Settings(
         server=ServerSettings(host=args.host, port=args.port, log_format="text"),
         scim=ScimSettings(tokens=[SecretStr(token)]),
@@ -177,6 +290,16 @@ def _dev(args: argparse.Namespace) -> int:
     )
     _run(app, settings.server)
     return 0
+
+
+def _dev_token(draw: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
+    """A random SCIM token that cannot be mistaken for a flag when pasted (no leading ``-``).
+
+    Drawing again keeps every allowed token equally likely.
+    """
+    while (token := draw()).startswith("-"):
+        pass
+    return token
 
 
 def _fake_modyo(args: argparse.Namespace) -> int:

@@ -294,7 +294,8 @@ def load_settings(path: Path | None, model: Any = Settings, **overrides: Any) ->
     try:
         return _FromFile(**overrides)
     except ValidationError as exc:
-        raise ConfigError([_describe(error) for error in exc.errors(include_input=False)]) from None
+        errors = exc.errors(include_input=False)
+        raise ConfigError([line for error in errors for line in _describe(error)]) from None
 
 
 def _check_readable_toml(path: Path) -> None:
@@ -311,13 +312,49 @@ def _check_readable_toml(path: Path) -> None:
         raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
 
 
-def _describe(error: Any) -> str:
-    """One line per problem: the dotted key, what is wrong, and where it can be set."""
-    location = ".".join(str(part) for part in error["loc"])
-    env_name = ENV_PREFIX + "__".join(str(part).upper() for part in error["loc"])
+def _describe(error: Any) -> list[str]:
+    """One line per problem: the dotted key, what is wrong, and where it can be set.
+
+    A missing section (no ``[scim]`` table and no ``BRIDGE_SCIM__*`` variable) is reported as
+    its missing required keys, since those are what can be set.
+    """
+    loc = tuple(str(part) for part in error["loc"])
     if error["type"] == "missing":
-        return f"{location}: required, set it in the config file or {env_name}"
+        section = _section(loc)
+        keys = [(*loc, *key) for key in _required_keys(section)] if section else []
+        return [
+            f"{'.'.join(key)}: required, set it in the config file or "
+            f"{ENV_PREFIX}{'__'.join(part.upper() for part in key)}"
+            for key in keys or [loc]
+        ]
+    location = ".".join(loc)
     if error["type"] == "extra_forbidden":
-        return f"{location}: unknown setting (see config.example.toml for valid keys)"
+        return [f"{location}: unknown setting (see config.example.toml for valid keys)"]
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{location}: {message}"
+    return [f"{location}: {message}"]
+
+
+def _section(loc: tuple[str, ...]) -> type[BaseModel] | None:
+    """The settings model at ``loc``, or None when ``loc`` names a single key."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = None if field is None else field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _required_keys(section: type[BaseModel]) -> list[tuple[str, ...]]:
+    """The required keys of ``section``, relative to it, nested sections expanded."""
+    keys: list[tuple[str, ...]] = []
+    for name, field in section.model_fields.items():
+        if not field.is_required():
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += [(name, *key) for key in _required_keys(annotation)]
+        else:
+            keys.append((name,))
+    return keys

@@ -117,7 +117,12 @@ class Conflict(UpstreamError):
 
 
 class Rejected(UpstreamError):
-    """The upstream refused the values (validation); the client must change its request."""
+    """The upstream refused the values (validation); the client must change its request.
+    ``field`` names the attribute when known."""
+
+    def __init__(self, detail: str, field: UserField | GroupField | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
 
 
 class UnknownMembers(UpstreamError):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import random
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -268,3 +269,30 @@ async def _read_message(reader: asyncio.StreamReader, *, is_request: bool) -> by
 def _request_line(message: bytes) -> tuple[str, str]:
     method, target, _ = message.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
     return method, target.split("?", 1)[0]
+
+
+class _Seen(logging.Handler):
+    def __init__(self, message: str, times: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.message, self.left, self.event = message, times, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.message:
+            self.left -= 1
+            if self.left <= 0:
+                self.event.set()
+
+
+@contextlib.contextmanager
+def logged(logger: str, message: str, times: int = 1) -> Iterator[asyncio.Event]:
+    """An event set once ``logger`` has logged ``message`` ``times`` times: how a test waits
+    for something the server did, without sleeping."""
+    target = logging.getLogger(logger)
+    handler, level = _Seen(message, times), target.level
+    target.addHandler(handler)
+    target.setLevel(logging.DEBUG)
+    try:
+        yield handler.event
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)

@@ -1,5 +1,6 @@
 """The CLI over real HTTP: ``dev`` and ``fake-modyo`` serve, ``serve`` works against
-``fake-modyo``, ``check`` passes against it and fails against a broken one."""
+``fake-modyo``, ``check`` passes against it and fails against a broken one, ``healthcheck``
+finds the port a running ``serve`` listens on."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bridge.cli import _dev_token
 from tests import entra
 
 SCIM_TOKEN = "cli-test-token-0123456789"
@@ -37,7 +39,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def _running(
-    args: list[str], ready_url: str, env: dict[str, str] | None = None
+    args: list[str], ready_url: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", *args],
@@ -45,6 +47,7 @@ def _running(
         stderr=subprocess.STDOUT,
         text=True,
         env=env or _env(),
+        cwd=cwd,
     )
     try:
         deadline = time.monotonic() + 20
@@ -127,10 +130,12 @@ def test_dev_serves_scim_with_the_fake_modyo_inside() -> None:
 def test_dev_generates_a_token_when_none_is_given() -> None:
     port = _free_port()
     with _running(["dev", "--port", str(port)], f"http://127.0.0.1:{port}/healthz") as process:
+        health = _healthcheck(process.pid, _env())
         process.terminate()
         output = process.communicate(timeout=10)[0]
     token = next(line.split(": ", 1)[1] for line in output.splitlines() if "Secret Token:" in line)
-    assert len(token) >= 16
+    assert len(token) >= 16 and not token.startswith("-")
+    assert health.stdout == f"healthy: GET http://127.0.0.1:{port}/healthz answered 200\n"
 
 
 def test_serve_against_fake_modyo_over_real_http() -> None:
@@ -140,6 +145,91 @@ def test_serve_against_fake_modyo_over_real_http() -> None:
             ["serve"], f"http://127.0.0.1:{port}/healthz", env=_serve_env(modyo_url, port=port)
         ):
             _lifecycle(f"http://127.0.0.1:{port}/scim")
+
+
+def test_dev_tokens_never_start_with_a_dash() -> None:
+    """A pasted token starting with ``-`` would be read as a flag: such draws are redrawn."""
+    draws = iter(["-leading-dash-0123456789", "-another-one-0123456789", "Plain_token-0123456789"])
+    assert _dev_token(draws.__next__) == "Plain_token-0123456789"
+    assert next(draws, None) is None
+
+
+def test_serve_with_nothing_configured_names_each_required_variable(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve"],
+        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        "  - scim.tokens: required, set it in the config file or BRIDGE_SCIM__TOKENS",
+        "  - modyo.base_url: required, set it in the config file or BRIDGE_MODYO__BASE_URL",
+        "  - modyo.token: required, set it in the config file or BRIDGE_MODYO__TOKEN",
+    ]
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(port: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve", "--port", port],
+        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"scim-bridge serve: error: argument --port: {port!r} is not a TCP port (1..65535)"
+        " (see scim-bridge serve --help)"
+    ]
+
+
+NEVER_CALLED_MODYO = "http://127.0.0.1:9"  # /healthz never calls Modyo
+
+
+def _healthcheck(pid: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "healthcheck", "--pid", str(pid)],
+        capture_output=True, text=True, env=env, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ["toml", "environment", "flags"])
+def test_healthcheck_follows_the_address_serve_listens_on(tmp_path: Path, source: str) -> None:
+    """Flags beat ``BRIDGE_SERVER__*``, which beat the TOML file: for ``serve`` and for the
+    ``healthcheck`` of the container image, which reads serve's command line."""
+    toml_port, env_port, flag_port = _free_port(), _free_port(), _free_port()
+    (tmp_path / "bridge.toml").write_text(
+        f'[server]\nhost = "{"localhost" if source == "flags" else "127.0.0.1"}"\n'
+        f"port = {toml_port}\n"
+    )
+    env = _serve_env(NEVER_CALLED_MODYO)
+    del env["BRIDGE_SERVER__PORT"]
+    args = ["serve", "--config", "bridge.toml"]  # relative: read from serve's directory
+    port = toml_port
+    if source != "toml":
+        env["BRIDGE_SERVER__PORT"], port = str(env_port), env_port
+    if source == "flags":
+        args += ["--host", "127.0.0.1", "--port", str(flag_port)]
+        port = flag_port
+    url = f"http://127.0.0.1:{port}/healthz"
+    with _running(args, url, env=env, cwd=tmp_path) as process:
+        result = _healthcheck(process.pid, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"healthy: GET {url} answered 200\n"
+
+
+def test_healthcheck_is_unhealthy_when_nothing_answers_or_no_server_runs() -> None:
+    port = _free_port()
+    env = _serve_env(NEVER_CALLED_MODYO, port=port)
+    with subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "serve", "--port", str(port)],
+        stdin=subprocess.PIPE,
+    ) as silent:  # looks like serve, listens nowhere
+        result = _healthcheck(silent.pid, env)
+        assert silent.stdin is not None
+        silent.stdin.close()
+    assert result.returncode == 1
+    assert result.stderr == f"unhealthy: GET http://127.0.0.1:{port}/healthz: ConnectError\n"
+    result = _healthcheck(os.getpid(), env)
+    assert result.returncode == 1
+    assert result.stderr == f"unhealthy: process {os.getpid()} is not scim-bridge serve or dev\n"
 
 
 def test_serve_with_a_bad_config_prints_one_line_per_problem(tmp_path: Path) -> None:

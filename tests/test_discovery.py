@@ -44,7 +44,7 @@ async def test_schemas_advertise_only_what_modyo_holds(scim: httpx.AsyncClient) 
         "userName": set(),
         "name": {"formatted", "familyName", "givenName"},
         "active": set(),
-        "emails": {"value", "type"},
+        "emails": {"value", "type", "primary"},
     }
     assert _names(schemas[entra.GROUP_URN]["attributes"]) == {
         "displayName": set(),

@@ -20,6 +20,7 @@ import pytest
 from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream, _failure
 from bridge.modyo.retry import RetryPolicy, parse_retry_after
@@ -269,23 +270,28 @@ async def test_search_groups_by_external_id(bench: Rig) -> None:
 
 
 BAD_IDS = [
-    "abc",
-    "-1",
-    "0",
-    "007",
-    "1.5",
     "",
     " 7",
     "7 ",
     "+7",
+    "-1",
     "١٢",
-    "12345678901234567890",
-    "0x10",
+    "a/b",
+    "a?b",
+    "a#b",
+    "a%2Fb",
+    "..",
+    "a..b",
+    "7\n",
+    "x" * 65,
 ]
+"""Ids no Modyo can have issued for a path: ids are opaque tokens (integers, uuids) of a
+path-safe alphabet, at most 64 characters (docs/modyo-contract.md C13)."""
+OPAQUE_IDS = ["abc", "007", "0x10", "830d2b95-4f0c-4c5e-9a57-2e0b1f6a7c11", "1.5"]
 
 
 @pytest.mark.parametrize("raw", BAD_IDS)
-async def test_ids_that_are_not_positive_integers_are_not_found_without_a_call(
+async def test_ids_that_cannot_be_in_a_path_are_not_found_without_a_call(
     bench: Rig, raw: str
 ) -> None:
     group_id = str(seed_group(bench.fake, "Admins"))
@@ -308,6 +314,15 @@ async def test_ids_that_are_not_positive_integers_are_not_found_without_a_call(
     assert await bench.client.memberships([raw]) == {}
     assert not bench.fake.calls
     assert group_id  # the objects exist; only the id shape decided
+
+
+@pytest.mark.parametrize("raw", OPAQUE_IDS)
+async def test_opaque_ids_are_asked_of_modyo(bench: Rig, raw: str) -> None:
+    """A uuid (Modyo's console addresses team members by it) or any safe token reaches
+    Modyo, which decides: here it has no such object."""
+    with pytest.raises(NotFound):
+        await bench.client.get_user(raw)
+    assert bench.fake.calls["GET /team_members/:id"] == 1
 
 
 # ---------------------------------------------------------------------- windows and paging
@@ -424,7 +439,7 @@ async def test_memberships_per_existing_user_one_call_per_100_ids(bench: Rig) ->
 
 async def test_memberships_of_nothing_costs_nothing(bench: Rig) -> None:
     assert await bench.client.memberships([]) == {}
-    assert await bench.client.memberships(["abc", "x1"]) == {}
+    assert await bench.client.memberships(["a/b", "..", ""]) == {}
     assert not bench.fake.calls
 
 
@@ -528,15 +543,30 @@ async def test_group_name_conflicts_name_display_name(bench: Rig) -> None:
     assert len(bench.fake.groups) == 2
 
 
-async def test_an_identical_create_adopts_the_existing_object(bench: Rig) -> None:
-    """A uniqueness 409 for an object holding every requested value is the same object."""
-    first = await bench.client.create_user(ANA)
-    again = await bench.client.create_user(ANA)
-    assert again == first
+async def test_an_identical_create_is_a_conflict_not_an_adoption(bench: Rig) -> None:
+    """A uniqueness failure nobody of ours may have caused is a real duplicate: RFC 7644 §3.3
+    wants 409, so the upstream reports Conflict even when the values are the same."""
+    await bench.client.create_user(ANA)
+    with pytest.raises(Conflict) as caught:
+        await bench.client.create_user(ANA)
+    assert caught.value.field is UserField.USER_NAME
+    await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
+    with pytest.raises(Conflict):
+        await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
+    assert len(bench.fake.team_members) == 1 and len(bench.fake.groups) == 1
+
+
+async def test_a_conflict_after_an_unknown_outcome_adopts_our_own_create(bench: Rig) -> None:
+    """The first POST was applied but its answer lost; the lookup lags behind (it finds
+    nothing), so the create is sent again and meets 409: that one is ours, and is adopted."""
+    empty = {"team_members": [], "meta": {"total_entries": 0, "per_page": 100,
+                                          "current_page": 1, "total_pages": 0}}  # fmt: skip
+    bench.service.lose_next("POST /team_members")
+    bench.fake.script("GET /team_members", FakeResponse(200, empty))
+    created = await bench.client.create_user(ANA)
     assert len(bench.fake.team_members) == 1
-    group = await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"})
-    assert await bench.client.create_group({GroupField.DISPLAY_NAME: "Admins"}) == group
-    assert len(bench.fake.groups) == 1
+    assert created.id == str(next(iter(bench.fake.team_members)))
+    assert bench.fake.calls["POST /team_members"] == 2
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ import pytest
 
 from bridge.config import Settings
 from bridge.deadline import deadline_in
-from bridge.idempotency import MemoryStore, StoredAnswer
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.http import ModyoHttp, never_sent
@@ -129,16 +128,21 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
     async with bridge_client(service, make_settings()) as scim:
 
         async def provision_user(name: str) -> None:
-            query = await entra_send(scim, "GET", "/Users", filter=f'userName eq "{name}"')
-            found = query.json()["Resources"]
-            if found:
-                ids[name] = found[0]["id"]
-                return
-            response = await entra_send(
-                scim, "POST", "/Users", entra.user(name, given="Ana", family="Entra")
-            )
-            assert response.status_code == 201, response.text
-            ids[name] = response.json()["id"]
+            """Entra's cycle: match by userName, else create; a create that failed (5xx)
+            is retried the same way, so one applied despite its 5xx is matched then."""
+            for _ in range(ENTRA_RETRIES):
+                query = await entra_send(scim, "GET", "/Users", filter=f'userName eq "{name}"')
+                found = query.json()["Resources"]
+                if found:
+                    ids[name] = found[0]["id"]
+                    return
+                body = entra.user(name, given="Ana", family="Entra")
+                response = await scim.post("/Users", json=body)
+                if response.status_code == 201:
+                    ids[name] = response.json()["id"]
+                    return
+                assert response.status_code >= 500, response.text
+            raise AssertionError(f"{name} was never provisioned")
 
         names = [f"user{n:03}@contoso.com" for n in range(500)]
         for name in names:
@@ -156,7 +160,10 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
             if query.json()["Resources"]:
                 group_ids[name] = query.json()["Resources"][0]["id"]
                 return
-            response = await entra_send(scim, "POST", "/Groups", entra.group(name))
+            response = await scim.post("/Groups", json=entra.group(name))
+            if response.status_code >= 500:  # next cycle: match again, then create
+                await provision_group(name)
+                return
             assert response.status_code == 201, response.text
             group_ids[name] = response.json()["id"]
 
@@ -259,26 +266,6 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
 # --------------------------------------------------------------------------- concurrency
 
 
-async def test_fifty_identical_concurrent_user_creates_make_one_user(
-    scim: httpx.AsyncClient, fake: FakeModyo
-) -> None:
-    body = entra.user("twin@contoso.com")
-    responses = await asyncio.gather(*(scim.post("/Users", json=body) for _ in range(50)))
-    assert {r.status_code for r in responses} == {201}
-    assert len({r.text for r in responses}) == 1  # all fifty answers agree
-    assert len(fake.team_members) == 1 and fake.calls["POST /team_members"] == 1
-
-
-async def test_fifty_identical_concurrent_group_creates_make_one_group(
-    scim: httpx.AsyncClient, fake: FakeModyo
-) -> None:
-    responses = await asyncio.gather(
-        *(scim.post("/Groups", json=entra.group("Twins")) for _ in range(50))
-    )
-    assert {r.status_code for r in responses} == {201} and len({r.text for r in responses}) == 1
-    assert len(fake.groups) == 1 and fake.calls["POST /groups"] == 1
-
-
 async def test_fifty_identical_concurrent_member_adds_make_one_write(
     scim: httpx.AsyncClient, fake: FakeModyo
 ) -> None:
@@ -340,31 +327,6 @@ async def test_a_create_lost_twice_is_still_one_user(fake: FakeModyo) -> None:
     assert response.status_code == 201 and len(fake.team_members) == 1
 
 
-async def test_entra_retrying_a_post_gets_the_original_201(
-    scim: httpx.AsyncClient, fake: FakeModyo
-) -> None:
-    """The bridge answered but Entra never saw it: the retry is replayed, Modyo untouched."""
-    body = entra.user("retry@contoso.com")
-    first = await scim.post("/Users", json=body)
-    again = await scim.post(
-        "/Users", json=dict(reversed(list(body.items())))
-    )  # same JSON, other order
-    assert again.status_code == 201 and again.json() == first.json()
-    assert again.headers["location"] == first.headers["location"]
-    assert again.headers["x-idempotent-replay"] == "true"
-    assert fake.calls["POST /team_members"] == 1 and len(fake.team_members) == 1
-
-
-async def test_without_the_cache_a_retried_post_is_still_one_user(fake: FakeModyo) -> None:
-    """With the cache off, a retried create meets Modyo's 409 and adopts the identical user."""
-    settings = make_settings(idempotency={"enabled": False})
-    async with bridge_client(FaultyModyo(fake), settings) as scim:
-        first = await scim.post("/Users", json=entra.user("nocache@contoso.com"))
-        again = await scim.post("/Users", json=entra.user("nocache@contoso.com"))
-    assert first.status_code == again.status_code == 201
-    assert again.json()["id"] == first.json()["id"] and len(fake.team_members) == 1
-
-
 async def test_a_delete_whose_answer_is_lost_still_succeeds(fake: FakeModyo) -> None:
     service = FaultyModyo(fake)
     async with bridge_client(service, make_settings()) as scim:
@@ -395,15 +357,6 @@ async def test_a_create_replayed_after_its_user_was_deleted_creates_again(
     second = await scim.post("/Users", json=body)
     assert second.status_code == 201 and "x-idempotent-replay" not in second.headers
     assert second.json()["id"] != first["id"] and len(fake.team_members) == 1
-
-
-async def test_errors_are_never_replayed(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
-    group = await create_group(scim, "Later")
-    body = entra.patch(entra.op("Add", "members", entra.members("999")))
-    assert (await scim.patch(f"/Groups/{group['id']}", json=body)).status_code == 400
-    fake.reset_calls()
-    assert (await scim.patch(f"/Groups/{group['id']}", json=body)).status_code == 400
-    assert fake.calls["GET /team_members"] == 1  # executed again, not replayed
 
 
 # --------------------------------------------------------------------------- retries and deadline
@@ -492,35 +445,6 @@ async def test_in_flight_modyo_calls_are_bounded(fake: FakeModyo) -> None:
 
 
 # --------------------------------------------------------------------------- cache bounds
-
-
-async def test_the_store_never_exceeds_its_bounds_and_expires_entries() -> None:
-    now = [0.0]
-    store = MemoryStore(max_entries=10, ttl_seconds=60, clock=lambda: now[0])
-    answer = StoredAnswer(200, (), b"{}")
-    for n in range(1000):
-        await store.put(f"k{n}", answer, frozenset({f"Users/{n % 37}"}))
-        assert len(store) <= 10
-        now[0] += 0.5
-    assert await store.get("k999") == answer and await store.get("k0") is None
-    now[0] += 61
-    assert await store.get("k999") is None
-    await store.put("fresh", answer, frozenset())
-    assert len(store) == 1  # expired entries are swept on the way
-    assert not store._by_resource  # and their resource index with them
-
-
-async def test_an_evicted_answer_is_executed_again(fake: FakeModyo) -> None:
-    settings = make_settings(idempotency={"max_entries": 2})
-    async with bridge_client(FaultyModyo(fake), settings) as scim:
-        bodies = [entra.user(f"ev{n}@contoso.com") for n in range(3)]
-        for body in bodies:
-            assert (await scim.post("/Users", json=body)).status_code == 201
-        replay = await scim.post("/Users", json=bodies[2])
-        assert replay.headers.get("x-idempotent-replay") == "true"
-        evicted = await scim.post("/Users", json=bodies[0])  # executed: Modyo's 409, adopted
-    assert evicted.status_code == 201 and "x-idempotent-replay" not in evicted.headers
-    assert fake.calls["POST /team_members"] == 4 and len(fake.team_members) == 3
 
 
 def test_settings_expose_the_reliability_knobs() -> None:

@@ -10,8 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
@@ -43,6 +53,7 @@ from bridge.upstream import (
 
 log = logging.getLogger("bridge.modyo")
 _RETRIED: Final = frozenset({502, 503, 504})
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 
 API: Final = "/api/admin"
 HEALTH_SECONDS: Final = 5.0  # a readiness probe's own deadline
@@ -70,10 +81,6 @@ USER_SEARCH_PARAMS: Final = {
 GROUP_SEARCH_PARAMS: Final = {
     GroupField.DISPLAY_NAME: "name",
     GroupField.EXTERNAL_ID: "external_id",
-}
-FIELD_OF_ATTRIBUTE: Final[dict[str, UserField | GroupField]] = {
-    "username": UserField.USER_NAME,
-    "email": UserField.EMAIL,
 }
 
 
@@ -212,7 +219,7 @@ class RestUpstream:
     async def memberships(self, user_ids: Iterable[str]) -> dict[str, frozenset[str]]:
         """The groups of each existing user: one call per 100 ids, whatever the groups' sizes
         (team members carry their ``group_ids``; ``only[]`` trims the rest)."""
-        wanted = sorted({user_id for user_id in user_ids if _is_modyo_id(user_id)}, key=int)
+        wanted = sorted({user_id for user_id in user_ids if _is_modyo_id(user_id)}, key=_sort_key)
         found: dict[str, frozenset[str]] = {}
         for chunk in _chunks(wanted, MAX_PER_PAGE):
             params = [("per_page", str(MAX_PER_PAGE)), *MEMBERSHIP_FIELDS]
@@ -234,7 +241,7 @@ class RestUpstream:
         """One call per 100 members; adding a member twice is a no-op upstream (SAFE)."""
         path = f"{API}/groups/{_modyo_id(group_id)}/team_members"
         for chunk in _chunks(sorted(set(user_ids), key=_sort_key), MAX_PER_PAGE):
-            ids = [int(user_id) if _is_modyo_id(user_id) else user_id for user_id in chunk]
+            ids = [int(user_id) if user_id.isdigit() else user_id for user_id in chunk]
             answer = await self._http.send(
                 "POST /groups/:id/team_members", "POST", path, json={"team_member_ids": ids}
             )
@@ -300,24 +307,32 @@ class RestUpstream:
         payload: dict[str, Any],
         find_existing: Callable[[], Awaitable[Mapping[str, Any] | None]],
     ) -> dict[str, Any]:
-        """POST without ever creating twice: after an unknown outcome, or a uniqueness 409,
-        look the object up by its unique key and adopt it if it holds what was being created."""
+        """POST without ever creating twice: after an unknown outcome, look the object up by
+        its unique key and adopt it if it holds what was being created. A uniqueness failure
+        is adopted the same way only when an earlier attempt of this call may have been
+        applied; otherwise it is a real duplicate, and the SCIM side answers 409 (RFC 7644
+        §3.3)."""
+        maybe_applied = False
         for _ in range(self._http.retry.settings.max_attempts):
             try:
                 answer = await self._http.send(
                     call, "POST", path, json=payload, repeat=Repeat.UNSAFE
                 )
             except UnknownOutcome:
+                maybe_applied = True
                 existing = await find_existing()
                 if existing is not None:
                     log.info("adopted object after an unknown create outcome", extra={"call": call})
                     return dict(existing)
-                continue  # it was not applied: creating again is safe
+                continue  # not found: it was not applied, creating again is safe
             if answer.status in (409, 422):  # Modyo's failure statuses (C9)
                 failure = _failure(call, answer.response)
-                if isinstance(failure, Conflict):
+                if isinstance(failure, Conflict) and maybe_applied:
                     existing = await find_existing()
                     if existing is not None:
+                        log.info(
+                            "adopted object created by an earlier attempt", extra={"call": call}
+                        )
                         return dict(existing)
                 raise failure
             return self._expect(answer, call, 200, 201)
@@ -408,19 +423,22 @@ class RestUpstream:
 
 
 def _modyo_id(raw: str) -> str:
-    """Modyo ids are positive integers [API L643-L656]; anything else cannot exist."""
+    """An id Modyo could have issued, safe to put in a path; anything else cannot exist."""
     if not _is_modyo_id(raw):
         raise NotFound(f"no object with id {raw!r}")
     return raw
 
 
 def _is_modyo_id(raw: str) -> bool:
-    """A positive integer in canonical form ("12", not "012", "0", "+12" or "١٢")."""
-    return raw.isascii() and raw.isdigit() and len(raw) < 19 and raw[0] != "0"
+    """An opaque token of a path-safe alphabet (C13): Modyo's integer ids ("12"), and the
+    ``uuid`` its console addresses team members by [API L643-L656], both fit; a ``/``, ``?``,
+    ``#``, ``%``, ``..``, a control character or more than 64 characters cannot."""
+    return _SAFE_ID.fullmatch(raw) is not None and ".." not in raw
 
 
 def _sort_key(raw: str) -> tuple[int, str]:
-    return (int(raw), "") if _is_modyo_id(raw) else (0, raw)
+    """Integer ids in numeric order, then the others (a stable, de-duplicated call order)."""
+    return (0, raw.zfill(20)) if raw.isdigit() else (1, raw)
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -512,32 +530,70 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
 
 
 def _validation_failure(call: str, status: int, response: httpx.Response) -> UpstreamError:
-    """Modyo's ``{"errors": [...]}``: strings, or ``{field, messages, details:[{error}]}``."""
+    """Modyo's error envelope (C8), in every documented shape: ``{"errors": [...]}`` whose
+    elements are ``{field, messages, details: [{error}]}`` objects or translated strings
+    (``"Username has already been taken"``), and the legacy hash
+    ``{"errors": {"username": ["has already been taken"]}}`` (422 in the 2022 Swagger)."""
     try:
-        errors = response.json().get("errors")
-    except (ValueError, AttributeError):
-        errors = None
-    if not isinstance(errors, list) or not errors:
+        body = response.json()
+    except ValueError:
+        body = None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    problems = list(_problems(errors))
+    if not problems:
         return Rejected(f"Modyo refused {call} (HTTP {status})")
-    messages: list[str] = []
+    groups = call.startswith(("POST /groups", "PUT /groups")) and "team_members" not in call
+    fields: Mapping[str, UserField | GroupField] = {
+        name: field for field, name in (GROUP_ATTRIBUTES if groups else USER_ATTRIBUTES).items()
+    }
+    for problem in problems:
+        if problem.field == "team_member_ids" and "not_found" in problem.codes:
+            return UnknownMembers(problem.ids)
+        if problem.taken:
+            return Conflict(problem.text, field=fields.get(problem.field or ""))
+    return Rejected(
+        "Modyo refused the values: " + "; ".join(problem.text for problem in problems),
+        field=fields.get(problems[0].field or ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    field: str | None
+    text: str
+    codes: frozenset[str]
+    ids: tuple[str, ...] = ()
+
+    @property
+    def taken(self) -> bool:
+        """A uniqueness failure: the ``taken`` code (C12), or Rails' message for it."""
+        return "taken" in self.codes or "already been taken" in self.text.lower()
+
+
+def _problems(errors: object) -> Iterator[_Problem]:
+    if isinstance(errors, dict):  # the legacy hash: {"username": ["has already been taken"]}
+        for name, messages in errors.items():
+            listed = messages if isinstance(messages, list) else [messages]
+            text = "; ".join(str(message) for message in listed)
+            yield _Problem(str(name), f"{name} {text}", frozenset())
+        return
+    if not isinstance(errors, list):
+        return
     for error in errors:
-        if not isinstance(error, dict):
-            messages.append(str(error))
-            continue
-        name = str(error.get("field", ""))
-        codes = {str(d.get("error")) for d in error.get("details") or () if isinstance(d, dict)}
-        text = "; ".join(str(m) for m in error.get("messages") or ())
-        if name == "team_member_ids" and "not_found" in codes:
-            ids = [i for d in error["details"] if isinstance(d, dict) for i in d.get("ids") or ()]
-            return UnknownMembers(str(i) for i in ids)
-        if "taken" in codes:
-            return Conflict(
-                f"{name} {text}".strip(),
-                field=FIELD_OF_ATTRIBUTE.get(name, _group_field(name, call)),
+        if isinstance(error, str):  # a translated message: "Username has already been taken"
+            first = error.split(" ", 1)[0].lower()
+            yield _Problem(first if first in _MESSAGE_FIELDS else None, error, frozenset())
+        elif isinstance(error, dict):
+            name = str(error.get("field") or "") or None
+            details = [d for d in error.get("details") or () if isinstance(d, dict)]
+            text = "; ".join(str(m) for m in error.get("messages") or ())
+            yield _Problem(
+                name,
+                f"{name or ''} {text}".strip(),
+                frozenset(str(d.get("error")) for d in details),
+                tuple(str(i) for d in details for i in d.get("ids") or ()),
             )
-        messages.append(f"{name} {text}".strip())
-    return Rejected("Modyo refused the values: " + "; ".join(messages))
 
 
-def _group_field(name: str, call: str) -> GroupField | None:
-    return GroupField.DISPLAY_NAME if name == "name" and "/groups" in call else None
+_MESSAGE_FIELDS: Final = frozenset({"username", "email", "name"})
+"""Attributes a translated message starts with (Rails' ``full_messages``)."""

@@ -38,8 +38,8 @@ GROUP_PATHS: Final[Mapping[GroupField, str]] = {
     GroupField.EXTERNAL_ID: "externalId",  # objectId
 }
 EMAIL_COMPANIONS: Final = ("emails.type", "emails.primary")
-"""Sub-attributes of the one email an upstream holds: accepted, rendered as the work email."""
-EMAIL_ADVERTISED: Final = ("emails.type",)
+"""Sub-attributes of the one email an upstream holds: accepted, and rendered as the work
+email, which is the primary one (as Microsoft's create-user response shows it)."""
 MEMBER_PATHS: Final = ("members.value", "members.$ref", "members.display", "members.type")
 """Memberships are part of every upstream (the Upstream interface), so always served."""
 
@@ -80,7 +80,7 @@ def served(holds: Holdings) -> Served:
         ),
         group=Holding("Group", Group, GroupPath, _model_fields(GroupPath, [*group_paths,
                                                                           *MEMBER_PATHS])),
-        user_schema=_schema_keep([*user_paths, *(EMAIL_ADVERTISED if held_email else ())]),
+        user_schema=_schema_keep([*user_paths, *(EMAIL_COMPANIONS if held_email else ())]),
         group_schema=_schema_keep([*group_paths, *MEMBER_PATHS]),
         user_scalars={
             USER_PATHS[field].lower(): field

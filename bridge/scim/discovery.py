@@ -38,6 +38,7 @@ from starlette.routing import Route
 from bridge.scim.attributes import SchemaKeep
 from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import method_route
+from bridge.scim.models import BridgeUser
 from bridge.scim.responses import ScimResponse, list_response
 
 _SUB_ATTRIBUTE_CHANGES: Final[dict[str, dict[str, dict[str, Any]]]] = {
@@ -75,7 +76,7 @@ class DiscoveryEndpoints:
     def __init__(self, context: ScimContext) -> None:
         self.context = context
         self._schemas = [
-            _trimmed(User, context.served.user_schema),
+            _trimmed(BridgeUser, context.served.user_schema),
             _trimmed(Group, context.served.group_schema),
         ]
 

@@ -8,7 +8,8 @@ mapped here, the one place the SCIM side learns about them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
 
 from pydantic import ValidationError
 from scim2_models import (
@@ -19,6 +20,7 @@ from scim2_models import (
     UniquenessException,
 )
 
+from bridge.scim.attributes import GROUP_PATHS, USER_PATHS
 from bridge.scim.responses import ScimResponse
 from bridge.upstream import (
     BadGateway,
@@ -67,11 +69,11 @@ class InternalError(HeaderedException):
     status = 500
 
 
-SCIM_NAME = {
-    UserField.USER_NAME: "userName",
-    UserField.EMAIL: 'emails[type eq "work"].value',
-    GroupField.DISPLAY_NAME: "displayName",
-}
+def scim_name(field: UserField | GroupField | None) -> str | None:
+    """The SCIM attribute an upstream field is (``bridge.scim.attributes``)."""
+    if isinstance(field, UserField):
+        return 'emails[type eq "work"].value' if field is UserField.EMAIL else USER_PATHS[field]
+    return GROUP_PATHS[field] if isinstance(field, GroupField) else None
 
 
 def retry_after_header(seconds: float | None) -> str:
@@ -91,13 +93,14 @@ def from_upstream(failure: UpstreamError, *, resource: str) -> SCIMException:
     if isinstance(failure, NotFound):
         return NotFoundException(detail=f"{resource} not found")
     if isinstance(failure, Conflict):
-        name = SCIM_NAME.get(failure.field) if failure.field else None
+        name = scim_name(failure.field)
         what = f"a {resource} with this {name} already exists" if name else failure.detail
         return UniquenessException(detail=f"{what} (Modyo: {failure.detail})")
     if isinstance(failure, UnknownMembers):
         return unknown_members(failure.ids)
     if isinstance(failure, Rejected):
-        return InvalidValueException(detail=failure.detail)
+        name = scim_name(failure.field)
+        return InvalidValueException(detail=f"{name}: {failure.detail}" if name else failure.detail)
     if isinstance(failure, Unavailable):
         return UpstreamUnavailable(
             detail=failure.detail + "; retry later",
@@ -109,10 +112,70 @@ def from_upstream(failure: UpstreamError, *, resource: str) -> SCIMException:
 
 
 def from_validation(error: ValidationError) -> SCIMException:
-    """The first problem of a pydantic/scim2-models validation, as a SCIM error."""
-    errors = Error.from_validation_errors(error)
-    first = errors[0] if errors else Error(status=400, scim_type="invalidValue", detail=str(error))
-    return SCIMException.from_error(first)
+    """The first problem of a pydantic/scim2-models validation, as a SCIM error that speaks
+    SCIM: ``active must be a boolean (true or false)``, naming the attribute path as RFC 7644
+    §3.10 writes it, never pydantic's ``1 validation error for User[...] ... [type=...]``.
+    The status and ``scimType`` are scim2-models' reading of the error (RFC 7644 §3.12)."""
+    problems = error.errors(include_url=False)
+    if not problems:
+        return InvalidValueException(detail="the request is not valid")
+    first = problems[0]
+    keyword = Error.from_validation_error(first)
+    path = _attribute_path(first["loc"])
+    phrase = _phrase(first)
+    detail = f"{path} {phrase}" if path and not first["type"].startswith("scim_") else phrase
+    return SCIMException.from_error(
+        Error(status=keyword.status or 400, scim_type=keyword.scim_type, detail=detail)
+    )
+
+
+_PHRASES: Final = {
+    "bool_parsing": "must be a boolean (true or false)",
+    "bool_type": "must be a boolean (true or false)",
+    "string_type": "must be a string",
+    "string_too_long": "is too long",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "missing": "is required",
+    "datetime_parsing": "must be a date-time (RFC 3339)",
+    "datetime_type": "must be a date-time (RFC 3339)",
+    "url_parsing": "must be a URI",
+    "url_type": "must be a URI",
+    "extra_forbidden": "is not an attribute of this resource",
+}
+
+
+def _phrase(error: Mapping[str, Any]) -> str:
+    kind = str(error["type"])
+    if kind == "value_error" and "error" in (error.get("ctx") or {}):
+        return str(error["ctx"]["error"])
+    if kind == "required_error" and "field_name" in (error.get("ctx") or {}):
+        return f"{error['ctx']['field_name']} is required"
+    if kind == "enum":
+        expected = (error.get("ctx") or {}).get("expected")
+        return f"must be one of {expected}" if expected else "is not one of the allowed values"
+    return _PHRASES.get(kind, str(error["msg"]))
+
+
+def _attribute_path(loc: Sequence[str | int]) -> str:
+    """A pydantic error location as an attribute path: ``emails[0].value``, and
+    ``urn:…:enterprise:2.0:User:department`` for an extension's attribute (RFC 7644 §3.10).
+    Union members (``function-after[...]``) are left out."""
+    path, previous = "", ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        if "[" in part or "(" in part:
+            continue
+        separator = ":" if previous.startswith("urn:") else "."
+        path = f"{path}{separator}{part}" if path else part
+        previous = part
+    return path
 
 
 def _readable(detail: str) -> str:
@@ -122,6 +185,8 @@ def _readable(detail: str) -> str:
 
 
 def error_response(exc: SCIMException) -> ScimResponse:
+    if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, HeaderedException):
+        exc = type(exc)(detail=from_validation(exc.__cause__).detail)  # not pydantic's text
     error = exc.to_error()
     body: dict[str, object] = {"schemas": [str(Error.__schema__)], "status": str(exc.status)}
     if error.scim_type:

@@ -18,15 +18,18 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from pydantic.networks import validate_email
-
 from bridge.scim.attributes import USER_PATHS, Served
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step
-from bridge.scim.models import ENTERPRISE_SCHEMA, PATCH_SCHEMA, USER_SCHEMA
+from bridge.scim.models import (
+    ENTERPRISE_SCHEMA,
+    PATCH_SCHEMA,
+    USER_SCHEMA,
+    email_syntax,
+    entra_boolean,
+)
 from bridge.upstream import UserField
 
 _MEMBER_FILTER: Final = re.compile(r'members\[value eq "([A-Za-z0-9._-]+)"\]', re.IGNORECASE)
-_BOOLEANS: Final = {"true": True, "false": False}
 _MEMBER_KEYS: Final = frozenset({"value", "$ref", "display", "type"})
 
 _ENVELOPE_KEYS: Final = frozenset({"schemas", "meta", "roles"})
@@ -71,8 +74,8 @@ class FastPaths:
     def user_values(self, body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
         """The values of Entra's create body (R5): userName, one work email, name parts,
         externalId, active, an empty ``roles`` and ``meta.resourceType``; None for anything else.
-        The email is checked and normalised by pydantic's own ``validate_email``, as scim2-models
-        does."""
+        Booleans and the email are read by the same functions the models use
+        (:func:`entra_boolean`, :func:`email_syntax`)."""
         if not self._creates or not body.keys() <= self._create_keys:
             return None
         if body.get("roles", []) != []:
@@ -85,9 +88,7 @@ class FastPaths:
         user_name, external_id = body.get("userName"), body.get("externalId")
         if not _text(user_name) or not (external_id is None or _text(external_id)):
             return None
-        active = body.get("active", True)
-        if isinstance(active, str) and active.lower() in _BOOLEANS:
-            active = _BOOLEANS[active.lower()]
+        active = _boolean(body.get("active", True))
         email = _work_email(body.get("emails"))
         name = body.get("name", {})
         if not isinstance(active, bool) or email is None or not isinstance(name, dict):
@@ -117,8 +118,7 @@ class FastPaths:
             if field is None or op not in ("add", "replace"):
                 return None
             if field is UserField.ACTIVE:
-                if isinstance(value, str) and value.lower() in _BOOLEANS:
-                    value = _BOOLEANS[value.lower()]
+                value = _boolean(value)
                 if not isinstance(value, bool):
                     return None
             elif not isinstance(value, str) or (value == "" and field is UserField.USER_NAME):
@@ -161,12 +161,22 @@ def _work_email(emails: Any) -> str | None:
     entry = emails[0]
     if not entry.keys() <= {"primary", "type", "value"} or entry.get("type", "work") != "work":
         return None
-    if not isinstance(entry.get("primary", True), bool) or not _text(entry.get("value")):
+    if _boolean(entry.get("primary", True)) is None or not _text(entry.get("value")):
         return None
     try:
-        return validate_email(entry["value"])[1]
-    except ValueError:  # pydantic raises PydanticCustomError, a ValueError
+        address: str = email_syntax(entry["value"])
+    except ValueError:
+        return None  # the library refuses it, and says why
+    return address
+
+
+def _boolean(value: Any) -> bool | None:
+    """A boolean as the models read it; None when it is not one (the library refuses it)."""
+    try:
+        read: bool | None = entra_boolean(value)
+    except ValueError:
         return None
+    return read
 
 
 def _text(value: Any) -> bool:

@@ -29,6 +29,7 @@ from scim2_models import (
 from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalExpr, LogicalOperator
 
 from bridge.scim.models import ENTRA_POLICY, GroupPatch, GroupPath
+from bridge.scim.pathless import expanded
 from bridge.scim.unheld import Holding
 from bridge.upstream import GroupField
 
@@ -80,12 +81,8 @@ def plan_group_patch(patch: GroupPatch, holding: Holding[Group]) -> GroupPlan:
     """Read a validated ``PatchOp[Group]``; raises SCIM exceptions for forms it cannot honour."""
     plan = GroupPlan()
     other_operations = []
-    for operation in patch.operations or ():
-        if operation.path is None:
-            rest = _split_pathless(operation, plan)
-            if rest is not None:
-                other_operations.append(rest)
-        elif _targets_members(operation.path):
+    for operation in expanded(patch, Group):
+        if operation.path is not None and _targets_members(operation.path):
             plan.steps.append(_member_step(operation))
         else:
             other_operations.append(operation)
@@ -97,22 +94,6 @@ def plan_group_patch(patch: GroupPatch, holding: Holding[Group]) -> GroupPlan:
 def _targets_members(path: GroupPath) -> bool:
     binding = path.resolve()
     return binding is not None and binding.field_name == "members"
-
-
-def _split_pathless(
-    operation: PatchOperation[Group], plan: GroupPlan
-) -> PatchOperation[Group] | None:
-    """A path-less add/replace: ``members`` becomes a step, the rest an attribute change."""
-    if not isinstance(operation.value, dict):
-        return operation
-    rest = {}
-    for key, value in operation.value.items():
-        if key.lower() == "members":
-            kind = Step.ADD if operation.op == "add" else Step.REPLACE
-            plan.steps.append(MemberStep(kind, _ids(value)))
-        else:
-            rest[key] = value
-    return operation.model_copy(update={"value": rest}) if rest else None
 
 
 def _member_step(operation: PatchOperation[Group]) -> MemberStep:
@@ -151,12 +132,10 @@ def _ids(value: Any) -> tuple[str, ...]:
             )
         fields = {str(key).lower(): item for key, item in entry.items()}
         member_id = fields.get("value")
-        if (
-            not isinstance(member_id, str | int)
-            or isinstance(member_id, bool)
-            or str(member_id) == ""
-        ):
-            raise InvalidValueException(detail='each member needs a "value" holding a user id')
+        if not isinstance(member_id, str) or member_id == "":
+            raise InvalidValueException(
+                detail='each member needs a "value": the id of a user, as a string'
+            )
         if str(fields.get("type") or "User").lower() != "user":
             raise InvalidValueException(detail=f"member {member_id}: Modyo groups hold users only")
         ids.append(str(member_id))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from scim2_models import Context, Group
+from scim2_models import Context, Group, InvalidValueException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,7 +44,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         name). Members, if sent, are checked before the group is created."""
         body = await self.read_body(request)
         group = resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
-        member_ids = {member.value for member in group.members or () if member.value}
+        member_ids = set(_member_ids(group))
         await self._require_users(member_ids)
         async with self.context.creating.hold(f"displayName:{group.display_name}"):
             record = await self.context.upstream.create_group(group_values(group, self.held))
@@ -95,7 +95,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         body = await self.read_body(request)
         group = resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
         group_id = request.path_params["resource_id"]
-        wanted = tuple(member.value for member in group.members or () if member.value)
+        wanted = _member_ids(group)
         plan = GroupPlan(
             changes=group_values(group, self.held), steps=[MemberStep(Step.REPLACE, wanted)]
         )
@@ -214,6 +214,19 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         resource = group_resource(record, location, members, users)
         dumped: dict[str, Any] = resource.model_dump(scim_ctx=context, response_parameters=params)
         return dumped
+
+
+def _member_ids(group: Group) -> tuple[str, ...]:
+    """The ids of a POST/PUT body's ``members``; a member without a ``value`` is a 400
+    (RFC 7643 §4.2: ``value`` is the member's id), never silently dropped."""
+    ids = []
+    for position, member in enumerate(group.members or ()):
+        if not member.value:
+            raise InvalidValueException(
+                detail=f'members[{position}] needs a "value": the id of a user, as a string'
+            )
+        ids.append(member.value)
+    return tuple(dict.fromkeys(ids))
 
 
 def _wants_members(params: Parameters | None) -> bool:

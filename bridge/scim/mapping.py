@@ -14,7 +14,7 @@ from typing import Any
 
 from scim2_models import Email, Group, GroupMember, Meta, Name
 
-from bridge.scim.models import GROUP_SCHEMA, USER_SCHEMA, BridgeUser
+from bridge.scim.models import GROUP_SCHEMA, USER_SCHEMA, BridgeEmail, BridgeUser
 from bridge.upstream import GroupField, GroupRecord, MemberRecord, UserField, UserRecord
 
 
@@ -31,7 +31,9 @@ def user_resource(record: UserRecord, location: str) -> BridgeUser:
         )
     emails = None
     if record.email:
-        emails = [Email.model_construct(value=record.email, type=Email.Type.work)]
+        emails = [
+            BridgeEmail.model_construct(value=record.email, type=Email.Type.work, primary=True)
+        ]
     return BridgeUser.model_construct(
         schemas=[USER_SCHEMA],
         id=record.id,
@@ -66,7 +68,7 @@ def user_json(record: UserRecord, location: str) -> dict[str, Any]:
         body["name"] = name
     body["active"] = record.active
     if record.email:
-        body["emails"] = [{"value": record.email, "type": "work"}]
+        body["emails"] = [{"value": record.email, "type": "work", "primary": True}]
     return body
 
 

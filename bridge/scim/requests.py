@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import ValidationError
 from scim2_models import BaseModel, Context, InvalidSyntaxException, InvalidValueException
@@ -34,9 +34,48 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSyntaxException(detail=f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidSyntaxException(detail=_TOO_DEEP) from None
     if not isinstance(parsed, dict):
         raise InvalidSyntaxException(detail="the request body must be a JSON object")
+    _check_document(parsed)
     return parsed
+
+
+MAX_DEPTH: Final = 32
+"""SCIM bodies nest a few levels (a PatchOp's value of an extension's complex attribute is
+six); a deeper document is refused before anything recurses over it."""
+_TOO_DEEP: Final = f"the request body nests deeper than {MAX_DEPTH} levels"
+
+
+def _check_document(document: dict[str, Any]) -> None:
+    """Refuse, with a SCIM 400, what JSON allows but no SCIM value is: nesting beyond
+    :data:`MAX_DEPTH`, and strings holding a lone UTF-16 surrogate (``"\\ud800"``), which
+    are not Unicode text (RFC 8259 §8.2) and could be neither stored nor answered."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise InvalidSyntaxException(detail=_TOO_DEEP)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValueException(
+                detail="the request body holds a string that is not valid Unicode "
+                "(a lone UTF-16 surrogate)"
+            ) from None
 
 
 def resource_from(payload: dict[str, Any], holding: Holding[M], context: Context) -> M:

@@ -80,17 +80,13 @@ class Holding(Generic[M]):
 
     def operation(self, operation: PatchOperation[Any]) -> PatchOperation[Any] | None:
         """A PATCH operation restricted to held attributes, None if it touches none."""
-        if operation.path is not None:
-            if self.holds(operation.path):
-                return operation
-            note_unheld(self.resource, str(operation.path))
-            return None
-        if not isinstance(operation.value, dict):
-            return operation  # scim2-models refuses a path-less value that is not an object
-        held = {key: value for key, value in operation.value.items() if self.holds_key(key)}
-        for key in operation.value.keys() - held.keys():
-            note_unheld(self.resource, key)
-        return operation.model_copy(update={"value": held}) if held else None
+        if operation.path is None:
+            return operation  # path-less values were split per key (pathless.py); a
+            # remaining one is not an object, and scim2-models refuses it
+        if self.holds(operation.path):
+            return operation
+        note_unheld(self.resource, str(operation.path))
+        return None
 
     def note_sub_attributes(self, model: BaseModel) -> None:
         """Note unheld sub-attributes of held ones (``name.middleName``, ``emails.display``)."""

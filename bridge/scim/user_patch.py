@@ -19,7 +19,8 @@ from typing import Any, Final
 from scim2_models import Email, MutabilityException, Name, PatchOperation
 
 from bridge.scim.mapping import best_email
-from bridge.scim.models import ENTRA_POLICY, BridgeUser, UserPatch
+from bridge.scim.models import ENTRA_POLICY, BridgeEmail, BridgeUser, UserPatch
+from bridge.scim.pathless import expanded
 from bridge.scim.unheld import Holding
 from bridge.upstream import UserField
 
@@ -34,7 +35,7 @@ def _probe() -> BridgeUser:
         external_id=UNTOUCHED,
         active=None,
         name=Name(given_name=UNTOUCHED, family_name=UNTOUCHED, formatted=UNTOUCHED),
-        emails=[Email(value=UNTOUCHED_EMAIL, type="work", primary=True)],
+        emails=[BridgeEmail(value=UNTOUCHED_EMAIL, type="work", primary=True)],
     )
 
 
@@ -55,7 +56,8 @@ def user_changes(
 ) -> dict[UserField, str | bool | None]:
     """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
     Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""
-    kept = [part for op in patch.operations or () if (part := holding.operation(op)) is not None]
+    operations = expanded(patch, BridgeUser)
+    kept = [part for op in operations if (part := holding.operation(op)) is not None]
     if any(_unsets_active(operation) for operation in kept):
         raise MutabilityException(
             detail="active cannot be removed: a Modyo member is active or not"

@@ -3,6 +3,14 @@
 from bridge.modyo.fake.app import FakeModyoApp
 from bridge.modyo.fake.faults import Faults, FaultyModyo
 from bridge.modyo.fake.router import build_router, mock_transport
-from bridge.modyo.fake.state import FakeModyo
+from bridge.modyo.fake.state import FakeModyo, Variant
 
-__all__ = ["FakeModyo", "FakeModyoApp", "Faults", "FaultyModyo", "build_router", "mock_transport"]
+__all__ = [
+    "FakeModyo",
+    "FakeModyoApp",
+    "Faults",
+    "FaultyModyo",
+    "Variant",
+    "build_router",
+    "mock_transport",
+]

@@ -60,8 +60,13 @@ def _seed(service: FaultyModyo, payload: dict[str, Any]) -> FakeResponse:
     groups = []
     for group in payload.get("groups", []):
         members = users[: int(group.get("members", 0))]
-        groups.append({"id": fake.seed_group(str(group["name"]), members), "name": group["name"]})
+        group_id = fake.seed_group(str(group["name"]), members)
+        groups.append({"id": fake.external_id(fake.groups[group_id]), "name": group["name"]})
     listed = [
-        {"id": user_id, "username": fake.team_members[user_id]["username"]} for user_id in users
+        {
+            "id": fake.external_id(fake.team_members[user_id]),
+            "username": fake.team_members[user_id]["username"],
+        }
+        for user_id in users
     ]
     return FakeResponse(201, {"users": listed, "groups": groups})

@@ -13,7 +13,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +64,18 @@ class Outcome:
     applied: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A call held by :meth:`FaultyModyo.hold_next`: ``arrived`` is set when it reaches the
+    fake, and it proceeds once ``release()`` is called."""
+
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class FaultyModyo:
     """A :class:`FakeModyo` behind seeded faults; ``injected`` counts what was injected."""
 
@@ -74,6 +86,7 @@ class FaultyModyo:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._lose_next: Counter[str] = Counter()
+        self._held: dict[str, list[Hold]] = {}
         self._random = random.Random(self.faults.seed)
         self._tokens = self.faults.rate_limit_rps
         self._refilled = time.monotonic()
@@ -115,6 +128,13 @@ class FaultyModyo:
         their connection: a deterministic lost response."""
         self._lose_next[route] += times
 
+    def hold_next(self, route: str) -> Hold:
+        """Make the next call to ``route`` wait, before it is applied, until released: a
+        deterministic "Modyo is still working on it"."""
+        hold = Hold()
+        self._held.setdefault(route, []).append(hold)
+        return hold
+
     async def serve(
         self,
         method: str,
@@ -140,6 +160,10 @@ class FaultyModyo:
     ) -> Outcome:
         faults = self.faults
         route = self.fake.route_name(method, path)
+        if route is not None and self._held.get(route):
+            hold = self._held[route].pop(0)
+            hold.arrived.set()
+            await hold.released.wait()
         if route is not None and self._lose_next[route] > 0:
             self._lose_next[route] -= 1
             self.fake.handle(method, path, query, body, headers)

@@ -66,6 +66,56 @@ def _field_error(name: str, message: str, code: str, **extra: Any) -> Json:
 NOT_FOUND = FakeResponse(404, {})
 
 
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """How a given Modyo answers, among the shapes its documentation allows
+    (modyo-admin-api.md §3.5, §5.1; docs/modyo-contract.md C8, C13):
+
+    - ``errors``: ``objects`` (the draft's ``{"field", "messages", "details"}``), ``strings``
+      (translated messages, ``"Username has already been taken"``), or ``hash`` (the 2022
+      Swagger's ``{"errors": {"username": ["has already been taken"]}}``, answered 422);
+    - ``create_status``: 201, or 200;
+    - ``delete_status``: 204, or 200 with ``{}`` (the 2022 Swagger);
+    - ``uuid_ids``: objects are addressed, and listed, by their ``uuid`` instead of the
+      integer ``id`` (as Modyo's admin console addresses team members).
+    """
+
+    errors: str = "objects"
+    create_status: int = 201
+    delete_status: int = 204
+    uuid_ids: bool = False
+
+    def __post_init__(self) -> None:
+        if self.errors not in ("objects", "strings", "hash"):
+            raise ValueError("errors must be objects, strings or hash")
+        if self.create_status not in (200, 201) or self.delete_status not in (200, 204):
+            raise ValueError("create_status is 200 or 201; delete_status is 200 or 204")
+
+    def deleted(self) -> FakeResponse:
+        return FakeResponse(204) if self.delete_status == 204 else FakeResponse(200, {})
+
+    def styled(self, response: FakeResponse) -> FakeResponse:
+        """An ``{"errors": [objects]}`` failure in this variant's envelope."""
+        errors = response.body.get("errors") if isinstance(response.body, dict) else None
+        if self.errors == "objects" or not isinstance(errors, list):
+            return response
+        objects = [error for error in errors if isinstance(error, dict)]
+        if self.errors == "hash":
+            by_field: dict[str, list[str]] = {}
+            for error in objects:
+                by_field.setdefault(error["field"], []).extend(error["messages"])
+            return FakeResponse(422, {"errors": by_field})
+        texts = [_full_message(error) for error in objects]
+        return FakeResponse(response.status, {"errors": texts})
+
+
+def _full_message(error: Json) -> str:
+    """Rails' ``full_messages``: ``username`` + ``has already been taken``."""
+    field = str(error["field"]).replace("_", " ").capitalize()
+    message = "; ".join(error["messages"])
+    return message if message.lower().startswith(field.lower()) else f"{field} {message}"
+
+
 @dataclass(slots=True)
 class _Query:
     """Query-string pairs with Rails' reading of ``name[]`` repeated keys."""
@@ -96,8 +146,11 @@ class FakeModyo:
         clock: Callable[[], float] = time.time,
         delete_team_members: bool = True,
         ignore_filters: bool = False,
+        variant: Variant | None = None,
     ) -> None:
         self.token = token
+        self.variant = variant or Variant()
+        self._by_uuid: dict[str, int] = {}
         self.delete_team_members = delete_team_members
         self.ignore_filters = ignore_filters  # a Modyo that silently ignores search params
         self._clock = clock
@@ -171,7 +224,7 @@ class FakeModyo:
             payload = _json_body(body) if method in ("POST", "PUT", "PATCH") else {}
             return handler(*args, query=_Query(list(query)), payload=payload)
         except _Failure as failure:
-            return failure.response
+            return self.variant.styled(failure.response)
 
     def _match(
         self, method: str, path: str
@@ -207,12 +260,23 @@ class FakeModyo:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
     def _lookup(self, table: dict[int, Json], raw_id: str) -> Json:
-        if not (raw_id.isascii() and raw_id.isdigit()) or raw_id[0] == "0":  # canonical ids
-            raise _Failure(NOT_FOUND)
-        found = table.get(int(raw_id))
+        found = table.get(self._resolve(raw_id) or 0)
         if found is None:
             raise _Failure(NOT_FOUND)
         return found
+
+    def _resolve(self, raw: Any) -> int | None:
+        """The internal key of an id as a client sends it (the variant decides its form)."""
+        if self.variant.uuid_ids:
+            return self._by_uuid.get(raw) if isinstance(raw, str) else None
+        return _as_id(raw)
+
+    def external_id(self, row: Json) -> int | str:
+        """The id clients see for a row: its integer ``id``, or its ``uuid``."""
+        return str(row["uuid"]) if self.variant.uuid_ids else int(row["id"])
+
+    def _external_ids(self, table: dict[int, Json], keys: Iterable[int]) -> list[int | str]:
+        return [self.external_id(table[key]) for key in sorted(keys)]
 
     def _page(self, plural: str, rows: list[Json], query: _Query) -> FakeResponse:
         """One page of ``rows`` in the documented envelope."""
@@ -248,7 +312,8 @@ class FakeModyo:
     # ------------------------------------------------------------------ team members
 
     def _member_view(self, member: Json) -> Json:
-        return {**member, "group_ids": sorted(self._member_groups.get(member["id"], ()))}
+        groups = self._external_ids(self.groups, self._member_groups.get(member["id"], ()))
+        return {**member, "id": self.external_id(member), "group_ids": groups}
 
     def _list_members(self, *, query: _Query, payload: Json) -> FakeResponse:
         rows = self._filter_members(query)
@@ -271,7 +336,7 @@ class FakeModyo:
             selected = {found} if found is not None else set()
             candidates = [row for row in candidates if row["id"] in selected]
         if ids:
-            wanted = {int(raw) for raw in ids if raw.isascii() and raw.isdigit()}
+            wanted = {key for raw in ids if (key := self._resolve(raw)) is not None}
             if username is None and email is None:
                 candidates = [
                     self.team_members[i] for i in sorted(wanted) if i in self.team_members
@@ -311,8 +376,9 @@ class FakeModyo:
             "updated_at": now,
         }
         self.team_members[member_id] = member
+        self._by_uuid[member["uuid"]] = member_id
         self._index_member(member)
-        return FakeResponse(201, self._member_view(member))
+        return FakeResponse(self.variant.create_status, self._member_view(member))
 
     def _update_member(self, raw_id: str, *, query: _Query, payload: Json) -> FakeResponse:
         member = self._lookup(self.team_members, raw_id)
@@ -339,7 +405,8 @@ class FakeModyo:
             self._member_snapshots.pop(group_id, None)
         self._unindex_member(member)
         del self.team_members[member_id]
-        return FakeResponse(204)
+        self._by_uuid.pop(member["uuid"], None)
+        return self.variant.deleted()
 
     def _index_member(self, member: Json) -> None:
         self._member_by_username[member["username"].lower()] = member["id"]
@@ -380,7 +447,8 @@ class FakeModyo:
     # ------------------------------------------------------------------ groups
 
     def _group_view(self, group: Json) -> Json:
-        return {**group, "admin_users_count": len(self._group_members[group["id"]])}
+        count = len(self._group_members[group["id"]])
+        return {**group, "id": self.external_id(group), "admin_users_count": count}
 
     def _list_groups(self, *, query: _Query, payload: Json) -> FakeResponse:
         rows: list[Json] = list(self.groups.values())
@@ -414,9 +482,10 @@ class FakeModyo:
             "updated_at": now,
         }
         self.groups[group_id] = group
+        self._by_uuid[group["uuid"]] = group_id
         self._group_by_name[group["name"].lower()] = group_id
         self._group_members[group_id] = {}
-        return FakeResponse(201, self._group_view(group))
+        return FakeResponse(self.variant.create_status, self._group_view(group))
 
     def _update_group(self, raw_id: str, *, query: _Query, payload: Json) -> FakeResponse:
         group = self._lookup(self.groups, raw_id)
@@ -436,7 +505,8 @@ class FakeModyo:
         self._member_snapshots.pop(group_id, None)
         del self._group_by_name[group["name"].lower()]
         del self.groups[group_id]
-        return FakeResponse(204)
+        self._by_uuid.pop(group["uuid"], None)
+        return self.variant.deleted()
 
     def _validate_group(self, values: Json, current_id: int | None) -> None:
         name = values.get("name")
@@ -474,13 +544,13 @@ class FakeModyo:
             raise _errors(
                 422, _field_error("team_member_ids", "at most 100 ids per request", "too_long")
             )
-        wanted = [_as_id(raw) for raw in raw_ids]
+        wanted = [self._resolve(raw) for raw in raw_ids]
         unknown = sorted({i for i in wanted if i is None or i not in self.team_members}, key=str)
         if unknown:
             shown = [
                 raw
                 for raw in raw_ids
-                if _as_id(raw) is None or _as_id(raw) not in self.team_members
+                if self._resolve(raw) is None or self._resolve(raw) not in self.team_members
             ]
             raise _errors(
                 409,
@@ -507,7 +577,7 @@ class FakeModyo:
         self, raw_id: str, raw_member_id: str, *, query: _Query, payload: Json
     ) -> FakeResponse:
         group_id = self._lookup(self.groups, raw_id)["id"]
-        member_id = _as_id(raw_member_id)
+        member_id = self._resolve(raw_member_id)
         members = self._group_members[group_id]
         if member_id is None or member_id not in members:
             return NOT_FOUND
@@ -530,12 +600,13 @@ class FakeModyo:
             response = self._create_member(
                 query=_Query([]), payload={"username": address, "email": address}
             )
-            created.append(response.body["id"])
+            created.append(self._by_uuid[response.body["uuid"]])
         return created
 
     def seed_group(self, name: str, members: Sequence[int] = ()) -> int:
         """Create a group holding ``members`` directly (no call counted)."""
-        group_id: int = self._create_group(query=_Query([]), payload={"name": name}).body["id"]
+        created = self._create_group(query=_Query([]), payload={"name": name})
+        group_id = self._by_uuid[created.body["uuid"]]
         self._put_members(group_id, members)
         return group_id
 
@@ -622,8 +693,8 @@ def _as_id(raw: Any) -> int | None:
         return None
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
-        return int(raw)
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and raw[0] != "0":
+        return int(raw)  # canonical decimal only: "012" names nothing
     return None
 
 

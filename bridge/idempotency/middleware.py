@@ -1,0 +1,261 @@
+"""The idempotency cache's rule, as ASGI middleware around the SCIM router (inside
+authentication).
+
+RFC 7644's MUSTs win over replay: a create that conflicts with an existing resource gets 409
+``uniqueness`` (§3.3) and a DELETE of a resource that no longer exists gets 404 (§3.6), also
+when the request is an exact twin of one that just succeeded. So an answer is **replayed only
+to a request whose earlier identical twin's answer never reached its client**: the client
+disconnected before the answer was sent (Entra gave up waiting and will retry), or the twin is
+still in flight and its client has gone. Such an answer is kept (``store.put``) for
+``ttl_seconds`` and handed to the first identical retry (``store.claim``), which then gets the
+original 201/204 instead of a 409/404 for its own create or delete.
+
+Identical writes (same credential, method, path, query and canonical JSON body) arriving
+together still cause one Modyo write (single-flight, ``store.begin``); each waiting twin is
+answered as if it had come after the leader: a created resource makes a twin's create 409, a
+deleted one makes a twin's delete 404, and any other answer is shared (a PATCH or PUT twin
+would change nothing more). Errors are never kept: they may depend on a state that changes.
+
+"Never reached its client" is what the ASGI server tells: an ``http.disconnect`` received
+before the last body chunk was sent. A TCP proxy in front may hide a client's disconnect (it
+keeps its own connection to the bridge open), and an answer written to the socket just before
+the client vanished counts as delivered: README, Reliability, states this limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from typing import Final
+
+from scim2_models import NotFoundException, SCIMException, UniquenessException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bridge import request_state
+from bridge.idempotency.store import Flight, IdempotencyStore, Lead, Outcome, StoredAnswer
+from bridge.metrics import IDEMPOTENCY
+from bridge.scim.errors import PayloadTooLarge, error_response
+
+log = logging.getLogger("bridge.idempotency")
+WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+REPLAYED_HEADER: Final = (b"x-idempotent-replay", b"true")
+_KEPT_HEADERS: Final = frozenset({b"content-type", b"location", b"content-length"})
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, store: IdempotencyStore, max_body_bytes: int) -> None:
+        self.app = app
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in WRITE_METHODS
+            or str(scope["path"]).endswith("/.search")  # a query sent as POST: never replayed
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            too_large = PayloadTooLarge(detail=f"request body exceeds {self.max_body_bytes} bytes")
+            await error_response(too_large)(scope, receive, send)
+            return
+        key = _key(scope, body)
+        client = _Client(receive, send)
+        try:
+            while not await self._replay(key, client):
+                begun = await self.store.begin(key)
+                if not isinstance(begun, Flight):
+                    await self._lead(key, scope, body, begun, client)
+                    return
+                IDEMPOTENCY("coalesced").inc()
+                log.debug("waiting for an identical request in flight")
+                outcome = await begun.outcome()
+                if outcome is not None:
+                    await self._follow(key, scope, outcome, client)
+                    return
+                # the leader gave up without an outcome: begin again (and perhaps lead)
+        finally:
+            client.stop_watching()
+
+    async def _replay(self, key: str, client: _Client) -> bool:
+        """Hand a kept (undelivered) answer to this retry; keep it again if it is lost too."""
+        kept = await self.store.claim(key)
+        if kept is None:
+            return False
+        IDEMPOTENCY("replayed").inc()
+        if not await client.deliver(kept.answer, replayed=True):
+            await self.store.put(key, kept.answer, kept.resources)
+        return True
+
+    async def _lead(self, key: str, scope: Scope, body: bytes, lead: Lead, client: _Client) -> None:
+        IDEMPOTENCY("executed").inc()
+        captured = _Capture()
+        try:
+            await self.app(scope, _body_then_disconnect(body), captured.send)
+        except BaseException:
+            await lead.abandon()
+            raise
+        answer = captured.answer()
+        resources = _resources()
+        success = 200 <= answer.status < 300
+        if success:
+            await self.store.invalidate(resources, keep=key)
+        delivered = await client.deliver(answer, replayed=False)
+        if success and not delivered:
+            IDEMPOTENCY("kept_undelivered").inc()
+            await self.store.put(key, answer, resources)
+            log.info(
+                "answer kept for a retry: its client left before it",
+                extra={"status": answer.status},
+            )
+        await lead.finish(Outcome(answer, delivered, next(iter(resources), None)))
+
+    async def _follow(self, key: str, scope: Scope, outcome: Outcome, client: _Client) -> None:
+        """A twin of a write that was in flight: the leader's answer if it never reached its
+        client (first come, first served), else what a request after it would get."""
+        if not outcome.delivered and await self._replay(key, client):
+            return
+        after = _after(scope["method"], outcome)
+        await client.deliver(after or outcome.answer, replayed=after is None)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                return None
+            if not message.get("more_body"):
+                return bytes(body)
+
+
+def _after(method: str, outcome: Outcome) -> StoredAnswer | None:
+    """The answer RFC 7644 gives a write arriving after the leader's success, when it differs
+    from the leader's own: 409 for a create (§3.3), 404 for a delete (§3.6)."""
+    answer = outcome.answer
+    if not 200 <= answer.status < 300 or outcome.resource is None:
+        return None
+    resource_type, _, resource_id = outcome.resource.partition("/")
+    error: SCIMException
+    if method == "POST" and answer.status == 201:
+        error = UniquenessException(
+            detail=f"a {resource_type} with these attributes already exists: {resource_type} "
+            f"{resource_id} was created by an identical request"
+        )
+    elif method == "DELETE":
+        error = NotFoundException(
+            detail=f"{resource_type} not found: it was deleted by an identical request"
+        )
+    else:
+        return None
+    response = error_response(error)
+    return StoredAnswer(response.status_code, tuple(response.raw_headers), bytes(response.body))
+
+
+class _Client:
+    """The requesting client: whether it is still there, and delivering an answer to it.
+
+    A watcher task waits on the server's ``receive`` for ``http.disconnect``: the body has
+    been read, so the next message comes only when the client goes (or, after the answer,
+    when the server considers the exchange complete, which is why watching stops first)."""
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._send = send
+        self.gone = False
+        self._watcher = asyncio.create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            self.gone = True
+            IDEMPOTENCY("client_gone").inc()
+            log.debug("the client left before its answer")
+
+    def stop_watching(self) -> None:
+        self._watcher.cancel()
+
+    async def deliver(self, answer: StoredAnswer, *, replayed: bool) -> bool:
+        """Send ``answer`` unless the client has gone; whether it was sent."""
+        await asyncio.sleep(0)  # a disconnect already received reaches the watcher first
+        if self.gone:
+            return False
+        self.stop_watching()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watcher
+        if self.gone:
+            return False
+        headers = list(answer.headers) + ([REPLAYED_HEADER] if replayed else [])
+        await self._send(
+            {"type": "http.response.start", "status": answer.status, "headers": headers}
+        )
+        await self._send({"type": "http.response.body", "body": answer.body})
+        return True
+
+
+class _Capture:
+    """Keeps the response the app sends, to deliver it once its fate is known."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+
+    def answer(self) -> StoredAnswer:
+        kept = tuple((name, value) for name, value in self.headers if name.lower() in _KEPT_HEADERS)
+        return StoredAnswer(self.status, kept, bytes(self.body))
+
+
+def _body_then_disconnect(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _key(scope: Scope, body: bytes) -> str:
+    """SHA-256 of the credential, method, path and canonical body: the raw token never lives
+    in the cache, and ``{"a":1,"b":2}`` equals ``{ "b": 2, "a": 1 }``."""
+    credential = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            credential = value
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        canonical = body
+    digest = hashlib.sha256()
+    method, path = scope["method"].encode(), _path(scope).encode()
+    for part in (credential, method, path, scope["query_string"], canonical):
+        digest.update(hashlib.sha256(part).digest())
+    return digest.hexdigest()
+
+
+def _path(scope: Scope) -> str:
+    return str(scope.get("root_path", "")) + str(scope["path"])
+
+
+def _resources() -> frozenset[str]:
+    """The resource an answer wrote, as routing recorded it (``User/12``; a create records
+    the one it made)."""
+    state = request_state.current()
+    if state is None or state.resource_type is None or state.resource_id is None:
+        return frozenset()
+    return frozenset({f"{state.resource_type}/{state.resource_id}"})

@@ -1,0 +1,332 @@
+"""The idempotency rule (bridge/idempotency/middleware.py): RFC 7644's MUSTs win over replay.
+A twin whose answer reached its client gets what a fresh request gets (409 for a create,
+§3.3; 404 for a delete, §3.6); an answer that never reached its client is replayed to the
+first identical retry; concurrent twins still make one Modyo write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp, Message
+
+from bridge.app import create_app
+from bridge.idempotency import Flight, MemoryStore, Outcome, StoredAnswer
+from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from tests import entra
+from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings
+from tests.servers import logged, uvicorn_serving
+
+
+@dataclass
+class Rig:
+    app: ASGIApp
+    scim: httpx.AsyncClient
+    fake: FakeModyo
+    service: FaultyModyo
+
+
+async def _rig(fake: FakeModyo, **sections: dict[str, Any]) -> AsyncIterator[Rig]:
+    service = FaultyModyo(fake)
+    app = create_app(make_settings(**sections), modyo_transport=mock_transport(service, MODYO_URL))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url=BASE,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ) as scim,
+    ):
+        yield Rig(manager.app, scim, fake, service)
+
+
+@pytest.fixture
+async def rig(fake: FakeModyo) -> AsyncIterator[Rig]:
+    async for built in _rig(fake):
+        yield built
+
+
+async def vanishing(app: ASGIApp, method: str, path: str, body: Any = None) -> list[Message]:
+    """A request whose client disconnects right after sending it (what an Entra request that
+    timed out looks like to the server): the messages the app still tried to send."""
+    content = b"" if body is None else json.dumps(body).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": f"/scim{path}", "raw_path": f"/scim{path}".encode(),
+        "root_path": "", "query_string": b"", "server": ("bridge.test", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"host", b"bridge.test"), (b"authorization", f"Bearer {TOKEN}".encode()),
+                    (b"content-type", b"application/scim+json"),
+                    (b"content-length", str(len(content)).encode())],
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": content, "more_body": False}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+WAITING = "waiting for an identical request in flight"
+GONE = "the client left before its answer"
+KEPT = "answer kept for a retry: its client left before it"
+
+
+# --------------------------------------------------------------------------- delivered twins
+
+
+async def test_a_repeated_identical_create_is_409_uniqueness(rig: Rig) -> None:
+    """Microsoft's reference collection: a second "Post emp3" must be 409 with a detail."""
+    body = entra.user("emp3@contoso.com")
+    assert (await rig.scim.post("/Users", json=body)).status_code == 201
+    again = await rig.scim.post("/Users", json=dict(reversed(list(body.items()))))
+    error = assert_scim_error(again, 409, "uniqueness")
+    assert "userName" in error["detail"] and "x-idempotent-replay" not in again.headers
+    assert len(rig.fake.team_members) == 1
+
+
+async def test_a_repeated_delete_is_404(rig: Rig) -> None:
+    user = (await rig.scim.post("/Users", json=entra.user("gone@contoso.com"))).json()
+    assert (await rig.scim.delete(f"/Users/{user['id']}")).status_code == 204
+    assert_scim_error(await rig.scim.delete(f"/Users/{user['id']}"), 404)
+    group = (await rig.scim.post("/Groups", json=entra.group("Gone"))).json()
+    assert (await rig.scim.delete(f"/Groups/{group['id']}")).status_code == 204
+    assert_scim_error(await rig.scim.delete(f"/Groups/{group['id']}"), 404)
+
+
+async def test_a_repeated_group_create_is_409(rig: Rig) -> None:
+    assert (await rig.scim.post("/Groups", json=entra.group("Twins"))).status_code == 201
+    assert_scim_error(await rig.scim.post("/Groups", json=entra.group("Twins")), 409, "uniqueness")
+    assert len(rig.fake.groups) == 1
+
+
+async def test_without_the_cache_a_repeated_create_is_409_too(fake: FakeModyo) -> None:
+    async for rig in _rig(fake, idempotency={"enabled": False}):
+        assert (await rig.scim.post("/Users", json=entra.user("n@contoso.com"))).status_code == 201
+        again = await rig.scim.post("/Users", json=entra.user("n@contoso.com"))
+        assert_scim_error(again, 409, "uniqueness")
+    assert len(fake.team_members) == 1
+
+
+# --------------------------------------------------------------------------- lost answers
+
+
+async def test_a_create_whose_client_vanished_is_replayed_to_its_retry(rig: Rig) -> None:
+    body = entra.user("retry@contoso.com")
+    assert await vanishing(rig.app, "POST", "/Users", body) == []  # nothing reached anyone
+    assert len(rig.fake.team_members) == 1
+    retry = await rig.scim.post("/Users", json=body)
+    assert retry.status_code == 201 and retry.headers["x-idempotent-replay"] == "true"
+    assert retry.json()["id"] == str(next(iter(rig.fake.team_members)))
+    assert retry.headers["location"].endswith(f"/Users/{retry.json()['id']}")
+    assert rig.fake.calls["POST /team_members"] == 1
+    # the replay reached its client: the next twin is a fresh create, hence 409
+    assert_scim_error(await rig.scim.post("/Users", json=body), 409, "uniqueness")
+
+
+async def test_a_delete_whose_client_vanished_is_replayed_to_its_retry(rig: Rig) -> None:
+    user = (await rig.scim.post("/Users", json=entra.user("d@contoso.com"))).json()
+    assert await vanishing(rig.app, "DELETE", f"/Users/{user['id']}") == []
+    assert rig.fake.team_members == {}
+    retry = await rig.scim.delete(f"/Users/{user['id']}")
+    assert retry.status_code == 204 and retry.headers["x-idempotent-replay"] == "true"
+    assert_scim_error(await rig.scim.delete(f"/Users/{user['id']}"), 404)
+
+
+async def test_a_replay_whose_client_vanishes_too_is_kept_for_the_next_retry(rig: Rig) -> None:
+    body = entra.user("twice@contoso.com")
+    await vanishing(rig.app, "POST", "/Users", body)
+    await vanishing(rig.app, "POST", "/Users", body)  # the retry is lost as well
+    retry = await rig.scim.post("/Users", json=body)
+    assert retry.status_code == 201 and retry.headers["x-idempotent-replay"] == "true"
+    assert rig.fake.calls["POST /team_members"] == 1
+
+
+async def test_another_write_to_the_resource_drops_a_kept_answer(rig: Rig) -> None:
+    """A kept answer describes a state that a later write changed: the retry is fresh."""
+    body = entra.user("moved@contoso.com")
+    await vanishing(rig.app, "POST", "/Users", body)
+    (member_id,) = rig.fake.team_members
+    patch = entra.patch(entra.op("Replace", "active", "False"))
+    assert (await rig.scim.patch(f"/Users/{member_id}", json=patch)).status_code == 200
+    assert_scim_error(await rig.scim.post("/Users", json=body), 409, "uniqueness")
+
+
+async def test_errors_are_never_kept(rig: Rig) -> None:
+    group = (await rig.scim.post("/Groups", json=entra.group("Later"))).json()
+    body = entra.patch(entra.op("Add", "members", entra.members("999")))
+    assert await vanishing(rig.app, "PATCH", f"/Groups/{group['id']}", body) == []
+    rig.fake.reset_calls()
+    assert (await rig.scim.patch(f"/Groups/{group['id']}", json=body)).status_code == 400
+    assert rig.fake.calls["GET /team_members"] == 1  # executed again, not replayed
+
+
+async def test_an_evicted_kept_answer_is_executed_again(fake: FakeModyo) -> None:
+    async for rig in _rig(fake, idempotency={"max_entries": 2}):
+        bodies = [entra.user(f"ev{n}@contoso.com") for n in range(3)]
+        for body in bodies:
+            await vanishing(rig.app, "POST", "/Users", body)
+        replay = await rig.scim.post("/Users", json=bodies[2])
+        assert replay.status_code == 201 and replay.headers["x-idempotent-replay"] == "true"
+        evicted = await rig.scim.post("/Users", json=bodies[0])  # the oldest was dropped
+        assert_scim_error(evicted, 409, "uniqueness")
+    assert fake.calls["POST /team_members"] == 4 and len(fake.team_members) == 3
+
+
+# --------------------------------------------------------------------------- concurrent twins
+
+
+async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts(
+    rig: Rig,
+) -> None:
+    body = entra.user("twin@contoso.com")
+    responses = await asyncio.gather(*(rig.scim.post("/Users", json=body) for _ in range(50)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 49
+    for conflict in (r for r in responses if r.status_code == 409):
+        assert_scim_error(conflict, 409, "uniqueness")
+    assert len(rig.fake.team_members) == 1 and rig.fake.calls["POST /team_members"] == 1
+
+
+async def test_fifty_identical_concurrent_group_creates_make_one_group(rig: Rig) -> None:
+    responses = await asyncio.gather(
+        *(rig.scim.post("/Groups", json=entra.group("Twins")) for _ in range(50))
+    )
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 49
+    assert len(rig.fake.groups) == 1 and rig.fake.calls["POST /groups"] == 1
+
+
+async def test_concurrent_identical_deletes_make_one_delete_and_404s(rig: Rig) -> None:
+    user = (await rig.scim.post("/Users", json=entra.user("d2@contoso.com"))).json()
+    responses = await asyncio.gather(*(rig.scim.delete(f"/Users/{user['id']}") for _ in range(10)))
+    assert sorted(r.status_code for r in responses) == [204] + [404] * 9
+    assert rig.fake.calls["DELETE /team_members/:id"] == 1
+
+
+async def test_concurrent_identical_patches_share_one_write(rig: Rig) -> None:
+    user = (await rig.scim.post("/Users", json=entra.user("p@contoso.com"))).json()
+    rig.fake.reset_calls()
+    body = entra.patch(entra.op("Replace", "active", "False"))
+    responses = await asyncio.gather(
+        *(rig.scim.patch(f"/Users/{user['id']}", json=body) for _ in range(20))
+    )
+    assert {r.status_code for r in responses} == {200} and len({r.text for r in responses}) == 1
+    assert rig.fake.calls["PUT /team_members/:id"] == 1
+
+
+async def test_a_twin_of_a_create_whose_client_has_gone_gets_the_original_201(rig: Rig) -> None:
+    """The leader is still waiting on Modyo and its client has gone: the twin arriving now
+    (Entra's retry) gets the leader's 201 when it comes; a third twin gets 409."""
+    body = entra.user("inflight@contoso.com")
+    hold = rig.service.hold_next("POST /team_members")
+    leader = asyncio.create_task(vanishing(rig.app, "POST", "/Users", body))
+    await hold.arrived.wait()  # the leader's create has reached Modyo
+    with logged("bridge.idempotency", WAITING, times=2) as both_waiting:
+        retry = asyncio.create_task(rig.scim.post("/Users", json=body))
+        third = asyncio.create_task(rig.scim.post("/Users", json=body))
+        await both_waiting.wait()
+    hold.release()
+    assert await leader == []
+    answers = sorted([await retry, await third], key=lambda r: r.status_code)
+    assert [r.status_code for r in answers] == [201, 409]
+    assert answers[0].headers["x-idempotent-replay"] == "true"
+    assert rig.fake.calls["POST /team_members"] == 1 and len(rig.fake.team_members) == 1
+
+
+# --------------------------------------------------------------------------- over real HTTP
+
+
+async def test_over_real_http_a_vanished_client_s_create_is_replayed(fake: FakeModyo) -> None:
+    """uvicorn tells the bridge the client went (http.disconnect) before the answer: the
+    retry gets the original 201; a delivered twin then gets 409."""
+    service = FaultyModyo(fake)
+    app = create_app(make_settings(), modyo_transport=mock_transport(service, MODYO_URL))
+    body = entra.user("wire@contoso.com")
+    payload = json.dumps(body).encode()
+    async with uvicorn_serving(app) as port:
+        hold = service.hold_next("POST /team_members")
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /scim/Users HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer "
+            + TOKEN.encode()
+            + b"\r\nContent-Type: application/scim+json\r\nContent-Length: "
+            + str(len(payload)).encode()
+            + b"\r\n\r\n"
+            + payload
+        )
+        await writer.drain()
+        await hold.arrived.wait()
+        with (
+            logged("bridge.idempotency", GONE) as gone,
+            logged("bridge.idempotency", KEPT) as kept,
+        ):
+            writer.close()
+            await writer.wait_closed()
+            await gone.wait()  # the server has seen the disconnect
+            hold.release()
+            await kept.wait()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/scim", headers=headers
+        ) as client:
+            retry = await client.post("/Users", json=body)
+            twin = await client.post("/Users", json=body)
+    assert retry.status_code == 201 and retry.headers["x-idempotent-replay"] == "true"
+    assert retry.json()["userName"] == "wire@contoso.com"
+    assert_scim_error(twin, 409, "uniqueness")
+    assert fake.calls["POST /team_members"] == 2 and len(fake.team_members) == 1
+
+
+# --------------------------------------------------------------------------- the store
+
+
+async def test_the_store_keeps_answers_within_its_bounds_and_ttl() -> None:
+    now = [0.0]
+    store = MemoryStore(max_entries=10, ttl_seconds=60, clock=lambda: now[0])
+    answer = StoredAnswer(200, (), b"{}")
+    for n in range(1000):
+        await store.put(f"k{n}", answer, frozenset({f"User/{n % 37}"}))
+        assert len(store) <= 10
+        now[0] += 0.5
+    kept = await store.claim("k999")
+    assert kept is not None and kept.answer == answer and await store.claim("k0") is None
+    assert await store.claim("k999") is None  # a claim takes it: no second retry gets it
+    await store.put("k998", answer, frozenset())
+    now[0] += 61
+    assert await store.claim("k998") is None
+    await store.put("fresh", answer, frozenset())
+    assert len(store) == 1  # expired entries are swept on the way
+    assert set(store._by_resource) == set()  # and their resource index with them
+
+
+async def test_single_flight_lets_a_waiter_lead_when_the_leader_gives_up() -> None:
+    store = MemoryStore(max_entries=10, ttl_seconds=60)
+    lead = await store.begin("k")
+    flight = await store.begin("k")
+    assert isinstance(flight, Flight) and not isinstance(lead, Flight)
+    waiting = asyncio.create_task(flight.outcome())
+    await lead.abandon()
+    assert await waiting is None  # no outcome: the waiter begins again...
+    assert not isinstance(await store.begin("k"), Flight)  # ...and leads
+
+
+async def test_single_flight_hands_the_outcome_to_every_waiter() -> None:
+    store = MemoryStore(max_entries=10, ttl_seconds=60)
+    lead = await store.begin("k")
+    flights = [await store.begin("k") for _ in range(3)]
+    outcome = Outcome(StoredAnswer(201, (), b"{}"), delivered=True, resource="User/1")
+    assert not isinstance(lead, Flight)
+    await lead.finish(outcome)
+    assert [await f.outcome() for f in flights if isinstance(f, Flight)] == [outcome] * 3
+    assert not isinstance(await store.begin("k"), Flight)  # the flight is over
