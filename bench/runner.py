@@ -40,6 +40,12 @@ MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (see its �
     "filter_group": 1,
 }
 GROUP_SIZES = (10, 1_000, 50_000)
+SEEDED_USERS = 6000
+SCAN_FILTER = (
+    'userName sw "seed59" and (emails.value co "example.com" or emails.value co "example.org")'
+)
+"""A filter Modyo cannot search: the bridge reads and evaluates every team member (111 match:
+seed59, seed590-599, seed5900-5999)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Profile:
     levels: tuple[int, ...]
     added_latency_seconds: float
     group_repetitions: int
+    scan_repetitions: int
 
 
 QUICK = Profile(
@@ -59,6 +66,7 @@ QUICK = Profile(
     levels=(16,),
     added_latency_seconds=4.0,
     group_repetitions=9,
+    scan_repetitions=5,
 )
 FULL = Profile(
     warmup=1.5,
@@ -67,6 +75,7 @@ FULL = Profile(
     levels=(1, 16, 64),
     added_latency_seconds=20.0,
     group_repetitions=31,
+    scan_repetitions=15,
 )
 
 
@@ -168,7 +177,7 @@ class Bench:
 
     def modyo_data(self) -> dict[str, Any]:
         seeded = self.seed_modyo(
-            6000, [{"name": f"Bench Group {n}", "members": 0} for n in range(10)], "seed"
+            SEEDED_USERS, [{"name": f"Bench Group {n}", "members": 0} for n in range(10)], "seed"
         )
         users = [{"id": u["id"], "userName": u["username"]} for u in seeded["users"]]
         self.fresh_users = users[1000:]  # each add_member run takes a slice nobody added yet
@@ -396,6 +405,58 @@ def group_sizes(bench: Bench) -> list[dict[str, Any]]:
     return rows
 
 
+def scan_path(bench: Bench) -> dict[str, Any]:
+    """The scan path: ``SCAN_FILTER`` over the 6,000 seeded team members, sequential requests,
+    on the bridge (read every page, render and evaluate every user) and on the ceiling (read
+    and decode the same pages), at 0 and 20 ms of Modyo latency. Runs before anything creates
+    users, so every request scans exactly ``SEEDED_USERS``."""
+    reps = bench.profile.scan_repetitions
+    targets = {
+        "bridge": (bench.bridge_port, "/scim/Users", {"filter": SCAN_FILTER, "count": "10"}),
+        "ceiling": (bench.ceiling_port, "/scim/scan/Users", {}),
+    }
+    results: dict[str, Any] = {"objects": SEEDED_USERS, "filter": SCAN_FILTER}
+    for latency in (0, 20):
+        bench.set_modyo_latency(latency)
+        for target, (port, path, params) in targets.items():
+            process = bench.by_target[target]
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}",
+                headers={"Authorization": f"Bearer {SCIM_TOKEN}"},
+                timeout=120,
+            ) as client:
+                client.get(path, params=params).raise_for_status()  # warm-up
+                bench.reset_modyo_calls()
+                cpu_before, latencies = process.cpu_seconds(), []
+                for _ in range(reps):
+                    started = time.perf_counter()
+                    response = client.get(path, params=params)
+                    latencies.append(time.perf_counter() - started)
+                    response.raise_for_status()
+                cpu = process.cpu_seconds() - cpu_before
+                calls = sum(bench.modyo_calls().values()) / reps
+            median = statistics.median(latencies)
+            row = {
+                "median_ms": median * 1000,
+                "objects_per_second": SEEDED_USERS / median,
+                "cpu_us_per_object": cpu / reps / SEEDED_USERS * 1e6,
+                "modyo_calls": calls,
+                "total_results": response.json()["totalResults"],
+            }
+            results[f"{target}|{latency}"] = row
+            print(
+                f"  scan {target:<8} Modyo {latency:>2} ms: {row['objects_per_second']:9.0f} "
+                f"objects/s  median {row['median_ms']:7.1f} ms  "
+                f"{row['cpu_us_per_object']:5.1f} µs CPU/object  {calls:.0f} Modyo calls",
+                flush=True,
+            )
+        bridge, ceiling = results[f"bridge|{latency}"], results[f"ceiling|{latency}"]
+        bridge["ratio_ceiling"] = bridge["objects_per_second"] / ceiling["objects_per_second"]
+    bench.set_modyo_latency(0)
+    assert results["bridge|0"]["total_results"] == 111, results["bridge|0"]
+    return results
+
+
 def entra_cycle(bench: Bench) -> dict[str, Any]:
     """1,000 users, 50 groups of 40 members, as Entra's first cycle sends them: query then
     create each user, query then create each group, then member adds (10 per PATCH)."""
@@ -576,6 +637,16 @@ def print_tables(result: dict[str, Any]) -> None:
         f"{cycle['seconds']:.1f} s, {cycle['modyo_calls']} Modyo calls "
         f"(minimum {cycle['min_modyo_calls']})"
     )
+    scan = result["scan"]
+    for latency in (0, 20):
+        bridge, ceiling = scan[f"bridge|{latency}"], scan[f"ceiling|{latency}"]
+        print(
+            f"Scan path ({scan['objects']:,} users, Modyo {latency} ms): bridge "
+            f"{bridge['objects_per_second']:,.0f} objects/s ({bridge['median_ms']:.0f} ms per "
+            f"request, {bridge['cpu_us_per_object']:.1f} µs CPU per object), ceiling "
+            f"{ceiling['objects_per_second']:,.0f} ({ceiling['cpu_us_per_object']:.1f} µs): "
+            f"÷ ceiling {bridge['ratio_ceiling']:.2f}, {bridge['modyo_calls']:.0f} Modyo calls"
+        )
     print(
         "\nTransport (bridge, same run): "
         + ", ".join(f"{key} {row['rps']:.0f} req/s" for key, row in result["transports"].items())
@@ -609,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
             peer_data = bench.peer_data()
             transport_results = transports(bench, modyo_data)
             bridge = bench.start_bridge()
+            print("scan path (a filter Modyo cannot search, 6,000 users):", flush=True)
+            scan = scan_path(bench)
             print("throughput (target|op|Modyo latency ms|concurrency):", flush=True)
             raw = throughput(bench, modyo_data, peer_data)
             latency = added_latency(bench, modyo_data)
@@ -623,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
         "added_latency_ms": {"p50": latency["p50"], "p99": latency["p99"]},
         "rss_mb": rss,
         "cycle": {k: cycle[k] for k in ("seconds", "modyo_calls", "min_modyo_calls")},
+        "scan": scan,
         "concurrency": profile.concurrency,
         "cpu_us_per_request": cpu_per_request(profile, raw),
         "quick": args.quick,

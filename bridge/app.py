@@ -70,6 +70,7 @@ def create_app(
         upstream=upstream,
         max_body_bytes=settings.server.max_body_bytes,
         max_page_size=settings.scim.max_page_size,
+        max_filter_scan=settings.scim.max_filter_scan,
         public_url=str(settings.server.public_url) if settings.server.public_url else None,
     )
     connected = upstream.connected

@@ -79,6 +79,7 @@ class ScimSettings(_Section):
     tokens: list[SecretStr] = Field(min_length=1)
     max_page_size: int = Field(100, ge=1, le=1000)
     request_deadline_seconds: float = Field(20.0, gt=0, le=300)
+    max_filter_scan: int = Field(10_000, ge=0, le=1_000_000)
 
     @field_validator("tokens")
     @classmethod

@@ -160,11 +160,23 @@ class UpstreamHealth(StrEnum):
     UNREACHABLE = "unreachable"  # no usable answer: down, unreachable, failing, misconfigured
 
 
+class TooMany(UpstreamError):
+    """A full listing holds more than the ``limit`` the caller will read: raised once the
+    total is known (the first page), before any further page is read."""
+
+    def __init__(self, total: int, limit: int) -> None:
+        super().__init__(f"{total} objects, more than the limit of {limit}")
+        self.total = total
+        self.limit = limit
+
+
 class Upstream(Protocol):
     """Users, groups and memberships, as the SCIM side needs them.
 
     ``search_*`` return *candidates*: a superset of the exact matches (the SCIM side evaluates
     the filter itself), usually tiny because the upstream searched on the given field.
+    ``scan_*`` return every object, for the filters no search can narrow (the SCIM side
+    evaluates them over the whole listing, bounded by ``scim.max_filter_scan``).
     """
 
     holds: Holdings
@@ -184,6 +196,11 @@ class Upstream(Protocol):
 
     async def search_users(self, field: UserField, value: str) -> list[UserRecord]: ...
 
+    async def scan_users(self, limit: int) -> list[UserRecord]:
+        """Every user, in a stable order, if there are at most ``limit``; otherwise raise
+        :class:`TooMany` as soon as the total is known, without reading the rest."""
+        ...
+
     async def create_user(self, values: UserChanges) -> UserRecord: ...
 
     async def update_user(self, user_id: str, changes: UserChanges) -> UserRecord: ...
@@ -195,6 +212,10 @@ class Upstream(Protocol):
     async def list_groups(self, offset: int, count: int) -> Page[GroupRecord]: ...
 
     async def search_groups(self, field: GroupField, value: str) -> list[GroupRecord]: ...
+
+    async def scan_groups(self, limit: int) -> list[GroupRecord]:
+        """Every group (without members), as :meth:`scan_users`."""
+        ...
 
     async def create_group(self, values: GroupChanges) -> GroupRecord: ...
 

@@ -114,8 +114,16 @@ def test_the_fast_paths_defer_what_the_upstream_does_not_hold() -> None:
 
 
 async def test_filters_look_up_only_what_the_upstream_searches(
-    narrowed: httpx.AsyncClient,
+    narrowed: httpx.AsyncClient, fake: FakeModyo
 ) -> None:
-    response = await narrowed.get("/Users", params={"filter": 'externalId eq "x"'})
-    assert_scim_error(response, 400, "invalidFilter")
+    """An attribute held but not searched is evaluated over the listing; one not held at
+    all is refused, naming it."""
+    fake.seed_members(150)
+    fake.reset_calls()
+    body = (await narrowed.get("/Users", params={"filter": 'externalId eq "x"'})).json()
+    assert body["totalResults"] == 0 and fake.calls == {"GET /team_members": 2}  # 2 pages
+    fake.reset_calls()
     assert (await narrowed.get("/Users", params={"filter": 'userName eq "x"'})).status_code == 200
+    assert fake.calls == {"GET /team_members": 1}  # searched
+    response = await narrowed.get("/Users", params={"filter": 'name.formatted eq "x"'})
+    assert "name.formatted" in assert_scim_error(response, 400, "invalidFilter")["detail"]

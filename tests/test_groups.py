@@ -119,7 +119,7 @@ async def test_group_filter_by_id_and_no_match(scim: httpx.AsyncClient) -> None:
         ] == 0
 
 
-@pytest.mark.parametrize("expression", ['displayName co "Le"', 'members eq "1"', 'userName eq "x"'])
+@pytest.mark.parametrize("expression", ['members co "1"', 'userName eq "x"', "members pr"])
 async def test_unsupported_group_filters_are_400(scim: httpx.AsyncClient, expression: str) -> None:
     assert_scim_error(
         await scim.get("/Groups", params={"filter": expression}), 400, "invalidFilter"

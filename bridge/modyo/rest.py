@@ -42,6 +42,7 @@ from bridge.upstream import (
     NotSupported,
     Page,
     Rejected,
+    TooMany,
     Unavailable,
     UnknownMembers,
     UpstreamError,
@@ -123,6 +124,12 @@ class RestUpstream:
         )
         return [_user(row) for row in rows]
 
+    async def scan_users(self, limit: int) -> list[UserRecord]:
+        rows = await self._collect(
+            "GET /team_members", f"{API}/team_members", "team_members", (), limit=limit
+        )
+        return [_user(row) for row in _distinct(rows)]
+
     async def create_user(self, values: UserChanges) -> UserRecord:
         return _user(
             await self._create(
@@ -170,6 +177,10 @@ class RestUpstream:
         params = ((GROUP_SEARCH_PARAMS[field], value),)
         rows = await self._collect("GET /groups", f"{API}/groups", "groups", params)
         return [_group(row) for row in rows]
+
+    async def scan_groups(self, limit: int) -> list[GroupRecord]:
+        rows = await self._collect("GET /groups", f"{API}/groups", "groups", (), limit=limit)
+        return [_group(row) for row in _distinct(rows)]
 
     async def create_group(self, values: GroupChanges) -> GroupRecord:
         return _group(
@@ -365,11 +376,14 @@ class RestUpstream:
         return total, rows[skip : skip + count]
 
     async def _collect(
-        self, call: str, path: str, plural: str, params: Params
+        self, call: str, path: str, plural: str, params: Params, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Every row of a listing: page 1, then the other pages a few at a time."""
+        """Every row of a listing: page 1, then the other pages a few at a time. With a
+        ``limit``, a listing whose total exceeds it raises :class:`TooMany` after page 1."""
         base = [*params, ("per_page", str(MAX_PER_PAGE)), *STABLE_ORDER]
         rows, meta = await self._page(call, path, plural, [*base, ("page", "1")])
+        if limit is not None and meta["total_entries"] > limit:
+            raise TooMany(meta["total_entries"], limit)
         pages = meta["total_pages"]
         if pages <= 1:
             return rows
@@ -443,6 +457,14 @@ def _sort_key(raw: str) -> tuple[int, str]:
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def _distinct(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows by id, first seen kept: pages read concurrently may overlap while rows change."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault(_field(row, "id"), row)
+    return list(seen.values())
 
 
 def _payload(values: Mapping[Any, Any], attributes: Mapping[Any, str]) -> dict[str, Any]:

@@ -18,6 +18,9 @@ class ScimContext:
     max_body_bytes: int
     max_page_size: int
     public_url: str | None
+    max_filter_scan: int
+    """Most objects a filter the upstream cannot search may be evaluated over (beyond: 400
+    ``tooMany``, RFC 7644 §3.4.2.2 and §3.12)."""
     creating: KeyedLocks = field(default_factory=KeyedLocks)
 
     @property

@@ -1,24 +1,24 @@
 """The shape every resource type's endpoints share (RFC 7644 §3): the routes ``/<Type>``,
 ``/<Type>/.search`` and ``/<Type>/{resource_id}``, each naming the SCIM operation it serves,
-and queries answered as one upstream lookup plus an exact re-check."""
+and filtered queries: the candidates from upstream lookups (or, for a filter no lookup can
+narrow, the whole listing up to ``scim.max_filter_scan``), then the exact filter on each."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
-from scim2_models import ResponseParameters
+from scim2_models import ResponseParameters, TooManyException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from bridge import request_state
 from bridge.scim.context import ScimContext
-from bridge.scim.filters import Lookup
+from bridge.scim.filters import CompiledFilter, Filterable, Lookup, compile_filter
 from bridge.scim.queries import Query, query_from_body, query_from_url
 from bridge.scim.requests import read_json_object
-from bridge.upstream import GroupField, NotFound, UserField
+from bridge.upstream import GroupField, NotFound, TooMany, UserField
 
 R = TypeVar("R")  # an upstream record
 F = TypeVar("F", UserField, GroupField)  # the fields it is searched by
@@ -48,6 +48,7 @@ class ResourceEndpoints(Generic[R, F]):
     path: str  # "/Users"
     resource_type: str  # "User"
     parameters: type[ResponseParameters[Any]]
+    filterable: Filterable[F]
 
     def __init__(self, context: ScimContext) -> None:
         self.context = context
@@ -93,25 +94,49 @@ class ResourceEndpoints(Generic[R, F]):
     async def read_body(self, request: Request) -> dict[str, Any]:
         return await read_json_object(request, self.context.max_body_bytes)
 
-    async def matching(self, request: Request, text: str) -> list[R]:
-        """The records matching a filter: ask the upstream for candidates on one field (or
-        the one id), keep those matching the whole filter."""
-        lookup = self.lookup(text)
-        if lookup.field is None:
-            try:
-                candidates = [await self.get(lookup.value)]
-            except NotFound:
-                candidates = []
+    async def matching(self, text: str) -> list[R]:
+        """The records matching a filter (RFC 7644 §3.4.2.2), in a stable order: the
+        candidates the upstream finds, each then checked against the whole filter."""
+        compiled = compile_filter(text, self.filterable)
+        if compiled.lookups is None:
+            candidates = await self._scan()
         else:
-            candidates = await self.search_upstream(lookup.field, lookup.value)
-        if lookup.binding is not None:  # one comparison: compare the held value directly
-            return [r for r in candidates if lookup.equals(self.held_value(r, lookup.field))]
-        return [r for r in candidates if lookup.filter.match(self.resource(request, r))]
+            candidates = await self._look_up(compiled.lookups)
+        if compiled.binding is not None:  # one comparison: compare the held value directly
+            assert compiled.lookups is not None
+            field = compiled.lookups[0].field
+            return [r for r in candidates if compiled.equals(self.held_value(r, field))]
+        return await self.evaluate(compiled, candidates)
+
+    async def _look_up(self, lookups: tuple[Lookup[F], ...]) -> list[R]:
+        found: dict[str | None, R] = {}
+        for lookup in lookups:
+            if lookup.field is None:
+                try:
+                    records = [await self.get(lookup.value)]
+                except NotFound:
+                    records = []
+            else:
+                records = await self.search_upstream(lookup.field, lookup.value)
+            for record in records:
+                found.setdefault(self.held_value(record, None), record)
+        return list(found.values())
+
+    async def _scan(self) -> list[R]:
+        """Every record, for a filter no lookup narrows; beyond ``scim.max_filter_scan`` the
+        answer is 400 ``tooMany`` (RFC 7644 §3.12), known from the listing's first page."""
+        limit = self.context.max_filter_scan
+        try:
+            return await self.scan_upstream(limit)
+        except TooMany as too_many:
+            raise TooManyException(
+                detail=f"this filter cannot be searched upstream and would be evaluated over "
+                f"all {too_many.total} {self.resource_type.lower()}s, more than the "
+                f"{limit} allowed (scim.max_filter_scan); narrow it with an 'eq' on one of "
+                f"{self.filterable.searched}, joined by 'and'"
+            ) from None
 
     # ------------------------------------------------------------------ per resource type
-
-    def lookup(self, text: str) -> Lookup[F]:
-        raise NotImplementedError
 
     async def get(self, resource_id: str) -> R:
         raise NotImplementedError
@@ -119,12 +144,15 @@ class ResourceEndpoints(Generic[R, F]):
     async def search_upstream(self, field: F, value: str) -> list[R]:
         raise NotImplementedError
 
+    async def scan_upstream(self, limit: int) -> list[R]:
+        raise NotImplementedError
+
     def held_value(self, record: R, field: F | None) -> str | None:
         """The record's value of ``field`` (None: its id)."""
         raise NotImplementedError
 
-    def resource(self, request: Request, record: R) -> BaseModel:
-        """The record as a SCIM resource, for filters the upstream lookup cannot decide."""
+    async def evaluate(self, compiled: CompiledFilter[F], candidates: list[R]) -> list[R]:
+        """The candidates matching the filter, each evaluated over its rendered resource."""
         raise NotImplementedError
 
     async def answer(self, request: Request, query: Query) -> Response:

@@ -18,7 +18,7 @@ from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import ResourceEndpoints
 from bridge.scim.errors import PartialWrite, unknown_members
 from bridge.scim.fast_paths import FastPaths
-from bridge.scim.filters import Lookup, group_lookup
+from bridge.scim.filters import CompiledFilter, group_filterable
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.mapping import group_json, group_resource, group_values
 from bridge.scim.models import GroupPatch, GroupResponseParameters
@@ -38,6 +38,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         self.holding = context.served.group
         self.held = context.served.holds.group
         self.fast = FastPaths(context.served)
+        self.filterable = group_filterable(context.served)
 
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201; a taken displayName is 409 (Entra matches groups by
@@ -68,7 +69,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
             page = await self.context.upstream.list_groups(window.offset, window.count)
             total, records = page.total, page.items
         else:
-            matched = await self.matching(request, query.filter)
+            matched = await self.matching(query.filter)
             total, records = len(matched), matched[window.offset : window.offset + window.count]
         resources = []
         for record in records:
@@ -178,14 +179,14 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
             await self.context.upstream.list_members(group_id) if _wants_members(params) else None
         )
 
-    def lookup(self, text: str) -> Lookup[GroupField]:
-        return group_lookup(text, self.context.served.group_terms)
-
     async def get(self, resource_id: str) -> GroupRecord:
         return await self.context.upstream.get_group(resource_id)
 
     async def search_upstream(self, field: GroupField, value: str) -> list[GroupRecord]:
         return await self.context.upstream.search_groups(field, value)
+
+    async def scan_upstream(self, limit: int) -> list[GroupRecord]:
+        return await self.context.upstream.scan_groups(limit)
 
     def held_value(self, record: GroupRecord, field: GroupField | None) -> str | None:
         held: dict[GroupField | None, str | None] = {
@@ -195,8 +196,24 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         }
         return held[field]
 
-    def resource(self, request: Request, record: GroupRecord) -> Group:
-        return group_resource(record, "", None, "")
+    async def evaluate(
+        self, compiled: CompiledFilter[GroupField], candidates: list[GroupRecord]
+    ) -> list[GroupRecord]:
+        """Each group rendered with, as members, the users the filter names that are in it
+        (their memberships: one call per 100 users), so ``members eq`` is decided without
+        reading any group's member list."""
+        wanted = sorted(compiled.member_ids)
+        groups_of = await self.context.upstream.memberships(wanted) if wanted and candidates else {}
+        matched = []
+        for record in candidates:
+            members = [
+                MemberRecord(user_id, None)
+                for user_id in wanted
+                if record.id in groups_of.get(user_id, ())
+            ]
+            if compiled.matches(group_json(record, "", members, "")):
+                matched.append(record)
+        return matched
 
     def _render(
         self,

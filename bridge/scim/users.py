@@ -11,9 +11,9 @@ from starlette.responses import Response
 from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import ResourceEndpoints
 from bridge.scim.fast_paths import FastPaths
-from bridge.scim.filters import Lookup, user_lookup
+from bridge.scim.filters import CompiledFilter, user_filterable
 from bridge.scim.mapping import user_json, user_resource, user_values
-from bridge.scim.models import BridgeUser, UserPatch, UserResponseParameters
+from bridge.scim.models import UserPatch, UserResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
 from bridge.scim.requests import patch_from, resource_from
 from bridge.scim.responses import ScimResponse, list_response, no_content
@@ -31,6 +31,7 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
         self.holding = context.served.user
         self.held = context.served.holds.user
         self.fast = FastPaths(context.served)
+        self.filterable = user_filterable(context.served)
 
     async def create(self, request: Request) -> Response:
         """Create (RFC 7644 §3.3): 201 + ``Location``; a taken userName/email is 409."""
@@ -59,7 +60,7 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
             page = await self.context.upstream.list_users(window.offset, window.count)
             total, records = page.total, page.items
         else:
-            matched = await self.matching(request, query.filter)
+            matched = await self.matching(query.filter)
             total, records = len(matched), matched[window.offset : window.offset + window.count]
         resources = [self._render(request, record, params=query.params) for record in records]
         return ScimResponse(list_response(resources, total, window.start_index))
@@ -95,14 +96,14 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
 
     # ------------------------------------------------------------------ queries
 
-    def lookup(self, text: str) -> Lookup[UserField]:
-        return user_lookup(text, self.context.served.user_terms)
-
     async def get(self, resource_id: str) -> UserRecord:
         return await self.context.upstream.get_user(resource_id)
 
     async def search_upstream(self, field: UserField, value: str) -> list[UserRecord]:
         return await self.context.upstream.search_users(field, value)
+
+    async def scan_upstream(self, limit: int) -> list[UserRecord]:
+        return await self.context.upstream.scan_users(limit)
 
     def held_value(self, record: UserRecord, field: UserField | None) -> str | None:
         held: dict[UserField | None, str | None] = {
@@ -113,8 +114,10 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
         }
         return held[field]
 
-    def resource(self, request: Request, record: UserRecord) -> BridgeUser:
-        return user_resource(record, self._location(request, record))
+    async def evaluate(
+        self, compiled: CompiledFilter[UserField], candidates: list[UserRecord]
+    ) -> list[UserRecord]:
+        return [record for record in candidates if compiled.matches(user_json(record, ""))]
 
     # ------------------------------------------------------------------ rendering
 

@@ -278,11 +278,15 @@ class FakeModyo:
     def _external_ids(self, table: dict[int, Json], keys: Iterable[int]) -> list[int | str]:
         return [self.external_id(table[key]) for key in sorted(keys)]
 
-    def _page(self, plural: str, rows: list[Json], query: _Query) -> FakeResponse:
-        """One page of ``rows`` in the documented envelope."""
+    def _page(
+        self, plural: str, rows: list[Json], query: _Query, view: Callable[[Json], Json]
+    ) -> FakeResponse:
+        """One page of ``rows`` in the documented envelope, each row of the page shown through
+        ``view`` (only those: a page costs its size, not the table's, as a database's would)."""
         page, per_page = _page_params(query)
         window = rows[(page - 1) * per_page : page * per_page]
-        return _envelope(plural, [_only(row, query) for row in window], len(rows), page, per_page)
+        shown = [_only(view(row), query) for row in window]
+        return _envelope(plural, shown, len(rows), page, per_page)
 
     @staticmethod
     def _sorted(rows: list[Json], query: _Query, allowed: set[str]) -> list[Json]:
@@ -318,7 +322,7 @@ class FakeModyo:
     def _list_members(self, *, query: _Query, payload: Json) -> FakeResponse:
         rows = self._filter_members(query)
         rows = self._sorted(rows, query, {"id", "username", "email", "created_at", "updated_at"})
-        return self._page("team_members", [self._member_view(row) for row in rows], query)
+        return self._page("team_members", rows, query, self._member_view)
 
     def _filter_members(self, query: _Query) -> list[Json]:
         candidates: Iterable[Json] = self.team_members.values()
@@ -462,7 +466,7 @@ class FakeModyo:
         if external_id is not None:
             rows = [row for row in rows if row["external_id"] == external_id]
         rows = self._sorted(rows, query, {"id", "name", "created_at", "updated_at"})
-        return self._page("groups", [self._group_view(row) for row in rows], query)
+        return self._page("groups", rows, query, self._group_view)
 
     def _show_group(self, raw_id: str, *, query: _Query, payload: Json) -> FakeResponse:
         return FakeResponse(200, _only(self._group_view(self._lookup(self.groups, raw_id)), query))
