@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.modyo.check import run_check
-from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.modyo.fake import FakeModyo, FaultyModyo, Variant, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
 
@@ -66,3 +66,49 @@ async def test_what_cannot_be_removed_is_listed(capsys: pytest.CaptureFixture[st
         f"left behind: team member {member['id']} ({member['username']}), not removed: "
         "Modyo refused the values: broken on purpose",
     ]
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        (Variant(), "ids integer; creates 201; deletes 204; error envelope objects"),
+        (
+            Variant(errors="strings", create_status=200, delete_status=200, uuid_ids=True),
+            "ids uuid; creates 200; deletes 200; error envelope strings",
+        ),
+        (Variant(errors="hash"), "ids integer; creates 201; deletes 204; error envelope hash"),
+    ],
+)
+async def test_check_reports_the_answer_shapes_it_sees_and_passes_under_each(
+    capsys: pytest.CaptureFixture[str], variant: Variant, expected: str
+) -> None:
+    """Every documented shape of Modyo's answers (ids, create and delete statuses, error
+    envelopes) works, and ``check --write`` says which one this Modyo uses."""
+    fake = FakeModyo(token=MODYO_TOKEN, variant=variant)
+    fake.seed_members(1)
+    status, out = await check(fake, capsys)
+    assert status == 0, out
+    assert expected in line(out, "answer shapes seen")
+    assert "  ok    " in line(out, "duplicate team member refused as taken")
+    assert len(fake.team_members) == 1  # the throw-away member is gone again
+
+
+async def test_a_duplicate_not_refused_as_taken_fails_the_check(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Modyo whose duplicate answer the bridge cannot read as "taken" would answer Entra's
+    repeated creates 400, not 409: that breaks provisioning."""
+    fake = FakeModyo(token=MODYO_TOKEN)
+    refused = FakeResponse(422, {"errors": ["Something else went wrong"]})
+    original = fake.handle
+
+    def answer(method: str, path: str, *args: object, **kwargs: object) -> FakeResponse:
+        response = original(method, path, *args, **kwargs)  # type: ignore[arg-type]
+        if method == "POST" and path.endswith("/team_members") and response.status == 409:
+            return refused
+        return response
+
+    fake.handle = answer  # type: ignore[method-assign]
+    status, out = await check(fake, capsys)
+    assert status == 1
+    assert "  FAIL  " in line(out, "duplicate team member refused as taken")

@@ -271,6 +271,7 @@ def _rows(stdout: str) -> dict[str, str]:
 
 WRITE_PROBES = [
     "create team member (POST /team_members)",
+    "duplicate team member refused as taken (POST /team_members)",
     "update team member (PUT /team_members/:id)",
     "create group (POST /groups)",
     "add group member (POST /groups/:id/team_members)",

@@ -28,6 +28,7 @@ from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.upstream import (
+    Conflict,
     GroupField,
     GroupRecord,
     NotFound,
@@ -198,6 +199,30 @@ class RestProbes:
         )  # fmt: skip
         return ok(f"created team member {self._user.id} ({self.name}, inactive)")
 
+    async def _duplicate_user(self) -> Outcome:
+        if self._user is None:
+            return skip("needs the team member created above")
+        try:
+            await self.client.create_user(
+                {UserField.USER_NAME: self.name, UserField.EMAIL: f"{self.name}@example.com"}
+            )
+        except Conflict as conflict:
+            return ok(f"recognised as a uniqueness failure ({conflict.detail})")
+        raise AssertionError(
+            "a second create of the same username was not refused as taken: Entra's "
+            "repeated creates would not get 409"
+        )
+
+    async def _shapes(self) -> Outcome:
+        seen = self.client.shapes
+        parts = [
+            f"ids {seen.ids or 'not seen (no team member listed)'}",
+            f"creates {seen.create_status or 'not seen (--write)'}",
+            f"deletes {seen.delete_status or 'not seen (--write)'}",
+            f"error envelope {seen.errors or 'not seen (--write)'}",
+        ]
+        return ok("; ".join(parts) + ": each handled (docs C8, C13)")
+
     async def _update_user(self) -> Outcome:
         if self._user is None:
             return skip("needs the team member created above")
@@ -322,6 +347,9 @@ REST_PROBES: list[Probe[RestProbes]] = [
           "a group's members can be read"),
     Probe("create team member (POST /team_members)", RestProbes._create_user,
           "creates (POST /Users)", writes=True),
+    Probe("duplicate team member refused as taken (POST /team_members)",
+          RestProbes._duplicate_user, "a repeated create is answered 409 uniqueness",
+          writes=True),
     Probe("update team member (PUT /team_members/:id)", RestProbes._update_user,
           "updates (PATCH and PUT /Users, deactivation included)", writes=True),
     Probe("create group (POST /groups)", RestProbes._create_group, "creates (POST /Groups)",
@@ -335,6 +363,9 @@ REST_PROBES: list[Probe[RestProbes]] = [
     Probe("hard delete team member (DELETE /team_members/:id)", RestProbes._delete_user,
           "Entra's user Delete action (DELETE /Users/{id}); a warning when missing",
           writes=True),
+    Probe("answer shapes seen", RestProbes._shapes,
+          "which of Modyo's documented answer shapes this Modyo uses (ids, statuses, "
+          "error envelope); all are handled"),
 ]  # fmt: skip
 
 

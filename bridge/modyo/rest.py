@@ -55,6 +55,7 @@ from bridge.upstream import (
 log = logging.getLogger("bridge.modyo")
 _RETRIED: Final = frozenset({502, 503, 504})
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 API: Final = "/api/admin"
 HEALTH_SECONDS: Final = 5.0  # a readiness probe's own deadline
@@ -85,6 +86,22 @@ GROUP_SEARCH_PARAMS: Final = {
 }
 
 
+@dataclass(slots=True)
+class Shapes:
+    """Which of the answer shapes Modyo documents this Modyo was seen to use (C8, C13, §3):
+    what ``scim-bridge check`` reports. None until seen."""
+
+    ids: str | None = None  # "integer" or "uuid" (or "other")
+    create_status: int | None = None
+    delete_status: int | None = None
+    errors: str | None = None  # "objects", "strings" or "hash"
+
+    def saw_id(self, raw: object) -> None:
+        if self.ids is None:
+            text = str(raw)
+            self.ids = "integer" if text.isdigit() else "uuid" if _UUID.fullmatch(text) else "other"
+
+
 class RestUpstream:
     """:class:`bridge.upstream.Upstream` over the Modyo Administration REST API."""
 
@@ -99,6 +116,7 @@ class RestUpstream:
 
     def __init__(self, http: ModyoHttp) -> None:
         self._http = http
+        self.shapes = Shapes()
 
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
@@ -115,6 +133,8 @@ class RestUpstream:
         total, rows = await self._window(
             "GET /team_members", f"{API}/team_members", "team_members", offset, count
         )
+        if rows:
+            self.shapes.saw_id(rows[0].get("id"))
         return Page(total, [_user(row) for row in rows])
 
     async def search_users(self, field: UserField, value: str) -> list[UserRecord]:
@@ -310,6 +330,7 @@ class RestUpstream:
         if answer.status == 404 and answer.maybe_applied_before:
             return  # an earlier attempt deleted it and its answer was lost
         self._expect(answer, call, 200, 204)
+        self.shapes.delete_status = answer.status
 
     async def _create(
         self,
@@ -337,7 +358,7 @@ class RestUpstream:
                     return dict(existing)
                 continue  # not found: it was not applied, creating again is safe
             if answer.status in (409, 422):  # Modyo's failure statuses (C9)
-                failure = _failure(call, answer.response)
+                failure = self._failure(call, answer.response)
                 if isinstance(failure, Conflict) and maybe_applied:
                     existing = await find_existing()
                     if existing is not None:
@@ -346,7 +367,10 @@ class RestUpstream:
                         )
                         return dict(existing)
                 raise failure
-            return self._expect(answer, call, 200, 201)
+            created = self._expect(answer, call, 200, 201)
+            self.shapes.create_status = answer.status
+            self.shapes.saw_id(created.get("id"))
+            return created
         raise Unavailable(f"Modyo did not confirm {call} after repeated attempts", retry_after=5)
 
     async def _window(
@@ -417,9 +441,15 @@ class RestUpstream:
             raise BadGateway(f"Modyo answered {call} with a malformed '{plural}' list")
         return rows, shape
 
+    def _failure(self, call: str, response: httpx.Response) -> UpstreamError:
+        failure = _failure(call, response)
+        if isinstance(failure, Conflict | Rejected | UnknownMembers):
+            self.shapes.errors = _envelope_style(response)
+        return failure
+
     def _expect(self, answer: Answer, call: str, *statuses: int) -> dict[str, Any]:
         if answer.status not in statuses:
-            raise _failure(call, answer.response)
+            raise self._failure(call, answer.response)
         if answer.status == 204 or not answer.response.content:
             return {}
         try:
@@ -577,6 +607,19 @@ def _validation_failure(call: str, status: int, response: httpx.Response) -> Ups
         "Modyo refused the values: " + "; ".join(problem.text for problem in problems),
         field=fields.get(problems[0].field or ""),
     )
+
+
+def _envelope_style(response: httpx.Response) -> str | None:
+    """Which documented error envelope an answer used (C8)."""
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(errors, dict):
+        return "hash"
+    if isinstance(errors, list) and errors:
+        return "strings" if all(isinstance(e, str) for e in errors) else "objects"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
