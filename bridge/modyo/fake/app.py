@@ -47,7 +47,7 @@ class FakeModyoApp:
             raise ConnectionAbortedError("fake Modyo dropped the connection (injected fault)")
         content = outcome.response.content()
         response_headers = [
-            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-type", outcome.response.media_type.encode()),
             (b"content-length", str(len(content)).encode()),
             *(
                 (key.lower().encode(), value.encode())

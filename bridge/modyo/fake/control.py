@@ -59,7 +59,5 @@ def _seed(service: FaultyModyo, payload: dict[str, Any]) -> FakeResponse:
     for group in payload.get("groups", []):
         members = users[: int(group.get("members", 0))]
         groups.append({"id": fake.seed_group(str(group["name"]), members), "name": group["name"]})
-    listed = [
-        {"id": user_id, "username": fake.team_members[user_id]["username"]} for user_id in users
-    ]
+    listed = [{"id": user_id, "username": fake.user_name(user_id)} for user_id in users]
     return FakeResponse(201, {"users": listed, "groups": groups})

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bridge.modyo.fake.state import FakeModyo, FakeResponse
+from bridge.modyo.fake.service import FakeService
+from bridge.modyo.fake.state import FakeResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +62,10 @@ class Outcome:
 
 
 class FaultyModyo:
-    """A :class:`FakeModyo` behind seeded faults; ``injected`` counts what was injected."""
+    """A fake Modyo (REST or SCIM) behind seeded faults; ``injected`` counts what was
+    injected."""
 
-    def __init__(self, fake: FakeModyo, faults: Faults | None = None) -> None:
+    def __init__(self, fake: FakeService, faults: Faults | None = None) -> None:
         self.fake = fake
         self.faults = faults or Faults()
         self.injected: Counter[str] = Counter()
@@ -82,7 +84,7 @@ class FaultyModyo:
         self._refilled = time.monotonic()
 
     def lose_next(self, route: str, times: int = 1) -> None:
-        """Apply the next ``times`` calls to ``route`` (a ``FakeModyo.calls`` key), then drop
+        """Apply the next ``times`` calls to ``route`` (a key of the fake's ``calls``), then drop
         their connection: a deterministic lost response."""
         self._lose_next[route] += times
 

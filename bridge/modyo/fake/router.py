@@ -30,7 +30,7 @@ def build_router(service: FaultyModyo, base_url: str) -> respx.Router:
         return httpx.Response(
             response.status,
             content=response.content(),
-            headers={"Content-Type": "application/json; charset=utf-8", **response.headers},
+            headers={"Content-Type": response.media_type, **response.headers},
         )
 
     router.route(url__startswith=base_url.rstrip("/")).mock(side_effect=answer)
