@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
+from urllib.parse import unquote
 
 from bridge.modyo.fake.state import EMAIL_PATTERN, MODYO_OFFSET, USERNAME_PATTERN, FakeResponse
 
@@ -172,7 +173,8 @@ class FakeModyoScim:
         body: bytes = b"",
         headers: Mapping[str, str] | None = None,
     ) -> FakeResponse:
-        """Answer one request as Modyo's SCIM server would, counting it."""
+        """Answer one request as Modyo's SCIM server would, counting it (``path`` as sent:
+        an id is one percent-encoded segment)."""
         if not (path == SCIM_PREFIX or path.startswith(SCIM_PREFIX + "/")):
             return NOT_FOUND_PAGE
         if not self._authorised(headers or {}):
@@ -197,7 +199,7 @@ class FakeModyoScim:
         for route_method, pattern, name, handler in self._routes:
             found = pattern.fullmatch(relative)
             if found and route_method == method:
-                return name, handler, found.groups()
+                return name, handler, tuple(unquote(part) for part in found.groups())
         return None
 
     def _authorised(self, headers: Mapping[str, str]) -> bool:
