@@ -28,6 +28,8 @@ from bridge.metrics import metrics_endpoint
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
+from bridge.modyo.scim import MEDIA_TYPE as SCIM_MEDIA_TYPE
+from bridge.modyo.scim import ScimUpstream
 from bridge.observe import RequestObserver
 from bridge.scim.auth import BearerAuth
 from bridge.scim.context import ScimContext
@@ -53,10 +55,9 @@ def create_app(
     modyo_transport: httpx.AsyncBaseTransport | None = None,
 ) -> ASGIApp:
     """Build the bridge. ``upstream`` replaces the Modyo upstream entirely; ``modyo_transport``
-    keeps the real one but sends its HTTP elsewhere (the in-process fake Modyo)."""
+    keeps the real one (``modyo.api``) but sends its HTTP elsewhere (the in-process fake)."""
     if upstream is None:
-        http = ModyoHttp(settings.modyo, RetryPolicy(settings.retry), modyo_transport)
-        upstream = RestUpstream(http)
+        upstream = modyo_upstream(settings, modyo_transport)
     context = ScimContext(
         upstream=upstream,
         max_body_bytes=settings.server.max_body_bytes,
@@ -96,6 +97,17 @@ def create_app(
         },
     )
     return RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+
+
+def modyo_upstream(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> Upstream:
+    """The Modyo interface ``modyo.api`` names, over the same HTTP plumbing (token, timeouts,
+    transport, retries, in-flight bound, metrics) whichever it is."""
+    retry = RetryPolicy(settings.retry)
+    if settings.modyo.api == "scim":
+        return ScimUpstream(ModyoHttp(settings.modyo, retry, transport, SCIM_MEDIA_TYPE))
+    return RestUpstream(ModyoHttp(settings.modyo, retry, transport))
 
 
 class _Routed:

@@ -4,14 +4,12 @@ exact RFC-form requests it sends, paging, every documented gap it fills, error m
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from bridge.config import Settings
@@ -33,6 +31,7 @@ from bridge.upstream import (
     UserRecord,
 )
 from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.scim_mode import Recording, Sent
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -43,47 +42,14 @@ def _quiet_retry_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @dataclass
-class Sent:
-    method: str
-    path: str
-    params: list[tuple[str, str]]
-    raw_path: bytes
-    body: Any
-    headers: httpx.Headers
-
-
-class Recording(httpx.AsyncBaseTransport):
-    """Records every request the upstream sends, then lets the fake answer it."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.sent: list[Sent] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content) if request.content else None
-        self.sent.append(
-            Sent(
-                request.method,
-                request.url.path,
-                request.url.params.multi_items(),
-                request.url.raw_path,
-                body,
-                request.headers,
-            )
-        )
-        return await self.inner.handle_async_request(request)
-
-
-@dataclass
 class Rig:
     fake: FakeModyoScim
     service: FaultyModyo
     client: ScimUpstream
     recording: Recording
-    seen: list[Sent] = field(default_factory=list)
 
     def writes(self) -> list[Sent]:
-        return [sent for sent in self.recording.sent if sent.method != "GET"]
+        return self.recording.writes()
 
     def forget(self) -> None:
         self.recording.sent.clear()
@@ -130,9 +96,7 @@ def person(name: str, **changes: Any) -> UserChanges:
 
 
 def operations(sent: Sent) -> list[dict[str, Any]]:
-    assert sent.body["schemas"] == [PATCH_URN]
-    found: list[dict[str, Any]] = sent.body["Operations"]
-    return found
+    return sent.operations
 
 
 # ---------------------------------------------------------------------- users
