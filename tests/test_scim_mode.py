@@ -5,6 +5,7 @@ So every success here also proves the bridge filled a gap and sent RFC form."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -296,6 +297,18 @@ async def test_entra_group_lifecycle(
     assert (await scim.delete(f"/Groups/{gid}")).status_code == 204
     assert_scim_error(await scim.get(f"/Groups/{gid}"), 404)
     assert (await scim.get(f"/Users/{ana}")).status_code == 200
+
+
+async def test_concurrent_creates_of_one_group_name_make_one_group(
+    scim_bridge: httpx.AsyncClient, scim_fake: FakeModyoScim
+) -> None:
+    """Modyo would accept both; the bridge's check runs under the create lock."""
+    answers = await asyncio.gather(
+        scim_bridge.post("/Groups", json=entra.group("Twins")),
+        scim_bridge.post("/Groups", json=entra.group("TWINS")),
+    )
+    assert sorted(answer.status_code for answer in answers) == [201, 409]
+    assert len(scim_fake.groups) == 1
 
 
 async def test_unknown_members_are_400_and_write_nothing(

@@ -576,3 +576,46 @@ async def test_throttling_is_waited_out_and_outages_become_unavailable() -> None
         with pytest.raises(Unavailable):
             await throttled.client.list_users(0, 10)
         assert throttled.service.injected == {"throttled": 2}
+
+
+async def test_patches_answered_204_are_read_back_except_the_delete(bench: Rig) -> None:
+    ana = await bench.client.create_user(ANA)
+    bench.forget()
+    bench.fake.script("PATCH /scim/Users/:id", FakeResponse(204, media_type=MEDIA_TYPE))
+    record = await bench.client.update_user(ana.id, {UserField.GIVEN_NAME: "X"})
+    assert record.given_name == "Ana"  # scripted, so not applied: the read-back tells the truth
+    assert bench.fake.calls == {"GET /scim/Users/:id": 2, "PATCH /scim/Users/:id": 1}
+    bench.forget()
+    bench.fake.script("PATCH /scim/Users/:id", FakeResponse(204, media_type=MEDIA_TYPE))
+    await bench.client.delete_user(ana.id)  # a 204 to the tombstone PATCH is success
+    assert bench.fake.calls == {"GET /scim/Users/:id": 1, "PATCH /scim/Users/:id": 1}
+
+
+async def test_a_listing_that_counts_resources_it_does_not_show_is_a_bad_gateway(
+    bench: Rig,
+) -> None:
+    """Read as "no such group", it would let a duplicate group be created."""
+    bench.fake.seed_group("Sales")
+    listing = {"schemas": [LIST_URN], "totalResults": 1, "Resources": []}
+    bench.fake.script("GET /scim/Groups", FakeResponse(200, listing, media_type=MEDIA_TYPE))
+    with pytest.raises(BadGateway, match="totalResults 1 but no Resources"):
+        await bench.client.create_group({GroupField.DISPLAY_NAME: "Sales"})
+    assert len(bench.fake.groups) == 1
+
+
+async def test_adoption_finds_its_group_among_duplicates_made_outside_the_bridge(
+    bench: Rig,
+) -> None:
+    bench.service.lose_next("POST /scim/Groups")
+    values = {GroupField.DISPLAY_NAME: "Sales", GroupField.EXTERNAL_ID: "obj-1"}
+    original = bench.fake.handle  # a console user creates "SALES" while the answer is lost
+
+    def handle(method: str, path: str, *args: Any, **kwargs: Any) -> FakeResponse:
+        response = original(method, path, *args, **kwargs)
+        if method == "POST" and path.endswith("/Groups") and len(bench.fake.groups) == 1:
+            bench.fake.seed_group("SALES")
+        return response
+
+    bench.fake.handle = handle  # type: ignore[method-assign]
+    group = await bench.client.create_group(values)
+    assert group.external_id == "obj-1" and len(bench.fake.groups) == 2

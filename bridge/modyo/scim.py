@@ -145,7 +145,8 @@ class ScimUpstream:
         operations = _user_operations(current, changes)
         if not operations:
             return current
-        return _user(await self._patch_user(user_id, operations))
+        body = await self._patch_user(user_id, operations)
+        return _user(body or await self._live_user(user_id))
 
     async def delete_user(self, user_id: str) -> None:
         """Modyo's DELETE fails [SCIM L100-L102], so: leave every group, then deactivate
@@ -174,10 +175,10 @@ class ScimUpstream:
         return row
 
     async def _patch_user(self, user_id: str, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """The user as the PATCH answered it (``{}`` after a 204)."""
         call, path = "PATCH /scim/Users/:id", f"{SCIM}/Users/{_path_id(user_id)}"
         answer = await self._http.send(call, "PATCH", path, json=_patch_op(operations))
-        body = self._expect(answer, call, 200, 204)
-        return body or await self._live_user(user_id)
+        return self._expect(answer, call, 200, 204)
 
     async def _matching_user(self, values: UserChanges) -> dict[str, Any] | None:
         """The user holding the userName being created, if it holds all the values."""
@@ -235,6 +236,7 @@ class ScimUpstream:
 
     async def update_group(self, group_id: str, changes: GroupChanges) -> GroupRecord:
         operations: list[dict[str, Any]] = []
+        current: GroupRecord | None = None
         if GroupField.EXTERNAL_ID in changes:
             current = await self.get_group(group_id)
             if (changes[GroupField.EXTERNAL_ID] or None) != current.external_id:
@@ -246,7 +248,7 @@ class ScimUpstream:
             await self._require_free_name(name, owner=group_id)
             operations.append({"op": "replace", "path": "displayName", "value": name})
         if not operations:
-            return await self.get_group(group_id)
+            return current or await self.get_group(group_id)
         call, path = "PATCH /scim/Groups/:id", f"{SCIM}/Groups/{_path_id(group_id)}"
         answer = await self._http.send(call, "PATCH", path, json=_patch_op(operations))
         body = self._expect(answer, call, 200, 204)
@@ -276,10 +278,12 @@ class ScimUpstream:
         name = values.get(GroupField.DISPLAY_NAME)
         if not isinstance(name, str):
             return None
-        for group in await self.search_groups(GroupField.DISPLAY_NAME, name):
+        named = await self.search_groups(GroupField.DISPLAY_NAME, name)
+        for group in named:
             if (values.get(GroupField.EXTERNAL_ID) or None) == group.external_id:
                 return _group_row(group)
-            raise Conflict(f"group {group.id} is named {group.display_name!r}",
+        if named:
+            raise Conflict(f"group {named[0].id} is named {named[0].display_name!r}",
                            field=GroupField.DISPLAY_NAME)  # fmt: skip
         return None
 
@@ -326,7 +330,10 @@ class ScimUpstream:
         §3.5.2.2): a ``remove`` of ``members`` without a filter would empty the group."""
         for chunk in _chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
             operations = [
-                {"op": "remove", "path": f"members[value eq {json.dumps(user_id)}]"}
+                {
+                    "op": "remove",
+                    "path": f"members[value eq {json.dumps(user_id, ensure_ascii=False)}]",
+                }
                 for user_id in chunk
             ]
             await self._patch_group(group_id, operations)
@@ -402,7 +409,9 @@ class ScimUpstream:
         total, first = await self._page(
             call, path, [*extra, ("startIndex", "1"), ("count", str(MAX_COUNT))]
         )
-        if len(first) >= total or not first:
+        if total > 0 and not first:  # read as "none", a group would be created twice
+            raise BadGateway(f"Modyo answered {call} with totalResults {total} but no Resources")
+        if len(first) >= total:
             return first
         step, gate = len(first), asyncio.Semaphore(PAGE_CONCURRENCY)
 
