@@ -73,6 +73,7 @@ never in an Entra userPrincipalName, so no user Entra provisions can look delete
 TOMBSTONE_DOMAIN: Final = "deleted.scim-bridge.invalid"  # RFC 2606: never delivered
 
 USER_FILTERS: Final = {UserField.USER_NAME: "userName", UserField.EXTERNAL_ID: "externalId"}
+GROUP_KEYS: Final = {GroupField.DISPLAY_NAME: "displayName", GroupField.EXTERNAL_ID: "externalId"}
 NAME_PATHS: Final = {
     UserField.GIVEN_NAME: "givenName",
     UserField.FAMILY_NAME: "familyName",
@@ -208,15 +209,9 @@ class ScimUpstream:
         """Modyo documents no group filter, and ignoring one would list every group as a
         match (G4): the whole listing is read (⌈groups/100⌉ calls) and matched here, ignoring
         case (a superset of SCIM's matching, which the SCIM side then applies exactly)."""
-        wanted = value.lower()
-        held: Callable[[GroupRecord], str | None] = (
-            (lambda group: group.display_name)
-            if field is GroupField.DISPLAY_NAME
-            else (lambda group: group.external_id)
-        )
-        return [
-            group for group in await self._all_groups() if (held(group) or "").lower() == wanted
-        ]
+        key, wanted = GROUP_KEYS[field], value.lower()
+        rows = await self._collect("GET /scim/Groups", f"{SCIM}/Groups", NO_MEMBERS)
+        return [_group(row) for row in rows if str(row.get(key) or "").lower() == wanted]
 
     async def create_group(self, values: GroupChanges) -> GroupRecord:
         """displayName must be unique (Entra matches on it; Modyo does not enforce it)."""
@@ -260,10 +255,6 @@ class ScimUpstream:
         if answer.status == 404 and answer.maybe_applied_before:
             return  # an earlier attempt deleted it and its answer was lost
         self._expect(answer, call, 200, 204)
-
-    async def _all_groups(self) -> list[GroupRecord]:
-        rows = await self._collect("GET /scim/Groups", f"{SCIM}/Groups", NO_MEMBERS)
-        return [_group(row) for row in rows]
 
     async def _require_free_name(self, name: str, owner: str | None) -> None:
         """409 if another group holds ``name`` (ignoring case, as Entra's matching does)."""

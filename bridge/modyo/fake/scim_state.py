@@ -218,10 +218,13 @@ class FakeModyoScim:
     def _new_id(self) -> str:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
-    def _list(self, rows: Iterable[Json], total: int, query: _Query) -> FakeResponse:
+    def _list(
+        self, rows: Iterable[Json], total: int, query: _Query, render: Callable[[Json], Json]
+    ) -> FakeResponse:
+        """One window of ``rows``; only the rows in it are rendered."""
         start = max(1, _int(query.one("startIndex"), 1))
         count = min(MAX_COUNT, max(0, _int(query.one("count"), MAX_COUNT)))
-        page = list(islice(rows, start - 1, start - 1 + count)) if count else []
+        page = [render(row) for row in islice(rows, start - 1, start - 1 + count)] if count else []
         return _scim(
             200,
             {
@@ -262,14 +265,14 @@ class FakeModyoScim:
     def _list_users(self, *, query: _Query, payload: Json) -> FakeResponse:
         text = query.one("filter")
         if text is None:
-            return self._list(map(self._user_view, self.users.values()), len(self.users), query)
+            return self._list(self.users.values(), len(self.users), query, self._user_view)
         attribute, value = _user_filter(text)
         if attribute == "username":
             found = self._user_by_name.get(value.lower())
             rows = [self.users[found]] if found is not None else []
         else:
             rows = [user for user in self.users.values() if user["externalId"] == value]
-        return self._list(map(self._user_view, rows), len(rows), query)
+        return self._list(rows, len(rows), query, self._user_view)
 
     def _user_or_404(self, user_id: str) -> Json:
         user = self.users.get(user_id)
@@ -372,8 +375,9 @@ class FakeModyoScim:
 
     def _list_groups(self, *, query: _Query, payload: Json) -> FakeResponse:
         """Any ``filter`` is ignored (GUESS, G4): every group is listed."""
-        rows = (self._group_view(group, query) for group in self.groups.values())
-        return self._list(rows, len(self.groups), query)
+        return self._list(
+            self.groups.values(), len(self.groups), query, lambda g: self._group_view(g, query)
+        )
 
     def _group_or_404(self, group_id: str) -> Json:
         group = self.groups.get(group_id)
@@ -478,7 +482,7 @@ class FakeModyoScim:
             {"schemas": [SCHEMA_URN], "id": GROUP_URN, "name": "Group",
              "attributes": [{"name": n} for n in ("displayName", "externalId", "members")]},
         ]  # fmt: skip
-        return self._list(iter(resources), len(resources), query)
+        return self._list(resources, len(resources), query, lambda schema: schema)
 
     # ------------------------------------------------------------------ test helpers
 
