@@ -323,6 +323,24 @@ def test_group_patch_membership_forms(fake: FakeModyoScim) -> None:
     assert call(fake, "GET", f"/Users/{ana}").body.get("groups") is None
 
 
+def test_group_patch_operations_apply_in_order(fake: FakeModyoScim) -> None:
+    ana, bob = (make_user(fake, f"{n}@contoso.com")["id"] for n in ("ana", "bob"))
+    group_id = make_group(fake, "Sales", members=[{"value": ana}])["id"]
+    add_bob = {"op": "add", "path": "members", "value": [{"value": bob}]}
+    remove = {"op": "remove", "path": f'members[value eq "{bob}"]'}
+    for operations, expected in (
+        ([add_bob, remove], {ana}),
+        ([remove, add_bob], {ana, bob}),
+        ([{"op": "remove", "path": "members"}, add_bob], {bob}),
+        ([{"op": "replace", "path": "members", "value": [{"value": ana}]}, remove], {ana}),
+    ):
+        assert call(fake, "PATCH", f"/Groups/{group_id}", patch(*operations)).status == 204
+        assert fake.group_member_ids(group_id) == expected, operations
+        assert {g["value"] for g in call(fake, "GET", f"/Users/{ana}").body.get("groups", [])} == (
+            {group_id} if ana in expected else set()
+        )
+
+
 def test_group_patch_renames_ignores_external_id_and_refuses_unknown_members(
     fake: FakeModyoScim,
 ) -> None:

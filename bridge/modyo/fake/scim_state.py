@@ -54,7 +54,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -330,13 +330,13 @@ class FakeModyoScim:
             raise _fail(400, "a valid email is required", "invalidValue")
         if not isinstance(user["active"], bool):
             raise _fail(400, "active must be a boolean", "invalidValue")
-        for field, index, value in (
+        for attribute, index, value in (
             ("userName", self._user_by_name, name),
             ("email", self._user_by_email, email),
         ):
             holder = index.get(value.lower())
             if holder is not None and holder != current_id:
-                raise _fail(409, f"{field} has already been taken", "uniqueness")
+                raise _fail(409, f"{attribute} has already been taken", "uniqueness")
 
     def _store_user(self, user: Json) -> None:
         self.users[user["id"]] = user
@@ -405,9 +405,11 @@ class FakeModyoScim:
         return _scim(201, self._group_view(group, query))
 
     def _patch_group(self, group_id: str, *, query: _Query, payload: Json) -> FakeResponse:
+        """Applied all at once, or not at all; O(members changed), not O(group size), except
+        a replace or removal of all members."""
         group = self._group_or_404(group_id)
         name = group["displayName"]
-        members = dict(self._group_members[group_id])
+        delta = _MemberDelta()
         for op, path, value in _operations(payload):
             if path is None:
                 if op == "remove" or not isinstance(value, dict):
@@ -416,28 +418,25 @@ class FakeModyoScim:
                 if "displayname" in changes:
                     name = _display_name(changes["displayname"])
                 if "members" in changes:
-                    wanted = self._known_members(changes["members"])
-                    members = (
-                        dict.fromkeys(wanted)
-                        if op == "replace"
-                        else members | dict.fromkeys(wanted)
-                    )
+                    delta.put(self._known_members(changes["members"]), replace=op == "replace")
                 continue
             lowered = path.lower()
             selected = _MEMBER_FILTER.fullmatch(path)
             if lowered == "displayname" and op != "remove":
                 name = _display_name(value)
             elif selected is not None and op == "remove":
-                members.pop(str(json.loads(selected.group(1))), None)
+                delta.remove(str(json.loads(selected.group(1))))
             elif lowered == "members" and op == "remove":
-                members.clear()  # RFC 7644 §3.5.2.2: no filter, every member goes
-            elif lowered == "members" and op == "add":
-                members |= dict.fromkeys(self._known_members(value))
+                delta.put([], replace=True)  # RFC 7644 §3.5.2.2: no filter, every member goes
             elif lowered == "members":
-                members = dict.fromkeys(self._known_members(value))
+                delta.put(self._known_members(value), replace=op == "replace")
             # anything else (externalId included) is ignored
         group.update(displayName=name, lastModified=self._now())
-        self._set_members(group_id, members)
+        if delta.replaced:
+            self._set_members(group_id, delta.added)
+        else:
+            self._drop_members(group_id, delta.removed)
+            self._put_members(group_id, delta.added)
         return _scim(204)
 
     def _delete_group(self, group_id: str, *, query: _Query, payload: Json) -> FakeResponse:
@@ -462,6 +461,13 @@ class FakeModyoScim:
         for user_id in user_ids:
             members[user_id] = None
             self._user_groups.setdefault(user_id, {})[group_id] = None
+
+    def _drop_members(self, group_id: str, user_ids: Iterable[str]) -> None:
+        members = self._group_members[group_id]
+        for user_id in user_ids:
+            if user_id in members:
+                del members[user_id]
+                self._user_groups[user_id].pop(group_id, None)
 
     def _set_members(self, group_id: str, wanted: dict[str, None]) -> None:
         """Make the members exactly ``wanted``: O(changes), whatever the group's size."""
@@ -526,6 +532,28 @@ class FakeModyoScim:
         """Answer the next calls to ``route`` (a ``calls`` key) with ``responses``, without
         applying them."""
         self._scripted.setdefault(route, []).extend(responses)
+
+
+@dataclass(slots=True)
+class _MemberDelta:
+    """A group PATCH's membership operations, in order, as a change to the current members
+    (or, after a replace, as the whole new set)."""
+
+    added: dict[str, None] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    replaced: bool = False
+
+    def put(self, user_ids: Iterable[str], *, replace: bool) -> None:
+        if replace:
+            self.added, self.removed, self.replaced = {}, set(), True
+        for user_id in user_ids:
+            self.added[user_id] = None
+            self.removed.discard(user_id)
+
+    def remove(self, user_id: str) -> None:
+        self.added.pop(user_id, None)
+        if not self.replaced:
+            self.removed.add(user_id)
 
 
 # ---------------------------------------------------------------------- request reading
