@@ -1,8 +1,9 @@
 """The ceiling: a minimal passthrough proxy making the Modyo calls each benchmarked operation
 minimally needs under docs/modyo-contract.md, with the bridge's own HTTP client and transport,
-and no SCIM work (no validation, mapping, filter parsing or error handling).
+and no SCIM work (no validation, mapping, filter parsing or error handling). ``--api scim``
+makes the calls of Modyo's SCIM server (§9) instead of the REST API's.
 
-    python -m bench.ceiling --port 8002 --modyo-url http://127.0.0.1:8001 --token T
+    python -m bench.ceiling --port 8002 --modyo-url http://127.0.0.1:8001 --token T [--api scim]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import uvicorn
@@ -25,7 +27,9 @@ from bridge.config import ModyoSettings
 from bridge.modyo.http import build_http_client
 
 API = "/api/admin"
+SCIM = "/api/admin/scim"
 ORDER = {"per_page": "100", "sort_by": "id", "order": "asc"}
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 def create_ceiling(modyo: ModyoSettings) -> Starlette:
@@ -98,16 +102,99 @@ def create_ceiling(modyo: ModyoSettings) -> Starlette:
         await http.post(f"{API}/groups/{group_id}/team_members", json={"team_member_ids": ids})
         return Response(status_code=204)
 
-    return Starlette(
-        routes=[
-            Route("/scim/Users", users, methods=["GET", "POST"]),
-            Route("/scim/scan/Users", scan, methods=["GET"]),
-            Route("/scim/Users/{user_id}", user, methods=["GET", "PATCH"]),
-            Route("/scim/Groups", groups, methods=["GET"]),
-            Route("/scim/Groups/{group_id}", group, methods=["PATCH"]),
-        ],
-        lifespan=lifespan,
-    )
+    return _app(users, user, groups, group, lifespan, scan)
+
+
+def create_scim_ceiling(modyo: ModyoSettings) -> Starlette:
+    """The same four routes over Modyo's SCIM server, with the calls §9 needs at least."""
+    http: httpx.AsyncClient
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal http
+        async with build_http_client(modyo, media_type="application/scim+json") as client:
+            http = client
+            yield
+
+    def passthrough(upstream: httpx.Response, status: int | None = None) -> Response:
+        return Response(
+            upstream.content,
+            status_code=status or upstream.status_code,
+            media_type="application/scim+json",
+        )
+
+    async def users(request: Request) -> Response:
+        if request.method == "POST":  # create: 1 call
+            body = json.loads(await request.body())
+            payload = {
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": body["userName"],
+                "emails": [{"value": body["userName"], "type": "work"}],
+            }
+            return passthrough(await http.post(f"{SCIM}/Users", json=payload), 201)
+        user_name = request.query_params["filter"].split('"')[1]  # filter: 1 call
+        return passthrough(
+            await http.get(f"{SCIM}/Users", params={"filter": f'userName eq "{user_name}"'})
+        )
+
+    async def user(request: Request) -> Response:
+        path = f"{SCIM}/Users/{request.path_params['user_id']}"
+        if request.method == "GET":  # read: 1 call
+            return passthrough(await http.get(path))
+        operation = json.loads(await request.body())["Operations"][0]  # patch: read + patch
+        await http.get(path)
+        body = {
+            "schemas": [PATCH_URN],
+            "Operations": [
+                {"op": "replace", "path": "name.givenName", "value": operation["value"]}
+            ],
+        }
+        return passthrough(await http.patch(path, json=body))
+
+    async def groups(request: Request) -> Response:
+        """Filter: the whole listing (one page per 100 groups), matched here."""
+        name = request.query_params["filter"].split('"')[1]
+        params = {"excludedAttributes": "members", "startIndex": "1", "count": "100"}
+        first = (await http.get(f"{SCIM}/Groups", params=params)).json()
+        found = [g for g in first["Resources"] if g["displayName"].lower() == name.lower()]
+        for start in range(101, first["totalResults"] + 1, 100):
+            page = await http.get(f"{SCIM}/Groups", params=params | {"startIndex": str(start)})
+            found += [
+                g for g in page.json()["Resources"] if g["displayName"].lower() == name.lower()
+            ]
+        return Response(
+            json.dumps({"totalResults": len(found), "Resources": found}),
+            media_type="application/scim+json",
+        )
+
+    async def group(request: Request) -> Response:
+        """Add members: each user read (its groups) and one PATCH of the group."""
+        values = json.loads(await request.body())["Operations"][0]["value"]
+        ids = [member["value"] for member in values]
+        for user_id in ids:
+            await http.get(f"{SCIM}/Users/{user_id}")
+        body = {
+            "schemas": [PATCH_URN],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": i} for i in ids]}],
+        }
+        await http.patch(f"{SCIM}/Groups/{request.path_params['group_id']}", json=body)
+        return Response(status_code=204)
+
+    return _app(users, user, groups, group, lifespan)
+
+
+def _app(
+    users: Any, user: Any, groups: Any, group: Any, lifespan: Any, scan: Any = None
+) -> Starlette:
+    routes = [
+        Route("/scim/Users", users, methods=["GET", "POST"]),
+        Route("/scim/Users/{user_id}", user, methods=["GET", "PATCH"]),
+        Route("/scim/Groups", groups, methods=["GET"]),
+        Route("/scim/Groups/{group_id}", group, methods=["PATCH"]),
+    ]
+    if scan is not None:  # the scan path (REST only: the bench's scan section)
+        routes.append(Route("/scim/scan/Users", scan, methods=["GET"]))
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main() -> None:
@@ -116,12 +203,13 @@ def main() -> None:
     parser.add_argument("--modyo-url", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--transport", default="aiohttp", choices=["aiohttp", "httpx"])
+    parser.add_argument("--api", default="rest", choices=["rest", "scim"])
     args = parser.parse_args()
     settings = ModyoSettings(
         base_url=AnyHttpUrl(args.modyo_url), token=SecretStr(args.token), transport=args.transport
     )
     uvicorn.run(
-        create_ceiling(settings),
+        create_scim_ceiling(settings) if args.api == "scim" else create_ceiling(settings),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

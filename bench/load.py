@@ -71,6 +71,9 @@ def requests_for(op: str, data: dict[str, Any], tag: str) -> Iterator[Request]:
     elif op == "modyo_get_member":  # the fake Modyo itself, for the added-latency baseline
         for user in itertools.cycle(users):
             yield "GET", f"/api/admin/team_members/{user['id']}", None
+    elif op == "modyo_get_scim_user":  # the same, from the fake of Modyo's SCIM server
+        for user in itertools.cycle(users):
+            yield "GET", f"/api/admin/scim/Users/{user['id']}", None
     else:
         raise SystemExit(f"unknown op {op!r}")
 

@@ -1,5 +1,6 @@
-"""``python -m bench [--quick] [--json PATH]``: the bridge, side by side with its ceiling and
-its peer, in one run on this machine.
+"""``python -m bench [--quick] [--json PATH] [--modyo-api rest|scim]``: the bridge, side by side
+with its ceiling and its peer, in one run on this machine, against the fake of Modyo's REST API
+or of its SCIM server (``modyo.api``).
 
 Processes (all on 127.0.0.1): ``scim-bridge fake-modyo``; ``scim-bridge serve`` (one uvicorn
 worker) pointed at it; the ceiling (``bench.ceiling``: a minimal passthrough with the same HTTP
@@ -31,14 +32,14 @@ from bench.procs import Process, free_port
 SCIM_TOKEN = "bench-scim-token-0123456789"
 MODYO_TOKEN = "bench-modyo-token"
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
-MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (see its §7)
-    "get_user": 1,
-    "filter_user": 1,
-    "create_user": 1,
-    "patch_user": 1,
-    "add_member": 2,
-    "filter_group": 1,
-}
+MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (§7 for REST, §9 for SCIM)
+    "rest": {"get_user": 1, "filter_user": 1, "create_user": 1, "patch_user": 1,
+             "add_member": 2, "filter_group": 1},
+    # SCIM: a PATCH reads the user first (deleted users, exact diff); the 10 benchmark groups
+    # fit one page of the group listing the bridge searches
+    "scim": {"get_user": 1, "filter_user": 1, "create_user": 1, "patch_user": 2,
+             "add_member": 2, "filter_group": 1},
+}  # fmt: skip
 GROUP_SIZES = (10, 1_000, 50_000)
 SEEDED_USERS = 6000
 SCAN_FILTER = (
@@ -46,6 +47,7 @@ SCAN_FILTER = (
 )
 """A filter Modyo cannot search: the bridge reads and evaluates every team member (111 match:
 seed59, seed590-599, seed5900-5999)."""
+GROUP_COUNTS = (1_000, 10_000)  # group queries, after the groups the run already made
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,10 @@ FULL = Profile(
 
 
 class Bench:
-    def __init__(self, profile: Profile, log_dir: Path) -> None:
+    def __init__(self, profile: Profile, log_dir: Path, api: str = "rest") -> None:
         self.profile = profile
         self.log_dir = log_dir
+        self.api = api
         self.modyo_port, self.bridge_port = free_port(), free_port()
         self.ceiling_port, self.peer_port = free_port(), free_port()
         self.modyo = f"http://127.0.0.1:{self.modyo_port}"
@@ -105,6 +108,8 @@ class Bench:
                     str(self.modyo_port),
                     "--token",
                     MODYO_TOKEN,
+                    "--api",
+                    self.api,
                 ],
                 f"{self.modyo}/__fake__/calls",
                 self.log_dir,
@@ -121,6 +126,7 @@ class Bench:
             # one readiness probe at start-up, none in the measured windows (calls are counted)
             "BRIDGE_SERVER__READINESS_INTERVAL_SECONDS": "300",
             "BRIDGE_SERVER__READINESS_MAX_AGE_SECONDS": "600",
+            "BRIDGE_MODYO__API": self.api,
         }
         bridge = Process(
             f"bridge-{transport}",
@@ -143,6 +149,8 @@ class Bench:
             self.modyo,
             "--token",
             MODYO_TOKEN,
+            "--api",
+            self.api,
         ]
         ready = f"http://127.0.0.1:{self.ceiling_port}/scim/Groups?filter=x%22x%22"
         self.by_target["ceiling"] = Process("ceiling", args, ready, self.log_dir)
@@ -324,7 +332,8 @@ def added_latency(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
     bench.set_modyo_latency(20)
     duration = bench.profile.added_latency_seconds
     via_bridge = bench.measure("bridge", "get_user", modyo_data, rate=25, duration=duration)
-    direct = bench.measure("modyo", "modyo_get_member", modyo_data, rate=25, duration=duration)
+    direct_op = "modyo_get_scim_user" if bench.api == "scim" else "modyo_get_member"
+    direct = bench.measure("modyo", direct_op, modyo_data, rate=25, duration=duration)
     bench.set_modyo_latency(0)
     return {
         "p50": via_bridge["p50_ms"] - direct["p50_ms"],
@@ -527,7 +536,10 @@ def entra_cycle(bench: Bench) -> dict[str, Any]:
     calls = bench.modyo_calls()
     bench.set_modyo_latency(0)
     patches = groups_count * members_per_group // batch
-    minimum = 2 * users_count + 2 * groups_count + 2 * patches
+    if bench.api == "scim":  # a group create also reads the listing; each member is read
+        minimum = 2 * users_count + 3 * groups_count + (batch + 1) * patches
+    else:
+        minimum = 2 * users_count + 2 * groups_count + 2 * patches
     return {
         "seconds": seconds,
         "modyo_calls": sum(calls.values()),
@@ -536,6 +548,47 @@ def entra_cycle(bench: Bench) -> dict[str, Any]:
         "modyo_latency_ms": 20,
         "concurrency": 16,
     }
+
+
+def group_queries(bench: Bench) -> list[dict[str, Any]]:
+    """Entra's group query (R15: displayName eq, excludedAttributes=members) as the account's
+    groups grow: the groups the run made so far, then 1,000 and 10,000 (sequential, Modyo 0 ms).
+    The REST contract searches by name; Modyo's SCIM server has no group filter."""
+    rows = []
+    base = f"http://127.0.0.1:{bench.bridge_port}/scim"
+    headers = {"Authorization": f"Bearer {SCIM_TOKEN}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+        existing = client.get("/Groups", params={"count": "0"}).json()["totalResults"]
+        for target in (existing, *GROUP_COUNTS):
+            current = client.get("/Groups", params={"count": "0"}).json()["totalResults"]
+            wanted = [{"name": f"Query Group {n}", "members": 0} for n in range(current, target)]
+            if wanted:
+                bench.seed_modyo(0, wanted, "query")
+            name = wanted[-1]["name"] if wanted else "Bench Group 9"
+            params = {"excludedAttributes": "members", "filter": f'displayName eq "{name}"'}
+            latencies, calls = [], []
+            for _ in range(bench.profile.group_repetitions):
+                bench.reset_modyo_calls()
+                started = time.perf_counter()
+                response = client.get("/Groups", params=params)
+                latencies.append((time.perf_counter() - started) * 1000)
+                calls.append(sum(bench.modyo_calls().values()))
+                assert response.json()["totalResults"] == 1, response.text
+            latencies.sort()
+            rows.append(
+                {
+                    "groups": target,
+                    "median_ms": statistics.median(latencies),
+                    "p95_ms": latencies[int(0.95 * (len(latencies) - 1))],
+                    "modyo_calls": statistics.median(calls),
+                }
+            )
+            print(
+                f"  {target:>6} groups: {rows[-1]['median_ms']:8.2f} ms  "
+                f"{rows[-1]['modyo_calls']:.0f} Modyo calls",
+                flush=True,
+            )
+    return rows
 
 
 def transports(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
@@ -598,9 +651,8 @@ def cpu_per_request(profile: Profile, raw: dict[str, Any]) -> dict[str, Any]:
 
 def print_tables(result: dict[str, Any]) -> None:
     print(
-        "\nThroughput at concurrency {c}, Modyo latency 0 ms (ratios from this run)".format(
-            c=result["concurrency"]
-        )
+        "\nThroughput at concurrency {c}, Modyo latency 0 ms, modyo.api = {api} (ratios from "
+        "this run)".format(c=result["concurrency"], api=result["modyo_api"])
     )
     print(
         f"{'op':<13}{'bridge':>9}{'ceiling':>9}{'peer':>8}{'÷ceil':>7}{'÷peer':>7}{'p50':>8}{'p95':>8}"
@@ -610,7 +662,7 @@ def print_tables(result: dict[str, Any]) -> None:
         print(
             f"{op:<13}{row['bridge_rps']:9.0f}{row['ceiling_rps']:9.0f}{row['peer_rps']:8.0f}"
             f"{row['ratio_ceiling']:7.2f}{row['ratio_peer']:7.2f}{row['p50_ms']:8.2f}{row['p95_ms']:8.2f}"
-            f"{row['p99_ms']:8.2f}{row['modyo_calls']:7.2f}{MIN_MODYO_CALLS[op]:5}"
+            f"{row['p99_ms']:8.2f}{row['modyo_calls']:7.2f}{MIN_MODYO_CALLS[result['modyo_api']][op]:5}"
             f"{result['cpu_us_per_request'][op]['bridge'] or 0:9.0f}"
             f"{result['cpu_us_per_request'][op]['ceiling'] or 0:9.0f}"
         )
@@ -658,19 +710,32 @@ def print_tables(result: dict[str, Any]) -> None:
             f"{row['size']:>8}  {row['operation']:<18}{row['median_ms']:8.2f}ms"
             f"{row['p95_ms']:7.2f}ms{row['modyo_calls']:7.0f}"
         )
+    print("\nEntra group query (displayName eq) by number of groups (sequential, Modyo 0 ms)")
+    print(f"{'groups':>8}{'median':>9}{'p95':>9}{'calls':>7}")
+    for row in result["group_queries"]:
+        print(
+            f"{row['groups']:>8}{row['median_ms']:8.2f}ms{row['p95_ms']:7.2f}ms"
+            f"{row['modyo_calls']:7.0f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows: under 3 minutes")
     parser.add_argument("--json", type=Path, help="write the results to this file")
+    parser.add_argument(
+        "--modyo-api",
+        choices=["rest", "scim"],
+        default="rest",
+        help="benchmark against the fake REST API or the fake SCIM server (modyo.api)",
+    )
     args = parser.parse_args(argv)
     if importlib.util.find_spec("scim2_server") is None:
         parser.error('the peer is missing: .venv/bin/pip install -e ".[bench]"')
     profile = QUICK if args.quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
-        bench = Bench(profile, Path(logs))
+        bench = Bench(profile, Path(logs), args.modyo_api)
         try:
             print("starting fake Modyo, ceiling and peer; seeding...", flush=True)
             bench.start_modyo()
@@ -688,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
             print("group sizes:", flush=True)
             sizes = group_sizes(bench)
             cycle = entra_cycle(bench)
+            print("group queries:", flush=True)
+            queries = group_queries(bench)
             rss = bridge.peak_rss_mb()
         finally:
             bench.stop()
@@ -704,6 +771,8 @@ def main(argv: list[str] | None = None) -> int:
         "cycle_detail": cycle,
         "transports": transport_results,
         "group_sizes": sizes,
+        "group_queries": queries,
+        "modyo_api": args.modyo_api,
         "raw": raw,
         "wall_seconds": time.monotonic() - started,
     }

@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=_port, default=8000)
     dev.add_argument("--token", help="the SCIM bearer token (generated if omitted)")
     _log_level_option(dev, "info")
+    dev.add_argument(
+        "--modyo-api",
+        choices=["rest", "scim"],
+        default="rest",
+        help="which fake Modyo interface the bridge calls (modyo.api)",
+    )
     _fault_options(dev)
     dev.set_defaults(command="dev", run=_dev)
 
@@ -96,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=_port, default=8001)
     fake.add_argument("--token", default="fake-modyo-token", help="the Modyo API token it accepts")
+    fake.add_argument(
+        "--api",
+        choices=["rest", "scim"],
+        default="rest",
+        help="serve the Admin REST API (/api/admin) or Modyo's SCIM server (/api/admin/scim)",
+    )
     fake.add_argument(
         "--no-delete", action="store_true", help="act as a Modyo without team-member DELETE"
     )
@@ -269,19 +281,25 @@ def _unhealthy(reason: str) -> int:
 
 def _dev(args: argparse.Namespace) -> int:
     from bridge.app import create_app
-    from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+    from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
 
     token = args.token or _dev_token()
     settings = Settings(
         server=ServerSettings(host=args.host, port=args.port, log_format="text"),
         scim=ScimSettings(tokens=[SecretStr(token)]),
-        modyo=ModyoSettings(base_url=AnyHttpUrl(DEV_MODYO_URL), token=SecretStr(DEV_MODYO_TOKEN)),
+        modyo=ModyoSettings(
+            base_url=AnyHttpUrl(DEV_MODYO_URL),
+            token=SecretStr(DEV_MODYO_TOKEN),
+            api=args.modyo_api,
+        ),
     )
-    service = FaultyModyo(FakeModyo(token=DEV_MODYO_TOKEN), _faults(args))
+    fake = (FakeModyoScim if args.modyo_api == "scim" else FakeModyo)(token=DEV_MODYO_TOKEN)
+    service = FaultyModyo(fake, _faults(args))
     app = create_app(settings, modyo_transport=mock_transport(service, DEV_MODYO_URL))
     configure_logging(args.log_level or "info", "text", settings.secret_values())
     print(
-        "\nscim-bridge dev server (fake Modyo in memory: data is lost on exit)\n"
+        f"\nscim-bridge dev server (fake Modyo {args.modyo_api.upper()} API in memory: data is "
+        "lost on exit)\n"
         f"  Tenant URL:   http://{args.host}:{args.port}{settings.server.base_path}\n"
         f"  Secret Token: {token}\n"
         f"  Try:  curl -H 'Authorization: Bearer {token}' "
@@ -303,14 +321,19 @@ def _dev_token(draw: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> s
 
 
 def _fake_modyo(args: argparse.Namespace) -> int:
-    from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo
+    from bridge.modyo.fake import FakeModyo, FakeModyoApp, FakeModyoScim, FaultyModyo
+    from bridge.modyo.fake.service import FakeService
 
     faults = _faults(args)
-    fake = FakeModyo(token=args.token, seed=args.seed, delete_team_members=not args.no_delete)
+    fake: FakeService
+    if args.api == "scim":
+        fake = FakeModyoScim(token=args.token, seed=args.seed)
+    else:
+        fake = FakeModyo(token=args.token, seed=args.seed, delete_team_members=not args.no_delete)
     configure_logging("warning", "text", [args.token])
     print(
-        f"fake Modyo on http://{args.host}:{args.port} (API token: {args.token})"
-        + (f"; faults: {faults}" if faults.active else ""),
+        f"fake Modyo {args.api.upper()} API on http://{args.host}:{args.port} "
+        f"(API token: {args.token})" + (f"; faults: {faults}" if faults.active else ""),
         flush=True,
     )
     app = FakeModyoApp(FaultyModyo(fake, faults))

@@ -95,6 +95,10 @@ class ScimSettings(_Section):
 class ModyoSettings(_Section):
     base_url: AnyHttpUrl
     token: SecretStr
+    api: Literal["rest", "scim"] = "rest"
+    """Which Modyo interface the bridge calls: the Administration REST API under
+    ``/api/admin``, or Modyo's own SCIM server under ``/api/admin/scim`` (README, "REST vs
+    SCIM upstream")."""
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120)
     read_timeout_seconds: float = Field(15.0, gt=0, le=300)
     transport: Literal["aiohttp", "httpx"] = "aiohttp"

@@ -1,9 +1,9 @@
 """The interface the SCIM side calls, in the bridge's own vocabulary.
 
 The SCIM side (``bridge.scim``) never sees a Modyo URL or payload, and the Modyo side
-(``bridge.modyo``) never builds a SCIM error: they meet here. A second upstream (for example
-Modyo's own SCIM endpoint at ``/api/admin/scim``) implements :class:`Upstream` and nothing on
-the SCIM side changes.
+(``bridge.modyo``) never builds a SCIM error: they meet here. Two upstreams implement
+:class:`Upstream`: Modyo's REST API (``bridge.modyo.rest``) and Modyo's own SCIM endpoint at
+``/api/admin/scim`` (``bridge.modyo.scim``); nothing on the SCIM side depends on which.
 
 Identifiers are opaque strings. An upstream that cannot parse one answers ``NotFound``.
 """

@@ -33,6 +33,7 @@ from bridge.upstream import BadGateway, Unavailable
 T = TypeVar("T")
 log = logging.getLogger("bridge.modyo")
 RETRIED_STATUSES: Final = frozenset({502, 503, 504})
+JSON: Final = "application/json"
 Params = Sequence[tuple[str, str]]
 
 
@@ -58,13 +59,17 @@ class Answer:
 
 
 def build_http_client(
-    settings: ModyoSettings, transport: httpx.AsyncBaseTransport | None = None
+    settings: ModyoSettings,
+    transport: httpx.AsyncBaseTransport | None = None,
+    media_type: str = JSON,
 ) -> httpx.AsyncClient:
     """The one async HTTP client of an app (created in its lifespan).
 
     Egress: ``modyo.proxy_url`` when set; otherwise the standard ``HTTPS_PROXY``,
     ``HTTP_PROXY`` and ``NO_PROXY`` variables (``trust_env``), read by either transport.
-    TLS: :func:`tls_context`."""
+    TLS: :func:`tls_context`.
+    ``media_type`` is what it accepts (``application/scim+json`` for Modyo's SCIM server,
+    RFC 7644 §3.1)."""
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
@@ -97,7 +102,7 @@ def build_http_client(
         ),
         headers={
             "Authorization": f"Bearer {settings.token.get_secret_value()}",
-            "Accept": "application/json",
+            "Accept": media_type,
             "User-Agent": f"scim-bridge/{__version__}",
         },
         **own_pool,
@@ -265,17 +270,22 @@ def _refused_handshake(error: ssl.SSLError) -> bool:
 
 
 class ModyoHttp:
-    """Sends Modyo calls for one app: open it with :meth:`connected` for the app's lifetime."""
+    """Sends Modyo calls for one app: open it with :meth:`connected` for the app's lifetime.
+
+    ``media_type`` is the one the contract speaks: accepted, and the type of JSON bodies."""
 
     def __init__(
         self,
         settings: ModyoSettings,
         retry: RetryPolicy,
         transport: httpx.AsyncBaseTransport | None = None,
+        media_type: str = JSON,
     ) -> None:
         self.settings = settings
         self.retry = retry
         self._transport = transport
+        self._media_type = media_type
+        self._body_headers = {"Content-Type": media_type}
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._client: httpx.AsyncClient | None = None
         self._target = f"{settings.base_url.host}:{settings.base_url.port}"
@@ -285,7 +295,7 @@ class ModyoHttp:
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
         """Keep one connection pool open while the block runs."""
-        async with build_http_client(self.settings, self._transport) as client:
+        async with build_http_client(self.settings, self._transport, self._media_type) as client:
             self._client = client
             try:
                 yield
@@ -382,7 +392,12 @@ class ModyoHttp:
                 MODYO_IN_FLIGHT.inc()
                 try:
                     response = await self._client.request(
-                        method, path, params=list(params) or None, json=json, headers=headers
+                        method,
+                        path,
+                        params=list(params) or None,
+                        json=json,
+                        headers=(headers or {}) | (self._body_headers if json is not None else {})
+                        or None,
                     )
                 finally:
                     MODYO_IN_FLIGHT.dec()

@@ -26,9 +26,8 @@ from typing import Any, Final
 
 import httpx
 
-from bridge import deadline
-from bridge.deadline import deadline_in
 from bridge.modyo.http import Answer, ModyoHttp, Params, Repeat, UnknownOutcome, gather_all
+from bridge.modyo.profile import token_health
 from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
     BadGateway,
@@ -58,7 +57,6 @@ _SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 API: Final = "/api/admin"
-HEALTH_SECONDS: Final = 5.0  # a readiness probe's own deadline
 MAX_PER_PAGE: Final = 100  # Modyo clamps per_page at 100 [API L541]
 PAGE_CONCURRENCY: Final = 8  # pages of one listing fetched at once
 STABLE_ORDER: Final = (("sort_by", "id"), ("order", "asc"))  # default updated_at DESC shifts
@@ -301,23 +299,7 @@ class RestUpstream:
         return await self._read("GET /profile", f"{API}/profile")
 
     async def health(self) -> UpstreamHealth:
-        """``GET /api/admin/profile``: needs no permission, so it answers 200 exactly when the
-        token is valid [API L757-L780]. One attempt within ``HEALTH_SECONDS`` (or the caller's
-        shorter deadline). 401 or 403: the token is rejected; 429: Modyo is up, only busy;
-        no answer (refused, timeout, TLS, DNS), 5xx or anything else: unreachable."""
-        left = deadline.remaining()
-        with deadline_in(HEALTH_SECONDS if left is None else min(left, HEALTH_SECONDS)):
-            try:
-                answer = await self._http.send(
-                    "GET /profile", "GET", f"{API}/profile", retried=False
-                )
-            except UpstreamError:
-                return UpstreamHealth.UNREACHABLE
-        if answer.status in (200, 429):
-            return UpstreamHealth.UP
-        if answer.status in (401, 403):
-            return UpstreamHealth.TOKEN_REJECTED
-        return UpstreamHealth.UNREACHABLE
+        return await token_health(self._http)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from starlette.types import Receive, Scope, Send
 
@@ -39,14 +39,12 @@ class FakeModyoApp:
             key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
         }
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        if scope["path"].startswith(PREFIX):
-            outcome = Outcome(
-                control(self.service, scope["method"], scope["path"], bytes(body)), False
-            )
+        raw_path = scope.get("raw_path")  # as sent, percent-encoded (optional in ASGI)
+        path = raw_path.decode("ascii") if raw_path else quote(scope["path"])
+        if path.startswith(PREFIX):
+            outcome = Outcome(control(self.service, scope["method"], path, bytes(body)), False)
         else:
-            outcome = await self.service.serve(
-                scope["method"], scope["path"], query, bytes(body), headers
-            )
+            outcome = await self.service.serve(scope["method"], path, query, bytes(body), headers)
         if outcome.response is None:
             # Promise a body, send half of it, then fail: the server drops the connection and
             # the client sees an incomplete response after the write was applied.
@@ -56,7 +54,7 @@ class FakeModyoApp:
             raise ConnectionAbortedError("fake Modyo dropped the connection (injected fault)")
         content = outcome.response.content()
         response_headers = [
-            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-type", outcome.response.media_type.encode()),
             (b"content-length", str(len(content)).encode()),
             *(
                 (key.lower().encode(), value.encode())

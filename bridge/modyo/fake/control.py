@@ -61,12 +61,9 @@ def _seed(service: FaultyModyo, payload: dict[str, Any]) -> FakeResponse:
     for group in payload.get("groups", []):
         members = users[: int(group.get("members", 0))]
         group_id = fake.seed_group(str(group["name"]), members)
-        groups.append({"id": fake.external_id(fake.groups[group_id]), "name": group["name"]})
+        groups.append({"id": fake.client_id("group", group_id), "name": group["name"]})
     listed = [
-        {
-            "id": fake.external_id(fake.team_members[user_id]),
-            "username": fake.team_members[user_id]["username"],
-        }
+        {"id": fake.client_id("user", user_id), "username": fake.user_name(user_id)}
         for user_id in users
     ]
     return FakeResponse(201, {"users": listed, "groups": groups})

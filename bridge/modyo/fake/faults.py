@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from bridge.modyo.fake.state import FakeModyo, FakeResponse
+from bridge.modyo.fake.service import FakeService
+from bridge.modyo.fake.state import FakeResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +78,10 @@ class Hold:
 
 
 class FaultyModyo:
-    """A :class:`FakeModyo` behind seeded faults; ``injected`` counts what was injected."""
+    """A fake Modyo (REST or SCIM) behind seeded faults; ``injected`` counts what was
+    injected."""
 
-    def __init__(self, fake: FakeModyo, faults: Faults | None = None) -> None:
+    def __init__(self, fake: FakeService, faults: Faults | None = None) -> None:
         self.fake = fake
         self.faults = faults or Faults()
         self.injected: Counter[str] = Counter()
@@ -124,7 +126,7 @@ class FaultyModyo:
         return self._stop
 
     def lose_next(self, route: str, times: int = 1) -> None:
-        """Apply the next ``times`` calls to ``route`` (a ``FakeModyo.calls`` key), then drop
+        """Apply the next ``times`` calls to ``route`` (a key of the fake's ``calls``), then drop
         their connection: a deterministic lost response."""
         self._lose_next[route] += times
 

@@ -11,7 +11,8 @@ from bridge.modyo.fake.faults import FaultyModyo
 def build_router(service: FaultyModyo, base_url: str) -> respx.Router:
     """A router answering every request to ``base_url`` from the fake (faults included).
 
-    A dropped connection surfaces as :class:`httpx.RemoteProtocolError`, what httpx raises when
+    The fake sees the path as sent (percent-encoded), as a server routes it. A dropped
+    connection surfaces as :class:`httpx.RemoteProtocolError`, what httpx raises when
     a server closes the connection without a complete response.
     """
     router = respx.Router(assert_all_called=False, assert_all_mocked=True)
@@ -19,7 +20,7 @@ def build_router(service: FaultyModyo, base_url: str) -> respx.Router:
     async def answer(request: httpx.Request) -> httpx.Response:
         outcome = await service.serve(
             request.method,
-            request.url.path,
+            request.url.raw_path.split(b"?")[0].decode("ascii"),
             request.url.params.multi_items(),
             request.content,
             dict(request.headers),
@@ -30,7 +31,7 @@ def build_router(service: FaultyModyo, base_url: str) -> respx.Router:
         return httpx.Response(
             response.status,
             content=response.content(),
-            headers={"Content-Type": "application/json; charset=utf-8", **response.headers},
+            headers={"Content-Type": response.media_type, **response.headers},
         )
 
     router.route(url__startswith=base_url.rstrip("/")).mock(side_effect=answer)

@@ -38,14 +38,22 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 Json = dict[str, Any]
 
 
+JSON_MEDIA_TYPE = "application/json; charset=utf-8"
+
+
 @dataclass(slots=True)
 class FakeResponse:
     status: int
-    body: Any = None  # JSON-serialisable, or None for an empty body
+    body: Any = None  # JSON-serialisable, text (sent as is), or None for an empty body
     headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = JSON_MEDIA_TYPE
 
     def content(self) -> bytes:
-        return b"" if self.body is None else json.dumps(self.body).encode()
+        if self.body is None:
+            return b""
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
 
 
 class _Failure(Exception):
@@ -591,6 +599,15 @@ class FakeModyo:
         return FakeResponse(204)
 
     # ------------------------------------------------------------------ test helpers
+
+    def client_id(self, kind: str, key: int) -> int | str:
+        """The id a client uses for a seeded ``user`` or ``group`` (the variant's form)."""
+        return self.external_id((self.team_members if kind == "user" else self.groups)[key])
+
+    def user_name(self, member_id: int) -> str:
+        """A seeded member's username (the control plane's seed answer)."""
+        name: str = self.team_members[member_id]["username"]
+        return name
 
     def group_member_ids(self, group_id: int) -> set[int]:
         """The members of a group, for assertions (not part of the HTTP contract)."""
