@@ -26,11 +26,7 @@ from bridge.config import Settings
 from bridge.forwarded import ForwardedHeaders
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
-from bridge.modyo.http import ModyoHttp
-from bridge.modyo.rest import RestUpstream
-from bridge.modyo.retry import RetryPolicy
-from bridge.modyo.scim import MEDIA_TYPE as SCIM_MEDIA_TYPE
-from bridge.modyo.scim import ScimUpstream
+from bridge.modyo.upstreams import modyo_upstream
 from bridge.observe import RequestObserver
 from bridge.readiness import Readiness, upstream_check
 from bridge.scim.auth import BearerAuth
@@ -61,7 +57,9 @@ def create_app(
     keeps the real one (``modyo.api``) but sends its HTTP elsewhere (the in-process fake);
     ``readiness`` replaces the probing schedule of the settings (tests drive it)."""
     if upstream is None:
-        upstream = modyo_upstream(settings, modyo_transport)
+        upstream = modyo_upstream(
+            settings.modyo.api, settings.modyo, settings.retry, modyo_transport
+        )
     if readiness is None:
         readiness = Readiness(
             settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
@@ -111,17 +109,6 @@ def create_app(
     )
     observed = RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
     return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
-
-
-def modyo_upstream(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> Upstream:
-    """The Modyo interface ``modyo.api`` names, over the same HTTP plumbing (token, timeouts,
-    transport, retries, in-flight bound, metrics) whichever it is."""
-    retry = RetryPolicy(settings.retry)
-    if settings.modyo.api == "scim":
-        return ScimUpstream(ModyoHttp(settings.modyo, retry, transport, SCIM_MEDIA_TYPE))
-    return RestUpstream(ModyoHttp(settings.modyo, retry, transport))
 
 
 class _Routed:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.modyo.check import run_check
-from bridge.modyo.fake import FakeModyo, FaultyModyo, Variant, mock_transport
+from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, Variant, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
 
@@ -112,3 +112,49 @@ async def test_a_duplicate_not_refused_as_taken_fails_the_check(
     status, out = await check(fake, capsys)
     assert status == 1
     assert "  FAIL  " in line(out, "duplicate team member refused as taken")
+
+
+async def _check_both(
+    fake: FakeModyo | FakeModyoScim, api: str, capsys: pytest.CaptureFixture[str], write: bool
+) -> tuple[int, str]:
+    settings = make_settings(modyo={"api": api})
+    transport = mock_transport(FaultyModyo(fake), MODYO_URL)
+    status = await run_check(settings.modyo, settings.retry, write=write, transport=transport)
+    return status, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("write", [False, True])
+async def test_against_modyo_s_scim_server_scim_passes_and_rest_is_not_offered(
+    capsys: pytest.CaptureFixture[str], write: bool
+) -> None:
+    fake = FakeModyoScim(token=MODYO_TOKEN)
+    status, out = await _check_both(fake, "scim", capsys, write)
+    assert status == 0, out
+    scim_table, rest_table = out.split("\n\n", 1)
+    assert "FAIL" not in scim_table and "  ok    " in line(scim_table, "SCIM users listed")
+    if write:
+        assert "  ok    " in line(scim_table, "delete user as deactivation")
+        assert "  ok    " in line(scim_table, "add group member")  # users list their groups
+    assert "not offered by this Modyo (list team members" in rest_table
+
+
+@pytest.mark.parametrize("write", [False, True])
+async def test_against_the_rest_api_rest_passes_and_scim_is_not_offered(
+    capsys: pytest.CaptureFixture[str], write: bool
+) -> None:
+    fake = FakeModyo(token=MODYO_TOKEN)
+    fake.seed_members(1)
+    status, out = await _check_both(fake, "rest", capsys, write)
+    assert status == 0, out
+    rest_table, scim_table = out.split("\n\n", 1)
+    assert "FAIL" not in rest_table
+    assert "not offered by this Modyo (SCIM users listed" in scim_table
+
+
+async def test_a_misconfigured_api_fails_and_names_the_one_to_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out = await _check_both(FakeModyoScim(token=MODYO_TOKEN), "rest", capsys, False)
+    assert status == 1
+    assert "  FAIL  " in line(out, "list team members")
+    assert out.rstrip().endswith('this Modyo offers the other interface: set modyo.api = "scim"')

@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.app import create_app, modyo_upstream
+from bridge.app import create_app
 from bridge.config import ConfigError, load_settings
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.scim import ScimUpstream
+from bridge.modyo.upstreams import modyo_upstream
 from tests.conftest import make_settings
 from tests.test_cli import FAKE_TOKEN, SCIM_TOKEN, _free_port, _lifecycle, _running, _serve_env
 
@@ -56,6 +57,7 @@ def test_modyo_api_picks_the_upstream_and_defaults_to_rest(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as refused:
         load_settings(config, modyo={"base_url": "https://a.b", "token": "t", "api": "soap"})
     assert [problem.split(":")[0] for problem in refused.value.problems] == ["modyo.api"]
-    assert isinstance(modyo_upstream(make_settings()), RestUpstream)
-    assert isinstance(modyo_upstream(make_settings(modyo={"api": "scim"})), ScimUpstream)
+    rest, scim = make_settings(), make_settings(modyo={"api": "scim"})
+    assert isinstance(modyo_upstream(rest.modyo.api, rest.modyo, rest.retry), RestUpstream)
+    assert isinstance(modyo_upstream(scim.modyo.api, scim.modyo, scim.retry), ScimUpstream)
     create_app(make_settings(modyo={"api": "scim"}))  # builds without a transport

@@ -1,0 +1,41 @@
+"""The two Modyo interfaces as upstreams (``modyo.api``): the Administration REST API
+(``rest``) and Modyo's own SCIM server (``scim``), over the same HTTP plumbing (token,
+timeouts, transport, retries, in-flight bound, metrics) whichever it is."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import httpx
+
+from bridge.config import ModyoSettings, RetrySettings
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream
+from bridge.modyo.retry import RetryPolicy
+from bridge.modyo.scim import MEDIA_TYPE, ScimUpstream
+
+Api = Literal["rest", "scim"]
+
+
+def rest_upstream(
+    modyo: ModyoSettings, retry: RetrySettings, transport: httpx.AsyncBaseTransport | None = None
+) -> RestUpstream:
+    return RestUpstream(ModyoHttp(modyo, RetryPolicy(retry), transport))
+
+
+def scim_upstream(
+    modyo: ModyoSettings, retry: RetrySettings, transport: httpx.AsyncBaseTransport | None = None
+) -> ScimUpstream:
+    return ScimUpstream(ModyoHttp(modyo, RetryPolicy(retry), transport, MEDIA_TYPE))
+
+
+def modyo_upstream(
+    api: Api,
+    modyo: ModyoSettings,
+    retry: RetrySettings,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RestUpstream | ScimUpstream:
+    """The interface ``api`` names."""
+    if api == "scim":
+        return scim_upstream(modyo, retry, transport)
+    return rest_upstream(modyo, retry, transport)
