@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp
 
+from bridge.body import BodyReader
 from bridge.config import Settings
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
@@ -85,7 +86,8 @@ def create_app(
     routes: list[Route | Mount] = [Route("/healthz", healthz, methods=["GET"])]
     if settings.server.metrics_enabled:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim_app, tokens)))
+    scim_edge = BodyReader(BearerAuth(scim_app, tokens), settings.server)  # bodies read once
+    routes.append(Mount(settings.server.base_path, app=scim_edge))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -45,6 +45,11 @@ class ServerSettings(_Section):
     log_format: Literal["json", "text"] = "json"
     metrics_enabled: bool = True
     forwarded_allow_ips: str = "127.0.0.1"
+    keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    max_connections: int = Field(512, ge=1, le=100_000)
+    http_parser: Literal["httptools", "h11"] = "httptools"
 
     @field_validator("base_path")
     @classmethod
