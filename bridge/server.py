@@ -335,8 +335,6 @@ class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._fresh:
             self._head_chunks, self._head_size = [data], len(data)
-            if self._head_timer is None and self._idle():
-                self._arm_head_timer()
         elif self._in_head:
             self._head_size += len(data)
             if self._head_chunks is not None:
@@ -353,11 +351,19 @@ class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         except httptools.HttpParserError as exc:
             self._parse_failed(exc)
             return
-        if self._in_head and not self._discarding:
+        if self._discarding or self.transport.is_closing():
+            return
+        if self._in_head:
             if len(self.url) > MAX_REQUEST_LINE_BYTES:
                 self._refuse_head(_too_long_line())
-            elif self._head_size > MAX_HEAD_BYTES:
+                return
+            if self._head_size > MAX_HEAD_BYTES:
                 self._refuse_head(_too_large_head())
+                return
+        if (  # bytes of a head that is not complete (a whole head in one chunk needs no timer)
+            self._head_timer is None and self.timeout_keep_alive_task is None and self._idle()
+        ):
+            self._arm_head_timer()
 
     # parser callbacks
 
@@ -512,9 +518,6 @@ class ScimH11Protocol(_Guarded, H11Protocol):
             return
         waiting = self.conn.their_state is h11.IDLE
         if waiting:
-            if self._head_timer is None and (self.cycle is None or self.cycle.response_complete):
-                self._unset_keepalive_if_required()
-                self._arm_head_timer()
             self._head_started = True
             self._head_size += len(data)
             self._line_seen = self._line_seen or b"\n" in data
@@ -527,6 +530,8 @@ class ScimH11Protocol(_Guarded, H11Protocol):
             self._line_seen, self._head_size = False, 0
         elif waiting and not self._line_seen and self._head_size > MAX_REQUEST_LINE_BYTES:
             self._answer(_too_long_line(), "414 UriTooLong")  # and still no end in sight
+        elif waiting and self._head_timer is None and self.timeout_keep_alive_task is None:
+            self._arm_head_timer()  # a head under way (a whole head in one chunk needs none)
         if self._body_linger is not None and state is h11.IDLE:
             self._end_body_linger()
 
