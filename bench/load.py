@@ -68,6 +68,12 @@ def requests_for(op: str, data: dict[str, Any], tag: str) -> Iterator[Request]:
         for group in itertools.cycle(groups):
             query = f'displayName eq "{group["displayName"]}"'
             yield "GET", f"/Groups?excludedAttributes=members&filter={query}", None
+    elif op == "layer_get":  # bench.layer: any path, the trivial app answers
+        while True:
+            yield "GET", "/scim/Users/2819c223-7f76-453a-919d-413861904646", None
+    elif op == "layer_post":
+        for n in counter:
+            yield "POST", "/scim/Users", user_body(f"layer-{tag}-{n}@example.com")
     elif op == "modyo_get_member":  # the fake Modyo itself, for the added-latency baseline
         for user in itertools.cycle(users):
             yield "GET", f"/api/admin/team_members/{user['id']}", None

@@ -88,6 +88,7 @@ class Bench:
         self.api = api
         self.modyo_port, self.bridge_port = free_port(), free_port()
         self.ceiling_port, self.peer_port = free_port(), free_port()
+        self.layer_port = free_port()
         self.modyo = f"http://127.0.0.1:{self.modyo_port}"
         self.processes: list[Process] = []
         self.by_target: dict[str, Process] = {}
@@ -116,7 +117,7 @@ class Bench:
             )
         )
 
-    def start_bridge(self, transport: str = "aiohttp") -> Process:
+    def start_bridge(self, transport: str = "aiohttp", parser: str = "httptools") -> Process:
         env = {
             "BRIDGE_SERVER__PORT": str(self.bridge_port),
             "BRIDGE_SCIM__TOKENS": json.dumps([SCIM_TOKEN]),
@@ -127,9 +128,10 @@ class Bench:
             "BRIDGE_SERVER__READINESS_INTERVAL_SECONDS": "300",
             "BRIDGE_SERVER__READINESS_MAX_AGE_SECONDS": "600",
             "BRIDGE_MODYO__API": self.api,
+            "BRIDGE_SERVER__HTTP_PARSER": parser,
         }
         bridge = Process(
-            f"bridge-{transport}",
+            f"bridge-{transport}-{parser}-{self.run_tag}",
             ["-m", "bridge", "serve"],
             f"http://127.0.0.1:{self.bridge_port}/healthz",
             self.log_dir,
@@ -168,6 +170,19 @@ class Bench:
         ready = f"http://127.0.0.1:{self.peer_port}/v2/ServiceProviderConfig"
         self.by_target["peer"] = Process("peer", args, ready, self.log_dir)
         self.processes.append(self.by_target["peer"])
+
+    def start_layer(self, server: str, parser: str) -> Process:
+        """``bench.layer``: a trivial app under plain uvicorn or the bridge's server layer."""
+        args = ["-m", "bench.layer", "--port", str(self.layer_port)]
+        layer = Process(
+            f"layer-{server}-{parser}-{self.run_tag}",
+            [*args, "--server", server, "--parser", parser],
+            f"http://127.0.0.1:{self.layer_port}/healthz",
+            self.log_dir,
+        )
+        self.processes.append(layer)
+        self.by_target["layer"] = layer
+        return layer
 
     def stop(self, process: Process | None = None) -> None:
         for each in [process] if process else list(reversed(self.processes)):
@@ -286,6 +301,7 @@ class Bench:
             "ceiling": f"http://127.0.0.1:{self.ceiling_port}/scim",
             "peer": f"http://127.0.0.1:{self.peer_port}/v2",
             "modyo": self.modyo,
+            "layer": f"http://127.0.0.1:{self.layer_port}",
         }
 
     def set_modyo_latency(self, milliseconds: float) -> None:
@@ -603,6 +619,63 @@ def transports(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+PARSER_OPS = ("get_user", "filter_user", "create_user", "patch_user")
+LAYERS = (("uvicorn", "httptools"), ("bridge", "httptools"), ("uvicorn", "h11"), ("bridge", "h11"))
+
+
+def parsers(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
+    """The bridge under httptools (the default; h11 re-reads only the requests httptools
+    refuses) and under h11 alone; then the server layer alone (a trivial app under plain
+    uvicorn and under the bridge's protocols and BodyReader), whose CPU per request is the
+    layer's own cost. Two rounds each, ABBA, so drift on a shared machine weighs on both
+    alike; each figure is the mean of its two windows."""
+    windows: dict[str, list[dict[str, Any]]] = {}
+    for parser in ("httptools", "h11", "h11", "httptools"):
+        bridge = bench.start_bridge(parser=parser)
+        for op in PARSER_OPS:
+            result = bench.measure("bridge", op, modyo_data)
+            windows.setdefault(f"{op}|{parser}", []).append(result)
+            report(f"{op}|bridge-{parser}", result)
+        bench.stop(bridge)
+    for server, parser in (*LAYERS, *reversed(LAYERS)):
+        layer = bench.start_layer(server, parser)
+        for op in ("layer_get", "layer_post"):
+            result = bench.measure("layer", op, {})
+            windows.setdefault(f"{op}|{server}-{parser}", []).append(result)
+            report(f"{op}|{server}-{parser}", result)
+        bench.stop(layer)
+    results: dict[str, Any] = {}
+    for key, runs in windows.items():
+        results[key] = {
+            name: statistics.mean(run[name] or 0 for run in runs)
+            for name in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+        } | {"errors": sum(sum(run["errors"].values()) for run in runs)}
+    for op in PARSER_OPS:
+        results[f"{op}|h11÷httptools"] = (
+            results[f"{op}|h11"]["rps"] / results[f"{op}|httptools"]["rps"]
+        )
+    return results
+
+
+def print_parsers(rows: dict[str, Any]) -> None:
+    print("\nHTTP parser (bridge, same run, mean of 2 windows each; CPU µs per request)")
+    print(f"{'op':<13}{'httptools':>11}{'cpu µs':>8}{'h11':>9}{'cpu µs':>8}{'h11÷ht':>8}")
+    for op in PARSER_OPS:
+        fast, slow = rows[f"{op}|httptools"], rows[f"{op}|h11"]
+        print(
+            f"{op:<13}{fast['rps']:11.0f}{fast['cpu_us_per_request']:8.0f}"
+            f"{slow['rps']:9.0f}{slow['cpu_us_per_request']:8.0f}"
+            f"{rows[f'{op}|h11÷httptools']:8.2f}"
+        )
+    print("Server layer alone (trivial app; CPU µs per request, req/s)")
+    for op in ("layer_get", "layer_post"):
+        cells = []
+        for server, parser in LAYERS:
+            row = rows[f"{op}|{server}-{parser}"]
+            cells.append(f"{server}-{parser} {row['cpu_us_per_request']:.0f} ({row['rps']:.0f})")
+        print(f"  {op:<11}" + "  ".join(cells))
+
+
 # ---------------------------------------------------------------------- output
 
 
@@ -703,6 +776,7 @@ def print_tables(result: dict[str, Any]) -> None:
         "\nTransport (bridge, same run): "
         + ", ".join(f"{key} {row['rps']:.0f} req/s" for key, row in result["transports"].items())
     )
+    print_parsers(result["parsers"])
     print("\nGroup membership changes by group size (sequential, Modyo latency 0 ms)")
     print(f"{'members':>8}  {'operation':<18}{'median':>9}{'p95':>9}{'calls':>7}")
     for row in result["group_sizes"]:
@@ -719,6 +793,23 @@ def print_tables(result: dict[str, Any]) -> None:
         )
 
 
+def parsers_only(profile: Profile, json_path: Path | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
+        bench = Bench(profile, Path(logs))
+        try:
+            print("starting fake Modyo; seeding...", flush=True)
+            bench.start_modyo()
+            results = parsers(bench, bench.modyo_data())
+        finally:
+            bench.stop()
+    print_parsers(results)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"parsers": results}, indent=2))
+        print(f"results written to {json_path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows: under 3 minutes")
@@ -729,7 +820,14 @@ def main(argv: list[str] | None = None) -> int:
         default="rest",
         help="benchmark against the fake REST API or the fake SCIM server (modyo.api)",
     )
+    parser.add_argument(
+        "--parsers-only",
+        action="store_true",
+        help="only the HTTP parser comparison (httptools against h11)",
+    )
     args = parser.parse_args(argv)
+    if args.parsers_only:
+        return parsers_only(QUICK if args.quick else FULL, args.json)
     if importlib.util.find_spec("scim2_server") is None:
         parser.error('the peer is missing: .venv/bin/pip install -e ".[bench]"')
     profile = QUICK if args.quick else FULL
@@ -744,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.start_peer()
             peer_data = bench.peer_data()
             transport_results = transports(bench, modyo_data)
+            parser_results = parsers(bench, modyo_data)
             bridge = bench.start_bridge()
             print("scan path (a filter Modyo cannot search, 6,000 users):", flush=True)
             scan = scan_path(bench)
@@ -770,6 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         "added_latency_detail": latency,
         "cycle_detail": cycle,
         "transports": transport_results,
+        "parsers": parser_results,
         "group_sizes": sizes,
         "group_queries": queries,
         "modyo_api": args.modyo_api,

@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
+from bridge.body import BodyReader
 from bridge.config import Settings
 from bridge.forwarded import ForwardedHeaders
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
@@ -67,7 +68,6 @@ def create_app(
     readiness.add("modyo", upstream_check(upstream, "modyo"))
     context = ScimContext(
         upstream=upstream,
-        max_body_bytes=settings.server.max_body_bytes,
         max_page_size=settings.scim.max_page_size,
         max_filter_scan=settings.scim.max_filter_scan,
         public_url=str(settings.server.public_url) if settings.server.public_url else None,
@@ -88,7 +88,7 @@ def create_app(
     )
     if settings.idempotency.enabled:
         store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
-        scim = IdempotencyMiddleware(scim, store, settings.server.max_body_bytes)
+        scim = IdempotencyMiddleware(scim, store)
     tokens = [token.get_secret_value() for token in settings.scim.tokens]
     routes: list[Route | Mount] = [
         method_route("/healthz", None, GET=("healthz", healthz)),
@@ -96,7 +96,8 @@ def create_app(
     ]
     if settings.server.metrics_enabled:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
-    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
+    scim_edge = BodyReader(BearerAuth(scim, tokens), settings.server)  # bodies read once
+    routes.append(Mount(settings.server.base_path, app=scim_edge))
     handled = ExceptionMiddleware(
         Router(routes=routes, lifespan=lifespan),
         handlers={

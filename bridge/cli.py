@@ -370,30 +370,21 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(app: Any, server: ServerSettings) -> None:
+    from bridge.server import serve
+
     # Everything imported and built so far lives as long as the process: freezing it keeps
     # the garbage collector from re-scanning it on every full collection. Measured on the
     # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
     gc.collect()
     gc.freeze()
-    uvicorn.run(
-        app,
-        host=server.host,
-        port=server.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # the app handles X-Forwarded-* itself (bridge/forwarded.py)
-        server_header=False,
-        **_fast_server(),
-    )
+    serve(app, server)
 
 
 def _fast_server() -> dict[str, Any]:
-    """uvloop and httptools when installed (they are dependencies; Windows lacks uvloop)."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return {"http": "httptools"}
-    return {"loop": "uvloop", "http": "httptools"}
+    """uvloop (when installed) and httptools, for the fake Modyo."""
+    from bridge.server import loop_name
+
+    return {"loop": loop_name(), "http": "httptools"}
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ class ServerSettings(_Section):
     """How often the background readiness probes run (each is cut after this long)."""
     readiness_max_age_seconds: float = Field(15.0, gt=0, le=3600)
     """``/readyz`` is 503 when the last completed probes are older than this."""
+    keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    max_connections: int = Field(512, ge=1, le=100_000)
+    http_parser: Literal["httptools", "h11"] = "httptools"
 
     @field_validator("base_path")
     @classmethod

@@ -67,6 +67,17 @@ class RequestObserver:
                         headers={"Retry-After": "5"},
                     )
                     await error_response(late)(scope, receive, observed_send)
+            except asyncio.CancelledError:
+                # Only the server cancels a request: it is going away (a second Ctrl-C, or
+                # its shutdown timeout). Entra gets a 503 to retry elsewhere or later; the
+                # server layer (bridge/server.py) then ends the task quietly.
+                if not status:
+                    leaving = UpstreamUnavailable(
+                        detail="the server is shutting down; retry later",
+                        headers={"Retry-After": "5"},
+                    )
+                    await error_response(leaving)(scope, receive, observed_send)
+                raise
             except Exception:
                 log.exception("unhandled error")
                 if not status:

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bridge import request_state
 from bridge.idempotency.store import Flight, IdempotencyStore, Lead, Outcome, StoredAnswer
 from bridge.metrics import IDEMPOTENCY
-from bridge.scim.errors import PayloadTooLarge, error_response
+from bridge.scim.errors import error_response
 
 log = logging.getLogger("bridge.idempotency")
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -46,10 +46,9 @@ _KEPT_HEADERS: Final = frozenset({b"content-type", b"location", b"content-length
 
 
 class IdempotencyMiddleware:
-    def __init__(self, app: ASGIApp, store: IdempotencyStore, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, store: IdempotencyStore) -> None:
         self.app = app
         self.store = store
-        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -59,11 +58,7 @@ class IdempotencyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        body = await self._read_body(receive)
-        if body is None:
-            too_large = PayloadTooLarge(detail=f"request body exceeds {self.max_body_bytes} bytes")
-            await error_response(too_large)(scope, receive, send)
-            return
+        body = await _whole_body(receive)  # complete and size-checked already (bridge/body.py)
         key = _key(scope, body)
         client = _Client(receive, send)
         try:
@@ -123,15 +118,14 @@ class IdempotencyMiddleware:
         after = _after(scope["method"], outcome)
         await client.deliver(after or outcome.answer, replayed=after is None)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                return None
-            if not message.get("more_body"):
-                return bytes(body)
+
+async def _whole_body(receive: Receive) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
 
 
 def _after(method: str, outcome: Outcome) -> StoredAnswer | None:

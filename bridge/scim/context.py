@@ -15,7 +15,6 @@ from bridge.upstream import Upstream
 @dataclass(slots=True)
 class ScimContext:
     upstream: Upstream
-    max_body_bytes: int
     max_page_size: int
     public_url: str | None
     max_filter_scan: int

@@ -92,7 +92,7 @@ class ResourceEndpoints(Generic[R, F]):
             state.resource_id = resource_id
 
     async def read_body(self, request: Request) -> dict[str, Any]:
-        return await read_json_object(request, self.context.max_body_bytes)
+        return await read_json_object(request)
 
     async def matching(self, text: str) -> list[R]:
         """The records matching a filter (RFC 7644 §3.4.2.2), in a stable order: the
