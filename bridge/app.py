@@ -33,7 +33,7 @@ from bridge.readiness import Readiness, upstream_check
 from bridge.scim.auth import BearerAuth
 from bridge.scim.context import ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
-from bridge.scim.endpoints import method_route
+from bridge.scim.endpoints import CaseInsensitivePaths, method_route
 from bridge.scim.errors import (
     InternalError,
     MethodNotAllowed,
@@ -79,16 +79,16 @@ def create_app(
         async with connected(), readiness.running():
             yield
 
-    scim: ASGIApp = Router(
-        routes=[
-            *UserEndpoints(context).routes(),
-            *GroupEndpoints(context).routes(),
-            *DiscoveryEndpoints(context).routes(),
-        ]
-    )
+    scim_routes = [
+        *UserEndpoints(context).routes(),
+        *GroupEndpoints(context).routes(),
+        *DiscoveryEndpoints(context).routes(),
+    ]
+    scim: ASGIApp = Router(routes=scim_routes)
     if settings.idempotency.enabled:
         store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
         scim = IdempotencyMiddleware(scim, store)
+    scim = CaseInsensitivePaths(scim, scim_routes)
     tokens = [token.get_secret_value() for token in settings.scim.tokens]
     routes: list[Route | Mount] = [
         method_route("/healthz", None, GET=("healthz", healthz)),

@@ -181,3 +181,31 @@ async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_
     errors = [line for line in log_output.lines() if line["level"] == "error"]
     assert len(errors) == 1 and "RuntimeError: a bug" in errors[0]["exception"]
     assert errors[0]["request_id"] == "trace-me-42"
+
+
+@pytest.mark.parametrize(
+    ("path", "canonical"),
+    [("/users", "/Users"), ("/USERS", "/Users"), ("/groups", "/Groups"), ("/schemas", "/Schemas"),
+     ("/serviceproviderconfig", "/ServiceProviderConfig"), ("/resourcetypes", "/ResourceTypes")],
+)  # fmt: skip
+async def test_resource_endpoints_match_case_insensitively(
+    scim: httpx.AsyncClient, path: str, canonical: str
+) -> None:
+    """As Microsoft's reference server: ``/scim/users`` is ``/scim/Users``."""
+    response, expected = await scim.get(path), await scim.get(canonical)
+    assert response.status_code == expected.status_code == 200
+    assert response.json() == expected.json()
+
+
+async def test_case_insensitive_paths_leave_ids_as_sent(
+    scim: httpx.AsyncClient, fake: FakeModyo
+) -> None:
+    user = await create_user(scim, "case@contoso.com")
+    assert (await scim.get(f"/users/{user['id']}")).json()["id"] == user["id"]
+    fake.reset_calls()
+    assert_scim_error(await scim.get("/Users/users"), 404)  # an id spelled like a resource
+    assert fake.calls == {"GET /team_members/:id": 1}  # asked as "users", not "Users"
+    searched = await scim.post("/USERS/.SEARCH", json={"filter": 'userName eq "case@contoso.com"'})
+    assert searched.json()["totalResults"] == 1
+    twin = await scim.post("/users", json=entra.user("case@contoso.com"))
+    assert_scim_error(twin, 409, "uniqueness")  # the same resource, whatever the case

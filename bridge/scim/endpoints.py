@@ -5,13 +5,14 @@ narrow, the whole listing up to ``scim.max_filter_scan``), then the exact filter
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from scim2_models import ResponseParameters, TooManyException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
 from bridge.scim.context import ScimContext
@@ -172,3 +173,33 @@ class ResourceEndpoints(Generic[R, F]):
 
     async def delete(self, request: Request) -> Response:
         raise NotImplementedError
+
+
+class CaseInsensitivePaths:
+    """ASGI middleware: the literal segments of a path in any case name the endpoint spelled
+    in the routes (``/users`` is ``/Users``, ``/users/.SEARCH`` is ``/Users/.search``), as
+    Microsoft's reference server matches them (RFC 7643 §2.1 makes attribute names
+    case-insensitive; clients carry that over to resource paths). Only the positions the
+    routes hold literals in are read, so an id is left as sent, whatever it spells. Runs
+    before the idempotency cache, so a retry in another case is the same request."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
+        self.app = app
+        self._names: dict[tuple[int, str], str] = {}
+        for route in routes:
+            for position, part in enumerate(route.path.split("/")):
+                if part and not part.startswith("{"):
+                    self._names[(position, part.lower())] = part
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, root = str(scope["path"]), str(scope.get("root_path", ""))
+            relative = path[len(root) :] if path.startswith(root) else path
+            canonical = "/".join(
+                self._names.get((position, part.lower()), part)
+                for position, part in enumerate(relative.split("/"))
+            )
+            if canonical != relative:
+                full = root + canonical if path.startswith(root) else canonical
+                scope = {**scope, "path": full, "raw_path": full.encode()}
+        await self.app(scope, receive, send)
