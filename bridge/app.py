@@ -94,7 +94,7 @@ def create_app(
         method_route("/healthz", None, GET=("healthz", healthz)),
         method_route("/readyz", None, GET=("readyz", readiness.endpoint)),
     ]
-    if settings.server.metrics_enabled:
+    if settings.server.metrics_enabled and settings.server.metrics_port is None:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
     scim_edge = BodyReader(BearerAuth(scim, tokens), settings.server)  # bodies read once
     routes.append(Mount(settings.server.base_path, app=scim_edge))
@@ -123,6 +123,15 @@ class _Routed:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self
         await self.app(scope, receive, send)
+
+
+def metrics_app() -> ASGIApp:
+    """``/metrics`` alone, for its own listener (``server.metrics_port``): reachable by the
+    scraper on the internal network only, never through the ingress Entra uses."""
+    return ExceptionMiddleware(
+        Router(routes=[method_route("/metrics", None, GET=("metrics", metrics_endpoint))]),
+        handlers={HTTPException: _http_error},
+    )
 
 
 async def healthz(request: Request) -> Response:

@@ -50,6 +50,8 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     metrics_enabled: bool = True
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    """Serve ``/metrics`` on this port of ``host`` instead of beside the SCIM endpoints."""
     forwarded_allow_ips: str = "127.0.0.1"
     readiness_interval_seconds: float = Field(5.0, gt=0, le=300)
     """How often the background readiness probes run (each is cut after this long)."""

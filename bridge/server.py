@@ -34,11 +34,12 @@ with unread input would reset the connection, and the client could lose the answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -671,7 +672,45 @@ def ensure_file_descriptors(max_connections: int) -> None:
         )
 
 
-def serve(app: ASGIApp, server: ServerSettings) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM (a second SIGINT stops without waiting)."""
+def serve(app: ASGIApp, server: ServerSettings, metrics: ASGIApp | None = None) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM (a second SIGINT stops without waiting), and
+    ``metrics`` on ``server.metrics_port`` beside it when given."""
     ensure_file_descriptors(server.max_connections)
-    Server(server_config(app, server)).run()
+    main = Server(server_config(app, server))
+    if metrics is None or server.metrics_port is None:
+        main.run()
+        return
+    side = _SideServer(
+        uvicorn.Config(
+            metrics,
+            host=server.host,
+            port=server.metrics_port,
+            loop=loop_name(),
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    )
+
+    async def both() -> None:
+        listener = asyncio.create_task(side.serve())
+        try:
+            await main.serve()
+        finally:
+            side.should_exit = True
+            await listener
+
+    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+        runner.run(both())
+
+
+class _SideServer(uvicorn.Server):
+    """A second listener of the same process: it leaves the signals to the main server,
+    which stops it when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

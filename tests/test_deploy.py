@@ -39,7 +39,6 @@ REDIS_CACHE_FLAGS = {
 # them. Until then they are only checked for spelling; once bridge.config defines a key, its
 # value is validated like every other one.
 PENDING_KEYS = {
-    ("server", "metrics_port"),
     ("server", "workers"),
     ("idempotency", "backend"),
     ("idempotency", "redis_url"),
