@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -12,6 +12,9 @@ from asgi_lifespan import LifespanManager
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream
+from bridge.modyo.retry import RetryPolicy
 from tests import entra
 
 TOKEN = "test-scim-token-0123456789"
@@ -57,8 +60,21 @@ async def scim(modyo: FaultyModyo, settings: Settings) -> AsyncIterator[httpx.As
 class bridge_client:
     """``async with bridge_client(modyo, settings) as client``: the app, started, behind httpx."""
 
-    def __init__(self, modyo: FaultyModyo, settings: Settings, token: str = TOKEN) -> None:
-        self.app = create_app(settings, modyo_transport=mock_transport(modyo, MODYO_URL))
+    def __init__(
+        self,
+        modyo: FaultyModyo,
+        settings: Settings,
+        token: str = TOKEN,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        """``sleep``, if given, is what the bridge's retry policy waits with (a test's clock)."""
+        transport = mock_transport(modyo, MODYO_URL)
+        if sleep is None:
+            self.app = create_app(settings, modyo_transport=transport)
+        else:
+            retry = RetryPolicy(settings.retry, sleep=sleep)
+            upstream = RestUpstream(ModyoHttp(settings.modyo, retry, transport))
+            self.app = create_app(settings, upstream=upstream)
         self.token = token
 
     async def __aenter__(self) -> httpx.AsyncClient:

@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -61,10 +61,17 @@ class Outcome:
 
 
 class FaultyModyo:
-    """A :class:`FakeModyo` behind seeded faults; ``injected`` counts what was injected."""
+    """A :class:`FakeModyo` behind seeded faults; ``injected`` counts what was injected.
+    ``clock`` (seconds, monotonic) refills the rate limit's bucket: tests pass their own."""
 
-    def __init__(self, fake: FakeModyo, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        fake: FakeModyo,
+        faults: Faults | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.fake = fake
+        self._clock = clock
         self.faults = faults or Faults()
         self.injected: Counter[str] = Counter()
         self.in_flight = 0
@@ -72,14 +79,14 @@ class FaultyModyo:
         self._lose_next: Counter[str] = Counter()
         self._random = random.Random(self.faults.seed)
         self._tokens = self.faults.rate_limit_rps
-        self._refilled = time.monotonic()
+        self._refilled = clock()
 
     def configure(self, faults: Faults) -> None:
         """Swap the faults (tests turn them on and off between phases)."""
         self.faults = faults
         self._random = random.Random(faults.seed)
         self._tokens = faults.rate_limit_rps
-        self._refilled = time.monotonic()
+        self._refilled = self._clock()
 
     def lose_next(self, route: str, times: int = 1) -> None:
         """Apply the next ``times`` calls to ``route`` (a ``FakeModyo.calls`` key), then drop
@@ -151,7 +158,7 @@ class FaultyModyo:
 
     def _take_token(self) -> bool:
         """A token bucket of one second's worth of requests."""
-        now = time.monotonic()
+        now = self._clock()
         rate = self.faults.rate_limit_rps
         self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
         self._refilled = now
