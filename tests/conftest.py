@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -26,14 +27,14 @@ BASE = "http://bridge.test/scim"
 
 def make_settings(**sections: dict[str, Any]) -> Settings:
     """Settings for tests: fast retries, both tokens accepted; sections override."""
-    values: dict[str, dict[str, Any]] = {
+    values: dict[str, Any] = {  # sections of plain values, validated by Settings
         "scim": {"tokens": [TOKEN, SECOND_TOKEN]},
         "modyo": {"base_url": MODYO_URL, "token": MODYO_TOKEN},
         "retry": {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.01},
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 @pytest.fixture
@@ -88,9 +89,14 @@ class bridge_client:
         )
         return self._client
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         await self._client.aclose()
-        await self._lifespan.__aexit__(*exc)
+        await self._lifespan.__aexit__(exc_type, exc, traceback)
 
 
 async def create_user(scim: httpx.AsyncClient, user_name: str, **fields: Any) -> dict[str, Any]:

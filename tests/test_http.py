@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +39,9 @@ from tests.conftest import (
         {"Authorization": "Bearer "},
     ],
 )
-async def test_missing_or_wrong_token_is_401(scim: httpx.AsyncClient, headers: dict) -> None:
+async def test_missing_or_wrong_token_is_401(
+    scim: httpx.AsyncClient, headers: dict[str, Any]
+) -> None:
     response = await scim.get("/Users", headers={"Authorization": ""} | headers)
     body = assert_scim_error(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -78,7 +82,9 @@ async def test_oversized_body_is_413_without_reading_it_all(modyo: FaultyModyo) 
         response = await client.post("/Users", json=payload)
         assert_scim_error(response, 413)
 
-        async def chunks():  # no Content-Length: the limit applies while streaming
+        async def chunks() -> AsyncIterator[
+            bytes
+        ]:  # no Content-Length: the limit applies while streaming
             for _ in range(10):
                 yield b" " * 1024
 

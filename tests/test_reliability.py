@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import httpx
@@ -56,7 +57,7 @@ async def entra_delete(client: httpx.AsyncClient, url: str) -> httpx.Response:
     raise AssertionError(f"DELETE {url} still failing: {response.text}")
 
 
-async def bounded(concurrency: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
     gate = asyncio.Semaphore(concurrency)
 
     async def run(job: Callable[[], Awaitable[Any]]) -> Any:
@@ -66,7 +67,7 @@ async def bounded(concurrency: int, jobs: list[Callable[[], Awaitable[Any]]]) ->
     return await asyncio.gather(*(run(job) for job in jobs))
 
 
-def snapshot(fake: FakeModyo) -> tuple[dict[str, tuple], dict[str, set[str]]]:
+def snapshot(fake: FakeModyo) -> tuple[dict[str, tuple[Any, ...]], dict[str, set[str]]]:
     """Modyo's state by natural keys: users by username, groups by name with member usernames."""
     users = {
         m["username"]: (m["email"], m["first_name"], m["last_name"], m["external_id"], m["active"])
@@ -162,7 +163,7 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
         names = [f"user{n:03}@contoso.com" for n in range(500)]
         for name in names:
             intended_users[name] = {"first": "Ana", "active": True}
-        await bounded(16, [lambda name=name: provision_user(name) for name in names])
+        await bounded(16, [partial(provision_user, name) for name in names])
 
         async def provision_group(name: str) -> None:
             query = await entra_send(
@@ -180,7 +181,7 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
             group_ids[name] = response.json()["id"]
 
         groups = [f"Group {n:02}" for n in range(20)]
-        await bounded(8, [lambda name=name: provision_group(name) for name in groups])
+        await bounded(8, [partial(provision_group, name) for name in groups])
 
         adds: list[Callable[[], Awaitable[Any]]] = []
         for group in groups:
@@ -191,9 +192,7 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
                 body = entra.patch(
                     entra.op("Add", "members", entra.members(*(ids[m] for m in batch)))
                 )
-                adds.append(
-                    lambda g=group, b=body: entra_send(scim, "PATCH", f"/Groups/{group_ids[g]}", b)
-                )
+                adds.append(partial(entra_send, scim, "PATCH", f"/Groups/{group_ids[group]}", body))
         assert all(r.status_code == 204 for r in await bounded(16, adds))
 
         removes: list[Callable[[], Awaitable[Any]]] = []
@@ -208,7 +207,7 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
                 )
                 body = entra.patch(operation)
                 removes.append(
-                    lambda g=group, b=body: entra_send(scim, "PATCH", f"/Groups/{group_ids[g]}", b)
+                    partial(entra_send, scim, "PATCH", f"/Groups/{group_ids[group]}", body)
                 )
         assert all(r.status_code == 204 for r in await bounded(16, removes))
 
@@ -216,35 +215,28 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
         for user in plan.sample(names, 100):
             intended_users[user]["first"] = f"New {user[:7]}"
             body = entra.patch(entra.op("replace", value={"name.givenName": f"New {user[:7]}"}))
-            updates.append(lambda u=user, b=body: entra_send(scim, "PATCH", f"/Users/{ids[u]}", b))
+            updates.append(partial(entra_send, scim, "PATCH", f"/Users/{ids[user]}", body))
         disabled = plan.sample(names, 60)
         for user in disabled:
             intended_users[user]["active"] = False
             body = entra.patch(entra.op("Replace", "active", "False"))
-            updates.append(lambda u=user, b=body: entra_send(scim, "PATCH", f"/Users/{ids[u]}", b))
+            updates.append(partial(entra_send, scim, "PATCH", f"/Users/{ids[user]}", body))
         assert all(r.status_code == 200 for r in await bounded(16, updates))
         reenabled = disabled[:10]
         for user in reenabled:
             intended_users[user]["active"] = True
+        enable = entra.patch(entra.op("Replace", "active", "True"))
         enables = [
-            lambda u=user: entra_send(
-                scim,
-                "PATCH",
-                f"/Users/{ids[u]}",
-                entra.patch(entra.op("Replace", "active", "True")),
-            )
-            for user in reenabled
+            partial(entra_send, scim, "PATCH", f"/Users/{ids[user]}", enable) for user in reenabled
         ]
         assert all(r.status_code == 200 for r in await bounded(16, enables))
 
         deleted = plan.sample(names, 30)
         for user in deleted:
             del intended_users[user]
-            for members in intended_groups.values():
-                members.discard(user)
-        await bounded(
-            16, [lambda u=user: entra_delete(scim, f"/Users/{ids[u]}") for user in deleted]
-        )
+            for group_members in intended_groups.values():
+                group_members.discard(user)
+        await bounded(16, [partial(entra_delete, scim, f"/Users/{ids[user]}") for user in deleted])
 
         renamed = {"Group 00": "Group 00 renamed", "Group 01": "Group 01 renamed"}
         for old, new in renamed.items():
@@ -497,11 +489,12 @@ async def test_retries_honour_retry_after_and_are_logged(
     assert user.user_name == "r@x.com"
     assert waits[0] == 2.0 and len(waits) == 2
     retries = [r for r in caplog.records if r.getMessage() == "retrying Modyo call"]
-    assert [(r.call, r.attempt) for r in retries] == [
+    extras = [vars(record) for record in retries]  # what the log record carries as extras
+    assert [(extra["call"], extra["attempt"]) for extra in extras] == [
         ("GET /team_members/:id", 1),
         ("GET /team_members/:id", 2),
-    ]  # type: ignore[attr-defined]
-    assert retries[0].reason.startswith("429") and retries[1].reason.startswith("503")  # type: ignore[attr-defined]
+    ]
+    assert extras[0]["reason"].startswith("429") and extras[1]["reason"].startswith("503")
 
 
 async def test_in_flight_modyo_calls_are_bounded(fake: FakeModyo) -> None:
@@ -573,7 +566,7 @@ async def test_a_refused_connection_is_known_never_sent_even_through_aiohttp(
             await client.create_user(
                 {UserField.USER_NAME: "x@contoso.com", UserField.EMAIL: "x@contoso.com"}
             )
-    reasons = [r.reason for r in caplog.records if r.getMessage() == "retrying Modyo call"]  # type: ignore[attr-defined]
+    reasons = [vars(r)["reason"] for r in caplog.records if r.getMessage() == "retrying Modyo call"]
     assert reasons and all(reason.startswith("connect_error") for reason in reasons)
 
 
