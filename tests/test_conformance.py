@@ -36,7 +36,8 @@ def bridge_url() -> Iterator[str]:
         port = sock.getsockname()[1]
     service = FaultyModyo(FakeModyo(token=MODYO_TOKEN))
     app = create_app(make_settings(), modyo_transport=mock_transport(service, MODYO_URL))
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, loop="asyncio")
+    server = _Server(config)  # loop="asyncio": uvicorn < 0.36 set uvloop policy process-wide
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     assert server.listening.wait(timeout=20) and server.started, "the bridge did not start"
