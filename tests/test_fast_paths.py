@@ -334,8 +334,7 @@ def group_operation(draw: st.DrawFn) -> Body:
     elif roll < 65:
         member_id = draw(FILTER_IDS)
         path = draw(any_case(f'members[value eq "{member_id}"]'))
-        op = draw(any_case("remove") if draw(PRESENT) < 80 else OPS)
-        shaped = {"op": op, "path": path}
+        shaped = {"op": draw(any_case("remove") if draw(PRESENT) < 80 else OPS), "path": path}
     elif roll < 85:
         path = draw(st.sampled_from(["displayName", "externalId"]).flatmap(any_case))
         shaped = {"op": draw(any_case("Replace")), "path": path, "value": draw(TEXTS)}
