@@ -67,7 +67,9 @@ MUTANTS = [
            "if not isinstance(op, str):"),
     # user_values: the create body
     Mutant("M09", "create: an upstream that cannot create taken",
-           "if not self._creates or not body.keys()", "if not body.keys()"),
+           "if not self._creates or not body.keys()", "if not body.keys()",
+           equivalent="without userName or email held the body fails a later guard; without "
+           "active held, the result is the library's (active is dropped from both)"),
     Mutant("M10", "create: unknown attributes taken",
            " or not body.keys() <= self._create_keys:", ":"),
     Mutant("M11", "create: roles not checked to be empty",
