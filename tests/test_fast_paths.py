@@ -436,7 +436,7 @@ def create_body(draw: st.DrawFn, where: Served = SERVED) -> Body:
     if draw(PRESENT) < 25:
         return body
     for _ in range(draw(st.integers(1, 2))):
-        key = draw(st.sampled_from([*CREATE_CHANGES, "extra"]))
+        key = draw(st.sampled_from([*CREATE_CHANGES, "emails", "name", "extra"]))
         if key == "extra":
             extra, value = draw(CREATE_EXTRAS)
             body[extra] = value
@@ -493,6 +493,7 @@ ANA = {
     UserField.EXTERNAL_ID: "ext-ana@contoso.com",
     UserField.ACTIVE: True,
 }
+WORK_ADDRESS = {"type": "work", "value": "w@contoso.com"}
 NAME_FIELDS = (UserField.GIVEN_NAME, UserField.FAMILY_NAME, UserField.FORMATTED_NAME)
 CREATE_DEFERRED: list[tuple[Body, Typed | Refused]] = [
     # explicit nulls and the malformed enterprise URN: the library accepts them
@@ -511,6 +512,16 @@ CREATE_DEFERRED: list[tuple[Body, Typed | Refused]] = [
     (_create(roles=[{"value": "admin"}]), _typed(ANA)),
     (_create(name={"middleName": "X"}), _typed({**ANA, **dict.fromkeys(NAME_FIELDS)})),
     (_create(schemas=["urn:example:other"]), Refused("invalidSyntax")),
+    (_create(name={"givenName": 5}), Refused("invalidValue")),
+    (
+        _create(emails=[{"type": "work", "value": "ana@contoso.com"}, {"value": "not-an-address"}]),
+        Refused("invalidValue"),  # every address is validated, not only the one Modyo holds
+    ),
+    (
+        _create(emails=[{"type": "home", "value": "h@contoso.com"}, WORK_ADDRESS]),
+        _typed({**ANA, UserField.EMAIL: "w@contoso.com"}),  # the work email, wherever it is
+    ),
+    (_create(emails=[{**WORK_ADDRESS, "primary": "maybe"}]), Refused("invalidValue")),
 ]
 
 
