@@ -6,7 +6,8 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -17,6 +18,9 @@ from bridge.app import create_app
 from bridge.config import Settings
 from bridge.logs import configure_logging
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.modyo.http import ModyoHttp
+from bridge.modyo.rest import RestUpstream
+from bridge.modyo.retry import RetryPolicy
 from bridge.readiness import Readiness
 from tests import entra
 
@@ -29,14 +33,14 @@ BASE = "http://bridge.test/scim"
 
 def make_settings(**sections: dict[str, Any]) -> Settings:
     """Settings for tests: fast retries, both tokens accepted; sections override."""
-    values: dict[str, dict[str, Any]] = {
+    values: dict[str, Any] = {  # sections of plain values, validated by Settings
         "scim": {"tokens": [TOKEN, SECOND_TOKEN]},
         "modyo": {"base_url": MODYO_URL, "token": MODYO_TOKEN},
         "retry": {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.01},
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
 
 
 @pytest.fixture(autouse=True)
@@ -93,10 +97,18 @@ class bridge_client:
         settings: Settings,
         token: str = TOKEN,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        """``sleep``, if given, is what the bridge's retry policy waits with (a test's clock)."""
         transport = transport or mock_transport(modyo, MODYO_URL)
         self.readiness = quiet_readiness(settings)
-        self.app = create_app(settings, modyo_transport=transport, readiness=self.readiness)
+        upstream = None
+        if sleep is not None:
+            retry = RetryPolicy(settings.retry, sleep=sleep)
+            upstream = RestUpstream(ModyoHttp(settings.modyo, retry, transport))
+        self.app = create_app(
+            settings, upstream=upstream, modyo_transport=transport, readiness=self.readiness
+        )
         self.token = token
 
     async def __aenter__(self) -> httpx.AsyncClient:
@@ -110,9 +122,14 @@ class bridge_client:
         )
         return self._client
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         await self._client.aclose()
-        await self._lifespan.__aexit__(*exc)
+        await self._lifespan.__aexit__(exc_type, exc, traceback)
 
 
 async def create_user(scim: httpx.AsyncClient, user_name: str, **fields: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,32 +40,44 @@ def _env(**extra: str) -> dict[str, str]:
 def _running(
     args: list[str], ready_url: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
+    """``python -m bridge ARGS``, once ``ready_url`` answers; stopped, and its pipe closed, on
+    exit."""
+    with subprocess.Popen(
         [sys.executable, "-m", "bridge", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env or _env(),
         cwd=cwd,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(ready_url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read() if process.stdout else ""
-                    raise AssertionError(f"{args} did not start:\n{output}") from None
-                time.sleep(0.1)
-        yield process
-    finally:
-        process.terminate()
+    ) as process:
         try:
-            process.wait(timeout=10)
+            _wait_until_answering(process, ready_url, args)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_answering(process: subprocess.Popen[str], url: str, args: list[str]) -> None:
+    """Poll ``url`` until the server answers; between polls, wait on the process itself, so
+    that a server that exits (a bad port, a crash) fails the test at once with its output."""
+    for _ in range(200):  # 200 polls of 0.1 s: a server that never answers fails, not hangs
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            pass
+        try:
+            process.wait(timeout=0.1)
         except subprocess.TimeoutExpired:
-            process.kill()
+            continue
+        break
+    output = process.communicate()[0] if process.poll() is not None else ""
+    raise AssertionError(f"{args} did not start:\n{output}")
 
 
 @contextmanager

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx2
 import pytest
 import uvicorn
 from scim2_client.engines.httpx2 import SyncSCIMClient
-from scim2_tester import Status, check_server
+from scim2_tester import CheckResult, Status, check_server
 
 from bridge.app import create_app
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests.conftest import MODYO_TOKEN, MODYO_URL, TOKEN, make_settings
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says when it listens (an event, not a poll)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
 
 
 @pytest.fixture(scope="module")
@@ -25,29 +36,38 @@ def bridge_url() -> Iterator[str]:
         port = sock.getsockname()[1]
     service = FaultyModyo(FakeModyo(token=MODYO_TOKEN))
     app = create_app(make_settings(), modyo_transport=mock_transport(service, MODYO_URL))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, loop="asyncio")
+    server = _Server(config)  # loop="asyncio": uvicorn < 0.36 set uvloop policy process-wide
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the bridge did not start"
-        time.sleep(0.05)
+    assert server.listening.wait(timeout=20) and server.started, "the bridge did not start"
     yield f"http://127.0.0.1:{port}/scim"
     server.should_exit = True
     thread.join(timeout=10)
 
 
-def _failures(results: list) -> list[str]:
+def _failures(results: list[CheckResult]) -> list[str]:
     bad = {Status.ERROR, Status.CRITICAL}
     return [f"{r.title} [{r.resource_type}]: {r.reason}" for r in results if r.status in bad]
 
 
-def _run(bridge_url: str, resource_type: str) -> list:
+def _run(bridge_url: str, resource_type: str) -> list[CheckResult]:
     with httpx2.Client(base_url=bridge_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         results = check_server(SyncSCIMClient(http), resource_types=[resource_type])
     ran = [r for r in results if r.status is not Status.SKIPPED]
     assert len(ran) > 20  # discovery and CRUD/PATCH checks really ran
     return results
+
+
+@pytest.fixture(scope="module")
+def group_failures(bridge_url: str) -> list[str]:
+    return _failures(_run(bridge_url, "Group"))
+
+
+def _objects_to_display(failure: str) -> bool:
+    """scim2-tester expects ``members`` back exactly as sent; the bridge adds each member's
+    ``display`` (its Modyo name, advertised readOnly), as the issue asks."""
+    return "'members'" in failure and "display=None" in failure
 
 
 def test_scim2_tester_on_users_only_objects_to_the_one_email_being_primary(
@@ -63,10 +83,17 @@ def test_scim2_tester_on_users_only_objects_to_the_one_email_being_primary(
         assert "primary=True" in failure.split("Returned value:")[1], failure
 
 
-def test_scim2_tester_on_groups_only_objects_to_modyo_display_names(bridge_url: str) -> None:
-    """scim2-tester expects ``members`` back exactly as sent; the bridge adds each member's
-    ``display`` (its Modyo name, advertised readOnly), as the issue asks. Nothing else fails."""
-    failures = _failures(_run(bridge_url, "Group"))
-    assert failures, "scim2-tester no longer objects: make this test strict"
-    for failure in failures:
-        assert "'members'" in failure and "display=None" in failure, failure
+def test_scim2_tester_on_groups_objects_only_to_modyo_display_names(
+    group_failures: list[str],
+) -> None:
+    assert [failure for failure in group_failures if not _objects_to_display(failure)] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="scim2-tester objects to the members' display the bridge adds (readOnly); "
+    "when it stops objecting, this passes, fails as strict, and loses its mark",
+)
+def test_scim2_tester_finds_no_failure_for_groups(group_failures: list[str]) -> None:
+    assert group_failures == []

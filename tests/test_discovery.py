@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests import entra
@@ -32,7 +34,7 @@ async def test_resource_types_list_users_and_groups(scim: httpx.AsyncClient) -> 
     assert_scim_error(await scim.get("/ResourceTypes/Device"), 404)
 
 
-def _names(attributes: list[dict]) -> dict[str, set[str]]:
+def _names(attributes: list[dict[str, Any]]) -> dict[str, set[str]]:
     return {a["name"]: {s["name"] for s in a.get("subAttributes", [])} for a in attributes}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -80,9 +81,14 @@ class bridge:
         )
         return self._client
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         await self._client.aclose()
-        await self._lifespan.__aexit__(*exc)
+        await self._lifespan.__aexit__(kind, error, trace)
 
 
 def access_line(log_output: LogOutput) -> dict[str, Any]:

@@ -687,7 +687,6 @@ def test_a_50000_member_group_costs_one_call_per_change_and_pages_correctly(
     fake.reset_calls()
     seeded = fake.seed_group_members(group_id, 50_000)
     assert not fake.calls  # seeding is not counted
-    started = time.perf_counter()
     page = call(
         fake,
         "GET",
@@ -718,7 +717,7 @@ def test_a_50000_member_group_costs_one_call_per_change_and_pages_correctly(
     assert after.body["meta"]["total_entries"] == 50_000
     assert ids_of(after) == [*sorted(seeded)[49_901:], newcomer]
     assert seeded[0] not in fake.group_member_ids(group_id)
-    assert time.perf_counter() - started < 5  # generous: each step is O(1) or one sort
+    # How long each step takes at 50,000 members: bench/ (group sizes), not a test.
 
 
 # ---------------------------------------------------------------------- fault injection
@@ -874,19 +873,31 @@ async def test_lose_next_applies_then_drops_only_the_named_route(fake: FakeModyo
 
 
 async def test_rate_limit_rejects_requests_beyond_the_bucket(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake, Faults(rate_limit_rps=4))
-    outcomes = [await serve(service, "POST", "/groups", {"name": f"g{n}"}) for n in range(12)]
-    accepted = [o for o in outcomes if o.response is not None and o.response.status == 201]
-    rejected = [o for o in outcomes if o.response is not None and o.response.status == 429]
-    assert len(accepted) + len(rejected) == 12
-    assert 4 <= len(accepted) <= 5  # the bucket holds one second's worth (plus any refill)
-    assert outcomes[0].response is not None and outcomes[0].response.status == 201
+    now = [100.0]
+    service = FaultyModyo(fake, Faults(rate_limit_rps=4), clock=lambda: now[0])
+    names = (f"g{n}" for n in range(100))
+
+    async def burst(size: int) -> list[Outcome]:
+        return [await serve(service, "POST", "/groups", {"name": next(names)}) for _ in range(size)]
+
+    def statuses(outcomes: list[Outcome]) -> list[int | None]:
+        return [o.response.status if o.response else None for o in outcomes]
+
+    first = await burst(6)  # one instant: the bucket holds one second's worth, 4
+    assert statuses(first) == [201, 201, 201, 201, 429, 429]
+    now[0] += 0.25  # a quarter of a second refills one token
+    second = await burst(2)
+    assert statuses(second) == [201, 429]
+    now[0] += 60  # a long pause refills the bucket, never beyond one second's worth
+    third = await burst(6)
+    assert statuses(third) == [201, 201, 201, 201, 429, 429]
+    rejected = [o for o in first + second + third if o.response and o.response.status == 429]
     assert all(o.applied is False for o in rejected)
     assert all(
         o.response is not None and o.response.headers == {"Retry-After": "1"} for o in rejected
     )
-    assert len(fake.groups) == len(accepted)
-    assert service.injected["rate_limited"] == len(rejected)
+    assert len(fake.groups) == 9
+    assert service.injected == {"rate_limited": 5}
 
 
 async def test_latency_delays_every_answer(fake: FakeModyo) -> None:
@@ -1019,7 +1030,8 @@ async def test_adapters_pass_retry_after_through(adapter: str) -> None:
 
 async def test_a_dropped_connection_surfaces_as_remote_protocol_error_through_the_router() -> None:
     fake = twin()
-    service = FaultyModyo(fake, Faults(lost_response_rate=1.0, seed=0))  # seed 0 drops first
+    service = FaultyModyo(fake)
+    service.lose_next("POST /groups")
     async with httpx.AsyncClient(
         transport=mock_transport(service, MODYO_URL), base_url=MODYO_URL
     ) as client:
@@ -1031,7 +1043,8 @@ async def test_a_dropped_connection_surfaces_as_remote_protocol_error_through_th
 
 async def test_a_dropped_connection_over_asgi_applies_then_fails() -> None:
     fake = twin()
-    service = FaultyModyo(fake, Faults(lost_response_rate=1.0, seed=0))
+    service = FaultyModyo(fake)
+    service.lose_next("POST /groups")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL
     ) as client:

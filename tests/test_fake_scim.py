@@ -328,12 +328,13 @@ def test_group_patch_operations_apply_in_order(fake: FakeModyoScim) -> None:
     group_id = make_group(fake, "Sales", members=[{"value": ana}])["id"]
     add_bob = {"op": "add", "path": "members", "value": [{"value": bob}]}
     remove = {"op": "remove", "path": f'members[value eq "{bob}"]'}
-    for operations, expected in (
+    cases: list[tuple[list[dict[str, Any]], set[str]]] = [
         ([add_bob, remove], {ana}),
         ([remove, add_bob], {ana, bob}),
         ([{"op": "remove", "path": "members"}, add_bob], {bob}),
         ([{"op": "replace", "path": "members", "value": [{"value": ana}]}, remove], {ana}),
-    ):
+    ]
+    for operations, expected in cases:
         assert call(fake, "PATCH", f"/Groups/{group_id}", patch(*operations)).status == 204
         assert fake.group_member_ids(group_id) == expected, operations
         assert {g["value"] for g in call(fake, "GET", f"/Users/{ana}").body.get("groups", [])} == (

@@ -148,7 +148,7 @@ def comparisons() -> st.SearchStrategy[FilterNode]:
 
 
 def email_selections() -> st.SearchStrategy[FilterNode]:
-    inner = (
+    inner: st.SearchStrategy[FilterNode] = (
         st.builds(Comparison, st.just(AttrPath("type")), st.sampled_from(ANY_OP), texts())
         | st.builds(
             Comparison,

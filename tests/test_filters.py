@@ -139,7 +139,7 @@ def _except(*names: str) -> list[str]:
     ],
 )
 async def test_every_operator_as_rfc_7644_words_it(
-    scim: httpx.AsyncClient, people: dict, expression: str, expected: list[str]
+    scim: httpx.AsyncClient, people: dict[str, Any], expression: str, expected: list[str]
 ) -> None:
     assert await _names(scim, expression) == expected
 
@@ -183,7 +183,7 @@ async def test_every_operator_as_rfc_7644_words_it(
     ],
 )
 async def test_logic_precedence_and_grouping(
-    scim: httpx.AsyncClient, people: dict, expression: str, expected: list[str]
+    scim: httpx.AsyncClient, people: dict[str, Any], expression: str, expected: list[str]
 ) -> None:
     assert await _names(scim, expression) == expected
 
@@ -202,7 +202,7 @@ async def test_logic_precedence_and_grouping(
     ],
 )
 async def test_value_paths(
-    scim: httpx.AsyncClient, people: dict, expression: str, expected: list[str]
+    scim: httpx.AsyncClient, people: dict[str, Any], expression: str, expected: list[str]
 ) -> None:
     assert await _names(scim, expression) == expected
 
@@ -224,12 +224,12 @@ async def test_value_paths(
     ],
 )
 async def test_case_rules(
-    scim: httpx.AsyncClient, people: dict, expression: str, expected: list[str]
+    scim: httpx.AsyncClient, people: dict[str, Any], expression: str, expected: list[str]
 ) -> None:
     assert await _names(scim, expression) == expected
 
 
-async def test_id_is_compared_exactly(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_id_is_compared_exactly(scim: httpx.AsyncClient, people: dict[str, Any]) -> None:
     """RFC 7643 §3.1: ``id`` is caseExact; every operator applies to it."""
     ids = {name: user["id"] for name, user in people.items()}
     assert await _names(scim, f'id eq "{ids[JANE]}"') == [JANE]
@@ -240,7 +240,7 @@ async def test_id_is_compared_exactly(scim: httpx.AsyncClient, people: dict) -> 
 
 
 async def test_substring_operators_on_dates_match_the_rendered_value(
-    scim: httpx.AsyncClient, people: dict
+    scim: httpx.AsyncClient, people: dict[str, Any]
 ) -> None:
     """RFC 7644 §3.4.2.2 defines co/sw/ew on "the attribute value" whatever its type; the
     bridge matches a dateTime as it renders it (scim2-models would match none)."""
@@ -250,7 +250,9 @@ async def test_substring_operators_on_dates_match_the_rendered_value(
     assert await _names(scim, 'meta.created co "2011-05-1"') == [BJENSEN, JSMITH, OMALLEY]
 
 
-async def test_string_attributes_compare_any_string(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_string_attributes_compare_any_string(
+    scim: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
     """``emails.value`` is a String (RFC 7643 §4.1.2): a value that is not an address is still
     a value to compare, as Entra may send for an address Modyo accepted."""
     assert await _names(scim, 'emails.value gt "k"') == [OMALLEY]
@@ -290,7 +292,7 @@ async def test_string_attributes_compare_any_string(scim: httpx.AsyncClient, peo
     ],
 )  # fmt: skip
 async def test_attributes_the_bridge_does_not_hold_are_400_invalid_filter_naming_them(
-    scim: httpx.AsyncClient, people: dict, fake: FakeModyo, expression: str, named: str
+    scim: httpx.AsyncClient, people: dict[str, Any], fake: FakeModyo, expression: str, named: str
 ) -> None:
     """Never a silent "no match" or "everything": Entra acts on any answer."""
     fake.reset_calls()
@@ -321,12 +323,14 @@ async def test_attributes_the_bridge_does_not_hold_are_400_invalid_filter_naming
     ],
 )
 async def test_malformed_filters_are_400_invalid_filter(
-    scim: httpx.AsyncClient, people: dict, expression: str
+    scim: httpx.AsyncClient, people: dict[str, Any], expression: str
 ) -> None:
     assert_scim_error(await scim.get("/Users", params={"filter": expression}), 400, "invalidFilter")
 
 
-async def test_the_same_filter_by_post_search(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_the_same_filter_by_post_search(
+    scim: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
     """RFC 7644 §3.4.3: ``/.search`` takes the same filter grammar."""
     body = {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
@@ -342,7 +346,7 @@ async def test_the_same_filter_by_post_search(scim: httpx.AsyncClient, people: d
 
 
 @pytest.fixture
-async def crowd(people: dict, fake: FakeModyo) -> dict:
+async def crowd(people: dict[str, Any], fake: FakeModyo) -> dict[str, Any]:
     """The four people among 250 others: a full listing is 3 pages of 100."""
     fake.seed_members(250, prefix="noise")
     fake.reset_calls()
@@ -388,7 +392,7 @@ ONE, TWO = {"GET /team_members": 1}, {"GET /team_members": 2}
 )  # fmt: skip
 async def test_what_modyo_is_asked(
     scim: httpx.AsyncClient,
-    crowd: dict,
+    crowd: dict[str, Any],
     fake: FakeModyo,
     expression: str,
     calls: dict[str, int],
@@ -399,7 +403,7 @@ async def test_what_modyo_is_asked(
 
 
 async def test_lookups_by_id_read_the_object(
-    scim: httpx.AsyncClient, crowd: dict, fake: FakeModyo
+    scim: httpx.AsyncClient, crowd: dict[str, Any], fake: FakeModyo
 ) -> None:
     jane, jsmith = crowd[JANE]["id"], crowd[JSMITH]["id"]
     assert await _names(scim, f'id eq "{jane}" and userName sw "x"') == []
@@ -413,7 +417,7 @@ async def test_lookups_by_id_read_the_object(
 
 
 async def test_an_or_of_more_lookups_than_the_bound_reads_the_listing(
-    scim: httpx.AsyncClient, crowd: dict, fake: FakeModyo
+    scim: httpx.AsyncClient, crowd: dict[str, Any], fake: FakeModyo
 ) -> None:
     names = [f"noise{n}@example.com" for n in range(MAX_LOOKUPS + 1)]
     terms = [f'userName eq "{name}"' for name in names]
@@ -425,7 +429,7 @@ async def test_an_or_of_more_lookups_than_the_bound_reads_the_listing(
 
 
 async def test_filtered_scans_page_exactly(
-    scim: httpx.AsyncClient, crowd: dict, fake: FakeModyo
+    scim: httpx.AsyncClient, crowd: dict[str, Any], fake: FakeModyo
 ) -> None:
     """totalResults counts every match; startIndex/count window them in a stable order."""
     expected = sorted(
@@ -494,7 +498,7 @@ def settings(limit: int) -> Any:
 
 @pytest.mark.parametrize("limit", [253, 0])
 async def test_beyond_max_filter_scan_the_answer_is_400_too_many_with_no_page_read(
-    scim: httpx.AsyncClient, crowd: dict, fake: FakeModyo, limit: int
+    scim: httpx.AsyncClient, crowd: dict[str, Any], fake: FakeModyo, limit: int
 ) -> None:
     """RFC 7644 §3.12 ``tooMany``: "The specified filter yields many more results than the
     server is willing to calculate or process". Known from the first page's total."""
@@ -510,7 +514,7 @@ async def test_beyond_max_filter_scan_the_answer_is_400_too_many_with_no_page_re
 
 
 async def test_up_to_max_filter_scan_the_listing_is_read(
-    scim: httpx.AsyncClient, crowd: dict, fake: FakeModyo
+    scim: httpx.AsyncClient, crowd: dict[str, Any], fake: FakeModyo
 ) -> None:
     assert await _names(scim, 'userName sw "o"') == [OMALLEY]
     assert fake.calls == PAGES
@@ -535,7 +539,7 @@ async def test_the_bound_applies_to_groups(
 
 @pytest.fixture
 async def teams(
-    scim: httpx.AsyncClient, people: dict, fake: FakeModyo, clock: Clock
+    scim: httpx.AsyncClient, people: dict[str, Any], fake: FakeModyo, clock: Clock
 ) -> dict[str, Any]:
     """Legal (bjensen), Legal Ops (JSmith), Finance (bjensen), Empty; created in 2021."""
     clock.at = datetime(2021, 1, 1, tzinfo=UTC)
@@ -566,13 +570,13 @@ async def teams(
     ],
 )  # fmt: skip
 async def test_group_filters(
-    scim: httpx.AsyncClient, teams: dict, expression: str, expected: list[str]
+    scim: httpx.AsyncClient, teams: dict[str, Any], expression: str, expected: list[str]
 ) -> None:
     assert await _names(scim, expression, "/Groups") == expected
 
 
 async def test_members_eq_is_answered_from_the_users_memberships(
-    scim: httpx.AsyncClient, teams: dict, fake: FakeModyo
+    scim: httpx.AsyncClient, teams: dict[str, Any], fake: FakeModyo
 ) -> None:
     """``members eq "<user id>"``: one memberships call for the users named, never a group's
     member list, whatever the groups' sizes."""
@@ -619,7 +623,7 @@ async def test_members_eq_is_answered_from_the_users_memberships(
     ],
 )
 async def test_member_filters_that_would_read_every_member_list_are_refused(
-    scim: httpx.AsyncClient, teams: dict, expression: str
+    scim: httpx.AsyncClient, teams: dict[str, Any], expression: str
 ) -> None:
     body = assert_scim_error(
         await scim.get("/Groups", params={"filter": expression}), 400, "invalidFilter"
@@ -629,14 +633,16 @@ async def test_member_filters_that_would_read_every_member_list_are_refused(
 
 @pytest.mark.parametrize("expression", ['userName eq "x"', "members eq true", "title pr"])
 async def test_unheld_group_attributes_are_refused(
-    scim: httpx.AsyncClient, teams: dict, expression: str
+    scim: httpx.AsyncClient, teams: dict[str, Any], expression: str
 ) -> None:
     assert_scim_error(
         await scim.get("/Groups", params={"filter": expression}), 400, "invalidFilter"
     )
 
 
-async def test_emails_primary_is_held_and_filterable(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_emails_primary_is_held_and_filterable(
+    scim: httpx.AsyncClient, people: dict[str, Any]
+) -> None:
     """The one email is the primary one, so ``emails.primary eq true`` is every user with an
     email, and ``eq false`` none."""
     everyone = (await scim.get("/Users")).json()["totalResults"]

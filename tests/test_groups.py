@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -22,7 +24,9 @@ async def _member_ids(scim: httpx.AsyncClient, group_id: str) -> set[str]:
     return {member["value"] for member in body.get("members", [])}
 
 
-async def _patch(scim: httpx.AsyncClient, group_id: str, *operations: dict) -> httpx.Response:
+async def _patch(
+    scim: httpx.AsyncClient, group_id: str, *operations: dict[str, Any]
+) -> httpx.Response:
     return await scim.patch(f"/Groups/{group_id}", json=entra.patch(*operations))
 
 
@@ -288,7 +292,7 @@ async def test_a_member_that_does_not_exist_is_400_and_nothing_is_written(
     ],
 )
 async def test_member_operations_the_bridge_cannot_honour_are_400(
-    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict, scim_type: str
+    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict[str, Any], scim_type: str
 ) -> None:
     group = await create_group(scim, "Picky")
     fake.reset_calls()
@@ -373,7 +377,7 @@ async def test_one_member_change_costs_the_same_at_fifty_thousand_members(
     fake.seed_group_members(int(huge["id"]), 50_000)
     [ana] = await _users(scim, "ana")
 
-    async def cost(group_id: str, operation: dict) -> dict[str, int]:
+    async def cost(group_id: str, operation: dict[str, Any]) -> dict[str, int]:
         fake.reset_calls()
         assert (await _patch(scim, group_id, operation)).status_code == 204
         return dict(fake.calls)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -37,7 +40,9 @@ from tests.conftest import (
         {"Authorization": "Bearer "},
     ],
 )
-async def test_missing_or_wrong_token_is_401(scim: httpx.AsyncClient, headers: dict) -> None:
+async def test_missing_or_wrong_token_is_401(
+    scim: httpx.AsyncClient, headers: dict[str, Any]
+) -> None:
     response = await scim.get("/Users", headers={"Authorization": ""} | headers)
     body = assert_scim_error(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -78,13 +83,15 @@ async def test_oversized_body_is_413_without_reading_it_all(modyo: FaultyModyo) 
         response = await client.post("/Users", json=payload)
         assert_scim_error(response, 413)
 
-        async def chunks():  # no Content-Length: the limit applies while streaming
+        async def chunks() -> AsyncIterator[
+            bytes
+        ]:  # no Content-Length: the limit applies while streaming
             for _ in range(10):
                 yield b" " * 1024
 
         response = await client.post("/Users", content=chunks())
         assert_scim_error(response, 413)
-    assert modyo.fake.team_members == {}
+    assert isinstance(modyo.fake, FakeModyo) and modyo.fake.team_members == {}
 
 
 async def test_every_response_carries_the_scim_media_type(scim: httpx.AsyncClient) -> None:

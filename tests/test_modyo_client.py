@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import format_datetime
 from typing import Any
 
@@ -19,7 +18,8 @@ import pytest
 
 from bridge.config import Settings
 from bridge.deadline import deadline_in
-from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
+from bridge.modyo import retry
+from bridge.modyo.fake import FakeModyo, Faults, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream, _failure
@@ -40,6 +40,7 @@ from bridge.upstream import (
     UserRecord,
 )
 from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.hooks import HookedModyo, VirtualClock, until
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
@@ -53,8 +54,9 @@ def _quiet_retry_logs(caplog: pytest.LogCaptureFixture) -> None:
 @dataclass
 class Rig:
     fake: FakeModyo
-    service: FaultyModyo
+    service: HookedModyo
     client: RestUpstream
+    clock: VirtualClock  # the retry policy waits on it: ``clock.waits`` says how long
 
 
 @asynccontextmanager
@@ -64,14 +66,17 @@ async def rig(
     settings: Settings | None = None,
 ) -> AsyncIterator[Rig]:
     fake = fake if fake is not None else FakeModyo(token=MODYO_TOKEN)
-    service = FaultyModyo(fake, faults)
+    clock = VirtualClock()
+    service = HookedModyo(fake, faults, clock=clock)
     settings = settings or make_settings()
     http = ModyoHttp(
-        settings.modyo, RetryPolicy(settings.retry), mock_transport(service, MODYO_URL)
+        settings.modyo,
+        RetryPolicy(settings.retry, sleep=clock.sleep),
+        mock_transport(service, MODYO_URL),
     )
     client = RestUpstream(http)
     async with client.connected():
-        yield Rig(fake, service, client)
+        yield Rig(fake, service, client, clock)
 
 
 @pytest.fixture
@@ -637,45 +642,50 @@ def test_a_500_maps_to_bad_gateway_and_retryable_statuses_to_unavailable() -> No
 # ---------------------------------------------------------------------- retries
 
 
+def _down(status: int = 503) -> FakeResponse:
+    return FakeResponse(status, {"errors": ["Service unavailable"]})
+
+
+def _throttled(retry_after: str) -> FakeResponse:
+    return FakeResponse(429, {"errors": ["Too many requests"]}, {"Retry-After": retry_after})
+
+
 async def test_a_read_succeeds_despite_a_high_5xx_rate() -> None:
     async with rig() as bench:
         member = seed_member(bench.fake, "ana@contoso.com")
-        bench.service.configure(Faults(error_rate=0.7, seed=3))  # 4 errors, then an answer
+        bench.fake.script("GET /team_members/:id", _down(502), _down(503), _down(504), _down())
         record = await bench.client.get_user(str(member["id"]))
     assert record.user_name == "ana@contoso.com"
-    assert bench.service.injected == {"error": 4}
-    assert bench.fake.calls == {"GET /team_members/:id": 1}
+    assert bench.fake.calls == {"GET /team_members/:id": 5}  # four 5xx, then the answer
 
 
 async def test_a_read_waits_out_a_429_before_retrying() -> None:
     async with rig() as bench:
         member = seed_member(bench.fake, "ana@contoso.com")
-        bench.service.configure(Faults(throttle_rate=0.5, error_rate=0.5, seed=18))
-        started = time.monotonic()
+        bench.fake.script("GET /team_members/:id", _throttled("1"), _down())
         record = await bench.client.get_user(str(member["id"]))
-        elapsed = time.monotonic() - started
     assert record.id == str(member["id"])
-    assert bench.service.injected == {"throttled": 1, "error": 1}
-    assert elapsed >= 0.9  # Retry-After: 1 was honoured, never called earlier
-    assert bench.fake.calls == {"GET /team_members/:id": 1}
+    assert bench.fake.calls == {"GET /team_members/:id": 3}
+    assert bench.clock.waits[0] == 1.0  # Retry-After: 1 was honoured, never called earlier
+    assert len(bench.clock.waits) == 2 and bench.clock.waits[1] < 1  # then a backoff
 
 
 async def test_a_read_succeeds_despite_a_high_429_rate() -> None:
     async with rig() as bench:
         member = seed_member(bench.fake, "ana@contoso.com")
-        bench.service.configure(Faults(throttle_rate=0.5, retry_after_seconds=0, seed=9))
+        bench.fake.script("GET /team_members/:id", *(_throttled("0") for _ in range(3)))
         record = await bench.client.get_user(str(member["id"]))
     assert record.user_name == "ana@contoso.com"
-    assert bench.service.injected == {"throttled": 3}
-    assert bench.fake.calls == {"GET /team_members/:id": 1}
+    assert bench.fake.calls == {"GET /team_members/:id": 4}
+    assert bench.clock.waits == [0.0, 0.0, 0.0]
 
 
 async def test_a_throttled_create_is_sent_again_without_a_lookup() -> None:
     """A 429 was not applied: re-sending a create is safe, no adoption lookup is needed."""
-    async with rig(Faults(throttle_rate=0.5, retry_after_seconds=0, seed=9)) as bench:
+    async with rig() as bench:
+        bench.fake.script("POST /team_members", *(_throttled("0") for _ in range(3)))
         record = await bench.client.create_user(ANA)
-    assert bench.service.injected == {"throttled": 3}
-    assert bench.fake.calls == {"POST /team_members": 1}
+    assert bench.fake.calls == {"POST /team_members": 4}  # no GET: nothing to adopt
     assert list(bench.fake.team_members) == [int(record.id)]
 
 
@@ -683,12 +693,11 @@ async def test_a_retry_after_beyond_the_cap_gives_up_at_once() -> None:
     settings = make_settings(retry={"retry_after_cap_seconds": 0.5})
     faults = Faults(throttle_rate=1.0, retry_after_seconds=30)
     async with rig(faults, settings=settings) as bench:
-        started = time.monotonic()
         with pytest.raises(Unavailable) as caught:
             await bench.client.get_user("344")
     assert caught.value.retry_after >= 30
     assert bench.service.injected == {"throttled": 1}  # exactly one call
-    assert time.monotonic() - started < 5
+    assert bench.clock.waits == []  # and no wait: the 30 s are handed to the caller
 
 
 async def test_retries_back_off_between_attempts() -> None:
@@ -696,12 +705,11 @@ async def test_retries_back_off_between_attempts() -> None:
         retry={"max_attempts": 3, "backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2}
     )
     async with rig(Faults(error_rate=1.0), settings=settings) as bench:
-        started = time.monotonic()
         with pytest.raises(Unavailable):
             await bench.client.get_user("344")
-        elapsed = time.monotonic() - started
     assert bench.service.injected == {"error": 3}
-    assert elapsed >= 0.12  # waits of at least 0.05 s and 0.1 s between the three attempts
+    first, second = bench.clock.waits  # between the three attempts: 0.05 s, then 0.1 s,
+    assert 0.05 <= first <= 0.1 and 0.1 <= second <= 0.15  # each plus up to 0.05 s of jitter
 
 
 @pytest.mark.parametrize("attempts", [1, 3])
@@ -723,12 +731,21 @@ async def test_a_4xx_is_never_retried(bench: Rig) -> None:
     assert bench.fake.calls == {"GET /team_members/:id": 1, "POST /team_members": 1}
 
 
-@pytest.mark.parametrize(
-    ("seed", "lost"), [(4, "lost_502"), (21, "lost_connection")], ids=["502", "dropped"]
-)
-async def test_a_create_whose_answer_is_lost_is_adopted_not_repeated(seed: int, lost: str) -> None:
+def _lose_next(service: HookedModyo, route: str, lost: str) -> None:
+    """The next call to ``route`` is applied, then its answer lost: a 502 or a dropped line."""
+    if lost == "lost_502":
+        service.bad_gateway_next(route)
+    else:
+        service.lose_next(route)
+
+
+LOST = pytest.mark.parametrize("lost", ["lost_502", "lost_connection"], ids=["502", "dropped"])
+
+
+@LOST
+async def test_a_create_whose_answer_is_lost_is_adopted_not_repeated(lost: str) -> None:
     async with rig() as bench:
-        bench.service.configure(Faults(lost_response_rate=0.5, seed=seed))
+        _lose_next(bench.service, "POST /team_members", lost)
         record = await bench.client.create_user(ANA)
     assert bench.service.injected == {lost: 1}  # the POST was applied, its answer lost
     (stored,) = bench.fake.team_members.values()  # exactly one team member
@@ -745,7 +762,7 @@ async def test_a_lost_create_is_adopted_when_modyo_derived_an_unset_value() -> N
     """``None`` asks for nothing: Modyo derives ``name`` from the parts."""
     values: UserChanges = {**ANA, UserField.FORMATTED_NAME: None, UserField.EXTERNAL_ID: None}
     async with rig() as bench:
-        bench.service.configure(Faults(lost_response_rate=0.5, seed=4))
+        bench.service.bad_gateway_next("POST /team_members")
         record = await bench.client.create_user(values)
     assert bench.service.injected == {"lost_502": 1}
     assert len(bench.fake.team_members) == 1
@@ -755,7 +772,7 @@ async def test_a_lost_create_is_adopted_when_modyo_derived_an_unset_value() -> N
 
 async def test_a_group_create_whose_answer_is_lost_is_adopted() -> None:
     async with rig() as bench:
-        bench.service.configure(Faults(lost_response_rate=0.5, seed=4))
+        bench.service.bad_gateway_next("POST /groups")
         record = await bench.client.create_group(
             {GroupField.DISPLAY_NAME: "Admins", GroupField.EXTERNAL_ID: "obj-1"}
         )
@@ -767,12 +784,11 @@ async def test_a_group_create_whose_answer_is_lost_is_adopted() -> None:
 
 async def test_a_create_refused_with_5xx_is_sent_again_once_not_found() -> None:
     async with rig() as bench:
-        bench.service.configure(Faults(error_rate=0.5, seed=11))  # the first POST gets a 5xx
+        bench.fake.script("POST /team_members", _down())  # the first POST gets a 5xx, unapplied
         record = await bench.client.create_user(ANA)
-    assert bench.service.injected == {"error": 1}
     assert len(bench.fake.team_members) == 1
     assert record.id == str(next(iter(bench.fake.team_members)))
-    assert bench.fake.calls == {"GET /team_members": 1, "POST /team_members": 1}
+    assert bench.fake.calls == {"GET /team_members": 1, "POST /team_members": 2}
 
 
 async def test_a_create_never_confirmed_gives_up_without_duplicates() -> None:
@@ -783,13 +799,11 @@ async def test_a_create_never_confirmed_gives_up_without_duplicates() -> None:
     assert bench.fake.team_members == {}
 
 
-@pytest.mark.parametrize(
-    ("seed", "lost"), [(4, "lost_502"), (21, "lost_connection")], ids=["502", "dropped"]
-)
-async def test_a_delete_whose_first_answer_is_lost_still_succeeds(seed: int, lost: str) -> None:
+@LOST
+async def test_a_delete_whose_first_answer_is_lost_still_succeeds(lost: str) -> None:
     async with rig() as bench:
         member = seed_member(bench.fake, "ana@contoso.com")
-        bench.service.configure(Faults(lost_response_rate=0.5, seed=seed))
+        _lose_next(bench.service, "DELETE /team_members/:id", lost)
         await bench.client.delete_user(str(member["id"]))  # the retry answers 404: done
     assert bench.service.injected == {lost: 1}
     assert bench.fake.team_members == {}
@@ -800,7 +814,7 @@ async def test_a_lost_membership_add_is_repeated_safely() -> None:
     async with rig() as bench:
         group_id = seed_group(bench.fake, "Admins")
         ids = bench.fake.seed_group_members(seed_group(bench.fake, "Holder"), 3)
-        bench.service.configure(Faults(lost_response_rate=0.5, seed=4))
+        bench.service.bad_gateway_next("POST /groups/:id/team_members")
         await bench.client.add_members(str(group_id), [str(i) for i in ids])
     assert bench.service.injected == {"lost_502": 1}
     assert bench.fake.group_member_ids(group_id) == set(ids)
@@ -812,34 +826,32 @@ async def test_a_lost_membership_add_is_repeated_safely() -> None:
 
 async def test_a_hanging_modyo_is_cut_at_the_deadline() -> None:
     async with rig(Faults(hang_rate=1.0)) as bench, asyncio.timeout(5):  # guard: never hang
-        started = time.monotonic()
         with deadline_in(0.2), pytest.raises(Unavailable) as caught:
-            await bench.client.get_user("344")
-        elapsed = time.monotonic() - started
-    assert elapsed < 5
+            await bench.client.get_user("344")  # a hang never ends: only the deadline can
     assert caught.value.retry_after >= 1
     assert bench.service.injected == {"hang": 1}
 
 
 async def test_no_retry_is_started_that_the_deadline_cannot_see_through() -> None:
     async with rig(Faults(throttle_rate=1.0, retry_after_seconds=1)) as bench:
-        started = time.monotonic()
         with deadline_in(0.3), pytest.raises(Unavailable) as caught:
             await bench.client.get_user("344")
-        elapsed = time.monotonic() - started
     assert bench.service.injected == {"throttled": 1}  # the 1 s wait would pass the deadline
     assert caught.value.retry_after >= 1
-    assert elapsed < 0.9  # gave up instead of sleeping through Retry-After
+    assert bench.clock.waits == []  # gave up instead of sleeping through Retry-After
 
 
 async def test_waiting_for_a_free_slot_is_cut_at_the_deadline() -> None:
     settings = make_settings(modyo={"max_in_flight": 1})
-    async with rig(Faults(latency_ms=300), settings=settings) as bench:
+    async with rig(settings=settings) as bench, asyncio.timeout(5):  # guard: never hang
         member = seed_member(bench.fake, "ana@contoso.com")
+        bench.service.gate.clear()  # calls wait at Modyo until the gate opens
         holder = asyncio.create_task(bench.client.get_user(str(member["id"])))
-        await asyncio.sleep(0)  # the holder takes the only slot
+        await until(lambda: bench.service.entered == 1)  # the holder has the only slot
         with deadline_in(0.05), pytest.raises(Unavailable, match="free slot"):
             await bench.client.get_user(str(member["id"]))
+        assert bench.service.entered == 1
+        bench.service.gate.set()
         assert (await holder).id == str(member["id"])
     assert bench.fake.calls == {"GET /team_members/:id": 1}  # the queued call never went out
 
@@ -871,11 +883,20 @@ def test_parse_retry_after_seconds() -> None:
     assert parse_retry_after("0") == 0.0
 
 
-def test_parse_retry_after_http_dates() -> None:
-    future = datetime.now(UTC) + timedelta(seconds=90)
-    parsed = parse_retry_after(format_datetime(future, usegmt=True))
-    assert parsed is not None and 80 <= parsed <= 91
-    past = datetime.now(UTC) - timedelta(hours=1)
+class _FrozenDatetime(datetime):
+    """``datetime`` whose ``now`` is a fixed instant."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _FrozenDatetime:
+        return cls(2025, 5, 1, 12, 0, 0, tzinfo=tz)
+
+
+def test_parse_retry_after_http_dates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry, "datetime", _FrozenDatetime)
+    now = _FrozenDatetime.now(UTC)
+    future = now + timedelta(seconds=90)
+    assert parse_retry_after(format_datetime(future, usegmt=True)) == 90.0
+    past = now - timedelta(hours=1)
     assert parse_retry_after(format_datetime(past, usegmt=True)) == 0.0
 
 

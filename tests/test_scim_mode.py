@@ -26,13 +26,17 @@ __all__ = ["scim_bridge", "scim_fake", "scim_service"]  # fixtures used below
 GUID = "1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"
 
 
-async def _patch_user(scim: httpx.AsyncClient, user_id: str, *ops: dict) -> httpx.Response:
+async def _patch_user(
+    scim: httpx.AsyncClient, user_id: str, *ops: dict[str, Any]
+) -> httpx.Response:
     response = await scim.patch(f"/Users/{user_id}", json=entra.patch(*ops))
     assert response.status_code == 200, response.text
     return response
 
 
-async def _patch_group(scim: httpx.AsyncClient, group_id: str, *ops: dict) -> httpx.Response:
+async def _patch_group(
+    scim: httpx.AsyncClient, group_id: str, *ops: dict[str, Any]
+) -> httpx.Response:
     return await scim.patch(f"/Groups/{group_id}", json=entra.patch(*ops))
 
 
@@ -334,7 +338,7 @@ async def test_a_one_member_change_costs_the_same_at_0_and_50000_members(
     scim_fake.seed_group_members(huge["id"], 50_000)
     ana = (await create_user(scim_bridge, "ana@contoso.com"))["id"]
 
-    async def cost(group_id: str, operation: dict) -> dict[str, int]:
+    async def cost(group_id: str, operation: dict[str, Any]) -> dict[str, int]:
         scim_fake.reset_calls()
         assert (await _patch_group(scim_bridge, group_id, operation)).status_code == 204
         return dict(scim_fake.calls)

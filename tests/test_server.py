@@ -26,7 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from bridge.app import create_app
 from bridge.body import BodyReader
-from bridge.modyo.fake import FaultyModyo, mock_transport
+from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.server import (
     MAX_HEAD_BYTES,
     MAX_HEADER_FIELDS,
@@ -456,7 +456,7 @@ async def test_a_slow_body_is_408_not_a_503_blaming_modyo(modyo: FaultyModyo, pa
     body = answer.scim_error(408)
     assert "body" in body["detail"] and "Modyo" not in body["detail"]
     assert answer.headers["connection"] == "close"
-    assert modyo.fake.team_members == {}
+    assert isinstance(modyo.fake, FakeModyo) and modyo.fake.team_members == {}
 
 
 @PARSERS

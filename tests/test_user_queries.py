@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -9,17 +11,20 @@ from bridge.modyo.fake import FakeModyo, FaultyModyo
 from tests import entra
 from tests.conftest import assert_scim_error, create_user
 
+People = dict[str, dict[str, Any]]
+"""The users created by the ``people`` fixture, by first name."""
 
-async def _filter(scim: httpx.AsyncClient, expression: str, **params: str) -> dict:
+
+async def _filter(scim: httpx.AsyncClient, expression: str, **params: str) -> dict[str, Any]:
     response = await scim.get("/Users", params={"filter": expression, **params})
     assert response.status_code == 200, response.text
-    body: dict = response.json()
+    body: dict[str, Any] = response.json()
     assert body["schemas"] == [entra.LIST_URN]
     return body
 
 
 @pytest.fixture
-async def people(scim: httpx.AsyncClient) -> dict[str, dict]:
+async def people(scim: httpx.AsyncClient) -> People:
     created = {}
     for name in ("alba", "bruno", "carla"):
         created[name] = await create_user(
@@ -42,14 +47,16 @@ async def people(scim: httpx.AsyncClient) -> dict[str, dict]:
     ],
 )
 async def test_matching_filters_find_exactly_one(
-    scim: httpx.AsyncClient, people: dict, expression: str, who: str
+    scim: httpx.AsyncClient, people: People, expression: str, who: str
 ) -> None:
     body = await _filter(scim, expression)
     assert body["totalResults"] == 1
     assert [user["id"] for user in body["Resources"]] == [people[who]["id"]]
 
 
-async def test_filter_by_id_with_and_without_quotes(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_filter_by_id_with_and_without_quotes(
+    scim: httpx.AsyncClient, people: People
+) -> None:
     user_id = people["alba"]["id"]
     for expression in (f'id eq "{user_id}"', f"id eq {user_id}", 'id eq "999999"', 'id eq "abc"'):
         body = await _filter(scim, expression)
@@ -67,14 +74,14 @@ async def test_filter_by_id_with_and_without_quotes(scim: httpx.AsyncClient, peo
     ],
 )
 async def test_zero_matches_is_an_empty_list_response(
-    scim: httpx.AsyncClient, people: dict, expression: str
+    scim: httpx.AsyncClient, people: People, expression: str
 ) -> None:
     body = await _filter(scim, expression)
     assert (body["totalResults"], body["itemsPerPage"], body["Resources"]) == (0, 0, [])
 
 
 async def test_a_filter_lookup_costs_one_modyo_call(
-    scim: httpx.AsyncClient, people: dict, fake: FakeModyo
+    scim: httpx.AsyncClient, people: People, fake: FakeModyo
 ) -> None:
     fake.reset_calls()
     await _filter(scim, 'userName eq "alba@contoso.com"')
@@ -91,7 +98,7 @@ async def test_a_filter_lookup_costs_one_modyo_call(
     ],
 )
 async def test_any_rfc_7644_filter_on_held_attributes(
-    scim: httpx.AsyncClient, people: dict, expression: str, who: list[str]
+    scim: httpx.AsyncClient, people: dict[str, Any], expression: str, who: list[str]
 ) -> None:
     """The whole grammar (tests/test_filters.py goes through it operator by operator)."""
     body = await _filter(scim, expression)
@@ -108,7 +115,7 @@ async def test_any_rfc_7644_filter_on_held_attributes(
     ],
 )
 async def test_filters_the_bridge_cannot_honour_are_400_invalid_filter(
-    scim: httpx.AsyncClient, people: dict, expression: str
+    scim: httpx.AsyncClient, people: People, expression: str
 ) -> None:
     """Never a silent "all users": Entra would match the wrong person."""
     response = await scim.get("/Users", params={"filter": expression})
@@ -141,7 +148,7 @@ async def test_unaligned_window_and_out_of_range_pages(scim: httpx.AsyncClient) 
     assert (body["startIndex"], body["itemsPerPage"]) == (1, 0)
 
 
-async def test_filtered_results_page_too(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_filtered_results_page_too(scim: httpx.AsyncClient, people: People) -> None:
     body = await _filter(scim, 'userName eq "alba@contoso.com"', startIndex="2", count="5")
     assert (body["totalResults"], body["Resources"]) == (1, [])
 
@@ -157,7 +164,7 @@ async def test_non_integer_paging_is_400(scim: httpx.AsyncClient) -> None:
     assert_scim_error(await scim.get("/Users", params={"count": "ten"}), 400, "invalidValue")
 
 
-async def test_attributes_and_excluded_attributes(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_attributes_and_excluded_attributes(scim: httpx.AsyncClient, people: People) -> None:
     user_id = people["alba"]["id"]
     only = (
         await scim.get(f"/Users/{user_id}", params={"attributes": "userName,name.givenName"})
@@ -174,7 +181,9 @@ async def test_attributes_and_excluded_attributes(scim: httpx.AsyncClient, peopl
     assert listed["Resources"] == [{"schemas": [entra.USER_URN], "id": user_id}]
 
 
-async def test_unknown_query_parameters_are_ignored(scim: httpx.AsyncClient, people: dict) -> None:
+async def test_unknown_query_parameters_are_ignored(
+    scim: httpx.AsyncClient, people: People
+) -> None:
     """Tenant URLs carry ``?aadOptscim062020``; it reaches every request's query string."""
     response = await scim.get(
         "/Users?aadOptscim062020", params={"filter": 'userName eq "alba@contoso.com"'}

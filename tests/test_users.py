@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -156,7 +158,7 @@ async def test_disabled_user_stays_readable_and_can_be_re_enabled(scim: httpx.As
     ],
 )
 async def test_every_disable_form(
-    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict
+    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict[str, Any]
 ) -> None:
     created = await create_user(scim, "disable@contoso.com")
     response = await scim.patch(f"/Users/{created['id']}", json=entra.patch(operation))
@@ -315,7 +317,7 @@ async def test_user_patch_is_one_upstream_write(scim: httpx.AsyncClient, fake: F
     ],
 )
 async def test_bad_patches_are_400_and_write_nothing(
-    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict, scim_type: str
+    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict[str, Any], scim_type: str
 ) -> None:
     created = await create_user(scim, "badpatch@contoso.com")
     before = dict(fake.team_members[int(created["id"])])

@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from scim2_models import Context, PatchOp, PatchOperation, Resource
 
+from bridge.scim.errors import from_validation
 from bridge.scim.models import ENTRA_POLICY
 
 R = TypeVar("R", bound=Resource[Any])
@@ -32,8 +34,11 @@ def expanded(patch: PatchOp[R], model: type[R]) -> Iterator[PatchOperation[R]]:
             yield operation
             continue
         for key, value in operation.value.items():
-            yield PatchOperation[model].model_validate(  # type: ignore[valid-type]
-                {"op": operation.op.value, "path": key, "value": value},
-                scim_ctx=Context.RESOURCE_PATCH_REQUEST,
-                scim_policy=ENTRA_POLICY,
-            )
+            try:
+                yield PatchOperation[model].model_validate(  # type: ignore[valid-type]
+                    {"op": operation.op.value, "path": key, "value": value},
+                    scim_ctx=Context.RESOURCE_PATCH_REQUEST,
+                    scim_policy=ENTRA_POLICY,
+                )
+            except ValidationError as exc:  # a key that is no path, an add of null...
+                raise from_validation(exc) from None

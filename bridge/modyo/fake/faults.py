@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
@@ -79,10 +79,17 @@ class Hold:
 
 class FaultyModyo:
     """A fake Modyo (REST or SCIM) behind seeded faults; ``injected`` counts what was
-    injected."""
+    injected. ``clock`` (seconds, monotonic) refills the rate limit's bucket: tests pass their
+    own."""
 
-    def __init__(self, fake: FakeService, faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        fake: FakeService,
+        faults: Faults | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.fake = fake
+        self._clock = clock
         self.faults = faults or Faults()
         self.injected: Counter[str] = Counter()
         self.in_flight = 0
@@ -91,7 +98,7 @@ class FaultyModyo:
         self._held: dict[str, list[Hold]] = {}
         self._random = random.Random(self.faults.seed)
         self._tokens = self.faults.rate_limit_rps
-        self._refilled = time.monotonic()
+        self._refilled = clock()
         self._stop: asyncio.Event | None = None
 
     def configure(self, faults: Faults) -> None:
@@ -99,7 +106,7 @@ class FaultyModyo:
         self.faults = faults
         self._random = random.Random(faults.seed)
         self._tokens = faults.rate_limit_rps
-        self._refilled = time.monotonic()
+        self._refilled = self._clock()
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Change only the given fault fields (``PUT /__fake__/faults``): the others, the
@@ -113,7 +120,7 @@ class FaultyModyo:
             self._random = random.Random(self.faults.seed)
         if "rate_limit_rps" in changes:
             self._tokens = self.faults.rate_limit_rps
-            self._refilled = time.monotonic()
+            self._refilled = self._clock()
 
     def stop_hanging(self) -> None:
         """Answer every hanging request (and any later one) with 503: the server is stopping,
@@ -207,7 +214,7 @@ class FaultyModyo:
 
     def _take_token(self) -> bool:
         """A token bucket of one second's worth of requests."""
-        now = time.monotonic()
+        now = self._clock()
         rate = self.faults.rate_limit_rps
         self._tokens = min(rate, self._tokens + (now - self._refilled) * rate)
         self._refilled = now

@@ -12,6 +12,9 @@ from bridge.modyo.fake.state import FakeResponse
 
 
 class FakeService(Protocol):
+    token: str
+    """The API token it accepts (tests revoke it)."""
+
     calls: Counter[str]
     """Routed requests by route name (``"GET /team_members/:id"``), scripted ones included."""
 
