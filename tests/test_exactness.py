@@ -89,6 +89,23 @@ async def test_a_lone_surrogate_is_400_invalid_value(
     assert not fake.calls  # refused before anything reached Modyo
 
 
+@pytest.mark.parametrize("path", ["/Users", "/Groups"])
+@pytest.mark.parametrize("value", ['"\\ud800"', '"a\\udfffb"', '"\\ud83d"'])
+async def test_a_lone_surrogate_in_a_filter_value_is_400_invalid_filter(
+    scim: httpx.AsyncClient, fake: FakeModyo, path: str, value: str
+) -> None:
+    """The body check cannot see it: the filter is a plain string until its parser reads
+    the escape. It was a 500 (the lookup could not be encoded for Modyo)."""
+    expression = f"{'userName' if path == '/Users' else 'displayName'} eq {value}"
+    search = {"schemas": [entra.SEARCH_URN], "filter": expression}
+    for response in (
+        await scim.get(path, params={"filter": expression}),
+        await scim.post(f"{path}/.search", json=search),
+    ):
+        assert "Unicode" in assert_scim_error(response, 400, "invalidFilter")["detail"]
+    assert not fake.calls
+
+
 @pytest.mark.parametrize("value", ["yes", "1", "on", "no", 1, 0, "", "TRUE!", None])
 async def test_active_must_be_a_boolean(
     scim: httpx.AsyncClient, fake: FakeModyo, value: Any

@@ -26,6 +26,7 @@ from scim2_models.path import (
 )
 
 from bridge.scim.models import ENTRA_POLICY, GroupFilter, UserFilter
+from bridge.scim.requests import is_unicode
 from bridge.upstream import GroupField, UserField
 
 _TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\s+|[()\[\]]|[^\s()\[\]"]+')
@@ -176,6 +177,11 @@ def _term(
     if op != CompareOperator.eq or not isinstance(value, str):
         raise InvalidFilterException(
             detail=f"only '{attr_path} eq \"value\"' is supported, not '{op.value} {value!r}'"
+        )
+    if not is_unicode(value):
+        raise InvalidFilterException(
+            detail=f"the value compared with '{attr_path}' is not valid Unicode "
+            "(a lone UTF-16 surrogate)"
         )
     return field, value
 

@@ -67,15 +67,24 @@ def _check_document(document: dict[str, Any]) -> None:
             _check_text(value)
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: JSON's escapes can spell a lone UTF-16 surrogate
+    (``"\\ud800"``), which is not (RFC 8259 §8.2) and cannot be encoded to send on."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_text(text: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidValueException(
-                detail="the request body holds a string that is not valid Unicode "
-                "(a lone UTF-16 surrogate)"
-            ) from None
+    if not is_unicode(text):
+        raise InvalidValueException(
+            detail="the request body holds a string that is not valid Unicode "
+            "(a lone UTF-16 surrogate)"
+        )
 
 
 def resource_from(payload: dict[str, Any], holding: Holding[M], context: Context) -> M:
