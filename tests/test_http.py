@@ -181,3 +181,17 @@ async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert getattr(errors[0], "request_id", None) == "trace-me-42"
+
+
+@pytest.mark.parametrize("declared", [b"\xb2", b"\xb9", b"1\xb2"])  # "²", "¹": isdigit(), not int()
+async def test_a_content_length_of_other_digits_is_no_500(
+    scim: httpx.AsyncClient, fake: FakeModyo, declared: bytes
+) -> None:
+    """Starlette reads headers as Latin-1, where "²" counts as a digit that ``int()`` refuses
+    (it was a 500). Such a length is ignored: the size cap applies while streaming."""
+    body, headers = entra.user("len@contoso.com"), [(b"content-length", declared)]
+    request = scim.build_request("POST", "/Users", json=body, headers=headers)
+    assert request.headers.get_list("content-length") == [declared.decode("latin-1")]
+    response = await scim.send(request)
+    assert response.status_code == 201, response.text
+    assert len(fake.team_members) == 1

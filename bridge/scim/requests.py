@@ -20,8 +20,8 @@ M = TypeVar("M", bound=BaseModel)
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object; 413 past ``max_bytes``, 400 ``invalidSyntax`` if not JSON."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:  # not "²"
         raise PayloadTooLarge(detail=f"request body exceeds {max_bytes} bytes")
     body = bytearray()
     async for chunk in request.stream():
