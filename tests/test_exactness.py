@@ -89,6 +89,25 @@ async def test_a_lone_surrogate_is_400_invalid_value(
     assert not fake.calls  # refused before anything reached Modyo
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_not_json(
+    scim: httpx.AsyncClient, fake: FakeModyo, constant: str
+) -> None:
+    """Python's reader takes them, RFC 8259 §6 does not: a PATCH of an unheld attribute to
+    ``NaN`` was answered 200, a search's ``count: NaN`` 400 for the wrong reason."""
+    user = await create_user(scim, "nan@contoso.com")
+    operation = f'{{"op": "add", "path": "nickName", "value": {constant}}}'
+    patch = f'{{"schemas": ["{entra.PATCH_URN}"], "Operations": [{operation}]}}'
+    search = f'{{"schemas": ["{entra.SEARCH_URN}"], "count": {constant}}}'
+    for response in (
+        await scim.patch(f"/Users/{user['id']}", content=patch),
+        await scim.post("/Users/.search", content=search),
+    ):
+        detail = assert_scim_error(response, 400, "invalidSyntax")["detail"]
+        assert detail == f"the request body is not valid JSON: {constant} is not a JSON value"
+    assert fake.calls["PUT /team_members/:id"] == 0
+
+
 @pytest.mark.parametrize("path", ["/Users", "/Groups"])
 @pytest.mark.parametrize("value", ['"\\ud800"', '"a\\udfffb"', '"\\ud83d"'])
 async def test_a_lone_surrogate_in_a_filter_value_is_400_invalid_filter(

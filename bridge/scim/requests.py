@@ -31,7 +31,7 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not body.strip():
         raise InvalidSyntaxException(detail="the request body is empty; a JSON object is required")
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSyntaxException(detail=f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -40,6 +40,12 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         raise InvalidSyntaxException(detail="the request body must be a JSON object")
     _check_document(parsed)
     return parsed
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``: Python reads them, JSON has no such values
+    (RFC 8259 §6)."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 MAX_DEPTH: Final = 32
