@@ -12,6 +12,7 @@ import pytest
 
 from bridge.modyo.fake import FakeModyo
 from bridge.modyo.fake.state import FakeResponse
+from bridge.scim.errors import MAX_DETAIL
 from bridge.scim.unheld import forget_noted
 from tests import entra
 from tests.conftest import assert_scim_error, create_group, create_user
@@ -87,6 +88,19 @@ async def test_a_lone_surrogate_is_400_invalid_value(
     response = await scim.request(method, path, content=content)
     assert "Unicode" in assert_scim_error(response, 400, "invalidValue")["detail"]
     assert not fake.calls  # refused before anything reached Modyo
+
+
+async def test_an_error_detail_quotes_a_bounded_part_of_what_was_sent(
+    scim: httpx.AsyncClient,
+) -> None:
+    """``got '…'`` echoed a whole 60 KB ``startIndex`` (or a megabyte of body) back."""
+    response = await scim.get("/Users", params={"startIndex": "9x" * 30_000})
+    detail = assert_scim_error(response, 400, "invalidValue")["detail"]
+    assert detail.startswith("startIndex must be an integer, got '9x9x")
+    assert len(detail) == MAX_DETAIL and detail.endswith("\u2026")
+    search = {"schemas": [entra.SEARCH_URN], "count": ["x" * 100] * 10_000}
+    response = await scim.post("/Users/.search", json=search)
+    assert len(assert_scim_error(response, 400, "invalidValue")["detail"]) == MAX_DETAIL
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
