@@ -75,7 +75,8 @@ def create_app(
             *UserEndpoints(context).routes(),
             *GroupEndpoints(context).routes(),
             *DiscoveryEndpoints(context).routes(),
-        ]
+        ],
+        redirect_slashes=False,  # a 404 in SCIM form, not a redirect built from the request
     )
     if settings.idempotency.enabled:
         store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
@@ -86,7 +87,7 @@ def create_app(
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
     routes.append(Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
     handled = ExceptionMiddleware(
-        Router(routes=routes, lifespan=lifespan),
+        Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
         handlers={
             SCIMException: _scim_error,
             UpstreamError: _upstream_error,

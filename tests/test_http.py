@@ -70,6 +70,23 @@ async def test_unknown_endpoint_is_scim_404(scim: httpx.AsyncClient) -> None:
     assert_scim_error(await scim.get("/Nothing"), 404)
 
 
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [("GET", f"{BASE}/Users/"), ("POST", f"{BASE}/Users/"), ("GET", f"{BASE}/Schemas/?x=%"),
+     ("GET", BASE), ("GET", "http://bridge.test/healthz/")],
+)  # fmt: skip
+async def test_a_trailing_slash_is_a_scim_404_not_a_redirect(
+    scim: httpx.AsyncClient, fake: FakeModyo, method: str, url: str
+) -> None:
+    """Starlette redirected ``/Users/`` to ``/Users`` with a Location built from the Host
+    header and the raw query (``?x=%`` came back verbatim, an invalid URL). RFC 7644 §3.2
+    names the endpoints exactly; anything else is a SCIM 404."""
+    response = await scim.request(method, url, json=entra.user("slash@contoso.com"))
+    assert_scim_error(response, 404)
+    assert "location" not in response.headers
+    assert not fake.team_members
+
+
 async def test_oversized_body_is_413_without_reading_it_all(modyo: FaultyModyo) -> None:
     settings = make_settings(server={"max_body_bytes": 2048})
     async with bridge_client(modyo, settings) as client:
