@@ -8,6 +8,7 @@ the idempotency cache around the SCIM endpoints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -85,7 +86,7 @@ def create_app(
     routes: list[Route | Mount] = [method_route("/healthz", None, GET=("healthz", healthz))]
     if settings.server.metrics_enabled:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
-    routes.append(Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
+    routes.append(_Mount(settings.server.base_path, app=BearerAuth(scim, tokens)))
     handled = ExceptionMiddleware(
         Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
         handlers={
@@ -97,6 +98,16 @@ def create_app(
         },
     )
     return RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+
+
+class _Mount(Mount):
+    """Every path under the base path, including one holding a line break (``%0A``), which
+    Starlette's ``.*`` would not match: such a request would be answered 404 before its
+    token was checked, instead of 401."""
+
+    def __init__(self, path: str, app: ASGIApp) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 class _Routed:

@@ -44,6 +44,18 @@ async def test_missing_or_wrong_token_is_401(scim: httpx.AsyncClient, headers: d
     assert "wrong-token" not in body["detail"]
 
 
+@pytest.mark.parametrize("path", ["/Users/%0A", "/Users%0A/1", "/%0D%0A", "/Schemas/a%0Ab"])
+async def test_a_line_break_in_the_path_is_still_401_without_the_token(
+    scim: httpx.AsyncClient, path: str
+) -> None:
+    """Starlette's mount pattern (``.*``) does not match a newline: such a request was a 404
+    before its token was checked. Every path under the base path needs the token."""
+    response = await scim.get(path, headers={"Authorization": ""})
+    assert_scim_error(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert_scim_error(await scim.get(path), 404)  # with the token: no such resource
+
+
 async def test_every_configured_token_is_accepted(modyo: FaultyModyo) -> None:
     """Token rotation without downtime: old and new tokens work at the same time."""
     async with bridge_client(modyo, make_settings(), token=SECOND_TOKEN) as client:
