@@ -2,8 +2,8 @@
 
 Data flows one way: request -> SCIM parse/validate -> plan -> upstream calls -> SCIM response.
 Layers, outermost first: the observer (request id, deadline, access log, metrics, the
-last-resort error answer), the known-error handlers, then the router with authentication and
-the idempotency cache around the SCIM endpoints.
+last-resort error answer), the Host check (RFC 9112 §3.2), the known-error handlers, then the
+router with authentication and the idempotency cache around the SCIM endpoints.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
 from bridge.config import Settings
+from bridge.hosts import HostCheck
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
 from bridge.modyo.http import ModyoHttp
@@ -97,7 +98,7 @@ def create_app(
             HTTPException: _http_error,
         },
     )
-    return RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+    return RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
 
 
 class _Mount(Mount):

@@ -43,6 +43,12 @@ class HeaderedException(SCIMException):
         self.headers = dict(headers or {})
 
 
+class BadRequest(HeaderedException):
+    """400 without a ``scimType``: the request fails HTTP, not SCIM (its ``Host``)."""
+
+    status = 400
+
+
 class MethodNotAllowed(HeaderedException):
     status = 405
 
