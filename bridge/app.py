@@ -2,12 +2,14 @@
 
 Data flows one way: request -> SCIM parse/validate -> plan -> upstream calls -> SCIM response.
 Layers, outermost first: a trusted proxy's forwarded headers, the observer (request id,
-deadline, access log, metrics, the last-resort error answer), the known-error handlers, then
-the router with authentication and the idempotency cache around the SCIM endpoints.
+deadline, access log, metrics, the last-resort error answer), the Host check (RFC 9112 §3.2),
+the known-error handlers, then the router with authentication and the idempotency cache around
+the SCIM endpoints.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,6 +27,7 @@ from bridge import request_state
 from bridge.body import BodyReader
 from bridge.config import Settings
 from bridge.forwarded import ForwardedHeaders
+from bridge.hosts import HostCheck
 from bridge.idempotency import IdempotencyMiddleware, MemoryStore
 from bridge.metrics import metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream
@@ -84,7 +87,8 @@ def create_app(
         *GroupEndpoints(context).routes(),
         *DiscoveryEndpoints(context).routes(),
     ]
-    scim: ASGIApp = Router(routes=scim_routes)
+    # a 404 in SCIM form, not a redirect built from the request:
+    scim: ASGIApp = Router(routes=scim_routes, redirect_slashes=False)
     if settings.idempotency.enabled:
         store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
         scim = IdempotencyMiddleware(scim, store)
@@ -97,9 +101,9 @@ def create_app(
     if settings.server.metrics_enabled and settings.server.metrics_port is None:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
     scim_edge = BodyReader(BearerAuth(scim, tokens), settings.server)  # bodies read once
-    routes.append(Mount(settings.server.base_path, app=scim_edge))
+    routes.append(_Mount(settings.server.base_path, app=scim_edge))
     handled = ExceptionMiddleware(
-        Router(routes=routes, lifespan=lifespan),
+        Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
         handlers={
             SCIMException: _scim_error,
             UpstreamError: _upstream_error,
@@ -108,8 +112,18 @@ def create_app(
             HTTPException: _http_error,
         },
     )
-    observed = RequestObserver(_Routed(handled), settings.scim.request_deadline_seconds)
+    observed = RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
     return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
+
+
+class _Mount(Mount):
+    """Every path under the base path, including one holding a line break (``%0A``), which
+    Starlette's ``.*`` would not match: such a request would be answered 404 before its
+    token was checked, instead of 401."""
+
+    def __init__(self, path: str, app: ASGIApp) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 class _Routed:

@@ -15,17 +15,16 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import uvicorn
-from pydantic import AnyHttpUrl, SecretStr
 
 from bridge import __version__
 from bridge.config import (
     CheckSettings,
     ConfigError,
-    ModyoSettings,
-    ScimSettings,
     ServerSettings,
     Settings,
+    host_problem,
     load_settings,
+    token_problem,
 )
 from bridge.logs import configure_logging
 
@@ -68,6 +67,21 @@ def _port(text: str) -> int:
     return port
 
 
+def _host(text: str) -> str:
+    problem = host_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def _token(text: str) -> str:
+    """A SCIM bearer token, checked as ``scim.tokens`` are; never echoed (a secret)."""
+    problem = token_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"the token {problem}")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="scim-bridge",
@@ -79,15 +93,15 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the bridge against a real Modyo")
     serve.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
-    serve.add_argument("--host", help="listen address (beats server.host and BRIDGE_*)")
+    serve.add_argument("--host", type=_host, help="listen address (beats server.host and BRIDGE_*)")
     serve.add_argument("--port", type=_port, help="listen port (beats server.port and BRIDGE_*)")
     _log_level_option(serve, "server.log_level")
     serve.set_defaults(command="serve", run=_serve)
 
     dev = commands.add_parser("dev", help="run the bridge with an in-process fake Modyo")
-    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--host", type=_host, default="127.0.0.1")
     dev.add_argument("--port", type=_port, default=8000)
-    dev.add_argument("--token", help="the SCIM bearer token (generated if omitted)")
+    dev.add_argument("--token", type=_token, help="the SCIM bearer token (generated if omitted)")
     _log_level_option(dev, "info")
     dev.add_argument(
         "--modyo-api",
@@ -99,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.set_defaults(command="dev", run=_dev)
 
     fake = commands.add_parser("fake-modyo", help="serve the fake Modyo over HTTP")
-    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--host", type=_host, default="127.0.0.1")
     fake.add_argument("--port", type=_port, default=8001)
     fake.add_argument("--token", default="fake-modyo-token", help="the Modyo API token it accepts")
     fake.add_argument(
@@ -190,6 +204,8 @@ def _faults(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = _serve_settings(args)  # before the app's imports: a refusal is prompt
+
     from bridge.app import create_app
 
     settings = _serve_settings(args)
@@ -280,21 +296,20 @@ def _unhealthy(reason: str) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    token = args.token or _dev_token()
+    settings = load_settings(  # BRIDGE_* variables apply to the other settings, checked alike
+        None,
+        server={"host": args.host, "port": args.port, "log_format": "text"},
+        scim={"tokens": [token]},
+        modyo={"base_url": DEV_MODYO_URL, "token": DEV_MODYO_TOKEN, "api": args.modyo_api},
+    )
+    faults = _faults(args)
+
     from bridge.app import create_app
     from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
 
-    token = args.token or _dev_token()
-    settings = Settings(
-        server=ServerSettings(host=args.host, port=args.port, log_format="text"),
-        scim=ScimSettings(tokens=[SecretStr(token)]),
-        modyo=ModyoSettings(
-            base_url=AnyHttpUrl(DEV_MODYO_URL),
-            token=SecretStr(DEV_MODYO_TOKEN),
-            api=args.modyo_api,
-        ),
-    )
     fake = (FakeModyoScim if args.modyo_api == "scim" else FakeModyo)(token=DEV_MODYO_TOKEN)
-    service = FaultyModyo(fake, _faults(args))
+    service = FaultyModyo(fake, faults)
     app = create_app(settings, modyo_transport=mock_transport(service, DEV_MODYO_URL))
     configure_logging(args.log_level or "info", "text", settings.secret_values())
     print(

@@ -8,11 +8,16 @@ user: :func:`load_settings` turns every problem into one readable line of a
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
+import os
+import re
 import ssl
 import tomllib
-from collections.abc import Iterator
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Final, Literal, TypeVar, overload
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -30,11 +35,38 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 ENV_PREFIX = "BRIDGE_"
 MIN_TOKEN_LENGTH = 16
+_HOSTNAME: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be listened on: not an IP address nor a host name (a dotted
+    number such as ``256.1.1.1`` is neither). ``""`` and ``0.0.0.0`` mean every IPv4
+    interface, ``::`` every IPv6 one."""
+    if host == "":
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if ":" in host or re.fullmatch(r"[0-9.]+", host) or not _HOSTNAME.fullmatch(host):
+            return "must be an IP address or a host name"
+    return None
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a SCIM bearer token: too short to be a secret, or holding
+    what no ``Authorization`` header carries intact (leading or trailing whitespace, control
+    characters)."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is shorter than {MIN_TOKEN_LENGTH} characters"
+    if token != token.strip() or any(ord(char) < 0x20 or ord(char) == 0x7F for char in token):
+        return "has leading or trailing whitespace or control characters"
+    return None
 
 
 class _Section(BaseModel):
@@ -62,6 +94,14 @@ class ServerSettings(_Section):
     body_timeout_seconds: float = Field(10.0, gt=0, le=300)
     max_connections: int = Field(512, ge=1, le=100_000)
     http_parser: Literal["httptools", "h11"] = "httptools"
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_host(cls, value: str) -> str:
+        problem = host_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("base_path")
     @classmethod
@@ -92,10 +132,9 @@ class ScimSettings(_Section):
     @classmethod
     def _tokens_are_strong(cls, tokens: list[SecretStr]) -> list[SecretStr]:
         for position, token in enumerate(tokens):
-            if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
-                raise ValueError(
-                    f"token #{position + 1} is shorter than {MIN_TOKEN_LENGTH} characters"
-                )
+            problem = token_problem(token.get_secret_value())
+            if problem:
+                raise ValueError(f"token #{position + 1} {problem}")
         return tokens
 
 
@@ -299,6 +338,9 @@ def load_settings(path: Path | None, model: Any = Settings, **overrides: Any) ->
     """
     if path is not None:
         _check_readable_toml(path)
+    unreadable = json_variable_problems(os.environ)
+    if unreadable:
+        raise ConfigError(unreadable)
 
     class _FromFile(model):  # type: ignore[misc]
         model_config = SettingsConfigDict(toml_file=path)
@@ -308,6 +350,45 @@ def load_settings(path: Path | None, model: Any = Settings, **overrides: Any) ->
     except ValidationError as exc:
         errors = exc.errors(include_input=False)
         raise ConfigError([line for error in errors for line in _describe(error)]) from None
+    except SettingsError as exc:  # backstop: json_variable_problems reads what it reads
+        raise ConfigError([f"the {ENV_PREFIX}* variables cannot be read: {exc}"]) from None
+
+
+def json_variable_problems(environ: Mapping[str, str]) -> list[str]:
+    """The ``BRIDGE_*`` variables that must hold JSON (a list, or a whole section) and do
+    not, one line each naming the variable and what it expects; values are never echoed.
+    pydantic-settings would raise its ``SettingsError`` traceback instead."""
+    expected = _json_variables()
+    return [
+        f"{name.upper()} must be {expected[name.upper()]}"
+        for name, value in sorted(environ.items())
+        if name.upper() in expected and not _is_json(value)
+    ]
+
+
+def _json_variables() -> dict[str, str]:
+    """Every variable pydantic-settings parses as JSON, and what it must hold."""
+    found: dict[str, str] = {}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        name = f"{ENV_PREFIX}{section.upper()}"
+        found[name] = (
+            f"""a JSON object like '{{"key": "value"}}' (or set each key as {name}__<KEY>)"""
+        )
+        for key, inner in model.model_fields.items():
+            if typing.get_origin(inner.annotation) in (list, tuple, set, dict):
+                found[f"{name}__{key.upper()}"] = """a JSON list like '["first", "second"]'"""
+    return found
+
+
+def _is_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_readable_toml(path: Path) -> None:
@@ -322,6 +403,8 @@ def _check_readable_toml(path: Path) -> None:
         raise ConfigError([f"config file is not readable: {path}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config file {path} is not valid TOML: it is not UTF-8 text"]) from None
 
 
 def _describe(error: Any) -> list[str]:
@@ -342,8 +425,45 @@ def _describe(error: Any) -> list[str]:
     location = ".".join(loc)
     if error["type"] == "extra_forbidden":
         return [f"{location}: unknown setting (see config.example.toml for valid keys)"]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return [f"{location}: {message}"]
+    return [f"{location}: {_phrase(error)}"]
+
+
+_TABLE: Final = "must be a table: a [section] in TOML, a JSON object in a variable"
+_PHRASES: Final = {
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": 'must be a list, like ["first", "second"] (the same JSON in a variable)',
+    "url_type": "must be a URL such as https://acme.modyo.cloud",
+    "url_parsing": "must be a URL such as https://acme.modyo.cloud",
+    "url_scheme": "must be an http:// or https:// URL",
+    "model_type": _TABLE,
+    "model_attributes_type": _TABLE,
+    "dict_type": _TABLE,
+}
+
+
+def _phrase(error: Any) -> str:
+    """What a validation error asks for, in the configuration's words (not pydantic's
+    ``Input should be ...``); the value is never part of it."""
+    kind, ctx = str(error["type"]), error.get("ctx") or {}
+    if kind in _PHRASES:
+        return _PHRASES[kind]
+    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"),
+              "greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}  # fmt: skip
+    if kind in bounds and bounds[kind][0] in ctx:
+        key, words = bounds[kind]
+        return f"must be {words} {ctx[key]}"
+    if kind == "literal_error" and "expected" in ctx:
+        return f"must be one of {ctx['expected']}"
+    if kind == "too_short" and ctx.get("min_length") == 1:
+        return "must hold at least one value"
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _section(loc: tuple[str, ...]) -> type[BaseModel] | None:

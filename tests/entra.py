@@ -11,6 +11,7 @@ GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 MS_GROUP_URN = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 LIST_URN = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
+SEARCH_URN = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 
 
 def user(

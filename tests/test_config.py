@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from bridge.config import ConfigError, load_settings
+from bridge.config import ConfigError, host_problem, load_settings
 
 VALID = """
 [scim]
@@ -150,3 +151,95 @@ def test_egress_settings_load(tmp_path: Path) -> None:
     settings = load_settings(_write(tmp_path, text))
     assert settings.modyo.ca_file == tmp_path / "ca.pem"
     assert "p%40ss" not in repr(settings) and "p@ss" in settings.secret_values()
+
+
+JSON_LIST = """a JSON list like '["first", "second"]'"""
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("BRIDGE_SCIM__TOKENS", "plain-secret-token", JSON_LIST),
+        ("bridge_scim__tokens", "", JSON_LIST),
+        ("BRIDGE_SCIM__TOKENS", '["unterminated-secret', JSON_LIST),
+        ("BRIDGE_MODYO", "token=modyo-secret",
+         """a JSON object like '{"key": "value"}' (or set each key as BRIDGE_MODYO__<KEY>)"""),
+    ],
+)  # fmt: skip
+def test_a_variable_that_must_be_json_and_is_not_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    """pydantic-settings raised a 47-line SettingsError traceback for the most likely mistake,
+    ``BRIDGE_SCIM__TOKENS=plain-token``; the line names the variable, never its value."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None)
+    assert caught.value.problems == [f"{name.upper()} must be {expected}"]
+    assert "secret" not in str(caught.value)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[modyo]\ntoken = "caf\xe9-secret"\n')  # tomllib raised UnicodeDecodeError
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems == [f"config file {path} is not valid TOML: it is not UTF-8 text"]
+
+
+def test_wrong_types_say_what_is_expected_not_what_pydantic_says(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[server]
+port = "eighty"
+host = "256.1.1.1"
+metrics_enabled = "maybe"
+log_level = "loud"
+[scim]
+tokens = "plain"
+max_page_size = 0
+[modyo]
+base_url = 5
+token = ["x"]
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems == [
+        "server.host: must be an IP address or a host name",
+        "server.port: must be a whole number",
+        "server.log_level: must be one of 'debug', 'info', 'warning' or 'error'",
+        "server.metrics_enabled: must be true or false",
+        'scim.tokens: must be a list, like ["first", "second"] (the same JSON in a variable)',
+        "scim.max_page_size: must be at least 1",
+        "modyo.base_url: must be a URL such as https://acme.modyo.cloud",
+        "modyo.token: must be a string",
+    ]
+
+
+@pytest.mark.parametrize(
+    "token", [" padded-token-0123456789", "padded-token-0123456789\n", "nul\x00-token-0123456789"]
+)
+def test_a_token_no_authorization_header_can_carry_is_refused(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """BearerAuth strips the credential, so a padded token could never match: the bridge
+    started and refused every request."""
+    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", json.dumps([token]))
+    monkeypatch.setenv("BRIDGE_MODYO__BASE_URL", "http://127.0.0.1:8001")
+    monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "fake-modyo-token")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None)
+    assert caught.value.problems == [
+        "scim.tokens: token #1 has leading or trailing whitespace or control characters"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [("0.0.0.0", True), ("::", True), ("", True), ("localhost", True), ("scim_bridge", True),
+     ("bridge.internal", True), ("::1", True), ("256.1.1.1", False), ("a b", False),
+     ("1.2.3", False), ("host:80", False), ("-", False), ("x" * 300, False)],
+)  # fmt: skip
+def test_listen_hosts(host: str, valid: bool) -> None:
+    assert (host_problem(host) is None) is valid

@@ -12,6 +12,7 @@ import pytest
 
 from bridge.modyo.fake import FakeModyo
 from bridge.modyo.fake.state import FakeResponse
+from bridge.scim.errors import MAX_DETAIL
 from bridge.scim.unheld import forget_noted
 from tests import entra
 from tests.conftest import assert_scim_error, create_group, create_user
@@ -87,6 +88,55 @@ async def test_a_lone_surrogate_is_400_invalid_value(
     response = await scim.request(method, path, content=content)
     assert "Unicode" in assert_scim_error(response, 400, "invalidValue")["detail"]
     assert not fake.calls  # refused before anything reached Modyo
+
+
+async def test_an_error_detail_quotes_a_bounded_part_of_what_was_sent(
+    scim: httpx.AsyncClient,
+) -> None:
+    """``got '…'`` echoed a whole 60 KB ``startIndex`` (or a megabyte of body) back."""
+    response = await scim.get("/Users", params={"startIndex": "9x" * 30_000})
+    detail = assert_scim_error(response, 400, "invalidValue")["detail"]
+    assert detail.startswith("startIndex must be an integer, got '9x9x")
+    assert len(detail) == MAX_DETAIL and detail.endswith("\u2026")
+    search = {"schemas": [entra.SEARCH_URN], "count": ["x" * 100] * 10_000}
+    response = await scim.post("/Users/.search", json=search)
+    assert len(assert_scim_error(response, 400, "invalidValue")["detail"]) == MAX_DETAIL
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_not_json(
+    scim: httpx.AsyncClient, fake: FakeModyo, constant: str
+) -> None:
+    """Python's reader takes them, RFC 8259 §6 does not: a PATCH of an unheld attribute to
+    ``NaN`` was answered 200, a search's ``count: NaN`` 400 for the wrong reason."""
+    user = await create_user(scim, "nan@contoso.com")
+    operation = f'{{"op": "add", "path": "nickName", "value": {constant}}}'
+    patch = f'{{"schemas": ["{entra.PATCH_URN}"], "Operations": [{operation}]}}'
+    search = f'{{"schemas": ["{entra.SEARCH_URN}"], "count": {constant}}}'
+    for response in (
+        await scim.patch(f"/Users/{user['id']}", content=patch),
+        await scim.post("/Users/.search", content=search),
+    ):
+        detail = assert_scim_error(response, 400, "invalidSyntax")["detail"]
+        assert detail == f"the request body is not valid JSON: {constant} is not a JSON value"
+    assert fake.calls["PUT /team_members/:id"] == 0
+
+
+@pytest.mark.parametrize("path", ["/Users", "/Groups"])
+@pytest.mark.parametrize("value", ['"\\ud800"', '"a\\udfffb"', '"\\ud83d"'])
+async def test_a_lone_surrogate_in_a_filter_value_is_400_invalid_filter(
+    scim: httpx.AsyncClient, fake: FakeModyo, path: str, value: str
+) -> None:
+    """The body check cannot see it: the filter is a plain string until its parser reads
+    the escape. It was a 500 (the lookup could not be encoded for Modyo)."""
+    expression = f"{'userName' if path == '/Users' else 'displayName'} eq {value}"
+    search = {"schemas": [entra.SEARCH_URN], "filter": expression}
+    for response in (
+        await scim.get(path, params={"filter": expression}),
+        await scim.post(f"{path}/.search", json=search),
+    ):
+        assert "Unicode" in assert_scim_error(response, 400, "invalidFilter")["detail"]
+    assert not fake.calls
 
 
 @pytest.mark.parametrize("value", ["yes", "1", "on", "no", 1, 0, "", "TRUE!", None])

@@ -918,10 +918,13 @@ async def test_hang_never_answers(fake: FakeModyo) -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [{"error_rate": 1.5}, {"hang_rate": -0.1}, {"latency_ms": -1}, {"rate_limit_rps": -2}],
-)
+    [{"error_rate": 1.5}, {"hang_rate": -0.1}, {"latency_ms": -1}, {"rate_limit_rps": -2},
+     {"error_rate": float("nan")}, {"latency_ms": float("inf")}, {"latency_ms": float("nan")},
+     {"retry_after_seconds": float("inf")}],
+)  # fmt: skip
 def test_impossible_faults_are_refused(values: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=r"negative|probabilities"):
+    """Infinite latency made every answer wait forever (``--latency-ms inf`` was accepted)."""
+    with pytest.raises(ValueError, match=r"negative|probabilities|finite"):
         Faults(**values)
 
 

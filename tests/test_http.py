@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +31,7 @@ from tests.conftest import (
     make_settings,
     quiet_readiness,
 )
+from tests.servers import uvicorn_serving
 
 
 @pytest.mark.parametrize(
@@ -47,6 +50,18 @@ async def test_missing_or_wrong_token_is_401(
     body = assert_scim_error(response, 401)
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert "wrong-token" not in body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/Users/%0A", "/Users%0A/1", "/%0D%0A", "/Schemas/a%0Ab"])
+async def test_a_line_break_in_the_path_is_still_401_without_the_token(
+    scim: httpx.AsyncClient, path: str
+) -> None:
+    """Starlette's mount pattern (``.*``) does not match a newline: such a request was a 404
+    before its token was checked. Every path under the base path needs the token."""
+    response = await scim.get(path, headers={"Authorization": ""})
+    assert_scim_error(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert_scim_error(await scim.get(path), 404)  # with the token: no such resource
 
 
 async def test_every_configured_token_is_accepted(modyo: FaultyModyo) -> None:
@@ -73,6 +88,23 @@ async def test_unsupported_method_is_405_with_allow(scim: httpx.AsyncClient) -> 
 
 async def test_unknown_endpoint_is_scim_404(scim: httpx.AsyncClient) -> None:
     assert_scim_error(await scim.get("/Nothing"), 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [("GET", f"{BASE}/Users/"), ("POST", f"{BASE}/Users/"), ("GET", f"{BASE}/Schemas/?x=%"),
+     ("GET", BASE), ("GET", "http://bridge.test/healthz/")],
+)  # fmt: skip
+async def test_a_trailing_slash_is_a_scim_404_not_a_redirect(
+    scim: httpx.AsyncClient, fake: FakeModyo, method: str, url: str
+) -> None:
+    """Starlette redirected ``/Users/`` to ``/Users`` with a Location built from the Host
+    header and the raw query (``?x=%`` came back verbatim, an invalid URL). RFC 7644 §3.2
+    names the endpoints exactly; anything else is a SCIM 404."""
+    response = await scim.request(method, url, json=entra.user("slash@contoso.com"))
+    assert_scim_error(response, 404)
+    assert "location" not in response.headers
+    assert not fake.team_members
 
 
 async def test_oversized_body_is_413_without_reading_it_all(modyo: FaultyModyo) -> None:
@@ -216,3 +248,81 @@ async def test_case_insensitive_paths_leave_ids_as_sent(
     assert searched.json()["totalResults"] == 1
     twin = await scim.post("/users", json=entra.user("case@contoso.com"))
     assert_scim_error(twin, 409, "uniqueness")  # the same resource, whatever the case
+
+
+@pytest.mark.parametrize("declared", [b"\xb2", b"\xb9", b"1\xb2"])  # "²", "¹": isdigit(), not int()
+async def test_a_content_length_of_other_digits_is_no_500(
+    scim: httpx.AsyncClient, fake: FakeModyo, declared: bytes
+) -> None:
+    """Starlette reads headers as Latin-1, where "²" counts as a digit that ``int()`` refuses
+    (it was a 500). Such a length is ignored: the size cap applies while streaming."""
+    body, headers = entra.user("len@contoso.com"), [(b"content-length", declared)]
+    request = scim.build_request("POST", "/Users", json=body, headers=headers)
+    assert request.headers.get_list("content-length") == [declared.decode("latin-1")]
+    response = await scim.send(request)
+    assert response.status_code == 201, response.text
+    assert len(fake.team_members) == 1
+
+
+INVALID_HOSTS = [b"a b", b"evil.example/x?y#z", b"@evil.example", b"[::1", b"[::g]:80", b"",
+                 b"bridge.test:99999", b"bridge.test:" + b"9" * 5000, b"x:port", b'"quoted"',
+                 b"h\xc3\xa9.example", b"bridge.test, evil.example",
+                 b"bridge.test\r\nX-Injected: 1"]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", INVALID_HOSTS)
+async def test_an_invalid_host_is_400_before_anything_is_written(
+    scim: httpx.AsyncClient, fake: FakeModyo, host: bytes
+) -> None:
+    """RFC 9112 §3.2: 400 for an invalid Host. The bridge builds Location and every
+    meta.location from it; Starlette fell back to the listening address (``0.0.0.0:8000``
+    in a container) and the user was created, answered with a URL no client could use."""
+    response = await scim.post(
+        "/Users", json=entra.user("h@contoso.com"), headers=[(b"host", host)]
+    )
+    body = assert_scim_error(response, 400)
+    assert "Host header" in body["detail"] and "location" not in response.headers
+    assert not fake.calls
+
+
+async def test_a_missing_or_repeated_host_is_400(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+    twice = scim.build_request("GET", "/Users", headers=[(b"host", b"a.example")])
+    twice.headers = httpx.Headers([*twice.headers.raw, (b"host", b"b.example")])
+    missing = scim.build_request("GET", "/Users")
+    del missing.headers["host"]
+    for request, detail in ((twice, "more than one Host"), (missing, "no Host")):
+        assert detail in assert_scim_error(await scim.send(request), 400)["detail"]
+    assert not fake.calls
+
+
+@pytest.mark.parametrize(
+    ("host", "base"),
+    [(b"scim.bank.example", "http://scim.bank.example"), (b"[::1]:8443", "http://[::1]:8443"),
+     (b"10.0.0.5:8000", "http://10.0.0.5:8000"), (b"xn--bcher-kva.example", "http://xn--bcher-kva.example")],
+)  # fmt: skip
+async def test_a_valid_host_names_the_location(
+    scim: httpx.AsyncClient, host: bytes, base: str
+) -> None:
+    response = await scim.post(
+        "/Users", json=entra.user("v@contoso.com"), headers=[(b"host", host)]
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == f"{base}/scim/Users/{response.json()['id']}"
+
+
+async def test_http_1_0_without_host_is_served_and_1_1_without_host_is_not() -> None:
+    """Over a real socket (uvicorn, httptools): HTTP/1.0 has no Host to require."""
+    settings = make_settings()
+    app = create_app(settings, modyo_transport=mock_transport(FaultyModyo(FakeModyo()), MODYO_URL))
+    async with uvicorn_serving(app, http="httptools") as port:
+        answers = []
+        for version in (b"HTTP/1.0", b"HTTP/1.1"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz " + version + b"\r\nConnection: close\r\n\r\n")
+            answers.append(await reader.read())
+            writer.close()
+            await writer.wait_closed()
+    assert answers[0].startswith(b"HTTP/1.1 200 ")
+    head, _, body = answers[1].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/scim+json" in head
+    assert json.loads(body)["detail"] == "the request has no Host header"

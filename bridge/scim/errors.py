@@ -43,6 +43,12 @@ class HeaderedException(SCIMException):
         self.headers = dict(headers or {})
 
 
+class BadRequest(HeaderedException):
+    """400 without a ``scimType``: the request fails HTTP, not SCIM (its ``Host``)."""
+
+    status = 400
+
+
 class MethodNotAllowed(HeaderedException):
     status = 405
 
@@ -184,6 +190,15 @@ def _readable(detail: str) -> str:
     return " ".join(line for line in lines if line)
 
 
+MAX_DETAIL: Final = 1000
+"""A detail may quote what was sent (``got '…'``); past this many characters it is cut, so
+an error answer stays a message, not a copy of a megabyte of input."""
+
+
+def _bounded(detail: str) -> str:
+    return detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "\u2026"
+
+
 def error_response(exc: SCIMException) -> ScimResponse:
     if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, HeaderedException):
         exc = type(exc)(detail=from_validation(exc.__cause__).detail)  # not pydantic's text
@@ -191,7 +206,7 @@ def error_response(exc: SCIMException) -> ScimResponse:
     body: dict[str, object] = {"schemas": [str(Error.__schema__)], "status": str(exc.status)}
     if error.scim_type:
         body["scimType"] = error.scim_type
-    body["detail"] = _readable(exc.detail)
+    body["detail"] = _bounded(_readable(exc.detail))
     headers = exc.headers if isinstance(exc, HeaderedException) else None
     return ScimResponse(body, status_code=exc.status, headers=headers)
 

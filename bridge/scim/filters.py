@@ -55,6 +55,7 @@ from scim2_models.path import (
 
 from bridge.scim.attributes import SchemaKeep, Served
 from bridge.scim.models import ENTRA_POLICY, GroupFilter, UserFilter
+from bridge.scim.requests import is_unicode
 from bridge.upstream import GroupField, UserField
 
 _TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|\s+|[()\[\]]|[^\s()\[\]"]+')
@@ -340,6 +341,11 @@ class _Compiler(FilterVisitor[Predicate]):
         return present
 
     def visit_comparison(self, node: Comparison) -> Predicate:
+        if isinstance(node.value, str) and not is_unicode(node.value):
+            raise InvalidFilterException(
+                detail=f"the value compared with '{node.attr_path}' is not valid Unicode "
+                "(a lone UTF-16 surrogate)"
+            )
         binding = self._bind(node.attr_path, comparison=True)
         if binding.field_name == MEMBERS:
             self._member(node, binding)

@@ -25,7 +25,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     if not body.strip():
         raise InvalidSyntaxException(detail="the request body is empty; a JSON object is required")
     try:
-        parsed = json.loads(body)
+        parsed = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidSyntaxException(detail=f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -34,6 +34,12 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise InvalidSyntaxException(detail="the request body must be a JSON object")
     _check_document(parsed)
     return parsed
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``: Python reads them, JSON has no such values
+    (RFC 8259 §6)."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 MAX_DEPTH: Final = 32
@@ -61,15 +67,24 @@ def _check_document(document: dict[str, Any]) -> None:
             _check_text(value)
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode text: JSON's escapes can spell a lone UTF-16 surrogate
+    (``"\\ud800"``), which is not (RFC 8259 §8.2) and cannot be encoded to send on."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_text(text: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidValueException(
-                detail="the request body holds a string that is not valid Unicode "
-                "(a lone UTF-16 surrogate)"
-            ) from None
+    if not is_unicode(text):
+        raise InvalidValueException(
+            detail="the request body holds a string that is not valid Unicode "
+            "(a lone UTF-16 surrogate)"
+        )
 
 
 def resource_from(payload: dict[str, Any], holding: Holding[M], context: Context) -> M:

@@ -38,8 +38,14 @@ class Faults:
         rates = (self.error_rate, self.throttle_rate, self.lost_response_rate, self.hang_rate)
         if any(not 0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("fault rates are probabilities between 0 and 1")
-        if min(self.latency_ms, self.retry_after_seconds, self.rate_limit_rps) < 0:
+        if not all(math.isfinite(value) for value in (*rates, *self._durations)):
+            raise ValueError("fault options must be finite numbers (not nan or inf)")
+        if min(self._durations) < 0:
             raise ValueError("latency, Retry-After and rate limit cannot be negative")
+
+    @property
+    def _durations(self) -> tuple[float, float, float]:
+        return (self.latency_ms, self.retry_after_seconds, self.rate_limit_rps)
 
     @property
     def active(self) -> bool:
