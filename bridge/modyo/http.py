@@ -441,6 +441,25 @@ def never_sent(exc: httpx.TransportError) -> bool:
     return isinstance(cause, aiohttp.ClientConnectorError)
 
 
+def json_object(answer: Answer, call: str) -> dict[str, Any]:
+    """An answer's body as the JSON object a contract expects (``{}`` for no body); anything
+    else is an answer the bridge cannot use (502)."""
+    if answer.status == 204 or not answer.response.content:
+        return {}
+    try:
+        body = answer.response.json()
+    except ValueError:
+        raise BadGateway(f"Modyo answered {call} with a body that is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadGateway(f"Modyo answered {call} with a JSON {type(body).__name__}, not an object")
+    return body
+
+
+def chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    """``items`` in runs of at most ``size`` (Modyo's per-call limits)."""
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
 async def gather_all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
     """Run concurrently; if one fails, cancel the others and raise its error (itself, not the
     ExceptionGroup a TaskGroup raises: callers map UpstreamError to SCIM answers)."""

@@ -18,7 +18,6 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
-    Sequence,
 )
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +25,16 @@ from typing import Any, Final
 
 import httpx
 
-from bridge.modyo.http import Answer, ModyoHttp, Params, Repeat, UnknownOutcome, gather_all
+from bridge.modyo.http import (
+    Answer,
+    ModyoHttp,
+    Params,
+    Repeat,
+    UnknownOutcome,
+    chunks,
+    gather_all,
+    json_object,
+)
 from bridge.modyo.profile import token_health
 from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
@@ -250,7 +258,7 @@ class RestUpstream:
         (team members carry their ``group_ids``; ``only[]`` trims the rest)."""
         wanted = sorted({user_id for user_id in user_ids if _is_modyo_id(user_id)}, key=_sort_key)
         found: dict[str, frozenset[str]] = {}
-        for chunk in _chunks(wanted, MAX_PER_PAGE):
+        for chunk in chunks(wanted, MAX_PER_PAGE):
             params = [("per_page", str(MAX_PER_PAGE)), *MEMBERSHIP_FIELDS]
             params += [("ids[]", user_id) for user_id in chunk]
             rows, _ = await self._page(
@@ -269,7 +277,7 @@ class RestUpstream:
     async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One call per 100 members; adding a member twice is a no-op upstream (SAFE)."""
         path = f"{API}/groups/{_modyo_id(group_id)}/team_members"
-        for chunk in _chunks(sorted(set(user_ids), key=_sort_key), MAX_PER_PAGE):
+        for chunk in chunks(sorted(set(user_ids), key=_sort_key), MAX_PER_PAGE):
             ids = [int(user_id) if user_id.isdigit() else user_id for user_id in chunk]
             answer = await self._http.send(
                 "POST /groups/:id/team_members", "POST", path, json={"team_member_ids": ids}
@@ -432,17 +440,7 @@ class RestUpstream:
     def _expect(self, answer: Answer, call: str, *statuses: int) -> dict[str, Any]:
         if answer.status not in statuses:
             raise self._failure(call, answer.response)
-        if answer.status == 204 or not answer.response.content:
-            return {}
-        try:
-            body = answer.response.json()
-        except ValueError:
-            raise BadGateway(f"Modyo answered {call} with a body that is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadGateway(
-                f"Modyo answered {call} with a JSON {type(body).__name__}, not an object"
-            )
-        return body
+        return json_object(answer, call)
 
 
 # ---------------------------------------------------------------------- translation helpers
@@ -465,10 +463,6 @@ def _is_modyo_id(raw: str) -> bool:
 def _sort_key(raw: str) -> tuple[int, str]:
     """Integer ids in numeric order, then the others (a stable, de-duplicated call order)."""
     return (0, raw.zfill(20)) if raw.isdigit() else (1, raw)
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    return (items[start : start + size] for start in range(0, len(items), size))
 
 
 def _distinct(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

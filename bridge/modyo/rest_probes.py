@@ -4,24 +4,24 @@ always removed again (a member this Modyo cannot delete is deactivated and renam
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import httpx
 
 from bridge.deadline import deadline_in
-from bridge.modyo.probes import PREFIX, PROBE_DEADLINE_SECONDS, Outcome, Probe, ok, skip, warn
-from bridge.modyo.rest import RestUpstream
-from bridge.upstream import (
-    Conflict,
-    GroupField,
-    GroupRecord,
-    NotFound,
-    NotSupported,
-    UpstreamError,
-    UserField,
-    UserRecord,
+from bridge.modyo.probes import (
+    PREFIX,
+    PROBE_DEADLINE_SECONDS,
+    Outcome,
+    Probe,
+    UpstreamProbes,
+    ok,
+    skip,
+    warn,
 )
+from bridge.modyo.rest import RestUpstream
+from bridge.upstream import GroupField, NotFound, NotSupported, UpstreamError, UserField, UserRecord
 
 NO_HARD_DELETE = (
     "this Modyo cannot delete team members: in Entra, remove the Delete action from the user "
@@ -31,21 +31,11 @@ NO_HARD_DELETE = (
 
 
 @dataclass
-class RestProbes:
-    """The probes of the Modyo REST upstream, and what a ``--write`` run left behind."""
+class RestProbes(UpstreamProbes[RestUpstream]):
+    """The probes of the Modyo REST upstream (the shared ones, and these)."""
 
-    client: RestUpstream
-    suffix: str = field(default_factory=lambda: secrets.token_hex(6))
-    leftovers: list[str] = field(default_factory=list)
-    _user: UserRecord | None = None
-    _group: GroupRecord | None = None
-    _user_deleted: bool = False
-    _group_deleted: bool = False
+    noun: ClassVar[str] = "team member"
     _no_hard_delete: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{PREFIX}-{self.suffix}"
 
     # ------------------------------------------------------------------ read-only
 
@@ -53,25 +43,6 @@ class RestProbes:
         profile = await self.client.profile()
         owner = profile.get("username") or profile.get("email") or profile.get("id")
         return ok(f"token owner: {owner}")
-
-    async def _list_users(self) -> Outcome:
-        page = await self.client.list_users(0, 1)
-        return ok(f"{page.total} team member(s)")
-
-    async def _user_filter(self) -> Outcome:
-        found = await self.client.search_users(UserField.USER_NAME, self.name)
-        assert not found, (
-            f"a search for a non-existent username returned {len(found)} team member(s): "
-            "the filter is ignored, every userName lookup would scan all members"
-        )
-        return ok("no match for a random username, as expected")
-
-    async def _user_by_id(self) -> Outcome:
-        page = await self.client.list_users(0, 1)
-        if not page.items:
-            return skip("the account has no team member yet (--write creates one)")
-        user = await self.client.get_user(page.items[0].id)
-        return ok(f"read team member {user.id}")
 
     async def _memberships(self) -> Outcome:
         page = await self.client.list_users(0, 1)
@@ -81,10 +52,6 @@ class RestProbes:
         groups = await self.client.memberships([user_id])
         assert user_id in groups, "a lookup by ids[] did not return the team member"
         return ok(f"team member {user_id} is in {len(groups[user_id])} group(s)")
-
-    async def _list_groups(self) -> Outcome:
-        page = await self.client.list_groups(0, 1)
-        return ok(f"{page.total} group(s)")
 
     async def _group_filter(self) -> Outcome:
         found = await self.client.search_groups(GroupField.DISPLAY_NAME, self.name)
@@ -101,29 +68,6 @@ class RestProbes:
         members = await self.client.list_members(page.items[0].id)
         return ok(f"group {page.items[0].id} has {len(members)} member(s)")
 
-    # ------------------------------------------------------------------ writes (--write)
-
-    async def _create_user(self) -> Outcome:
-        self._user = await self.client.create_user(
-            {UserField.USER_NAME: self.name, UserField.EMAIL: f"{self.name}@example.com",
-             UserField.GIVEN_NAME: "Check", UserField.ACTIVE: False}
-        )  # fmt: skip
-        return ok(f"created team member {self._user.id} ({self.name}, inactive)")
-
-    async def _duplicate_user(self) -> Outcome:
-        if self._user is None:
-            return skip("needs the team member created above")
-        try:
-            await self.client.create_user(
-                {UserField.USER_NAME: self.name, UserField.EMAIL: f"{self.name}@example.com"}
-            )
-        except Conflict as conflict:
-            return ok(f"recognised as a uniqueness failure ({conflict.detail})")
-        raise AssertionError(
-            "a second create of the same username was not refused as taken: Entra's "
-            "repeated creates would not get 409"
-        )
-
     async def _shapes(self) -> Outcome:
         seen = self.client.shapes
         parts = [
@@ -134,43 +78,7 @@ class RestProbes:
         ]
         return ok("; ".join(parts) + ": each handled (docs C8, C13)")
 
-    async def _update_user(self) -> Outcome:
-        if self._user is None:
-            return skip("needs the team member created above")
-        updated = await self.client.update_user(self._user.id, {UserField.FAMILY_NAME: "Probe"})
-        assert updated.family_name == "Probe", "PUT /team_members/:id did not update last_name"
-        return ok("changed last_name")
-
-    async def _create_group(self) -> Outcome:
-        self._group = await self.client.create_group({GroupField.DISPLAY_NAME: self.name})
-        return ok(f"created group {self._group.id} ({self.name})")
-
-    async def _add_member(self) -> Outcome:
-        if self._user is None or self._group is None:
-            return skip("needs the team member and group created above")
-        await self.client.add_members(self._group.id, [self._user.id])
-        listed = {member.id for member in await self.client.list_members(self._group.id)}
-        assert self._user.id in listed, "the added member is not listed in the group"
-        return ok("the member is listed in the group")
-
-    async def _remove_member(self) -> Outcome:
-        if self._user is None or self._group is None:
-            return skip("needs the team member and group created above")
-        await self.client.remove_members(self._group.id, [self._user.id])
-        listed = {member.id for member in await self.client.list_members(self._group.id)}
-        assert self._user.id not in listed, "the removed member is still listed"
-        return ok("the member is no longer listed")
-
-    async def _delete_group(self) -> Outcome:
-        if self._group is None:
-            return skip("needs the group created above")
-        await self.client.delete_group(self._group.id)
-        self._group_deleted = True
-        try:
-            await self.client.get_group(self._group.id)
-        except NotFound:
-            return ok("deleted; it reads 404 afterwards")
-        raise AssertionError("the deleted group can still be read")
+    # ------------------------------------------------------------------ writes (--write)
 
     async def _delete_user(self) -> Outcome:
         if self._user is None:
@@ -202,24 +110,8 @@ class RestProbes:
         self._no_hard_delete = True
         return False
 
-    async def clean_up(self) -> None:
-        """Remove whatever a ``--write`` run created and still exists, whatever failed; a team
-        member that cannot be deleted is deactivated and renamed. What remains is listed."""
-        if self._group is not None and not self._group_deleted:
-            await self._remove_group(self._group)
-        if self._user is not None and not self._user_deleted:
-            await self._remove_user(self._user)
-
-    async def _remove_group(self, group: GroupRecord) -> None:
-        try:
-            with deadline_in(PROBE_DEADLINE_SECONDS):
-                await self.client.delete_group(group.id)
-        except NotFound:
-            pass
-        except (UpstreamError, httpx.HTTPError) as exc:
-            self.leftovers.append(f"group {group.id} ({group.display_name}), not deleted: {exc}")
-
-    async def _remove_user(self, user: UserRecord) -> None:
+    async def remove_user(self, user: UserRecord) -> None:
+        """Delete it; a team member this Modyo cannot delete is deactivated and renamed."""
         renamed = f"{PREFIX}-leftover-{self.suffix}"
         try:
             with deadline_in(PROBE_DEADLINE_SECONDS):

@@ -26,14 +26,23 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
-from bridge.modyo.http import Answer, ModyoHttp, Params, Repeat, UnknownOutcome, gather_all
+from bridge.modyo.http import (
+    Answer,
+    ModyoHttp,
+    Params,
+    Repeat,
+    UnknownOutcome,
+    chunks,
+    gather_all,
+    json_object,
+)
 from bridge.modyo.profile import token_health
 from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
@@ -326,14 +335,14 @@ class ScimUpstream:
 
     async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One PATCH ``add members`` per 100 ids; adding a member twice changes nothing."""
-        for chunk in _chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
+        for chunk in chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
             value = [{"value": user_id} for user_id in chunk]
             await self._patch_group(group_id, [{"op": "add", "path": "members", "value": value}])
 
     async def remove_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One PATCH per 100 ids, each removed by ``members[value eq "id"]`` (RFC 7644
         §3.5.2.2): a ``remove`` of ``members`` without a filter would empty the group."""
-        for chunk in _chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
+        for chunk in chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
             operations = [
                 {
                     "op": "remove",
@@ -452,17 +461,7 @@ class ScimUpstream:
     def _expect(self, answer: Answer, call: str, *statuses: int) -> dict[str, Any]:
         if answer.status not in statuses:
             raise _failure(call, answer.response)
-        if answer.status == 204 or not answer.response.content:
-            return {}
-        try:
-            body = answer.response.json()
-        except ValueError:
-            raise BadGateway(f"Modyo answered {call} with a body that is not JSON") from None
-        if not isinstance(body, dict):
-            raise BadGateway(
-                f"Modyo answered {call} with a JSON {type(body).__name__}, not an object"
-            )
-        return body
+        return json_object(answer, call)
 
 
 # ---------------------------------------------------------------------- requests
@@ -474,10 +473,6 @@ def _path_id(raw: str) -> str:
     if raw in ("", ".", ".."):
         raise NotFound(f"no object with id {raw!r}")
     return quote(raw, safe="")
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    return (items[start : start + size] for start in range(0, len(items), size))
 
 
 def _patch_op(operations: list[dict[str, Any]]) -> dict[str, Any]:

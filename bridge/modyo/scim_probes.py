@@ -5,41 +5,19 @@ as Modyo's SCIM DELETE does not work [SCIM L100-L102])."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
 from bridge.deadline import deadline_in
-from bridge.modyo.probes import PREFIX, PROBE_DEADLINE_SECONDS, Outcome, Probe, ok, skip
+from bridge.modyo.probes import PROBE_DEADLINE_SECONDS, Outcome, Probe, UpstreamProbes, ok, skip
 from bridge.modyo.scim import ScimUpstream
-from bridge.upstream import (
-    Conflict,
-    GroupField,
-    GroupRecord,
-    NotFound,
-    UpstreamError,
-    UpstreamHealth,
-    UserField,
-    UserRecord,
-)
+from bridge.upstream import NotFound, UpstreamError, UpstreamHealth, UserRecord
 
 
 @dataclass
-class ScimProbes:
-    """The probes of Modyo's SCIM server, and what a ``--write`` run left behind."""
-
-    client: ScimUpstream
-    suffix: str = field(default_factory=lambda: secrets.token_hex(6))
-    leftovers: list[str] = field(default_factory=list)
-    _user: UserRecord | None = None
-    _group: GroupRecord | None = None
-    _user_deleted: bool = False
-    _group_deleted: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{PREFIX}-{self.suffix}"
+class ScimProbes(UpstreamProbes[ScimUpstream]):
+    """The probes of Modyo's SCIM server (the shared ones, and these)."""
 
     # ------------------------------------------------------------------ read-only
 
@@ -49,27 +27,9 @@ class ScimProbes:
         assert health is UpstreamHealth.UP, "Modyo did not answer GET /api/admin/profile"
         return ok("the token is valid")
 
-    async def _list_users(self) -> Outcome:
-        page = await self.client.list_users(0, 1)
-        return ok(f"{page.total} user(s)")
-
-    async def _user_filter(self) -> Outcome:
-        found = await self.client.search_users(UserField.USER_NAME, self.name)
-        assert not found, (
-            f"a search for a non-existent userName returned {len(found)} user(s): the "
-            "filter is ignored, and Entra would match the wrong user"
-        )
-        return ok("no match for a random userName, as expected")
-
-    async def _user_by_id(self) -> Outcome:
-        page = await self.client.list_users(0, 1)
-        if not page.items:
-            return skip("the account has no user yet (--write creates one)")
-        return ok(f"read user {(await self.client.get_user(page.items[0].id)).id}")
-
     async def _list_groups(self) -> Outcome:
-        page = await self.client.list_groups(0, 1)
-        return ok(f"{page.total} group(s); group queries read this listing (Modyo has no filter)")
+        listed = await super()._list_groups()
+        return listed[0], f"{listed[1]}; group queries read this listing (Modyo has no filter)"
 
     async def _group_by_id(self) -> Outcome:
         page = await self.client.list_groups(0, 1)
@@ -79,66 +39,16 @@ class ScimProbes:
 
     # ------------------------------------------------------------------ writes (--write)
 
-    async def _create_user(self) -> Outcome:
-        self._user = await self.client.create_user(
-            {UserField.USER_NAME: self.name, UserField.EMAIL: f"{self.name}@example.com",
-             UserField.GIVEN_NAME: "Check", UserField.ACTIVE: False}
-        )  # fmt: skip
-        return ok(f"created user {self._user.id} ({self.name}, inactive)")
-
-    async def _duplicate_user(self) -> Outcome:
-        if self._user is None:
-            return skip("needs the user created above")
-        try:
-            await self.client.create_user(
-                {UserField.USER_NAME: self.name, UserField.EMAIL: f"{self.name}@example.com"}
-            )
-        except Conflict as conflict:
-            return ok(f"refused as a uniqueness failure ({conflict.detail})")
-        raise AssertionError("a second create of the same userName was not refused")
-
-    async def _update_user(self) -> Outcome:
-        if self._user is None:
-            return skip("needs the user created above")
-        updated = await self.client.update_user(self._user.id, {UserField.FAMILY_NAME: "Probe"})
-        assert updated.family_name == "Probe", "PATCH /Users/:id did not change name.familyName"
-        return ok("changed name.familyName")
-
-    async def _create_group(self) -> Outcome:
-        self._group = await self.client.create_group({GroupField.DISPLAY_NAME: self.name})
-        return ok(f"created group {self._group.id} ({self.name})")
-
     async def _add_member(self) -> Outcome:
+        added = await super()._add_member()
         if self._user is None or self._group is None:
-            return skip("needs the user and group created above")
-        await self.client.add_members(self._group.id, [self._user.id])
-        listed = {member.id for member in await self.client.list_members(self._group.id)}
-        assert self._user.id in listed, "the added member is not listed in the group"
+            return added
         groups = await self.client.memberships([self._user.id])
         assert self._group.id in groups.get(self._user.id, frozenset()), (
             "the user does not list the group in its 'groups': member removals and membership "
             "checks rely on it (docs/modyo-contract.md §9, SA5)"
         )
         return ok("listed in the group, and the user lists the group")
-
-    async def _remove_member(self) -> Outcome:
-        if self._user is None or self._group is None:
-            return skip("needs the user and group created above")
-        await self.client.remove_members(self._group.id, [self._user.id])
-        listed = {member.id for member in await self.client.list_members(self._group.id)}
-        assert self._user.id not in listed, "the removed member is still listed"
-        return ok("no longer listed")
-
-    async def _delete_group(self) -> Outcome:
-        if self._group is None:
-            return skip("needs the group created above")
-        await self.client.delete_group(self._group.id)
-        self._group_deleted = True
-        try:
-            await self.client.get_group(self._group.id)
-        except NotFound:
-            return ok("deleted; it reads 404 afterwards")
-        raise AssertionError("the deleted group can still be read")
 
     async def _delete_user(self) -> Outcome:
         if self._user is None:
@@ -158,26 +68,17 @@ class ScimProbes:
             )
         raise AssertionError("the deleted user can still be read")
 
-    async def clean_up(self) -> None:
-        """Remove whatever a ``--write`` run created and still exists, whatever failed."""
-        for kind, record, done, remove in (
-            ("group", self._group, self._group_deleted, self.client.delete_group),
-            ("user", self._user, self._user_deleted, self.client.delete_user),
-        ):
-            if record is None or done:
-                continue
-            try:
-                with deadline_in(PROBE_DEADLINE_SECONDS):
-                    await remove(record.id)
-            except NotFound:
-                continue
-            except (UpstreamError, httpx.HTTPError) as exc:
-                self.leftovers.append(f"{kind} {record.id} ({self.name}), not removed: {exc}")
-                continue
-            if kind == "user":
-                self.leftovers.append(
-                    f"user {record.id} stays in Modyo, deactivated and marked deleted"
-                )
+    async def remove_user(self, user: UserRecord) -> None:
+        """The bridge's deletion: deactivated and marked deleted (it stays in Modyo)."""
+        try:
+            with deadline_in(PROBE_DEADLINE_SECONDS):
+                await self.client.delete_user(user.id)
+        except NotFound:
+            return
+        except (UpstreamError, httpx.HTTPError) as exc:
+            self.leftovers.append(f"user {user.id} ({user.user_name}), not removed: {exc}")
+            return
+        self.leftovers.append(f"user {user.id} stays in Modyo, deactivated and marked deleted")
 
 
 SCIM_PROBES: list[Probe[ScimProbes]] = [
