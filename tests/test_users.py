@@ -98,9 +98,7 @@ async def test_duplicate_email_is_409_uniqueness(scim: httpx.AsyncClient) -> Non
     assert "emails" in body["detail"]
 
 
-async def test_create_without_user_name_is_400(
-    scim: httpx.AsyncClient, backend: Backend
-) -> None:
+async def test_create_without_user_name_is_400(scim: httpx.AsyncClient, backend: Backend) -> None:
     payload = entra.user("x@contoso.com")
     del payload["userName"]
     assert_scim_error(await scim.post("/Users", json=payload), 400, "invalidValue")
