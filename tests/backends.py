@@ -18,8 +18,9 @@ place, :data:`DIFFERENCES` and :data:`COSTS` below, each row naming the README r
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -68,6 +69,9 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     "email filter pushed down": Difference(
         True, False, 'README "Query users by work email"; docs/modyo-contract.md §9.5'
     ),
+    # Which ids reach Modyo: integers only (another id is 404 without a call), or any string
+    # but "", "." and ".." (opaque ids, one percent-encoded path segment).
+    "opaque ids": Difference(False, True, 'README "Ids"; docs/modyo-contract.md §9.1 S5'),
     # Group queries: Modyo searches, or the bridge reads the whole listing.
     "group filter pushed down": Difference(
         True, False, 'README "Query groups by displayName / externalId"; §9.3 F4'
@@ -119,10 +123,21 @@ COSTS: Final[dict[str, Difference]] = {
         {"group.read": 1, "members.read": 1},
         '§9.5 "GET /Groups/{id}" with members: 1 + ⌈n/100⌉ / 2',
     ),
+    "id lookups with an x/y id": Difference(
+        {"user.read": 2},
+        {"user.read": 3},
+        "§9.1 S5: REST ids are integers (another id is no call); SCIM ids are opaque strings",
+    ),
     "email query": Difference(
         {"user.list": 1}, {"user.list": 1}, "§9.5: one search (rest) or one listing page (scim)"
     ),
 }
+
+
+def membership_lookup(api: Api, users: int) -> dict[str, int]:
+    """Which groups ``users`` users are in: one search of their ids (rest), or each user's
+    own ``groups`` attribute, one read per user (scim, §9.3 F5)."""
+    return {"user.list": 1} if api == "rest" else {"user.read": users}
 
 
 def cost(name: str, api: Api) -> dict[str, int]:
@@ -361,8 +376,8 @@ class LoggedScim(FakeModyoScim):
     """The SCIM fake, each routed call also logged with its query and body: a group PATCH is
     a rename or a membership change depending on its operations."""
 
-    def __init__(self, token: str = MODYO_TOKEN) -> None:
-        super().__init__(token=token)
+    def __init__(self, token: str = MODYO_TOKEN, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(token=token, clock=clock)
         self.log: list[tuple[str, list[tuple[str, str]], Any]] = []
         self.scripted_operations: dict[str, list[FakeResponse]] = {}
 
@@ -438,8 +453,8 @@ _SHARED = frozenset({"user.delete", "members.read", "members.add", "members.remo
 class ScimBackend(Backend):
     api = "scim"
 
-    def __init__(self, settings: Settings) -> None:
-        self.scim = LoggedScim()
+    def __init__(self, settings: Settings, fake: LoggedScim | None = None) -> None:
+        self.scim = fake or LoggedScim()
         self.fake = self.scim
         self.modyo = FaultyModyo(self.scim)
         self.settings = settings.model_copy(

@@ -27,7 +27,7 @@ from bridge.upstream import Upstream
 from tests import entra
 
 if TYPE_CHECKING:
-    from tests.backends import Backend
+    from tests.backends import Backend, LoggedScim
 
 TOKEN = "test-scim-token-0123456789"
 SECOND_TOKEN = "rotated-scim-token-9876543210"
@@ -110,7 +110,15 @@ def backend(request: pytest.FixtureRequest) -> Backend:
             f"{request.node.nodeid} uses {sorted(direct)} (REST only): mark it "
             "@pytest.mark.upstreams('rest') or use the backend"
         )
-    return ScimBackend(request.getfixturevalue("settings"))
+    return ScimBackend(request.getfixturevalue("settings"), request.getfixturevalue("scim_fake"))
+
+
+@pytest.fixture
+def scim_fake() -> LoggedScim:
+    """The SCIM fake behind a scim-mode ``backend`` (a module overrides it, as ``fake``)."""
+    from tests.backends import LoggedScim
+
+    return LoggedScim()
 
 
 @pytest.fixture

@@ -9,7 +9,10 @@ import pytest
 
 from bridge.modyo.fake import FakeModyo, FaultyModyo
 from tests import entra
+from tests.backends import Backend
 from tests.conftest import assert_scim_error, create_user
+
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 People = dict[str, dict[str, Any]]
 """The users created by the ``people`` fixture, by first name."""
@@ -81,11 +84,11 @@ async def test_zero_matches_is_an_empty_list_response(
 
 
 async def test_a_filter_lookup_costs_one_modyo_call(
-    scim: httpx.AsyncClient, people: People, fake: FakeModyo
+    scim: httpx.AsyncClient, people: People, backend: Backend
 ) -> None:
-    fake.reset_calls()
+    backend.reset_calls()
     await _filter(scim, 'userName eq "alba@contoso.com"')
-    assert fake.calls == {"GET /team_members": 1}
+    assert backend.calls() == {"user.list": 1}
 
 
 @pytest.mark.parametrize(
