@@ -76,6 +76,13 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     "group filter pushed down": Difference(
         True, False, 'README "Query groups by displayName / externalId"; §9.3 F4'
     ),
+    # What a Modyo refusal of a read becomes (status -> SCIM status, scimType): REST's 400 is
+    # the bridge's own fault (502), SCIM's 400 and 409 carry the client's values (§9.3 F7).
+    "error mapping": Difference(
+        {500: (502, None), 400: (502, None), 403: (502, None), 409: (400, "invalidValue")},
+        {500: (502, None), 400: (400, "invalidValue"), 403: (502, None), 409: (409, "uniqueness")},
+        'README "Errors"; docs/modyo-contract.md §4 (rest), §9.3 F7 (scim)',
+    ),
 }
 
 
