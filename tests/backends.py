@@ -197,11 +197,10 @@ class Backend:
 
     def with_settings(self, **sections: dict[str, Any]) -> Settings:
         """This backend's settings with sections overridden (the mode kept)."""
-        updates = {
-            name: getattr(self.settings, name).model_copy(update=values)
-            for name, values in sections.items()
-        }
-        return self.settings.model_copy(update=updates)
+        values = self.settings.model_dump()
+        for name, overrides in sections.items():
+            values[name] = {**values[name], **overrides}
+        return Settings(**values)  # validated, as make_settings
 
     def faulty(
         self, faults: Faults | None = None, clock: VirtualClock | None = None
@@ -327,6 +326,41 @@ ROUTES: Final[dict[Api, dict[str, str]]] = {
         "profile": "GET /profile",
     },
 }
+
+
+WIRE: Final[dict[Api, dict[str, tuple[str, str]]]] = {
+    # Each write as it crosses the wire (method, path), for a proxy that acts on requests.
+    "rest": {
+        "user.create": ("POST", "/api/admin/team_members"),
+        "user.update": ("PUT", "/api/admin/team_members/{id}"),
+        "user.delete": ("DELETE", "/api/admin/team_members/{id}"),
+        "group.create": ("POST", "/api/admin/groups"),
+        "group.update": ("PUT", "/api/admin/groups/{id}"),
+        "group.delete": ("DELETE", "/api/admin/groups/{id}"),
+        "members.add": ("POST", "/api/admin/groups/{id}/team_members"),
+        "members.remove": ("DELETE", "/api/admin/groups/{id}/team_members/{member}"),
+    },
+    "scim": {
+        "user.create": ("POST", "/api/admin/scim/Users"),
+        "user.update": ("PATCH", "/api/admin/scim/Users/{id}"),
+        "user.delete": ("PATCH", "/api/admin/scim/Users/{id}"),  # the tombstone PATCH (F3)
+        "group.create": ("POST", "/api/admin/scim/Groups"),
+        "group.update": ("PATCH", "/api/admin/scim/Groups/{id}"),
+        "group.delete": ("DELETE", "/api/admin/scim/Groups/{id}"),
+        "members.add": ("PATCH", "/api/admin/scim/Groups/{id}"),
+        "members.remove": ("PATCH", "/api/admin/scim/Groups/{id}"),
+    },
+}
+
+
+def wire(api: Api, operation: str, **ids: str) -> tuple[str, str]:
+    """The method and path of ``operation`` in mode ``api``, its ids filled in."""
+    method, template = WIRE[api][operation]
+    return method, template.format(**ids)
+
+
+def write_methods(api: Api) -> frozenset[str]:
+    return frozenset(method for method, _ in WIRE[api].values())
 
 
 class RestBackend(Backend):
