@@ -62,7 +62,7 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     ),
     # PATCH/PUT of externalId: applied, or 400 invalidValue before any write.
     "externalId patchable": Difference(
-        True, False, 'README "Change externalId"; docs/modyo-contract.md §9.3 F8'
+        True, False, 'README "Change `externalId`"; docs/modyo-contract.md §9.3 F8'
     ),
     # A work-email filter: sent to Modyo's email search (one call), or evaluated by the bridge
     # over the listing (Modyo's SCIM server has no email filter).
@@ -74,14 +74,14 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     "opaque ids": Difference(False, True, 'README "Ids"; docs/modyo-contract.md §9.1 S5'),
     # Group queries: Modyo searches, or the bridge reads the whole listing.
     "group filter pushed down": Difference(
-        True, False, 'README "Query groups by displayName / externalId"; §9.3 F4'
+        True, False, 'README "Query groups by `displayName` / `externalId`"; §9.3 F4'
     ),
     # What a Modyo refusal of a read becomes (status -> SCIM status, scimType): REST's 400 is
     # the bridge's own fault (502), SCIM's 400 and 409 carry the client's values (§9.3 F7).
     "error mapping": Difference(
         {500: (502, None), 400: (502, None), 403: (502, None), 409: (400, "invalidValue")},
         {500: (502, None), 400: (400, "invalidValue"), 403: (502, None), 409: (409, "uniqueness")},
-        'README "Errors"; docs/modyo-contract.md §4 (rest), §9.3 F7 (scim)',
+        'README "Errors"; docs/modyo-contract.md §2 (rest), §9.3 F7 (scim)',
     ),
 }
 
@@ -134,6 +134,11 @@ COSTS: Final[dict[str, Difference]] = {
         {"user.read": 2},
         {"user.read": 3},
         "§9.1 S5: REST ids are integers (another id is no call); SCIM ids are opaque strings",
+    ),
+    "delete a user in one group": Difference(
+        {"user.delete": 1},
+        {"user.read": 1, "members.remove": 1, "user.delete": 1},
+        '§9.5 "DELETE /Users/{id}": 1 / 2 + g (Modyo drops the memberships, or the bridge does)',
     ),
     "email query": Difference(
         {"user.list": 1}, {"user.list": 1}, "§9.5: one search (rest) or one listing page (scim)"
@@ -485,10 +490,15 @@ def _scim_operations(route: str, query: list[tuple[str, str]], payload: Any) -> 
             if name not in found:
                 found.append(name)
         return found or ["group.update"]
-    return [{v: k for k, v in ROUTES["scim"].items() if k not in _SHARED}[route]]
+    return [_SCIM_OPERATIONS[route]]
 
 
 _SHARED = frozenset({"user.delete", "members.read", "members.add", "members.remove"})
+_SCIM_OPERATIONS: Final = {
+    **{route: name for name, route in ROUTES["scim"].items() if name not in _SHARED},
+    "DELETE /scim/Users/:id": "user.hard-delete",  # never sent: it fails (F3)
+    "GET /scim/Schemas": "schemas",  # never sent: discovery is the bridge's own (F6)
+}
 
 
 class ScimBackend(Backend):
