@@ -69,6 +69,12 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     "email filter pushed down": Difference(
         True, False, 'README "Query users by work email"; docs/modyo-contract.md §9.5'
     ),
+    # GET /Users without a filter: exact windows and totalResults, or Modyo's windows less
+    # the deleted (tombstoned) users in each: short pages, totalResults discounting only the
+    # deleted users of the page's own window. Exact would need the whole listing per page.
+    "exact listing windows": Difference(
+        True, False, 'README "List users without a filter, after deletes"; §9.3 F3'
+    ),
     # Which ids reach Modyo: integers only (another id is 404 without a call), or any string
     # but "", "." and ".." (opaque ids, one percent-encoded path segment).
     "opaque ids": Difference(False, True, 'README "Ids"; docs/modyo-contract.md §9.1 S5'),
