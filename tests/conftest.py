@@ -110,11 +110,11 @@ def backend(request: pytest.FixtureRequest) -> Backend:
             f"{request.node.nodeid} uses {sorted(direct)} (REST only): mark it "
             "@pytest.mark.upstreams('rest') or use the backend"
         )
-    return ScimBackend(request.getfixturevalue("settings"), request.getfixturevalue("scim_fake"))
+    return ScimBackend(request.getfixturevalue("settings"), request.getfixturevalue("logged_scim"))
 
 
 @pytest.fixture
-def scim_fake() -> LoggedScim:
+def logged_scim() -> LoggedScim:
     """The SCIM fake behind a scim-mode ``backend`` (a module overrides it, as ``fake``)."""
     from tests.backends import LoggedScim
 

@@ -71,7 +71,7 @@ def fake(clock: Clock) -> FakeModyo:
 
 
 @pytest.fixture
-def scim_fake(clock: Clock) -> LoggedScim:
+def logged_scim(clock: Clock) -> LoggedScim:
     return LoggedScim(token=MODYO_TOKEN, clock=clock)
 
 
