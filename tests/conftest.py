@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -21,8 +21,13 @@ from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
+from bridge.modyo.scim import MEDIA_TYPE, ScimUpstream
 from bridge.readiness import Readiness
+from bridge.upstream import Upstream
 from tests import entra
+
+if TYPE_CHECKING:
+    from tests.backends import Backend, LoggedScim
 
 TOKEN = "test-scim-token-0123456789"
 SECOND_TOKEN = "rotated-scim-token-9876543210"
@@ -67,9 +72,58 @@ def settings() -> Settings:
     return make_settings()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "upstreams(*apis): the upstream modes (rest, scim) the test's `backend` and `scim` "
+        "fixtures run in (tests/backends.py); unmarked: rest only",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend`` (and so ``scim``) runs once per mode its closest ``upstreams`` marker
+    names: a module marks both, a REST-contract test in it marks ``rest`` alone."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("upstreams")
+    apis = tuple(marker.args) if marker else ("rest",)
+    if apis != ("rest",):
+        metafunc.parametrize("backend", apis, indirect=True, ids=apis)
+
+
 @pytest.fixture
-async def scim(modyo: FaultyModyo, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with bridge_client(modyo, settings) as client:
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The upstream mode under test: conftest's REST ``fake``/``modyo``/``settings``, or the
+    SCIM fake with those ``settings`` in scim mode (tests/backends.py)."""
+    from tests.backends import RestBackend, ScimBackend
+
+    api = getattr(request, "param", "rest")
+    if api == "rest":
+        return RestBackend(
+            request.getfixturevalue("fake"),
+            request.getfixturevalue("modyo"),
+            request.getfixturevalue("settings"),
+        )
+    direct = {"fake", "modyo"} & set(request.node.fixturenames)
+    if direct:  # a REST fake beside a scim-mode bridge would be asserted on by mistake
+        raise pytest.UsageError(
+            f"{request.node.nodeid} uses {sorted(direct)} (REST only): mark it "
+            "@pytest.mark.upstreams('rest') or use the backend"
+        )
+    return ScimBackend(request.getfixturevalue("settings"), request.getfixturevalue("logged_scim"))
+
+
+@pytest.fixture
+def logged_scim() -> LoggedScim:
+    """The SCIM fake behind a scim-mode ``backend`` (a module overrides it, as ``fake``)."""
+    from tests.backends import LoggedScim
+
+    return LoggedScim()
+
+
+@pytest.fixture
+async def scim(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+    async with backend.client() as client:
         yield client
 
 
@@ -102,10 +156,13 @@ class bridge_client:
         """``sleep``, if given, is what the bridge's retry policy waits with (a test's clock)."""
         transport = transport or mock_transport(modyo, MODYO_URL)
         self.readiness = quiet_readiness(settings)
-        upstream = None
+        upstream: Upstream | None = None
         if sleep is not None:
             retry = RetryPolicy(settings.retry, sleep=sleep)
-            upstream = RestUpstream(ModyoHttp(settings.modyo, retry, transport))
+            if settings.modyo.api == "scim":
+                upstream = ScimUpstream(ModyoHttp(settings.modyo, retry, transport, MEDIA_TYPE))
+            else:
+                upstream = RestUpstream(ModyoHttp(settings.modyo, retry, transport))
         self.app = create_app(
             settings, upstream=upstream, modyo_transport=transport, readiness=self.readiness
         )

@@ -15,8 +15,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
-from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo
+from bridge.modyo.fake import Faults, FaultyModyo
 from bridge.modyo.fake.faults import Outcome
+from bridge.modyo.fake.service import FakeService
 from bridge.modyo.fake.state import FakeResponse
 
 
@@ -42,7 +43,7 @@ class HookedModyo(FaultyModyo):
 
     def __init__(
         self,
-        fake: FakeModyo,
+        fake: FakeService,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

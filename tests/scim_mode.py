@@ -1,7 +1,8 @@
 """The bridge with ``modyo.api = "scim"``, in front of the fake of Modyo's SCIM server.
 
-Fixtures for the tests of this mode (import them into a test module). They are named apart
-from conftest's REST ones so that a later ``upstream`` parametrization can wrap both.
+Fixtures for the tests of this mode only (import them into a test module), with the raw
+``Recording`` of what is sent. Tests that hold in both modes use conftest's ``backend``
+parametrization instead (tests/backends.py).
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests import entra
 from tests.conftest import BASE, assert_scim_error
+
+pytestmark = pytest.mark.upstreams("rest", "scim")  # the bridge's own in either mode (F6)
 
 
 async def test_service_provider_config(scim: httpx.AsyncClient) -> None:

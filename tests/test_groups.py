@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from bridge.modyo.fake import FakeModyo
-from bridge.modyo.fake.state import FakeResponse
 from tests import entra
+from tests.backends import Backend, cost, differs
 from tests.conftest import assert_scim_error, create_group, create_user
 
-MEMBER_CALLS = ("GET /groups/:id/team_members", "POST /groups/:id/team_members")
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 
 async def _users(scim: httpx.AsyncClient, *names: str) -> list[str]:
@@ -31,7 +31,7 @@ async def _patch(
 
 
 async def test_create_accepts_microsofts_schema_urn_and_returns_201(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     response = await scim.post("/Groups", json=entra.group("Sales", external_id="obj-1"))
     assert response.status_code == 201
@@ -39,11 +39,12 @@ async def test_create_accepts_microsofts_schema_urn_and_returns_201(
     assert response.headers["location"].endswith(f"/Groups/{body['id']}")
     assert (body["displayName"], body["externalId"]) == ("Sales", "obj-1")
     assert body["meta"]["resourceType"] == "Group"
-    assert fake.groups[int(body["id"])]["name"] == "Sales"
+    stored = backend.group(body["id"])
+    assert stored is not None and stored.display_name == "Sales"
 
 
 async def test_create_with_an_unknown_schema_urn_and_members(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     ana, bob = await _users(scim, "ana", "bob")
     payload = entra.group("Ops")
@@ -52,16 +53,17 @@ async def test_create_with_an_unknown_schema_urn_and_members(
     response = await scim.post("/Groups", json=payload)
     assert response.status_code == 201, response.text
     assert {m["value"] for m in response.json()["members"]} == {ana, bob}
-    assert fake.group_member_ids(int(response.json()["id"])) == {int(ana), int(bob)}
+    stored = backend.group(response.json()["id"])
+    assert stored is not None and stored.member_ids == {ana, bob}
 
 
 async def test_create_with_an_unknown_member_creates_nothing(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     payload = entra.group("Ghosts") | {"members": entra.members("424242")}
     body = assert_scim_error(await scim.post("/Groups", json=payload), 400, "invalidValue")
     assert "424242" in body["detail"]
-    assert fake.groups == {}
+    assert backend.held_groups() == []
 
 
 async def test_duplicate_display_name_is_409_case_insensitive(scim: httpx.AsyncClient) -> None:
@@ -73,23 +75,23 @@ async def test_duplicate_display_name_is_409_case_insensitive(scim: httpx.AsyncC
 
 
 async def test_entra_group_match_excludes_members_and_reads_none(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     """R15: ``excludedAttributes=members&filter=displayName eq "…"``: one call, no member read."""
     group = await create_group(scim, "Marketing")
     [ana] = await _users(scim, "ana")
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(ana)))
-    fake.reset_calls()
+    backend.reset_calls()
     response = await scim.get(
         "/Groups", params={"excludedAttributes": "members", "filter": 'displayName eq "marketing"'}
     )
     body = response.json()
     assert body["totalResults"] == 1 and body["Resources"][0]["id"] == group["id"]
     assert "members" not in body["Resources"][0]
-    assert fake.calls == {"GET /groups": 1}
-    fake.reset_calls()
+    assert backend.calls() == cost("entra group query", backend.api)
+    backend.reset_calls()
     read = await scim.get(f"/Groups/{group['id']}", params={"excludedAttributes": "members"})
-    assert "members" not in read.json() and fake.calls == {"GET /groups/:id": 1}
+    assert "members" not in read.json() and backend.calls() == {"group.read": 1}
 
 
 @pytest.mark.parametrize(
@@ -139,17 +141,17 @@ async def test_groups_page_with_start_index_and_count(scim: httpx.AsyncClient) -
 
 
 async def test_members_are_listed_completely_page_by_page(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     group = await create_group(scim, "Big")
-    seeded = fake.seed_group_members(int(group["id"]), 250)
-    fake.reset_calls()
+    seeded = backend.seed_group_members(group["id"], 250)
+    backend.reset_calls()
     body = (await scim.get(f"/Groups/{group['id']}")).json()
     assert {m["value"] for m in body["members"]} == {str(i) for i in seeded}
     member = body["members"][0]
     assert set(member) == {"value", "$ref", "display", "type"}
     assert member["$ref"].endswith(f"/Users/{member['value']}") and member["type"] == "User"
-    assert fake.calls == {"GET /groups/:id": 1, "GET /groups/:id/team_members": 3}
+    assert backend.calls() == cost("read a 250-member group", backend.api)
 
 
 async def test_add_one_and_many_members_then_read_back(scim: httpx.AsyncClient) -> None:
@@ -184,14 +186,14 @@ async def test_remove_by_member_filter_path(scim: httpx.AsyncClient) -> None:
 
 
 async def test_remove_members_without_value_removes_all(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     group = await create_group(scim, "Everyone")
     ids = await _users(scim, "ana", "bob")
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(*ids)))
     await _patch(scim, group["id"], entra.op("Remove", "members", no_value=True))
     assert await _member_ids(scim, group["id"]) == set()
-    assert all(int(user_id) in fake.team_members for user_id in ids)  # users stay
+    assert all(backend.user(user_id) is not None for user_id in ids)  # users stay
 
 
 async def test_replace_members_has_set_semantics(scim: httpx.AsyncClient) -> None:
@@ -216,20 +218,36 @@ async def test_pathless_add_and_replace_with_members(scim: httpx.AsyncClient) ->
     assert body["displayName"] == "P2" and {m["value"] for m in body["members"]} == {bob}
 
 
-async def test_rename_and_external_id(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
-    """R18: ``Replace displayName`` answers 204; attribute names are case-insensitive."""
+async def test_rename_and_external_id(scim: httpx.AsyncClient, backend: Backend) -> None:
+    """R18: ``Replace displayName`` answers 204; attribute names are case-insensitive.
+    (scim mode: externalId is set once, a change is 400 before any write.)"""
     group = await create_group(scim, "Old Name")
-    fake.reset_calls()
+    backend.reset_calls()
+    patchable = differs("externalId patchable", backend.api)
+    external_id = "obj-new" if patchable else group["externalId"]
     response = await _patch(
         scim,
         group["id"],
         entra.op("Replace", "displayName", "New Name"),
-        entra.op("replace", "ExternalId", "obj-new"),
+        entra.op("replace", "ExternalId", external_id),
     )
     assert response.status_code == 204
-    assert fake.calls == {"PUT /groups/:id": 1}
+    if patchable:
+        assert backend.calls() == cost("group rename", backend.api)
     body = (await scim.get(f"/Groups/{group['id']}")).json()
-    assert (body["displayName"], body["externalId"]) == ("New Name", "obj-new")
+    assert (body["displayName"], body["externalId"]) == ("New Name", external_id)
+    if not patchable:
+        refused = await _patch(scim, group["id"], entra.op("replace", "externalId", "obj-new"))
+        assert_scim_error(refused, 400, "invalidValue")
+        assert (await scim.get(f"/Groups/{group['id']}")).json()["externalId"] == external_id
+
+
+async def test_a_rename_costs(scim: httpx.AsyncClient, backend: Backend) -> None:
+    group = await create_group(scim, "Old Name")
+    backend.reset_calls()
+    response = await _patch(scim, group["id"], entra.op("Replace", "displayName", "New Name"))
+    assert response.status_code == 204
+    assert backend.calls() == cost("group rename", backend.api)
 
 
 async def test_rename_to_a_taken_name_is_409(scim: httpx.AsyncClient) -> None:
@@ -240,30 +258,29 @@ async def test_rename_to_a_taken_name_is_409(scim: httpx.AsyncClient) -> None:
 
 
 async def test_adding_a_member_already_in_or_removing_one_not_in_writes_nothing(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     group = await create_group(scim, "Idempotent")
     ana, bob = await _users(scim, "ana", "bob")
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(ana)))
-    fake.reset_calls()
+    backend.reset_calls()
     assert (
         await _patch(scim, group["id"], entra.op("Add", "members", entra.members(ana)))
     ).status_code == 204
     assert (
         await _patch(scim, group["id"], entra.op("Remove", "members", entra.members(bob)))
     ).status_code == 204
-    writes = {name for name in fake.calls if not name.startswith("GET")}
-    assert writes == set()
+    assert backend.writes() == set()
     assert await _member_ids(scim, group["id"]) == {ana}
 
 
 async def test_a_member_that_does_not_exist_is_400_and_nothing_is_written(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     """The whole PATCH is validated before the first write: the rename is not applied."""
     group = await create_group(scim, "Strict")
     [ana] = await _users(scim, "ana")
-    fake.reset_calls()
+    backend.reset_calls()
     response = await _patch(
         scim,
         group["id"],
@@ -274,8 +291,9 @@ async def test_a_member_that_does_not_exist_is_400_and_nothing_is_written(
     assert (
         "777777" in body["detail"] and "not-an-id" in body["detail"] and ana not in body["detail"]
     )
-    assert {name for name in fake.calls if not name.startswith("GET")} == set()
-    assert fake.groups[int(group["id"])]["name"] == "Strict"
+    assert backend.writes() == set()
+    stored = backend.group(group["id"])
+    assert stored is not None and stored.display_name == "Strict"
 
 
 @pytest.mark.parametrize(
@@ -292,12 +310,12 @@ async def test_a_member_that_does_not_exist_is_400_and_nothing_is_written(
     ],
 )
 async def test_member_operations_the_bridge_cannot_honour_are_400(
-    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict[str, Any], scim_type: str
+    scim: httpx.AsyncClient, backend: Backend, operation: dict[str, Any], scim_type: str
 ) -> None:
     group = await create_group(scim, "Picky")
-    fake.reset_calls()
+    backend.reset_calls()
     assert_scim_error(await _patch(scim, group["id"], operation), 400, scim_type)
-    assert {name for name in fake.calls if not name.startswith("GET")} == set()
+    assert backend.writes() == set()
 
 
 async def test_patch_of_a_missing_group_is_404(scim: httpx.AsyncClient) -> None:
@@ -311,12 +329,12 @@ async def test_patch_of_a_missing_group_is_404(scim: httpx.AsyncClient) -> None:
 
 
 async def test_a_failure_part_way_names_what_was_applied_and_a_resend_converges(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     group = await create_group(scim, "Half")
     ana, bob = await _users(scim, "ana", "bob")
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(bob)))
-    fake.script("POST /groups/:id/team_members", FakeResponse(500, {"errors": ["boom"]}))
+    backend.script("members.add", backend.failure(500, "boom"))
     request = (
         entra.op("Replace", "displayName", "Half Renamed"),
         entra.op("Add", "members", entra.members(ana)),
@@ -326,28 +344,34 @@ async def test_a_failure_part_way_names_what_was_applied_and_a_resend_converges(
     body = assert_scim_error(response, 502)
     assert "Applied before the failure: update displayName" in body["detail"]
     assert "Not applied: add 1 member(s), remove 1 member(s)" in body["detail"]
-    assert fake.groups[int(group["id"])]["name"] == "Half Renamed"
+    stored = backend.group(group["id"])
+    assert stored is not None and stored.display_name == "Half Renamed"
     assert (await _patch(scim, group["id"], *request)).status_code == 204
     body = (await scim.get(f"/Groups/{group['id']}")).json()
     assert body["displayName"] == "Half Renamed" and {m["value"] for m in body["members"]} == {ana}
 
 
-async def test_put_replaces_name_and_members(scim: httpx.AsyncClient) -> None:
+async def test_put_replaces_name_and_members(scim: httpx.AsyncClient, backend: Backend) -> None:
     group = await create_group(scim, "Before")
     ana, bob = await _users(scim, "ana", "bob")
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(ana)))
-    replacement = {
+    replacement: dict[str, Any] = {
         "schemas": [entra.GROUP_URN],
         "displayName": "After",
         "members": entra.members(bob),
     }
+    if not differs("externalId patchable", backend.api):
+        refused = await scim.put(f"/Groups/{group['id']}", json=replacement)  # clears it
+        assert_scim_error(refused, 400, "invalidValue")
+        assert (await _member_ids(scim, group["id"])) == {ana}
+        replacement["externalId"] = group["externalId"]
     response = await scim.put(f"/Groups/{group['id']}", json=replacement)
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["displayName"] == "After"
     assert {m["value"] for m in response.json()["members"]} == {bob}
 
 
-async def test_delete_group_keeps_its_users(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_delete_group_keeps_its_users(scim: httpx.AsyncClient, backend: Backend) -> None:
     """R21: 204; deleting a group never deletes its users."""
     group = await create_group(scim, "Doomed")
     [ana] = await _users(scim, "ana")
@@ -355,10 +379,10 @@ async def test_delete_group_keeps_its_users(scim: httpx.AsyncClient, fake: FakeM
     assert (await scim.delete(f"/Groups/{group['id']}")).status_code == 204
     assert_scim_error(await scim.get(f"/Groups/{group['id']}"), 404)
     assert (await scim.get(f"/Users/{ana}")).status_code == 200
-    assert int(ana) in fake.team_members
+    assert backend.user(ana) is not None
 
 
-async def test_a_deleted_user_leaves_its_groups(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_a_deleted_user_leaves_its_groups(scim: httpx.AsyncClient, backend: Backend) -> None:
     one, two = await create_group(scim, "One"), await create_group(scim, "Two")
     ana, bob = await _users(scim, "ana", "bob")
     for group in (one, two):
@@ -366,49 +390,53 @@ async def test_a_deleted_user_leaves_its_groups(scim: httpx.AsyncClient, fake: F
     assert (await scim.delete(f"/Users/{ana}")).status_code == 204
     for group in (one, two):
         assert await _member_ids(scim, group["id"]) == {bob}
-        assert fake.group_member_ids(int(group["id"])) == {int(bob)}
+        stored = backend.group(group["id"])
+        assert stored is not None and stored.member_ids == {bob}
+    backend.assert_deleted(ana)
 
 
 async def test_one_member_change_costs_the_same_at_fifty_thousand_members(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     """O(k) Modyo calls, flat across group sizes, and the member list is never read."""
     empty, huge = await create_group(scim, "Empty"), await create_group(scim, "Huge")
-    fake.seed_group_members(int(huge["id"]), 50_000)
+    backend.seed_group_members(huge["id"], 50_000)
     [ana] = await _users(scim, "ana")
 
-    async def cost(group_id: str, operation: dict[str, Any]) -> dict[str, int]:
-        fake.reset_calls()
+    async def spent(group_id: str, operation: dict[str, Any]) -> dict[str, int]:
+        backend.reset_calls()
         assert (await _patch(scim, group_id, operation)).status_code == 204
-        return dict(fake.calls)
+        return dict(backend.calls())
 
     for operation in (
         entra.op("Add", "members", entra.members(ana)),
         entra.op("Remove", "members", entra.members(ana)),
         entra.op("remove", f'members[value eq "{ana}"]', no_value=True),
     ):
-        small, large = await cost(empty["id"], operation), await cost(huge["id"], operation)
+        small, large = await spent(empty["id"], operation), await spent(huge["id"], operation)
         assert small == large, operation
-        assert "GET /groups/:id/team_members" not in large
-    add = await cost(huge["id"], entra.op("Add", "members", entra.members(ana)))
-    assert add == {"GET /team_members": 1, "POST /groups/:id/team_members": 1}
-    remove = await cost(huge["id"], entra.op("Remove", "members", entra.members(ana)))
-    assert remove == {"GET /team_members": 1, "DELETE /groups/:id/team_members/:member_id": 1}
-    assert len(fake.group_member_ids(int(huge["id"]))) == 50_000
+        assert "members.read" not in large
+    add = await spent(huge["id"], entra.op("Add", "members", entra.members(ana)))
+    assert add == cost("add one member", backend.api)
+    remove = await spent(huge["id"], entra.op("Remove", "members", entra.members(ana)))
+    assert remove == cost("remove one member", backend.api)
+    stored = backend.group(huge["id"])
+    assert stored is not None and len(stored.member_ids) == 50_000
 
 
 async def test_adding_twenty_five_members_is_two_calls(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
+    """Two calls in rest mode; in scim mode each named user is read for its groups."""
     group = await create_group(scim, "TwentyFive")
     ids = await _users(scim, *(f"u{n}" for n in range(25)))
-    fake.reset_calls()
+    backend.reset_calls()
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(*ids)))
-    assert fake.calls == {"GET /team_members": 1, "POST /groups/:id/team_members": 1}
+    assert backend.calls() == cost("add 25 members", backend.api)
     assert await _member_ids(scim, group["id"]) == set(ids)
 
 
-async def test_full_entra_group_lifecycle(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_full_entra_group_lifecycle(scim: httpx.AsyncClient, backend: Backend) -> None:
     """Query by name (no members) -> create -> add (single, multi) -> remove (both forms)
     -> rename -> delete, then a user deleted while in a group leaves it cleanly."""
     ana, bob, eva = await _users(scim, "ana", "bob", "eva")
@@ -427,8 +455,9 @@ async def test_full_entra_group_lifecycle(scim: httpx.AsyncClient, fake: FakeMod
     await scim.delete(f"/Users/{eva}")
     assert await _member_ids(scim, gid) == set()
     assert (await scim.delete(f"/Groups/{gid}")).status_code == 204
-    assert fake.groups == {}
-    assert all(int(user_id) in fake.team_members for user_id in (ana, bob))
+    assert backend.held_groups() == []
+    assert all(backend.user(user_id) is not None for user_id in (ana, bob))
+    backend.assert_deleted(eva)
 
 
 async def test_a_modyo_that_ignores_group_search_still_yields_the_exact_group() -> None:

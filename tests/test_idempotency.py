@@ -18,23 +18,27 @@ from starlette.types import ASGIApp, Message
 
 from bridge.app import create_app
 from bridge.idempotency import Flight, MemoryStore, Outcome, StoredAnswer
-from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.modyo.fake import FaultyModyo, mock_transport
 from tests import entra
-from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings
+from tests.backends import Backend, membership_lookup
+from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error
 from tests.servers import logged, uvicorn_serving
+
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 
 @dataclass
 class Rig:
     app: ASGIApp
     scim: httpx.AsyncClient
-    fake: FakeModyo
+    backend: Backend
     service: FaultyModyo
 
 
-async def _rig(fake: FakeModyo, **sections: dict[str, Any]) -> AsyncIterator[Rig]:
-    service = FaultyModyo(fake)
-    app = create_app(make_settings(**sections), modyo_transport=mock_transport(service, MODYO_URL))
+async def _rig(backend: Backend, **sections: dict[str, Any]) -> AsyncIterator[Rig]:
+    service = backend.modyo
+    settings = backend.with_settings(**sections)
+    app = create_app(settings, modyo_transport=mock_transport(service, MODYO_URL))
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
@@ -43,12 +47,12 @@ async def _rig(fake: FakeModyo, **sections: dict[str, Any]) -> AsyncIterator[Rig
             headers={"Authorization": f"Bearer {TOKEN}"},
         ) as scim,
     ):
-        yield Rig(manager.app, scim, fake, service)
+        yield Rig(manager.app, scim, backend, service)
 
 
 @pytest.fixture
-async def rig(fake: FakeModyo) -> AsyncIterator[Rig]:
-    async for built in _rig(fake):
+async def rig(backend: Backend) -> AsyncIterator[Rig]:
+    async for built in _rig(backend):
         yield built
 
 
@@ -93,7 +97,7 @@ async def test_a_repeated_identical_create_is_409_uniqueness(rig: Rig) -> None:
     again = await rig.scim.post("/Users", json=dict(reversed(list(body.items()))))
     error = assert_scim_error(again, 409, "uniqueness")
     assert "userName" in error["detail"] and "x-idempotent-replay" not in again.headers
-    assert len(rig.fake.team_members) == 1
+    assert len(rig.backend.users()) == 1
 
 
 async def test_a_repeated_delete_is_404(rig: Rig) -> None:
@@ -108,15 +112,15 @@ async def test_a_repeated_delete_is_404(rig: Rig) -> None:
 async def test_a_repeated_group_create_is_409(rig: Rig) -> None:
     assert (await rig.scim.post("/Groups", json=entra.group("Twins"))).status_code == 201
     assert_scim_error(await rig.scim.post("/Groups", json=entra.group("Twins")), 409, "uniqueness")
-    assert len(rig.fake.groups) == 1
+    assert len(rig.backend.held_groups()) == 1
 
 
-async def test_without_the_cache_a_repeated_create_is_409_too(fake: FakeModyo) -> None:
-    async for rig in _rig(fake, idempotency={"enabled": False}):
+async def test_without_the_cache_a_repeated_create_is_409_too(backend: Backend) -> None:
+    async for rig in _rig(backend, idempotency={"enabled": False}):
         assert (await rig.scim.post("/Users", json=entra.user("n@contoso.com"))).status_code == 201
         again = await rig.scim.post("/Users", json=entra.user("n@contoso.com"))
         assert_scim_error(again, 409, "uniqueness")
-    assert len(fake.team_members) == 1
+    assert len(backend.users()) == 1
 
 
 # --------------------------------------------------------------------------- lost answers
@@ -125,12 +129,12 @@ async def test_without_the_cache_a_repeated_create_is_409_too(fake: FakeModyo) -
 async def test_a_create_whose_client_vanished_is_replayed_to_its_retry(rig: Rig) -> None:
     body = entra.user("retry@contoso.com")
     assert await vanishing(rig.app, "POST", "/Users", body) == []  # nothing reached anyone
-    assert len(rig.fake.team_members) == 1
+    (held,) = rig.backend.held_users()
     retry = await rig.scim.post("/Users", json=body)
     assert retry.status_code == 201 and retry.headers["x-idempotent-replay"] == "true"
-    assert retry.json()["id"] == str(next(iter(rig.fake.team_members)))
+    assert retry.json()["id"] == held.id
     assert retry.headers["location"].endswith(f"/Users/{retry.json()['id']}")
-    assert rig.fake.calls["POST /team_members"] == 1
+    assert rig.backend.calls()["user.create"] == 1
     # the replay reached its client: the next twin is a fresh create, hence 409
     assert_scim_error(await rig.scim.post("/Users", json=body), 409, "uniqueness")
 
@@ -138,7 +142,8 @@ async def test_a_create_whose_client_vanished_is_replayed_to_its_retry(rig: Rig)
 async def test_a_delete_whose_client_vanished_is_replayed_to_its_retry(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("d@contoso.com"))).json()
     assert await vanishing(rig.app, "DELETE", f"/Users/{user['id']}") == []
-    assert rig.fake.team_members == {}
+    rig.backend.assert_deleted(user["id"])
+    assert rig.backend.users() == {}
     retry = await rig.scim.delete(f"/Users/{user['id']}")
     assert retry.status_code == 204 and retry.headers["x-idempotent-replay"] == "true"
     assert_scim_error(await rig.scim.delete(f"/Users/{user['id']}"), 404)
@@ -150,16 +155,16 @@ async def test_a_replay_whose_client_vanishes_too_is_kept_for_the_next_retry(rig
     await vanishing(rig.app, "POST", "/Users", body)  # the retry is lost as well
     retry = await rig.scim.post("/Users", json=body)
     assert retry.status_code == 201 and retry.headers["x-idempotent-replay"] == "true"
-    assert rig.fake.calls["POST /team_members"] == 1
+    assert rig.backend.calls()["user.create"] == 1
 
 
 async def test_another_write_to_the_resource_drops_a_kept_answer(rig: Rig) -> None:
     """A kept answer describes a state that a later write changed: the retry is fresh."""
     body = entra.user("moved@contoso.com")
     await vanishing(rig.app, "POST", "/Users", body)
-    (member_id,) = rig.fake.team_members
+    (member,) = rig.backend.held_users()
     patch = entra.patch(entra.op("Replace", "active", "False"))
-    assert (await rig.scim.patch(f"/Users/{member_id}", json=patch)).status_code == 200
+    assert (await rig.scim.patch(f"/Users/{member.id}", json=patch)).status_code == 200
     assert_scim_error(await rig.scim.post("/Users", json=body), 409, "uniqueness")
 
 
@@ -167,13 +172,15 @@ async def test_errors_are_never_kept(rig: Rig) -> None:
     group = (await rig.scim.post("/Groups", json=entra.group("Later"))).json()
     body = entra.patch(entra.op("Add", "members", entra.members("999")))
     assert await vanishing(rig.app, "PATCH", f"/Groups/{group['id']}", body) == []
-    rig.fake.reset_calls()
+    rig.backend.reset_calls()
     assert (await rig.scim.patch(f"/Groups/{group['id']}", json=body)).status_code == 400
-    assert rig.fake.calls["GET /team_members"] == 1  # executed again, not replayed
+    calls = rig.backend.calls()
+    for lookup, count in membership_lookup(rig.backend.api, 1).items():
+        assert calls[lookup] == count  # executed again, not replayed
 
 
-async def test_an_evicted_kept_answer_is_executed_again(fake: FakeModyo) -> None:
-    async for rig in _rig(fake, idempotency={"max_entries": 2}):
+async def test_an_evicted_kept_answer_is_executed_again(backend: Backend) -> None:
+    async for rig in _rig(backend, idempotency={"max_entries": 2}):
         bodies = [entra.user(f"ev{n}@contoso.com") for n in range(3)]
         for body in bodies:
             await vanishing(rig.app, "POST", "/Users", body)
@@ -181,7 +188,7 @@ async def test_an_evicted_kept_answer_is_executed_again(fake: FakeModyo) -> None
         assert replay.status_code == 201 and replay.headers["x-idempotent-replay"] == "true"
         evicted = await rig.scim.post("/Users", json=bodies[0])  # the oldest was dropped
         assert_scim_error(evicted, 409, "uniqueness")
-    assert fake.calls["POST /team_members"] == 4 and len(fake.team_members) == 3
+    assert backend.calls()["user.create"] == 4 and len(backend.users()) == 3
 
 
 # --------------------------------------------------------------------------- concurrent twins
@@ -196,7 +203,7 @@ async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts
     assert statuses == [201] + [409] * 49
     for conflict in (r for r in responses if r.status_code == 409):
         assert_scim_error(conflict, 409, "uniqueness")
-    assert len(rig.fake.team_members) == 1 and rig.fake.calls["POST /team_members"] == 1
+    assert len(rig.backend.users()) == 1 and rig.backend.calls()["user.create"] == 1
 
 
 async def test_fifty_identical_concurrent_group_creates_make_one_group(rig: Rig) -> None:
@@ -204,32 +211,32 @@ async def test_fifty_identical_concurrent_group_creates_make_one_group(rig: Rig)
         *(rig.scim.post("/Groups", json=entra.group("Twins")) for _ in range(50))
     )
     assert sorted(r.status_code for r in responses) == [201] + [409] * 49
-    assert len(rig.fake.groups) == 1 and rig.fake.calls["POST /groups"] == 1
+    assert len(rig.backend.held_groups()) == 1 and rig.backend.calls()["group.create"] == 1
 
 
 async def test_concurrent_identical_deletes_make_one_delete_and_404s(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("d2@contoso.com"))).json()
     responses = await asyncio.gather(*(rig.scim.delete(f"/Users/{user['id']}") for _ in range(10)))
     assert sorted(r.status_code for r in responses) == [204] + [404] * 9
-    assert rig.fake.calls["DELETE /team_members/:id"] == 1
+    assert rig.backend.calls()["user.delete"] == 1
 
 
 async def test_concurrent_identical_patches_share_one_write(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("p@contoso.com"))).json()
-    rig.fake.reset_calls()
+    rig.backend.reset_calls()
     body = entra.patch(entra.op("Replace", "active", "False"))
     responses = await asyncio.gather(
         *(rig.scim.patch(f"/Users/{user['id']}", json=body) for _ in range(20))
     )
     assert {r.status_code for r in responses} == {200} and len({r.text for r in responses}) == 1
-    assert rig.fake.calls["PUT /team_members/:id"] == 1
+    assert rig.backend.calls()["user.update"] == 1
 
 
 async def test_a_twin_of_a_create_whose_client_has_gone_gets_the_original_201(rig: Rig) -> None:
     """The leader is still waiting on Modyo and its client has gone: the twin arriving now
     (Entra's retry) gets the leader's 201 when it comes; a third twin gets 409."""
     body = entra.user("inflight@contoso.com")
-    hold = rig.service.hold_next("POST /team_members")
+    hold = rig.service.hold_next(rig.backend.route("user.create"))
     leader = asyncio.create_task(vanishing(rig.app, "POST", "/Users", body))
     await hold.arrived.wait()  # the leader's create has reached Modyo
     with logged("bridge.idempotency", WAITING, times=2) as both_waiting:
@@ -241,21 +248,21 @@ async def test_a_twin_of_a_create_whose_client_has_gone_gets_the_original_201(ri
     answers = sorted([await retry, await third], key=lambda r: r.status_code)
     assert [r.status_code for r in answers] == [201, 409]
     assert answers[0].headers["x-idempotent-replay"] == "true"
-    assert rig.fake.calls["POST /team_members"] == 1 and len(rig.fake.team_members) == 1
+    assert rig.backend.calls()["user.create"] == 1 and len(rig.backend.users()) == 1
 
 
 # --------------------------------------------------------------------------- over real HTTP
 
 
-async def test_over_real_http_a_vanished_client_s_create_is_replayed(fake: FakeModyo) -> None:
+async def test_over_real_http_a_vanished_client_s_create_is_replayed(backend: Backend) -> None:
     """uvicorn tells the bridge the client went (http.disconnect) before the answer: the
     retry gets the original 201; a delivered twin then gets 409."""
-    service = FaultyModyo(fake)
-    app = create_app(make_settings(), modyo_transport=mock_transport(service, MODYO_URL))
+    service = backend.modyo
+    app = create_app(backend.settings, modyo_transport=mock_transport(service, MODYO_URL))
     body = entra.user("wire@contoso.com")
     payload = json.dumps(body).encode()
     async with uvicorn_serving(app) as port:
-        hold = service.hold_next("POST /team_members")
+        hold = service.hold_next(backend.route("user.create"))
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"POST /scim/Users HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer "
@@ -285,7 +292,7 @@ async def test_over_real_http_a_vanished_client_s_create_is_replayed(fake: FakeM
     assert retry.status_code == 201 and retry.headers["x-idempotent-replay"] == "true"
     assert retry.json()["userName"] == "wire@contoso.com"
     assert_scim_error(twin, 409, "uniqueness")
-    assert fake.calls["POST /team_members"] == 2 and len(fake.team_members) == 1
+    assert backend.calls()["user.create"] == 2 and len(backend.users()) == 1
 
 
 # --------------------------------------------------------------------------- the store

@@ -22,8 +22,11 @@ from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.upstream import Unavailable, UserField
 from tests import entra
-from tests.conftest import MODYO_URL, assert_scim_error, bridge_client, create_group, make_settings
+from tests.backends import Backend, differs
+from tests.conftest import MODYO_URL, assert_scim_error, create_group, make_settings
 from tests.hooks import VirtualClock, until
+
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 ENTRA_RETRIES = 30
 
@@ -66,19 +69,14 @@ async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[Any]]]
     return await asyncio.gather(*(run(job) for job in jobs))
 
 
-def snapshot(fake: FakeModyo) -> tuple[dict[str, tuple[Any, ...]], dict[str, set[str]]]:
-    """Modyo's state by natural keys: users by username, groups by name with member usernames."""
+def snapshot(backend: Backend) -> tuple[dict[str, tuple[Any, ...]], dict[str, set[str]]]:
+    """Modyo's state by natural keys: users by username, groups by name with member usernames
+    (``users()`` and ``groups()`` assert that no two share one)."""
     users = {
-        m["username"]: (m["email"], m["first_name"], m["last_name"], m["external_id"], m["active"])
-        for m in fake.team_members.values()
+        name: (user.email, user.given, user.family, user.external_id, user.active)
+        for name, user in backend.users().items()
     }
-    assert len(users) == len(fake.team_members), "two team members share a username"
-    names = {m["id"]: m["username"] for m in fake.team_members.values()}
-    groups = {
-        g["name"]: {names[i] for i in fake.group_member_ids(g["id"])} for g in fake.groups.values()
-    }
-    assert len(groups) == len(fake.groups), "two groups share a name"
-    return users, groups
+    return users, backend.member_names()
 
 
 # --------------------------------------------------------------------------- fault kinds
@@ -97,11 +95,11 @@ FAULT_KINDS = {
 
 @pytest.mark.parametrize("kind", sorted(FAULT_KINDS))
 async def test_each_fault_kind_leaves_exactly_the_intended_state(
-    fake: FakeModyo, kind: str
+    backend: Backend, kind: str
 ) -> None:
     clock = VirtualClock()  # the rate limit refills, and retries wait, on the test's clock
-    service = FaultyModyo(fake, FAULT_KINDS[kind], clock=clock)
-    async with bridge_client(service, make_settings(), sleep=clock.sleep) as scim:
+    service = backend.faulty(FAULT_KINDS[kind], clock)
+    async with backend.client(service, sleep=clock.sleep) as scim:
         ids = {}
         for n in range(12):
             response = await entra_send(scim, "POST", "/Users", entra.user(f"f{n}@contoso.com"))
@@ -121,7 +119,8 @@ async def test_each_fault_kind_leaves_exactly_the_intended_state(
         remove = entra.patch(entra.op("Remove", "members", entra.members(ids[0], ids[1])))
         assert (await entra_send(scim, "PATCH", f"/Groups/{gid}", remove)).status_code == 204
         await entra_delete(scim, f"/Users/{ids[2]}")
-    users, groups = snapshot(fake)
+    users, groups = snapshot(backend)
+    backend.assert_deleted(ids[2])
     assert sorted(users) == sorted(f"f{n}@contoso.com" for n in range(12) if n != 2)
     for n in range(12):
         if n != 2:
@@ -132,20 +131,22 @@ async def test_each_fault_kind_leaves_exactly_the_intended_state(
         assert sum(service.injected.values()) > 0  # faults really happened
 
 
-async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake: FakeModyo) -> None:
+async def test_a_provisioning_history_under_mixed_faults_converges_exactly(
+    backend: Backend,
+) -> None:
     """500 users, 20 groups, memberships, updates, disables, deletes, in Entra's forms, against
     10% 5xx, 10% 429 and 5% lost responses: Modyo ends exactly in the intended state."""
     faults = Faults(
         error_rate=0.1, throttle_rate=0.1, retry_after_seconds=0, lost_response_rate=0.05, seed=7
     )
     clock = VirtualClock()
-    service = FaultyModyo(fake, faults, clock=clock)
+    service = backend.faulty(faults, clock)
     plan = random.Random(11)
     intended_users: dict[str, dict[str, Any]] = {}
     intended_groups: dict[str, set[str]] = {}
     ids: dict[str, str] = {}
     group_ids: dict[str, str] = {}
-    async with bridge_client(service, make_settings(), sleep=clock.sleep) as scim:
+    async with backend.client(service, sleep=clock.sleep) as scim:
 
         async def provision_user(name: str) -> None:
             """Entra's cycle: match by userName, else create; a create that failed (5xx)
@@ -255,7 +256,7 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
         await entra_delete(scim, f"/Groups/{group_ids['Group 19']}")
         del intended_groups["Group 19"]
 
-    users, groups_now = snapshot(fake)
+    users, groups_now = snapshot(backend)
     assert sorted(users) == sorted(intended_users)  # no duplicate, no lost create or delete
     for name, wanted in intended_users.items():
         email, first, last, external_id, active = users[name]
@@ -275,22 +276,23 @@ async def test_a_provisioning_history_under_mixed_faults_converges_exactly(fake:
 
 
 async def test_fifty_identical_concurrent_member_adds_make_one_write(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     group = await create_group(scim, "Crowd")
     user = (await scim.post("/Users", json=entra.user("one@contoso.com"))).json()
-    fake.reset_calls()
+    backend.reset_calls()
     body = entra.patch(entra.op("Add", "members", entra.members(user["id"])))
     responses = await asyncio.gather(
         *(scim.patch(f"/Groups/{group['id']}", json=body) for _ in range(50))
     )
     assert {r.status_code for r in responses} == {204}
-    assert fake.calls["POST /groups/:id/team_members"] == 1
-    assert fake.group_member_ids(int(group["id"])) == {int(user["id"])}
+    assert backend.calls()["members.add"] == 1
+    stored = backend.group(group["id"])
+    assert stored is not None and stored.member_ids == {user["id"]}
 
 
 async def test_concurrent_creates_of_one_user_name_with_different_bodies(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     """The second waits for the first, then gets 409: never two users, never a 500."""
     first = entra.user("race@contoso.com", given="First")
@@ -300,80 +302,84 @@ async def test_concurrent_creates_of_one_user_name_with_different_bodies(
     )
     assert sorted(r.status_code for r in responses) == [201, 409]
     assert_scim_error(next(r for r in responses if r.status_code == 409), 409, "uniqueness")
-    assert len(fake.team_members) == 1
+    assert len(backend.users()) == 1
 
 
 # --------------------------------------------------------------------------- lost responses
 
 
 async def test_a_create_whose_modyo_answer_is_lost_is_adopted_not_duplicated(
-    fake: FakeModyo,
+    backend: Backend,
 ) -> None:
-    service = FaultyModyo(fake)
-    service.lose_next("POST /team_members")
-    async with bridge_client(service, make_settings()) as scim:
+    service = backend.faulty()
+    service.lose_next(backend.route("user.create"))
+    async with backend.client(service) as scim:
         response = await scim.post("/Users", json=entra.user("lost@contoso.com"))
     assert response.status_code == 201
-    assert len(fake.team_members) == 1 and fake.calls["POST /team_members"] == 1
-    assert response.json()["id"] == str(next(iter(fake.team_members)))
+    (held,) = backend.held_users()
+    assert backend.calls()["user.create"] == 1 and response.json()["id"] == held.id
 
 
-async def test_a_group_create_whose_answer_is_lost_is_adopted(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake)
-    service.lose_next("POST /groups")
-    async with bridge_client(service, make_settings()) as scim:
+async def test_a_group_create_whose_answer_is_lost_is_adopted(backend: Backend) -> None:
+    service = backend.faulty()
+    service.lose_next(backend.route("group.create"))
+    async with backend.client(service) as scim:
         response = await scim.post("/Groups", json=entra.group("Lost"))
-    assert response.status_code == 201 and len(fake.groups) == 1
+    assert response.status_code == 201 and len(backend.held_groups()) == 1
 
 
-async def test_a_create_lost_twice_is_still_one_user(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake)
-    service.lose_next("POST /team_members")
-    service.lose_next("GET /team_members")  # the lookup after the lost create is lost too
-    async with bridge_client(service, make_settings()) as scim:
+async def test_a_create_lost_twice_is_still_one_user(backend: Backend) -> None:
+    service = backend.faulty()
+    service.lose_next(backend.route("user.create"))
+    service.lose_next(backend.route("user.list"))  # the lookup after the lost create, too
+    async with backend.client(service) as scim:
         response = await scim.post("/Users", json=entra.user("twice@contoso.com"))
-    assert response.status_code == 201 and len(fake.team_members) == 1
+    assert response.status_code == 201 and len(backend.users()) == 1
 
 
-async def test_a_delete_whose_answer_is_lost_still_succeeds(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake)
-    async with bridge_client(service, make_settings()) as scim:
+async def test_a_delete_whose_answer_is_lost_still_succeeds(backend: Backend) -> None:
+    service = backend.faulty()
+    async with backend.client(service) as scim:
         user = (await scim.post("/Users", json=entra.user("gone@contoso.com"))).json()
-        service.lose_next("DELETE /team_members/:id")
+        service.lose_next(backend.route("user.delete"))
         response = await scim.delete(f"/Users/{user['id']}")
-    assert response.status_code == 204 and fake.team_members == {}
+    assert response.status_code == 204 and backend.users() == {}
+    backend.assert_deleted(user["id"])
 
 
 async def test_disable_enable_disable_is_executed_three_times(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     """A stored answer is invalidated by any other write to the same resource."""
     user = (await scim.post("/Users", json=entra.user("flip@contoso.com"))).json()
     url = f"/Users/{user['id']}"
     for value in ("False", "True", "False"):
         await scim.patch(url, json=entra.patch(entra.op("Replace", "active", value)))
-    assert fake.calls["PUT /team_members/:id"] == 3
-    assert fake.team_members[int(user["id"])]["active"] is False
+    assert backend.calls()["user.update"] == 3
+    stored = backend.user(user["id"])
+    assert stored is not None and stored.active is False
 
 
 async def test_a_create_replayed_after_its_user_was_deleted_creates_again(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     body = entra.user("again@contoso.com")
     first = (await scim.post("/Users", json=body)).json()
     await scim.delete(f"/Users/{first['id']}")
     second = await scim.post("/Users", json=body)
     assert second.status_code == 201 and "x-idempotent-replay" not in second.headers
-    assert second.json()["id"] != first["id"] and len(fake.team_members) == 1
+    assert second.json()["id"] != first["id"] and len(backend.users()) == 1
 
 
 # --------------------------------------------------------------------------- retries and deadline
 
 
-async def test_a_modyo_that_never_answers_yields_503_within_the_deadline(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake, Faults(hang_rate=1.0))
-    settings = make_settings(scim={"request_deadline_seconds": 0.5})
-    async with bridge_client(service, settings) as scim:
+async def test_a_modyo_that_never_answers_yields_503_within_the_deadline(
+    backend: Backend,
+) -> None:
+    service = backend.faulty(Faults(hang_rate=1.0))
+    settings = backend.with_settings(scim={"request_deadline_seconds": 0.5})
+    async with backend.client(service, settings) as scim:
         hanging = asyncio.create_task(scim.get("/Users/5"))
         await until(lambda: service.injected["hang"] == 1)  # the call hangs at Modyo
         other = await scim.get("/ServiceProviderConfig")  # the server keeps serving
@@ -383,34 +389,31 @@ async def test_a_modyo_that_never_answers_yields_503_within_the_deadline(fake: F
     assert int(response.headers["retry-after"]) >= 1
 
 
-async def test_a_retry_after_beyond_the_cap_is_handed_to_entra(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake, Faults(throttle_rate=1.0, retry_after_seconds=120))
-    async with bridge_client(service, make_settings()) as scim:
+async def test_a_retry_after_beyond_the_cap_is_handed_to_entra(backend: Backend) -> None:
+    service = backend.faulty(Faults(throttle_rate=1.0, retry_after_seconds=120))
+    async with backend.client(service) as scim:
         response = await scim.get("/Users/5")
     assert_scim_error(response, 503)
     assert response.headers["retry-after"] == "120"
     assert service.injected["throttled"] == 1  # no retry before Modyo's Retry-After
 
 
-@pytest.mark.parametrize(
-    ("status", "answered", "scim_type"),
-    [
-        (500, 502, None),  # a bug upstream: a bad gateway, not the client's fault
-        (400, 502, None),  # Modyo refused what the bridge built: not the client's fault either
-        (403, 502, None),  # the token lacks a permission
-        (409, 400, "invalidValue"),  # a validation refusal of Modyo's is the client's values
-    ],
-)
+@pytest.mark.parametrize("status", [500, 400, 403, 409])
 async def test_errors_other_than_429_and_502_to_504_are_not_retried(
-    fake: FakeModyo, status: int, answered: int, scim_type: str | None
+    backend: Backend, status: int
 ) -> None:
-    fake.script("GET /team_members/:id", FakeResponse(status, {"errors": ["no"]}))
-    async with bridge_client(FaultyModyo(fake), make_settings()) as scim:
+    """What each refusal means is the mode's (the difference "error mapping"): rest, a 500 or
+    a 400 or 403 is a bad gateway and Modyo's 409 a refusal of the client's values; scim, a
+    SCIM 400 is the client's values and a 409 a uniqueness conflict (§9.3 F7)."""
+    answered, scim_type = differs("error mapping", backend.api)[status]
+    backend.script("user.read", backend.failure(status, "no"))
+    async with backend.client() as scim:
         response = await scim.get("/Users/5")
     assert_scim_error(response, answered, scim_type)
-    assert fake.calls["GET /team_members/:id"] == 1
+    assert backend.calls()["user.read"] == 1
 
 
+@pytest.mark.upstreams("rest")  # the REST client itself, under the retry policy
 async def test_retries_honour_retry_after_and_are_logged(
     fake: FakeModyo, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -450,10 +453,10 @@ async def test_retries_honour_retry_after_and_are_logged(
     assert extras[0]["reason"].startswith("429") and extras[1]["reason"].startswith("503")
 
 
-async def test_in_flight_modyo_calls_are_bounded(fake: FakeModyo) -> None:
-    service = FaultyModyo(fake, Faults(latency_ms=20))
-    settings = make_settings(modyo={"max_in_flight": 3})
-    async with bridge_client(service, settings) as scim:
+async def test_in_flight_modyo_calls_are_bounded(backend: Backend) -> None:
+    service = backend.faulty(Faults(latency_ms=20))
+    settings = backend.with_settings(modyo={"max_in_flight": 3})
+    async with backend.client(service, settings) as scim:
         responses = await asyncio.gather(
             *(scim.get("/Users", params={"filter": f'userName eq "u{n}"'}) for n in range(20))
         )

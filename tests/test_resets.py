@@ -15,28 +15,34 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from bridge.app import create_app
-from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo
+from bridge.modyo.fake import FakeModyoApp
 from tests import entra
-from tests.conftest import BASE, MODYO_TOKEN, TOKEN, make_settings
+from tests.backends import Backend, wire, write_methods
+from tests.conftest import BASE, TOKEN
 from tests.servers import ResetProxy, uvicorn_serving
 
-API = "/api/admin"
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 
 @dataclass
 class Rig:
-    fake: FakeModyo
+    backend: Backend
     proxy: ResetProxy
     scim: httpx.AsyncClient
 
+    def reset_next(self, operation: str, **ids: str) -> tuple[str, str]:
+        """Reset the connection of the next ``operation`` after Modyo answered it."""
+        method, path = wire(self.backend.api, operation, **ids)
+        self.proxy.reset_next(method, path)
+        return method, path
+
 
 @pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    fake = FakeModyo(token=MODYO_TOKEN)
-    async with uvicorn_serving(FakeModyoApp(FaultyModyo(fake))) as modyo_port:
+async def rig(backend: Backend) -> AsyncIterator[Rig]:
+    async with uvicorn_serving(FakeModyoApp(backend.modyo)) as modyo_port:
         proxy = ResetProxy(modyo_port)
         async with proxy.running() as port:
-            settings = make_settings(
+            settings = backend.with_settings(
                 modyo={"base_url": f"http://127.0.0.1:{port}", "transport": "aiohttp"}
             )
             async with (
@@ -47,7 +53,7 @@ async def rig() -> AsyncIterator[Rig]:
                     headers={"Authorization": f"Bearer {TOKEN}"},
                 ) as scim,
             ):
-                yield Rig(fake, proxy, scim)
+                yield Rig(backend, proxy, scim)
 
 
 async def _user(rig: Rig, name: str) -> str:
@@ -68,78 +74,80 @@ async def _group(rig: Rig, name: str, *members: str) -> str:
 
 async def test_a_user_create_reset_after_modyo_applied_it_is_adopted(rig: Rig) -> None:
     await _user(rig, "warm@contoso.com")  # the connection to Modyo is now a reused one
-    rig.proxy.reset_next("POST", f"{API}/team_members")
+    reset = rig.reset_next("user.create")
     response = await rig.scim.post("/Users", json=entra.user("ann@contoso.com"))
     assert response.status_code == 201, response.text
-    assert rig.proxy.resets == [("POST", f"{API}/team_members")]
-    names = sorted(member["username"] for member in rig.fake.team_members.values())
-    assert names == ["ann@contoso.com", "warm@contoso.com"]
-    assert response.json()["id"] == str(
-        next(m["id"] for m in rig.fake.team_members.values() if m["username"] == "ann@contoso.com")
-    )
+    assert rig.proxy.resets == [reset]
+    users = rig.backend.users()
+    assert sorted(users) == ["ann@contoso.com", "warm@contoso.com"]
+    assert response.json()["id"] == users["ann@contoso.com"].id
 
 
 async def test_a_user_update_reset_after_modyo_applied_it_is_answered_200(rig: Rig) -> None:
     user_id = await _user(rig, "ann@contoso.com")
-    rig.proxy.reset_next("PUT", f"{API}/team_members/{user_id}")
+    reset = rig.reset_next("user.update", id=user_id)
     patch = entra.patch(entra.op("Replace", "name.familyName", "Lee"))
     response = await rig.scim.patch(f"/Users/{user_id}", json=patch)
     assert response.status_code == 200, response.text
     assert response.json()["name"]["familyName"] == "Lee"
-    assert rig.fake.team_members[int(user_id)]["last_name"] == "Lee"
-    assert rig.proxy.resets == [("PUT", f"{API}/team_members/{user_id}")]
+    stored = rig.backend.user(user_id)
+    assert stored is not None and stored.family == "Lee"
+    assert rig.proxy.resets == [reset]
 
 
 async def test_a_user_delete_reset_after_modyo_applied_it_is_answered_204(rig: Rig) -> None:
     user_id = await _user(rig, "ann@contoso.com")
-    rig.proxy.reset_next("DELETE", f"{API}/team_members/{user_id}")
+    reset = rig.reset_next("user.delete", id=user_id)
     response = await rig.scim.delete(f"/Users/{user_id}")
     assert response.status_code == 204, response.text
-    assert rig.fake.team_members == {}
-    assert rig.proxy.resets == [("DELETE", f"{API}/team_members/{user_id}")]
+    assert rig.backend.users() == {}
+    rig.backend.assert_deleted(user_id)
+    assert rig.proxy.resets == [reset]
     assert (await rig.scim.get(f"/Users/{user_id}")).status_code == 404
 
 
 async def test_a_group_delete_reset_after_modyo_applied_it_is_answered_204(rig: Rig) -> None:
     group_id = await _group(rig, "Sales")
-    rig.proxy.reset_next("DELETE", f"{API}/groups/{group_id}")
+    rig.reset_next("group.delete", id=group_id)
     response = await rig.scim.delete(f"/Groups/{group_id}")
     assert response.status_code == 204, response.text
-    assert rig.fake.groups == {}
+    assert rig.backend.held_groups() == [] and len(rig.proxy.resets) == 1
 
 
 async def test_a_member_add_reset_after_modyo_applied_it_is_answered_204(rig: Rig) -> None:
     user_id = await _user(rig, "ann@contoso.com")
     group_id = await _group(rig, "Sales")
-    rig.proxy.reset_next("POST", f"{API}/groups/{group_id}/team_members")
+    rig.reset_next("members.add", id=group_id)
     patch = entra.patch(entra.op("Add", "members", entra.members(user_id)))
     response = await rig.scim.patch(f"/Groups/{group_id}", json=patch)
     assert response.status_code == 204, response.text
-    assert rig.fake.group_member_ids(int(group_id)) == {int(user_id)}
+    stored = rig.backend.group(group_id)
+    assert stored is not None and stored.member_ids == {user_id}
     assert len(rig.proxy.resets) == 1
 
 
 async def test_a_member_remove_reset_after_modyo_applied_it_is_answered_204(rig: Rig) -> None:
     user_id = await _user(rig, "ann@contoso.com")
     group_id = await _group(rig, "Sales", user_id)
-    rig.proxy.reset_next("DELETE", f"{API}/groups/{group_id}/team_members/{user_id}")
+    rig.reset_next("members.remove", id=group_id, member=user_id)
     patch = entra.patch(entra.op("Remove", "members", entra.members(user_id)))
     response = await rig.scim.patch(f"/Groups/{group_id}", json=patch)
     assert response.status_code == 204, response.text
-    assert rig.fake.group_member_ids(int(group_id)) == set()
+    stored = rig.backend.group(group_id)
+    assert stored is not None and stored.member_ids == set()
     assert len(rig.proxy.resets) == 1
 
 
 async def test_a_group_create_and_rename_reset_after_modyo_applied_them(rig: Rig) -> None:
     await _group(rig, "Warm")
-    rig.proxy.reset_next("POST", f"{API}/groups")
+    rig.reset_next("group.create")
     created = await rig.scim.post("/Groups", json=entra.group("Sales"))
     assert created.status_code == 201, created.text
     group_id = created.json()["id"]
-    rig.proxy.reset_next("PUT", f"{API}/groups/{group_id}")
+    rig.reset_next("group.update", id=group_id)
     patch = entra.patch(entra.op("Replace", "displayName", "Sales EMEA"))
     assert (await rig.scim.patch(f"/Groups/{group_id}", json=patch)).status_code == 204
-    assert sorted(group["name"] for group in rig.fake.groups.values()) == ["Sales EMEA", "Warm"]
+    assert sorted(rig.backend.groups()) == ["Sales EMEA", "Warm"]
     assert len(rig.proxy.resets) == 2
 
 
@@ -147,7 +155,7 @@ async def test_a_provisioning_history_under_resets_ends_exactly_as_intended(rig:
     """300 users and 15 groups created, half the users disabled, members added and removed,
     a third of the users and groups deleted, while the proxy resets 5% of the write
     connections after Modyo applied them. Entra re-sends what got a 5xx (as it does)."""
-    rig.proxy.reset_share(0.05, seed=11, methods=frozenset({"POST", "PUT", "DELETE"}))
+    rig.proxy.reset_share(0.05, seed=11, methods=write_methods(rig.backend.api))
     gate = asyncio.Semaphore(8)
 
     async def send(method: str, url: str, body: object = None) -> httpx.Response:
@@ -189,17 +197,18 @@ async def test_a_provisioning_history_under_resets_ends_exactly_as_intended(rig:
         assert (await send("DELETE", f"/Groups/{group_id}")).status_code == 204
 
     assert len(rig.proxy.resets) > 10  # the faults really happened
-    fake = rig.fake
-    by_name = {m["username"]: m for m in fake.team_members.values()}
+    by_name = rig.backend.users()
     assert set(by_name) == {
         f"user{n}@contoso.com" for n in range(300) if str(users[n]) not in deleted_users
     }
     for n in range(300):
         member = by_name.get(f"user{n}@contoso.com")
         if member is not None:
-            assert member["active"] is (n % 2 == 0)
+            assert member.active is (n % 2 == 0)
+    for user_id in deleted_users:
+        rig.backend.assert_deleted(user_id)
     remaining = {g: group_id for g, group_id in enumerate(groups) if g % 3}
-    assert {int(group_id) for group_id in remaining.values()} == set(fake.groups)
+    held = {group.id: group for group in rig.backend.held_groups()}
+    assert set(remaining.values()) == set(held)
     for g, group_id in remaining.items():
-        wanted = {int(user_id) for user_id in expected[g] - deleted_users}
-        assert fake.group_member_ids(int(group_id)) == wanted
+        assert held[group_id].member_ids == expected[g] - deleted_users

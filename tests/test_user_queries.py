@@ -9,7 +9,10 @@ import pytest
 
 from bridge.modyo.fake import FakeModyo, FaultyModyo
 from tests import entra
+from tests.backends import Backend, differs
 from tests.conftest import assert_scim_error, create_user
+
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 People = dict[str, dict[str, Any]]
 """The users created by the ``people`` fixture, by first name."""
@@ -81,11 +84,11 @@ async def test_zero_matches_is_an_empty_list_response(
 
 
 async def test_a_filter_lookup_costs_one_modyo_call(
-    scim: httpx.AsyncClient, people: People, fake: FakeModyo
+    scim: httpx.AsyncClient, people: People, backend: Backend
 ) -> None:
-    fake.reset_calls()
+    backend.reset_calls()
     await _filter(scim, 'userName eq "alba@contoso.com"')
-    assert fake.calls == {"GET /team_members": 1}
+    assert backend.calls() == {"user.list": 1}
 
 
 @pytest.mark.parametrize(
@@ -134,6 +137,28 @@ async def test_listing_pages_with_start_index_and_count(scim: httpx.AsyncClient)
         assert body["itemsPerPage"] == len(body["Resources"]) == (5 if page < 2 else 2)
         seen += [user["id"] for user in body["Resources"]]
     assert seen == ids  # stable order, no gap, no repeat
+
+
+async def test_listing_pages_after_deletes(scim: httpx.AsyncClient, backend: Backend) -> None:
+    """Deleted users are never listed, and every other user is listed once. rest: the
+    windows and totalResults are exact. scim (the difference "listing after deletes"): the
+    deleted users are still in Modyo's listing, so a page leaves them out and holds fewer
+    than ``count``, and its totalResults discounts only those of its own window."""
+    ids = [(await create_user(scim, f"del{n}@contoso.com"))["id"] for n in range(12)]
+    for gone in (ids[1], ids[8]):
+        assert (await scim.delete(f"/Users/{gone}")).status_code == 204
+    live = [user_id for user_id in ids if user_id not in (ids[1], ids[8])]
+    pages = []
+    for start in (1, 6, 11):
+        body = (await scim.get("/Users", params={"startIndex": start, "count": 5})).json()
+        assert body["itemsPerPage"] == len(body["Resources"])
+        pages.append((body["totalResults"], [user["id"] for user in body["Resources"]]))
+    seen = [user_id for _, page in pages for user_id in page]
+    if differs("exact listing windows", backend.api):
+        assert pages == [(10, live[:5]), (10, live[5:10]), (10, [])]
+    else:  # Modyo's windows: rows 1-5, 6-10, 11-12, each without its deleted users
+        assert pages == [(11, live[:4]), (11, live[4:8]), (12, live[8:])]
+    assert seen == live
 
 
 async def test_unaligned_window_and_out_of_range_pages(scim: httpx.AsyncClient) -> None:

@@ -10,7 +10,10 @@ import pytest
 from bridge.modyo.fake import FakeModyo
 from bridge.scim.unheld import forget_noted
 from tests import entra
+from tests.backends import Backend, cost, differs
 from tests.conftest import BASE, assert_scim_error, create_user
+
+pytestmark = pytest.mark.upstreams("rest", "scim")
 
 
 async def test_test_connection_query_returns_an_empty_list_response(
@@ -30,7 +33,7 @@ async def test_test_connection_query_returns_an_empty_list_response(
 
 
 async def test_create_returns_201_location_and_the_full_resource(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     response = await scim.post(
         "/Users", json=entra.user("ana@contoso.com", given="Ana", family="Diaz")
@@ -46,13 +49,10 @@ async def test_create_returns_201_location_and_the_full_resource(
     assert body["emails"] == [{"value": "ana@contoso.com", "type": "work", "primary": True}]
     assert body["meta"]["resourceType"] == "User"
     assert body["meta"]["created"] and body["meta"]["lastModified"]
-    stored = fake.team_members[int(body["id"])]
-    assert (stored["username"], stored["first_name"], stored["last_name"]) == (
-        "ana@contoso.com",
-        "Ana",
-        "Diaz",
-    )
-    assert stored["email"] == "ana@contoso.com" and stored["external_id"] == "ext-ana@contoso.com"
+    stored = backend.user(body["id"])
+    assert stored is not None
+    assert (stored.user_name, stored.given, stored.family) == ("ana@contoso.com", "Ana", "Diaz")
+    assert stored.email == "ana@contoso.com" and stored.external_id == "ext-ana@contoso.com"
 
 
 async def test_legacy_create_with_nulls_and_malformed_urn_is_accepted(
@@ -98,11 +98,11 @@ async def test_duplicate_email_is_409_uniqueness(scim: httpx.AsyncClient) -> Non
     assert "emails" in body["detail"]
 
 
-async def test_create_without_user_name_is_400(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_create_without_user_name_is_400(scim: httpx.AsyncClient, backend: Backend) -> None:
     payload = entra.user("x@contoso.com")
     del payload["userName"]
     assert_scim_error(await scim.post("/Users", json=payload), 400, "invalidValue")
-    assert fake.team_members == {}
+    assert backend.held_users() == [] and backend.writes() == set()
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ async def test_a_value_modyo_refuses_is_400_invalid_value(scim: httpx.AsyncClien
         "/Users", json=entra.user("has space@contoso.com", email="space@contoso.com")
     )
     body = assert_scim_error(response, 400, "invalidValue")
-    assert "username" in body["detail"]
+    assert "username" in body["detail"].lower()  # Modyo's words: "username", "userName"
 
 
 async def test_get_by_id_and_404_for_missing(scim: httpx.AsyncClient) -> None:
@@ -158,12 +158,13 @@ async def test_disabled_user_stays_readable_and_can_be_re_enabled(scim: httpx.As
     ],
 )
 async def test_every_disable_form(
-    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict[str, Any]
+    scim: httpx.AsyncClient, backend: Backend, operation: dict[str, Any]
 ) -> None:
     created = await create_user(scim, "disable@contoso.com")
     response = await scim.patch(f"/Users/{created['id']}", json=entra.patch(operation))
     assert response.status_code == 200
-    assert fake.team_members[int(created["id"])]["active"] is False
+    stored = backend.user(created["id"])
+    assert stored is not None and stored.active is False
 
 
 async def test_patch_multi_valued_and_name_replace_round_trips(scim: httpx.AsyncClient) -> None:
@@ -183,11 +184,14 @@ async def test_patch_multi_valued_and_name_replace_round_trips(scim: httpx.Async
     assert got["name"]["familyName"] == "Nuevo" and got["name"]["givenName"] == "Test"
 
 
-async def test_patch_single_valued_user_name_and_external_id(scim: httpx.AsyncClient) -> None:
-    """R8 and the externalId replace."""
+async def test_patch_single_valued_user_name_and_external_id(
+    scim: httpx.AsyncClient, backend: Backend
+) -> None:
+    """R8 and the externalId replace (scim mode: externalId is set once, 400 before any
+    write, the difference "externalId patchable")."""
     created = await create_user(scim, "r8@contoso.com")
     url = f"/Users/{created['id']}"
-    await scim.patch(
+    response = await scim.patch(
         url,
         json=entra.patch(
             entra.op("Replace", "userName", "renamed@contoso.com"),
@@ -195,7 +199,15 @@ async def test_patch_single_valued_user_name_and_external_id(scim: httpx.AsyncCl
         ),
     )
     got = (await scim.get(url)).json()
-    assert (got["userName"], got["externalId"]) == ("renamed@contoso.com", "obj-123")
+    if differs("externalId patchable", backend.api):
+        assert (got["userName"], got["externalId"]) == ("renamed@contoso.com", "obj-123")
+        return
+    assert_scim_error(response, 400, "invalidValue")
+    assert (got["userName"], got["externalId"]) == ("r8@contoso.com", "ext-r8@contoso.com")
+    renamed = await scim.patch(
+        url, json=entra.patch(entra.op("Replace", "userName", "renamed@contoso.com"))
+    )
+    assert renamed.status_code == 200 and renamed.json()["userName"] == "renamed@contoso.com"
 
 
 async def test_pathless_replace_with_dotted_and_urn_keys(scim: httpx.AsyncClient) -> None:
@@ -224,17 +236,21 @@ async def test_pathless_replace_with_dotted_and_urn_keys(scim: httpx.AsyncClient
     assert "name.givenName" not in got and entra.ENTERPRISE_URN not in got
 
 
-async def test_pathless_add_with_dotted_keys(scim: httpx.AsyncClient) -> None:
+async def test_pathless_add_with_dotted_keys(scim: httpx.AsyncClient, backend: Backend) -> None:
     created = await create_user(scim, "padd@contoso.com")
     url = f"/Users/{created['id']}"
+    external_id = "x9" if differs("externalId patchable", backend.api) else created["externalId"]
     await scim.patch(
         url,
-        json=entra.patch(entra.op("add", value={"name.givenName": "Added", "externalId": "x9"})),
+        json=entra.patch(
+            entra.op("add", value={"name.givenName": "Added", "externalId": external_id})
+        ),
     )
     got = (await scim.get(url)).json()
-    assert (got["name"]["givenName"], got["externalId"]) == ("Added", "x9")
+    assert (got["name"]["givenName"], got["externalId"]) == ("Added", external_id)
 
 
+@pytest.mark.upstreams("rest")  # a legacy REST team member without an email
 async def test_replace_work_email_upserts_when_there_is_none(
     scim: httpx.AsyncClient, fake: FakeModyo
 ) -> None:
@@ -265,23 +281,24 @@ async def test_add_emails_list_sets_the_work_email(scim: httpx.AsyncClient) -> N
     assert (await scim.get(url)).json()["emails"][0]["value"] == "second@contoso.com"
 
 
-async def test_patch_given_name_and_clearing_it(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_patch_given_name_and_clearing_it(scim: httpx.AsyncClient, backend: Backend) -> None:
     created = await create_user(scim, "given@contoso.com")
     url = f"/Users/{created['id']}"
     await scim.patch(url, json=entra.patch(entra.op("Replace", "name.givenName", "Gina")))
     assert (await scim.get(url)).json()["name"]["givenName"] == "Gina"
     await scim.patch(url, json=entra.patch(entra.op("Replace", "name.givenName", "")))
-    assert fake.team_members[int(created["id"])]["first_name"] is None
+    stored = backend.user(created["id"])
+    assert stored is not None and stored.given is None
     await scim.patch(url, json=entra.patch(entra.op("Replace", "name.familyName", None)))
     assert "familyName" not in (await scim.get(url)).json().get("name", {})
 
 
 async def test_patch_of_only_unheld_attributes_writes_nothing(
-    scim: httpx.AsyncClient, fake: FakeModyo
+    scim: httpx.AsyncClient, backend: Backend
 ) -> None:
     """R9/R11: nickName, department, a bare-string manager: accepted, ignored, no write."""
     created = await create_user(scim, "unheld@contoso.com")
-    fake.reset_calls()
+    backend.reset_calls()
     response = await scim.patch(
         f"/Users/{created['id']}",
         json=entra.patch(
@@ -293,16 +310,16 @@ async def test_patch_of_only_unheld_attributes_writes_nothing(
     )
     assert response.status_code == 200
     assert response.json()["userName"] == "unheld@contoso.com"
-    assert fake.calls == {"GET /team_members/:id": 1}
+    assert backend.calls() == cost("user patch of nothing held", backend.api)
 
 
-async def test_user_patch_is_one_upstream_write(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_user_patch_is_one_upstream_write(scim: httpx.AsyncClient, backend: Backend) -> None:
     created = await create_user(scim, "onecall@contoso.com")
-    fake.reset_calls()
+    backend.reset_calls()
     await scim.patch(
         f"/Users/{created['id']}", json=entra.patch(entra.op("Replace", "name.givenName", "X"))
     )
-    assert fake.calls == {"PUT /team_members/:id": 1}
+    assert backend.calls() == cost("user patch", backend.api)
 
 
 @pytest.mark.parametrize(
@@ -317,13 +334,14 @@ async def test_user_patch_is_one_upstream_write(scim: httpx.AsyncClient, fake: F
     ],
 )
 async def test_bad_patches_are_400_and_write_nothing(
-    scim: httpx.AsyncClient, fake: FakeModyo, operation: dict[str, Any], scim_type: str
+    scim: httpx.AsyncClient, backend: Backend, operation: dict[str, Any], scim_type: str
 ) -> None:
     created = await create_user(scim, "badpatch@contoso.com")
-    before = dict(fake.team_members[int(created["id"])])
+    before = backend.user(created["id"])
+    backend.reset_calls()
     response = await scim.patch(f"/Users/{created['id']}", json=entra.patch(operation))
     assert_scim_error(response, 400, scim_type)
-    assert fake.team_members[int(created["id"])] == before
+    assert backend.user(created["id"]) == before and backend.writes() == set()
 
 
 async def test_patch_without_operations_is_400(scim: httpx.AsyncClient) -> None:
@@ -349,34 +367,39 @@ async def test_patch_to_a_taken_user_name_is_409(scim: httpx.AsyncClient) -> Non
     assert_scim_error(response, 409, "uniqueness")
 
 
-async def test_put_replaces_held_attributes(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
+async def test_put_replaces_held_attributes(scim: httpx.AsyncClient, backend: Backend) -> None:
     created = await create_user(scim, "put@contoso.com", given="Old", family="Name")
-    replacement = {
+    replacement: dict[str, Any] = {
         "schemas": [entra.USER_URN],
         "userName": "put@contoso.com",
         "emails": [{"type": "work", "value": "put2@contoso.com"}],
         "active": False,
     }
+    if not differs("externalId patchable", backend.api):  # set once: a PUT keeps it
+        replacement["externalId"] = created["externalId"]
     response = await scim.put(f"/Users/{created['id']}", json=replacement)
-    assert response.status_code == 200
-    stored = fake.team_members[int(created["id"])]
-    assert (stored["email"], stored["active"], stored["first_name"], stored["external_id"]) == (
+    assert response.status_code == 200, response.text
+    stored = backend.user(created["id"])
+    assert stored is not None
+    assert (stored.email, stored.active, stored.given, stored.external_id) == (
         "put2@contoso.com",
         False,
         None,
-        None,
+        replacement.get("externalId"),
     )
 
 
-async def test_delete_is_204_then_gone_for_scim(scim: httpx.AsyncClient, fake: FakeModyo) -> None:
-    """R14: hard delete; 404 on GET and absent from queries."""
+async def test_delete_is_204_then_gone_for_scim(scim: httpx.AsyncClient, backend: Backend) -> None:
+    """R14: 404 on GET and absent from queries; in Modyo a hard delete, or a deactivation
+    under a tombstone (the difference "user delete")."""
     created = await create_user(scim, "gone@contoso.com")
     response = await scim.delete(f"/Users/{created['id']}")
     assert response.status_code == 204 and response.content == b""
     assert_scim_error(await scim.get(f"/Users/{created['id']}"), 404)
     found = await scim.get("/Users", params={"filter": 'userName eq "gone@contoso.com"'})
     assert found.json()["totalResults"] == 0
-    assert int(created["id"]) not in fake.team_members
+    backend.assert_deleted(created["id"])
+    assert backend.users() == {}
     assert_scim_error(await scim.delete(f"/Users/{created['id']}"), 404)  # RFC 7644 §3.6
 
 
