@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from bridge.modyo.fake import FaultyModyo, mock_transport
 from tests import entra
 from tests.backends import Backend, membership_lookup
 from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error
+from tests.redis_servers import RedisServer
 from tests.servers import logged, uvicorn_serving
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
@@ -50,9 +51,19 @@ async def _rig(backend: Backend, **sections: dict[str, Any]) -> AsyncIterator[Ri
         yield Rig(manager.app, scim, backend, service)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every behaviour holds with both stores: this process's memory, and a real
+    redis-server (started for the test, empty)."""
+    if request.param == "memory":
+        return {}
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {"backend": "redis", "redis_url": server.url}
+
+
 @pytest.fixture
-async def rig(backend: Backend) -> AsyncIterator[Rig]:
-    async for built in _rig(backend):
+async def rig(backend: Backend, store: dict[str, Any]) -> AsyncIterator[Rig]:
+    async for built in _rig(backend, idempotency=store):
         yield built
 
 
@@ -194,11 +205,27 @@ async def test_an_evicted_kept_answer_is_executed_again(backend: Backend) -> Non
 # --------------------------------------------------------------------------- concurrent twins
 
 
+async def _together(
+    rig: Rig, operation: str, requests: Sequence[Awaitable[httpx.Response]]
+) -> list[httpx.Response]:
+    """Run identical ``requests`` so that they are truly concurrent: the first one's Modyo
+    call (the logical ``operation``) is held until every other one waits for it (whatever
+    the store's latency), then released."""
+    hold = rig.service.hold_next(rig.backend.route(operation))
+    with logged("bridge.idempotency", WAITING, times=len(requests) - 1) as all_waiting:
+        tasks = [asyncio.ensure_future(request) for request in requests]
+        await hold.arrived.wait()
+        await all_waiting.wait()
+    hold.release()
+    return list(await asyncio.gather(*tasks))
+
+
 async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts(
     rig: Rig,
 ) -> None:
     body = entra.user("twin@contoso.com")
-    responses = await asyncio.gather(*(rig.scim.post("/Users", json=body) for _ in range(50)))
+    posts = [rig.scim.post("/Users", json=body) for _ in range(50)]
+    responses = await _together(rig, "user.create", posts)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 49
     for conflict in (r for r in responses if r.status_code == 409):
@@ -207,16 +234,16 @@ async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts
 
 
 async def test_fifty_identical_concurrent_group_creates_make_one_group(rig: Rig) -> None:
-    responses = await asyncio.gather(
-        *(rig.scim.post("/Groups", json=entra.group("Twins")) for _ in range(50))
-    )
+    posts = [rig.scim.post("/Groups", json=entra.group("Twins")) for _ in range(50)]
+    responses = await _together(rig, "group.create", posts)
     assert sorted(r.status_code for r in responses) == [201] + [409] * 49
     assert len(rig.backend.held_groups()) == 1 and rig.backend.calls()["group.create"] == 1
 
 
 async def test_concurrent_identical_deletes_make_one_delete_and_404s(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("d2@contoso.com"))).json()
-    responses = await asyncio.gather(*(rig.scim.delete(f"/Users/{user['id']}") for _ in range(10)))
+    deletes = [rig.scim.delete(f"/Users/{user['id']}") for _ in range(10)]
+    responses = await _together(rig, "user.delete", deletes)
     assert sorted(r.status_code for r in responses) == [204] + [404] * 9
     assert rig.backend.calls()["user.delete"] == 1
 
@@ -225,9 +252,8 @@ async def test_concurrent_identical_patches_share_one_write(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("p@contoso.com"))).json()
     rig.backend.reset_calls()
     body = entra.patch(entra.op("Replace", "active", "False"))
-    responses = await asyncio.gather(
-        *(rig.scim.patch(f"/Users/{user['id']}", json=body) for _ in range(20))
-    )
+    patches = [rig.scim.patch(f"/Users/{user['id']}", json=body) for _ in range(20)]
+    responses = await _together(rig, "user.update", patches)
     assert {r.status_code for r in responses} == {200} and len({r.text for r in responses}) == 1
     assert rig.backend.calls()["user.update"] == 1
 
