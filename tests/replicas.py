@@ -34,6 +34,8 @@ from tests.servers import ResetProxy, free_port
 HOST = "127.0.0.1"
 SCIM_TOKEN = "replicas-scim-token-0123456789"
 MODYO_TOKEN = "replicas-fake-modyo-token"
+CREATE = "POST /team_members"
+"""The fake's route of a user create (a key of its call counters)."""
 HANG_GUARD_SECONDS = 30.0
 POLL_SECONDS = 0.02
 """Between two looks at a condition another process changes (no event crosses processes):
@@ -474,3 +476,37 @@ class Background:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+async def abandon_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+    """A create whose client leaves ``replica`` before the answer (Entra timing out): sent on
+    a raw connection, closed while Modyo holds the create, which then completes. Returns once
+    the replica has kept the undelivered 201 for a retry."""
+    gone = await replica.idempotency("client_gone")
+    kept = await replica.idempotency("kept_undelivered")
+    await fake.hold(CREATE)
+    payload = json.dumps(body).encode()
+    _, writer = await asyncio.open_connection(HOST, replica.port)
+    writer.write(
+        b"POST /scim/Users HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer "
+        + SCIM_TOKEN.encode()
+        + b"\r\nContent-Type: application/scim+json\r\nContent-Length: "
+        + str(len(payload)).encode()
+        + b"\r\n\r\n"
+        + payload
+    )
+    await writer.drain()
+    await fake.wait_held(CREATE)
+    writer.close()
+    await writer.wait_closed()
+
+    async def noticed() -> bool:
+        return await replica.idempotency("client_gone") > gone
+
+    await eventually(noticed, f"{replica.name} saw its client leave")
+    await fake.release()
+
+    async def kept_it() -> bool:
+        return await replica.idempotency("kept_undelivered") > kept
+
+    await eventually(kept_it, f"{replica.name} kept the undelivered 201")
