@@ -37,6 +37,9 @@ MODYO_TOKEN = "replicas-fake-modyo-token"
 CREATE = "POST /team_members"
 """The fake's route of a user create (a key of its call counters)."""
 HANG_GUARD_SECONDS = 30.0
+START_GUARD_SECONDS = 120.0
+"""A process's start (imports, under coverage, several at once on a busy machine: one took
+over 30 s on a 2-core machine running three other suites)."""
 POLL_SECONDS = 0.02
 """Between two looks at a condition another process changes (no event crosses processes):
 the pace of polling, never a bound a test relies on."""
@@ -82,7 +85,7 @@ class Process:
 
     def wait_answering(self, url: str) -> None:
         """Poll ``url`` until it answers at all; a process that exits first fails at once."""
-        give_up = time.monotonic() + HANG_GUARD_SECONDS
+        give_up = time.monotonic() + START_GUARD_SECONDS
         while time.monotonic() < give_up:
             with contextlib.suppress(httpx.HTTPError):
                 httpx.get(url, timeout=1, trust_env=False)
@@ -478,12 +481,11 @@ class Background:
         return self._value
 
 
-async def abandon_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+async def leave_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
     """A create whose client leaves ``replica`` before the answer (Entra timing out): sent on
-    a raw connection, closed while Modyo holds the create, which then completes. Returns once
-    the replica has kept the undelivered 201 for a retry."""
+    a raw connection and closed while Modyo holds it. Returns once the replica has seen the
+    client go, the create still held at Modyo (:meth:`FakeModyo.release` lets it finish)."""
     gone = await replica.idempotency("client_gone")
-    kept = await replica.idempotency("kept_undelivered")
     await fake.hold(CREATE)
     payload = json.dumps(body).encode()
     _, writer = await asyncio.open_connection(HOST, replica.port)
@@ -504,6 +506,13 @@ async def abandon_create(fake: FakeModyo, replica: Replica, body: Mapping[str, A
         return await replica.idempotency("client_gone") > gone
 
     await eventually(noticed, f"{replica.name} saw its client leave")
+
+
+async def abandon_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+    """:func:`leave_create`, then the create completes: returns once the replica has kept
+    the undelivered 201 for a retry."""
+    kept = await replica.idempotency("kept_undelivered")
+    await leave_create(fake, replica, body)
     await fake.release()
 
     async def kept_it() -> bool:
