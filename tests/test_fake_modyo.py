@@ -811,6 +811,45 @@ async def test_a_hanging_request_is_answered_503_once_the_server_stops(fake: Fak
     assert fake.groups == {}  # not applied
 
 
+async def test_a_held_route_waits_unapplied_until_released_over_the_control_plane(
+    fake: FakeModyo,
+) -> None:
+    """``POST /__fake__/hold`` holds the next call to a route before it is applied, ``GET
+    calls`` counts it as ``held``, ``POST release`` lets it go on; other routes pass."""
+    service = FaultyModyo(fake)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL
+    ) as client:
+        refused = await client.post("/__fake__/hold", json={"route": 3})
+        assert refused.status_code == 422 and refused.json()["errors"]
+        hold = await client.post("/__fake__/hold", json={"route": "POST /groups"})
+        assert hold.status_code == 204
+        pending = asyncio.create_task(
+            client.post(f"{API}/groups", json={"name": "held"}, headers=AUTH)
+        )
+        await until(lambda: service.held["POST /groups"] == 1)
+        calls = (await client.get("/__fake__/calls")).json()
+        assert calls["held"] == {"POST /groups": 1} and fake.groups == {}
+        passed = await client.post(f"{API}/groups", json={"name": "free"}, headers=AUTH)
+        assert passed.status_code == 201  # a hold is for one call only
+        assert (await client.post("/__fake__/release")).status_code == 204
+        assert (await pending).status_code == 201
+        assert (await client.get("/__fake__/calls")).json()["held"] == {}
+    assert sorted(group["name"] for group in fake.groups.values()) == ["free", "held"]
+
+
+async def test_stopping_releases_held_calls_and_unused_holds(fake: FakeModyo) -> None:
+    service = FaultyModyo(fake)
+    first = service.hold_next("POST /groups")
+    service.hold_next("POST /groups")
+    pending = asyncio.create_task(serve(service, "POST", "/groups", {"name": "g"}))
+    await first.arrived.wait()
+    service.stop_hanging()
+    assert (await pending).applied
+    assert (await serve(service, "POST", "/groups", {"name": "h"})).applied  # hold dropped
+    assert not service.held
+
+
 async def test_no_faults_is_a_plain_pass_through(fake: FakeModyo) -> None:
     service = FaultyModyo(fake)
     assert not service.faults.active

@@ -43,7 +43,12 @@ from bridge.scim.errors import SharedStoreUnavailable, error_response
 log = logging.getLogger("bridge.idempotency")
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 REPLAYED_HEADER: Final = (b"x-idempotent-replay", b"true")
-_KEPT_HEADERS: Final = frozenset({b"content-type", b"location", b"content-length"})
+# Headers of one exchange, not of the answer: never copied into an answer given to another
+# request. Every other header the app sets is the answer's (Location, Retry-After of a 503,
+# WWW-Authenticate, Allow) and goes wherever the answer goes.
+_EXCHANGE_HEADERS: Final = frozenset(
+    {b"date", b"server", b"x-request-id", b"connection", b"keep-alive", b"transfer-encoding"}
+)
 
 
 class IdempotencyMiddleware:
@@ -220,7 +225,9 @@ class _Capture:
             self.body += message.get("body", b"")
 
     def answer(self) -> StoredAnswer:
-        kept = tuple((name, value) for name, value in self.headers if name.lower() in _KEPT_HEADERS)
+        kept = tuple(
+            (name, value) for name, value in self.headers if name.lower() not in _EXCHANGE_HEADERS
+        )
         return StoredAnswer(self.status, kept, bytes(self.body))
 
 

@@ -1,6 +1,7 @@
 """The fake Modyo's control plane, under ``/__fake__/`` (never part of Modyo's API): read and
-reset call counters, change faults at run time, seed data in bulk. For benchmarks and manual
-fault tests against ``scim-bridge fake-modyo``; it listens on 127.0.0.1 by default."""
+reset call counters, change faults at run time, hold calls to a route until released, seed
+data in bulk. For benchmarks, cross-process tests and manual fault tests against
+``scim-bridge fake-modyo``; it listens on 127.0.0.1 by default."""
 
 from __future__ import annotations
 
@@ -30,8 +31,18 @@ def control(service: FaultyModyo, method: str, path: str, body: bytes) -> FakeRe
                 "total": sum(fake.calls.values()),
                 "injected": dict(service.injected),
                 "peak_in_flight": service.peak_in_flight,
+                "held": dict(service.held),
             },
         )
+    if action == ("POST", "hold"):
+        route = payload.get("route") if isinstance(payload, dict) else None
+        if not isinstance(route, str) or not route:
+            return FakeResponse(422, {"errors": ['body must be {"route": "POST /team_members"}']})
+        service.hold_next(route)
+        return FakeResponse(204)
+    if action == ("POST", "release"):
+        service.release_all()
+        return FakeResponse(204)
     if action == ("POST", "reset-calls"):
         fake.reset_calls()
         service.injected.clear()

@@ -102,6 +102,7 @@ class FaultyModyo:
         self.peak_in_flight = 0
         self._lose_next: Counter[str] = Counter()
         self._held: dict[str, list[Hold]] = {}
+        self._waiting: dict[str, list[Hold]] = {}
         self._random = random.Random(self.faults.seed)
         self._tokens = self.faults.rate_limit_rps
         self._refilled = clock()
@@ -129,9 +130,11 @@ class FaultyModyo:
             self._refilled = self._clock()
 
     def stop_hanging(self) -> None:
-        """Answer every hanging request (and any later one) with 503: the server is stopping,
-        and a request that never ends would keep it from exiting."""
+        """Answer every hanging request (and any later one) with 503, and let every held one
+        go on: the server is stopping, and a request that never ends would keep it from
+        exiting."""
         self._stopping().set()
+        self.release_all()
 
     def _stopping(self) -> asyncio.Event:
         if self._stop is None:
@@ -149,6 +152,23 @@ class FaultyModyo:
         hold = Hold()
         self._held.setdefault(route, []).append(hold)
         return hold
+
+    @property
+    def held(self) -> Counter[str]:
+        """Calls waiting in a hold, by route (``GET /__fake__/calls`` reports them)."""
+        return Counter(
+            route
+            for route, holds in self._waiting.items()
+            for hold in holds
+            if not hold.released.is_set()
+        )
+
+    def release_all(self) -> None:
+        """Let every held call go on, and drop the holds no call has reached yet."""
+        for holds in (*self._held.values(), *self._waiting.values()):
+            for hold in holds:
+                hold.release()
+        self._held.clear()
 
     async def serve(
         self,
@@ -178,7 +198,12 @@ class FaultyModyo:
         if route is not None and self._held.get(route):
             hold = self._held[route].pop(0)
             hold.arrived.set()
-            await hold.released.wait()
+            waiting = self._waiting.setdefault(route, [])
+            waiting.append(hold)
+            try:
+                await hold.released.wait()
+            finally:
+                waiting.remove(hold)
         if route is not None and self._lose_next[route] > 0:
             self._lose_next[route] -= 1
             self.fake.handle(method, path, query, body, headers)
