@@ -28,8 +28,11 @@ from bridge.body import BodyReader
 from bridge.config import Settings
 from bridge.forwarded import ForwardedHeaders
 from bridge.hosts import HostCheck
-from bridge.idempotency import IdempotencyMiddleware, MemoryStore
-from bridge.metrics import metrics_endpoint
+from bridge.idempotency import IdempotencyMiddleware, IdempotencyStore, MemoryStore
+from bridge.idempotency.redis_link import RedisLink, connect
+from bridge.idempotency.redis_locks import RedisLocks
+from bridge.idempotency.redis_store import RedisStore
+from bridge.metrics import SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.observe import RequestObserver
 from bridge.readiness import Readiness, upstream_check
@@ -41,6 +44,7 @@ from bridge.scim.errors import (
     InternalError,
     MethodNotAllowed,
     PartialWrite,
+    SharedStoreUnavailable,
     error_response,
     from_upstream,
     from_validation,
@@ -56,10 +60,12 @@ def create_app(
     upstream: Upstream | None = None,
     modyo_transport: httpx.AsyncBaseTransport | None = None,
     readiness: Readiness | None = None,
+    shared_store: RedisLink | None = None,
 ) -> ASGIApp:
     """Build the bridge. ``upstream`` replaces the Modyo upstream entirely; ``modyo_transport``
     keeps the real one (``modyo.api``) but sends its HTTP elsewhere (the in-process fake);
-    ``readiness`` replaces the probing schedule of the settings (tests drive it)."""
+    ``readiness`` replaces the probing schedule of the settings (tests drive it);
+    ``shared_store`` replaces the link to the Redis of ``idempotency.backend = "redis"``."""
     if upstream is None:
         upstream = modyo_upstream(
             settings.modyo.api, settings.modyo, settings.retry, modyo_transport
@@ -69,18 +75,31 @@ def create_app(
             settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
         )
     readiness.add("modyo", upstream_check(upstream, "modyo"))
+    idempotency = settings.idempotency
+    store: IdempotencyStore = MemoryStore(idempotency.max_entries, idempotency.ttl_seconds)
     context = ScimContext(
         upstream=upstream,
         max_page_size=settings.scim.max_page_size,
         max_filter_scan=settings.scim.max_filter_scan,
         public_url=str(settings.server.public_url) if settings.server.public_url else None,
     )
+    link = shared_store
+    if link is None and idempotency.backend == "redis":
+        link = connect(idempotency)
+    if link is not None:
+        store = RedisStore(link, idempotency.ttl_seconds, idempotency.lock_ttl_seconds)
+        context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
+        readiness.add("shared_store", link.check)
     connected = upstream.connected
 
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
-        async with connected(), readiness.running():
-            yield
+        try:
+            async with connected(), readiness.running():
+                yield
+        finally:
+            if link is not None:
+                await link.close()
 
     scim_routes = [
         *UserEndpoints(context).routes(),
@@ -89,8 +108,7 @@ def create_app(
     ]
     # a 404 in SCIM form, not a redirect built from the request:
     scim: ASGIApp = Router(routes=scim_routes, redirect_slashes=False)
-    if settings.idempotency.enabled:
-        store = MemoryStore(settings.idempotency.max_entries, settings.idempotency.ttl_seconds)
+    if idempotency.enabled:
         scim = IdempotencyMiddleware(scim, store)
     scim = CaseInsensitivePaths(scim, scim_routes)
     tokens = [token.get_secret_value() for token in settings.scim.tokens]
@@ -105,6 +123,7 @@ def create_app(
     handled = ExceptionMiddleware(
         Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
         handlers={
+            SharedStoreUnavailable: _store_unavailable,
             SCIMException: _scim_error,
             UpstreamError: _upstream_error,
             PartialWrite: _partial_write,
@@ -161,6 +180,13 @@ def _resource_type() -> str:
 
 async def _scim_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SCIMException)
+    return error_response(exc)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """A write refused for want of the shared store (counted: an alert can watch it)."""
+    assert isinstance(exc, SharedStoreUnavailable)
+    SHARED_STORE_REFUSED.inc()
     return error_response(exc)
 
 

@@ -94,6 +94,8 @@ class ServerSettings(_Section):
     body_timeout_seconds: float = Field(10.0, gt=0, le=300)
     max_connections: int = Field(512, ge=1, le=100_000)
     http_parser: Literal["httptools", "h11"] = "httptools"
+    workers: int = Field(1, ge=1, le=64)
+    """uvicorn worker processes; more than one needs ``idempotency.backend = "redis"``."""
 
     @field_validator("host")
     @classmethod
@@ -220,6 +222,67 @@ class IdempotencySettings(_Section):
     enabled: bool = True
     ttl_seconds: float = Field(600.0, gt=0, le=86_400)
     max_entries: int = Field(10_000, ge=1, le=10_000_000)
+    """The memory store's bound (Redis is bounded by its TTLs and ``maxmemory``)."""
+    backend: Literal["memory", "redis"] = "memory"
+    """Where answers, single-flight and create locks live: this process, or a Redis shared
+    by every replica (README, High availability)."""
+    redis_url: SecretStr | None = None
+    """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS); a secret (its password)."""
+    redis_sentinels: list[str] = Field(default_factory=list)
+    """Sentinels (``host:port``) that name the primary of ``redis_sentinel_service``."""
+    redis_sentinel_service: str | None = None
+    key_prefix: str = Field("scim-bridge:", min_length=1, max_length=100)
+    """Prefix of every key, so one Redis can serve several groups of bridges."""
+    lock_ttl_seconds: float = Field(10.0, gt=0, le=300)
+    """Expiry of a single-flight or create lock, renewed by its owner while it runs: how soon
+    another replica takes over the write of a process that died."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_a_redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        """Checked without echoing the value (it may hold a password)."""
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url.get_secret_value())
+            _ = parts.port  # raises ValueError for a port that is not a number
+        except ValueError:
+            raise ValueError("is not a URL (redis://host:port/0)") from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError(
+                "must be a redis:// or rediss:// URL with a host (redis://host:6379/0)"
+            )
+        if parts.path not in ("", "/") and not parts.path[1:].isdigit():
+            raise ValueError("must name a database number as its path (redis://host:6379/0)")
+        return url
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, sentinels: list[str]) -> list[str]:
+        for position, address in enumerate(sentinels):
+            host, _, port = address.rpartition(":")
+            if not host or host_problem(host.strip("[]")) or not port.isdigit():
+                raise ValueError(f"sentinel #{position + 1} must be host:port")
+            if not 1 <= int(port) <= 65535:
+                raise ValueError(f"sentinel #{position + 1} has a port outside 1-65535")
+        return sentinels
+
+    @model_validator(mode="after")
+    def _redis_is_located(self) -> IdempotencySettings:
+        """The redis backend needs one way to find Redis: a URL, or sentinels and a service."""
+        if self.backend != "redis":
+            return self
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_service):
+            raise ValueError(
+                "idempotency.redis_sentinels and idempotency.redis_sentinel_service "
+                "go together (set both, or neither)"
+            )
+        if not self.redis_sentinels and self.redis_url is None:
+            raise ValueError(
+                'idempotency.backend = "redis" needs idempotency.redis_url (or '
+                "idempotency.redis_sentinels and idempotency.redis_sentinel_service)"
+            )
+        return self
 
 
 class _Configuration(BaseSettings):
@@ -264,6 +327,17 @@ class Settings(_Configuration):
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+
+    @model_validator(mode="after")
+    def _workers_share_a_store(self) -> Settings:
+        """Workers are processes: with the memory backend each would keep its own answers and
+        create locks, and a retry or a concurrent create landing on another would run twice."""
+        if self.server.workers > 1 and self.idempotency.backend == "memory":
+            raise ValueError(
+                f"server.workers = {self.server.workers} needs idempotency.backend = "
+                '"redis": the memory backend holds one process\'s idempotency and create locks'
+            )
+        return self
 
 
 class CheckSettings(_Configuration):
@@ -423,6 +497,8 @@ def _describe(error: Any) -> list[str]:
             for key in keys or [loc]
         ]
     location = ".".join(loc)
+    if not loc:  # a rule across sections: its message names the keys
+        return [_phrase(error)]
     if error["type"] == "extra_forbidden":
         return [f"{location}: unknown setting (see config.example.toml for valid keys)"]
     return [f"{location}: {_phrase(error)}"]

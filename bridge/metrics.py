@@ -82,5 +82,15 @@ IDEMPOTENCY = Labelled(
 )
 
 
+SHARED_STORE_UP = Gauge(
+    "scim_bridge_shared_store_up",
+    "1 when the last call to the shared idempotency store (Redis) succeeded, else 0",
+)
+SHARED_STORE_REFUSED = Counter(
+    "scim_bridge_shared_store_refused_writes_total",
+    "Writes answered 503 because the shared idempotency store (Redis) did not answer",
+)
+
+
 async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

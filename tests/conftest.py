@@ -30,6 +30,8 @@ MODYO_URL = "http://modyo.test"
 MODYO_TOKEN = "test-modyo-token-secret"
 BASE = "http://bridge.test/scim"
 
+pytest_plugins = ["tests.redis_servers"]  # redis_server, redis_factory, redis_sentinel
+
 
 def make_settings(**sections: dict[str, Any]) -> Settings:
     """Settings for tests: fast retries, both tokens accepted; sections override."""

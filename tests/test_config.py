@@ -243,3 +243,55 @@ def test_a_token_no_authorization_header_can_carry_is_refused(
 )  # fmt: skip
 def test_listen_hosts(host: str, valid: bool) -> None:
     assert (host_problem(host) is None) is valid
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ('backend = "redis"',
+         'idempotency: idempotency.backend = "redis" needs idempotency.redis_url'),
+        ('backend = "redis"\nredis_sentinels = ["10.0.0.1:26379"]',
+         "idempotency: idempotency.redis_sentinels and idempotency.redis_sentinel_service go"),
+        ('redis_url = "http://:hidden-pw@redis:6379"',
+         "idempotency.redis_url: must be a redis:// or rediss:// URL"),
+        ('redis_url = "redis://:hidden-pw@redis:port"', "idempotency.redis_url: is not a URL"),
+        ('redis_url = "redis://:hidden-pw@redis:6379/cache"',
+         "idempotency.redis_url: must name a database number"),
+        ('redis_sentinels = ["10.0.0.1"]', "idempotency.redis_sentinels: sentinel #1 must be"),
+        ('redis_sentinels = ["a:1", "b:70000"]',
+         "idempotency.redis_sentinels: sentinel #2 has a port outside 1-65535"),
+        ('key_prefix = ""', "idempotency.key_prefix: String should have at least 1 character"),
+        ('backend = "disk"', "idempotency.backend: must be one of 'memory' or 'redis'"),
+    ],
+)  # fmt: skip
+def test_redis_settings_are_checked_without_echoing_them(
+    tmp_path: Path, lines: str, expected: str
+) -> None:
+    path = _write(tmp_path, VALID + "[idempotency]\n" + lines + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert problem.startswith(expected), problem
+    assert "hidden-pw" not in problem
+
+
+def test_redis_settings_load_and_the_password_is_a_secret(tmp_path: Path) -> None:
+    text = VALID + (
+        '[idempotency]\nbackend = "redis"\nredis_url = "rediss://:s%3Acret-pw@redis.bank:6380/2"\n'
+        'redis_sentinels = ["10.0.0.1:26379", "[::1]:26380"]\nredis_sentinel_service = "bridge"\n'
+        "[server]\nworkers = 3\n"
+    )
+    settings = load_settings(_write(tmp_path, text))
+    assert settings.server.workers == 3
+    assert settings.idempotency.redis_sentinels == ["10.0.0.1:26379", "[::1]:26380"]
+    assert settings.idempotency.key_prefix == "scim-bridge:"
+    assert "cret-pw" not in repr(settings) and "s:cret-pw" in settings.secret_values()
+
+
+def test_several_workers_with_the_memory_backend_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, VALID + "[server]\nworkers = 2\n"))
+    assert caught.value.problems == [
+        'server.workers = 2 needs idempotency.backend = "redis": the memory backend holds '
+        "one process's idempotency and create locks"
+    ]

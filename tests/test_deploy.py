@@ -35,17 +35,6 @@ REDIS_CACHE_FLAGS = {
     "--maxmemory": "64mb",
     "--maxmemory-policy": "volatile-lru",
 }
-# Keys of the shared-store work (issue 12) that the manifests use before bridge.config has
-# them. Until then they are only checked for spelling; once bridge.config defines a key, its
-# value is validated like every other one.
-PENDING_KEYS = {
-    ("server", "workers"),
-    ("idempotency", "backend"),
-    ("idempotency", "redis_url"),
-    ("idempotency", "key_prefix"),
-    ("idempotency", "redis_sentinels"),
-    ("idempotency", "redis_sentinel_service"),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +108,7 @@ def _compose_bridges() -> dict[str, dict[str, Any]]:
 
 
 def _assert_valid_settings(data: dict[str, Any]) -> Settings:
-    """Every key known (or pending) and, with the secrets added, accepted by bridge.config."""
+    """Every key known and, with the secrets added, accepted by bridge.config."""
     known: dict[str, set[str]] = {}
     for section, field in Settings.model_fields.items():
         assert isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
@@ -128,8 +117,8 @@ def _assert_valid_settings(data: dict[str, Any]) -> Settings:
     for section, values in data.items():
         assert section in known, f"unknown section [{section}]"
         for key in values:
-            assert key in known[section] or (section, key) in PENDING_KEYS, f"{section}.{key}"
-        checked[section] = {k: v for k, v in values.items() if k in known[section]}
+            assert key in known[section], f"{section}.{key}"
+        checked[section] = dict(values)
     checked.setdefault("scim", {})["tokens"] = ["a-real-scim-token-0123456789"]
     checked.setdefault("modyo", {})["token"] = "a-real-modyo-token"
     return load_settings(None, **checked)
@@ -314,7 +303,12 @@ def test_configmap_toml_shares_idempotency_through_redis() -> None:
 
 
 def test_configmap_toml_is_accepted_by_the_bridge() -> None:
-    settings = _assert_valid_settings(_configmap_toml())
+    toml = _configmap_toml()
+    # the Deployment's BRIDGE_IDEMPOTENCY__REDIS_URL, with the password its Secret supplies
+    url = _env(_container("scim-bridge"))["BRIDGE_IDEMPOTENCY__REDIS_URL"]["value"]
+    toml["idempotency"]["redis_url"] = url.replace("$(REDIS_PASSWORD)", "a-redis-password")
+    settings = _assert_valid_settings(toml)
+    assert settings.server.workers == 1 and settings.idempotency.backend == "redis"
     assert settings.idempotency.ttl_seconds == _configmap_toml()["idempotency"]["ttl_seconds"]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from bridge.idempotency import Flight, MemoryStore, Outcome, StoredAnswer
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests import entra
 from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings
+from tests.redis_servers import RedisServer
 from tests.servers import logged, uvicorn_serving
 
 
@@ -46,9 +47,19 @@ async def _rig(fake: FakeModyo, **sections: dict[str, Any]) -> AsyncIterator[Rig
         yield Rig(manager.app, scim, fake, service)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every behaviour holds with both stores: this process's memory, and a real
+    redis-server (started for the test, empty)."""
+    if request.param == "memory":
+        return {}
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {"backend": "redis", "redis_url": server.url}
+
+
 @pytest.fixture
-async def rig(fake: FakeModyo) -> AsyncIterator[Rig]:
-    async for built in _rig(fake):
+async def rig(fake: FakeModyo, backend: dict[str, Any]) -> AsyncIterator[Rig]:
+    async for built in _rig(fake, idempotency=backend):
         yield built
 
 
@@ -187,11 +198,27 @@ async def test_an_evicted_kept_answer_is_executed_again(fake: FakeModyo) -> None
 # --------------------------------------------------------------------------- concurrent twins
 
 
+async def _together(
+    rig: Rig, route: str, requests: Sequence[Awaitable[httpx.Response]]
+) -> list[httpx.Response]:
+    """Run identical ``requests`` so that they are truly concurrent: the first one's Modyo
+    call (``route``) is held until every other one waits for it (whatever the store's
+    latency), then released."""
+    hold = rig.service.hold_next(route)
+    with logged("bridge.idempotency", WAITING, times=len(requests) - 1) as all_waiting:
+        tasks = [asyncio.ensure_future(request) for request in requests]
+        await hold.arrived.wait()
+        await all_waiting.wait()
+    hold.release()
+    return list(await asyncio.gather(*tasks))
+
+
 async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts(
     rig: Rig,
 ) -> None:
     body = entra.user("twin@contoso.com")
-    responses = await asyncio.gather(*(rig.scim.post("/Users", json=body) for _ in range(50)))
+    posts = [rig.scim.post("/Users", json=body) for _ in range(50)]
+    responses = await _together(rig, "POST /team_members", posts)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 49
     for conflict in (r for r in responses if r.status_code == 409):
@@ -200,16 +227,16 @@ async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts
 
 
 async def test_fifty_identical_concurrent_group_creates_make_one_group(rig: Rig) -> None:
-    responses = await asyncio.gather(
-        *(rig.scim.post("/Groups", json=entra.group("Twins")) for _ in range(50))
-    )
+    posts = [rig.scim.post("/Groups", json=entra.group("Twins")) for _ in range(50)]
+    responses = await _together(rig, "POST /groups", posts)
     assert sorted(r.status_code for r in responses) == [201] + [409] * 49
     assert len(rig.fake.groups) == 1 and rig.fake.calls["POST /groups"] == 1
 
 
 async def test_concurrent_identical_deletes_make_one_delete_and_404s(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("d2@contoso.com"))).json()
-    responses = await asyncio.gather(*(rig.scim.delete(f"/Users/{user['id']}") for _ in range(10)))
+    deletes = [rig.scim.delete(f"/Users/{user['id']}") for _ in range(10)]
+    responses = await _together(rig, "DELETE /team_members/:id", deletes)
     assert sorted(r.status_code for r in responses) == [204] + [404] * 9
     assert rig.fake.calls["DELETE /team_members/:id"] == 1
 
@@ -218,9 +245,8 @@ async def test_concurrent_identical_patches_share_one_write(rig: Rig) -> None:
     user = (await rig.scim.post("/Users", json=entra.user("p@contoso.com"))).json()
     rig.fake.reset_calls()
     body = entra.patch(entra.op("Replace", "active", "False"))
-    responses = await asyncio.gather(
-        *(rig.scim.patch(f"/Users/{user['id']}", json=body) for _ in range(20))
-    )
+    patches = [rig.scim.patch(f"/Users/{user['id']}", json=body) for _ in range(20)]
+    responses = await _together(rig, "PUT /team_members/:id", patches)
     assert {r.status_code for r in responses} == {200} and len({r.text for r in responses}) == 1
     assert rig.fake.calls["PUT /team_members/:id"] == 1
 

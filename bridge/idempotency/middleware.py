@@ -25,9 +25,11 @@ the client vanished counts as delivered: README, Reliability, states this limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Final
 
 from scim2_models import NotFoundException, SCIMException, UniquenessException
@@ -36,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bridge import request_state
 from bridge.idempotency.store import Flight, IdempotencyStore, Lead, Outcome, StoredAnswer
 from bridge.metrics import IDEMPOTENCY
-from bridge.scim.errors import error_response
+from bridge.scim.errors import SharedStoreUnavailable, error_response
 
 log = logging.getLogger("bridge.idempotency")
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -92,22 +94,25 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _body_then_disconnect(body), captured.send)
         except BaseException:
-            await lead.abandon()
+            with contextlib.suppress(SharedStoreUnavailable):  # its lock expires anyway
+                await lead.abandon()
             raise
         answer = captured.answer()
         resources = _resources()
         success = 200 <= answer.status < 300
+        # The write is done: a store failure from here on must not cost its answer.
         if success:
-            await self.store.invalidate(resources, keep=key)
+            await _after_write("invalidate", self.store.invalidate(resources, keep=key))
         delivered = await client.deliver(answer, replayed=False)
         if success and not delivered:
             IDEMPOTENCY("kept_undelivered").inc()
-            await self.store.put(key, answer, resources)
+            await _after_write("keep", self.store.put(key, answer, resources))
             log.info(
                 "answer kept for a retry: its client left before it",
                 extra={"status": answer.status},
             )
-        await lead.finish(Outcome(answer, delivered, next(iter(resources), None)))
+        outcome = Outcome(answer, delivered, next(iter(resources), None))
+        await _after_write("finish", lead.finish(outcome))
 
     async def _follow(self, key: str, scope: Scope, outcome: Outcome, client: _Client) -> None:
         """A twin of a write that was in flight: the leader's answer if it never reached its
@@ -116,6 +121,15 @@ class IdempotencyMiddleware:
             return
         after = _after(scope["method"], outcome)
         await client.deliver(after or outcome.answer, replayed=after is None)
+
+
+async def _after_write(what: str, step: Awaitable[None]) -> None:
+    """A store step after the write ran: if the shared store fails it, the answer still goes
+    out (a lock expires by itself; a waiting twin then begins again and gets Modyo's 409)."""
+    try:
+        await step
+    except SharedStoreUnavailable:
+        log.warning("the shared store missed a step after a write (%s)", what)
 
 
 async def _whole_body(receive: Receive) -> bytes:

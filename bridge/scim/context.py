@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from bridge.scim.attributes import Served, served
-from bridge.scim.locks import KeyedLocks
+from bridge.scim.locks import CreateLocks, KeyedLocks
 from bridge.upstream import Upstream
 
 
@@ -20,7 +20,7 @@ class ScimContext:
     max_filter_scan: int
     """Most objects a filter the upstream cannot search may be evaluated over (beyond: 400
     ``tooMany``, RFC 7644 §3.4.2.2 and §3.12)."""
-    creating: KeyedLocks = field(default_factory=KeyedLocks)
+    creating: CreateLocks = field(default_factory=KeyedLocks)
 
     @property
     def served(self) -> Served:

@@ -67,6 +67,20 @@ class UpstreamUnavailable(HeaderedException):
     status = 503
 
 
+class SharedStoreUnavailable(HeaderedException):
+    """503 + ``Retry-After``: the shared store (Redis) that makes replicas behave as one did
+    not answer in time, so a write is refused rather than run without its guarantees (no
+    replay of a lost answer, no lock against a concurrent twin on another replica)."""
+
+    status = 503
+
+    def __init__(self, *, detail: str, retry_after: float = 2) -> None:
+        super().__init__(
+            detail=f"{detail}; retry later",
+            headers={"Retry-After": retry_after_header(retry_after)},
+        )
+
+
 class UpstreamBadGateway(HeaderedException):
     status = 502
 

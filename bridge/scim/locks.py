@@ -1,15 +1,29 @@
 """Per-key locks: two creates of the same userName (or email, or group name) run one after the
-other, so the second sees the first's result (Modyo's 409) instead of racing it."""
+other, so the second sees the first's result (Modyo's 409) instead of racing it.
+
+:class:`CreateLocks` is what the SCIM endpoints depend on; :class:`KeyedLocks` holds them in
+this process. Several processes (replicas, workers) get a shared implementation from the edge
+(``bridge.idempotency.redis_locks``), which raises
+:class:`~bridge.scim.errors.SharedStoreUnavailable` when it cannot lock: a create never runs
+without its lock."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+
+class CreateLocks(Protocol):
+    def hold(self, *keys: str) -> AbstractAsyncContextManager[None]:
+        """Hold every key's lock (case-insensitively) for the block; empty keys are ignored."""
+        ...
 
 
 class KeyedLocks:
-    """Locks created on demand and dropped when nobody holds or waits for them."""
+    """In this process: locks created on demand and dropped when nobody holds or waits for
+    them."""
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}

@@ -1,0 +1,147 @@
+"""The connection to the shared Redis (redis-py's asyncio client): built from
+``idempotency.redis_url`` or through Sentinel, every call bounded by the request deadline, and
+the store's reachability, logged once per change and exported as a metric.
+
+A call that fails or outlives its bound raises
+:class:`~bridge.scim.errors.SharedStoreUnavailable` (a SCIM 503 with ``Retry-After``): the
+caller never proceeds without the store's guarantee. The URL is a secret (its password): it is
+never logged nor part of an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from bridge import deadline
+from bridge.config import IdempotencySettings
+from bridge.metrics import SHARED_STORE_UP
+from bridge.scim.errors import SharedStoreUnavailable
+
+log = logging.getLogger("bridge.idempotency")
+T = TypeVar("T")
+CALL_CAP_SECONDS: Final = 5.0
+"""The longest one call may take outside a request (a readiness probe sets its own)."""
+CONNECT_TIMEOUT_SECONDS: Final = 2.0
+
+
+def digest(text: str) -> str:
+    """What names a key in Redis: a SHA-256 hex digest (no userName, e-mail or token)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def connect(settings: IdempotencySettings) -> RedisLink:
+    """A link to the configured Redis: the URL's, or the primary Sentinel names. No
+    connection is opened until the first call."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        # no socket timeout (redis-py 8 sets 5 s): every call is bounded by ``call``, and a
+        # blocking wait lasts up to a lock's lifetime
+        "socket_timeout": None,
+        "socket_keepalive": True,
+        # one quick retry on a dropped connection (a failover, an idle connection closed);
+        # the deadline bounds the whole call anyway
+        "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+        "health_check_interval": 30,
+    }
+    url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    if not settings.redis_sentinels:
+        assert url is not None  # IdempotencySettings requires it
+        return RedisLink(redis.Redis.from_url(url, **options), settings.key_prefix)
+    if url is not None:  # with sentinels, the URL gives the primary's credentials, db, TLS
+        parts = urlsplit(url)
+        options["password"] = parts.password
+        options["username"] = parts.username or None
+        options["db"] = int(parts.path[1:] or 0)
+        options["ssl"] = parts.scheme == "rediss"
+    sentinels = [_address(address) for address in settings.redis_sentinels]
+    sentinel = Sentinel(sentinels, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
+    service = settings.redis_sentinel_service
+    assert service is not None  # IdempotencySettings requires it with sentinels
+    client: redis.Redis = sentinel.master_for(service, **options)
+    return RedisLink(client, settings.key_prefix, also_close=list(sentinel.sentinels))
+
+
+def _address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class RedisLink:
+    """The client, its key prefix and its health. :meth:`call` runs one Redis call within the
+    request's deadline and records whether Redis answered."""
+
+    def __init__(
+        self, client: redis.Redis, key_prefix: str, also_close: list[redis.Redis] | None = None
+    ) -> None:
+        self.client = client
+        self.prefix = key_prefix
+        self.reachable: bool | None = None
+        self._also_close = also_close or []
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def bound(self, longest: float | None = None) -> float:
+        """Seconds a call may take: what is left of the request's deadline, and at most
+        ``longest`` (by default :data:`CALL_CAP_SECONDS`: a slow Redis is an unreachable one)."""
+        left = deadline.remaining()
+        cap = CALL_CAP_SECONDS if longest is None else longest
+        return cap if left is None else min(left, cap)
+
+    async def call(
+        self, what: str, call: Callable[[], Awaitable[T]], *, within: float | None = None
+    ) -> T:
+        """``call()`` within :meth:`bound` (``within``: a longer cap, for blocking waits);
+        a failure or a timeout is :class:`SharedStoreUnavailable`, naming ``what``."""
+        seconds = self.bound(within)
+        if seconds <= 0:  # the request's deadline passed: not the store's fault
+            raise SharedStoreUnavailable(detail=f"the request deadline passed before {what}")
+        try:
+            async with asyncio.timeout(seconds):
+                result = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._record(False, exc)
+            raise SharedStoreUnavailable(
+                detail=f"the shared idempotency store did not answer ({what})"
+            ) from None
+        self._record(True)
+        return result
+
+    async def check(self) -> str | None:
+        """Readiness (``bridge.readiness``): None when Redis answers a PING, else
+        ``shared_store_unreachable``."""
+        try:
+            await self.call("ping", self.client.ping)
+        except SharedStoreUnavailable:
+            return "shared_store_unreachable"
+        return None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        for client in self._also_close:
+            await client.aclose()
+
+    def _record(self, reachable: bool, failure: BaseException | None = None) -> None:
+        """Once per change of state: a log line and the gauge."""
+        if reachable == self.reachable:
+            return
+        previous, self.reachable = self.reachable, reachable
+        SHARED_STORE_UP.set(1 if reachable else 0)
+        if not reachable:
+            log.error(
+                "shared store unreachable: writes are refused (503) until it answers",
+                extra={"reason": "shared_store_unreachable", "error": type(failure).__name__},
+            )
+        elif previous is not None:
+            log.warning("shared store reachable again: writes are accepted")
