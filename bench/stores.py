@@ -11,6 +11,7 @@ each write (Redis one worker minus memory one worker, per round, then the median
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import subprocess
@@ -31,6 +32,8 @@ SETUPS: dict[str, dict[str, str]] = {
     "2 workers, Redis": {"BRIDGE_IDEMPOTENCY__BACKEND": "redis", "BRIDGE_SERVER__WORKERS": "2"},
 }
 WRITES = ("create_user", "patch_user", "add_member")
+WRITE_KINDS = ("POST /scim/Users", "PATCH /scim/Users/{id}", "PATCH /scim/Groups/{id}")
+PHASES = ("pre", "upstream", "post", "store", "store_calls", "total")
 MODYO_LATENCY_MS = 20
 TARGET_ADDED_P50_MS = 0.5
 
@@ -97,8 +100,11 @@ def measure_stores(
                 "BRIDGE_IDEMPOTENCY__REDIS_URL": redis_url,
                 "BRIDGE_IDEMPOTENCY__KEY_PREFIX": f"bench{number}:",
             }
+        # one worker: timed by bench.phases (its JSON written when the process stops)
+        timed = "BRIDGE_SERVER__WORKERS" not in extra
+        args = ["-m", "bench.phases", str(bench.log_dir / f"phases-{number}.json")]
         process = Process(
-            f"stores-{number}", ["-m", "bridge", "serve"],
+            f"stores-{number}", args if timed else ["-m", "bridge", "serve"],
             f"http://127.0.0.1:{port}/healthz", bench.log_dir, env,
         )  # fmt: skip
         bench.processes.append(process)
@@ -120,12 +126,43 @@ def measure_stores(
                     flush=True,
                 )
     bench.set_modyo_latency(0)
+    timings: dict[str, Any] = {}
+    for number, setup in enumerate(SETUPS):
+        bench.stop(bench.by_target.pop(setup))
+        path = bench.log_dir / f"phases-{number}.json"
+        if path.exists():
+            timings[setup] = phase_medians(json.loads(path.read_text()))
     return summarise(runs, ops) | {
+        "phases": timings,
+        "redis_added_in_process_ms": redis_added(timings),
         "workers_seen": seen,
         "rounds": rounds,
         "concurrency": bench.profile.concurrency,
         "modyo_latency_ms": MODYO_LATENCY_MS,
         "raw": {f"{op}|{s}": r for op, by in runs.items() for s, r in by.items()},
+    }
+
+
+def phase_medians(by_kind: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Each request kind's median phases (ms) over every request the setup served."""
+    return {
+        kind: {"requests": len(rows)}
+        | {name: statistics.median(row[name] for row in rows) for name in PHASES}
+        | {"pre+post": statistics.median(row["pre"] + row["post"] for row in rows)}
+        for kind, rows in by_kind.items()
+        if rows
+    }
+
+
+def redis_added(timings: dict[str, Any]) -> dict[str, float]:
+    """Per write kind: median time around the Modyo calls with Redis minus with memory."""
+    memory, shared = timings.get("1 worker, memory"), timings.get("1 worker, Redis")
+    if not memory or not shared:
+        return {}
+    return {
+        kind: shared[kind]["pre+post"] - memory[kind]["pre+post"]
+        for kind in WRITE_KINDS
+        if kind in memory and kind in shared
     }
 
 
@@ -175,7 +212,16 @@ def print_stores(result: dict[str, Any]) -> None:
         )
         errors = f"  errors={row['errors']}" if row["errors"] else ""
         print(f"{op:<13}{setup:<18}{cells}{row['modyo_calls']:7.2f}{errors}")
-    print(f"p50 latency Redis adds to writes (1 worker; target <= {TARGET_ADDED_P50_MS} ms):")
+    print("\nWhere a request's time goes (1 worker, bench.phases; median ms over every request)")
+    print(f"{'request':<26}{'setup':<18}" + "".join(f"{n:>12}" for n in (*PHASES, "pre+post")))
+    for setup, kinds in result["phases"].items():
+        for kind, row in sorted(kinds.items()):
+            cells = "".join(f"{row[n]:12.2f}" for n in (*PHASES, "pre+post"))
+            print(f"{kind:<26}{setup:<18}{cells}")
+    print(f"Redis-added time around the Modyo calls (target <= {TARGET_ADDED_P50_MS} ms at p50):")
+    for kind, added in result["redis_added_in_process_ms"].items():
+        print(f"  {kind:<26}{added:+6.2f} ms")
+    print("p50 latency Redis adds to writes, as the client saw it (1 worker):")
     for op, added in result["redis_added_p50_ms"].items():
         low, high = added["range"]
         print(f"  {op:<13}{added['p50_ms']:+6.2f} ms ({low:+.2f} to {high:+.2f})")
