@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import io
+import logging
+import os
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import uvicorn
 
@@ -27,6 +31,9 @@ from bridge.config import (
     token_problem,
 )
 from bridge.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bridge.workers import Source
 
 DEV_MODYO_URL = "http://modyo.fake"
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
@@ -211,8 +218,45 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _serve_settings(args)
     level = args.log_level or settings.server.log_level
     configure_logging(level, settings.server.log_format, settings.secret_values())
+    if settings.server.workers > 1:
+        from bridge.app import metrics_app
+        from bridge.server import side_server
+        from bridge.workers import Source, run_workers
+
+        server = settings.server
+        metrics = None
+        if server.metrics_enabled and server.metrics_port:
+            metrics = functools.partial(side_server, metrics_app(), server)
+        source = Source(args.config, _server_flags(args), args.log_level)
+        run_workers(source, server.workers, server.host, server.port, metrics)
+        return 0
     _run(create_app(settings), settings.server)
     return 0
+
+
+def run_worker(source: Source, listener: socket.socket) -> None:
+    """One of ``server.workers`` (``bridge.workers``): the settings loaded as ``serve`` did,
+    its own app, the bridge's server on the socket the parent listens on."""
+    from bridge.app import create_app
+    from bridge.server import Server, ensure_file_descriptors, server_config
+
+    settings = load_settings(source.config, **({"server": source.server} if source.server else {}))
+    level = source.log_level or settings.server.log_level
+    handler = configure_logging(level, settings.server.log_format, settings.secret_values())
+    handler.addFilter(_WorkerPid())
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    ensure_file_descriptors(settings.server.max_connections)
+    Server(server_config(app, settings.server)).run(sockets=[listener])
+
+
+class _WorkerPid(logging.Filter):
+    """Every line of a worker names it (``"worker": pid``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = os.getpid()
+        return True
 
 
 def _serve_settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
@@ -223,9 +267,13 @@ def _serve_settings(args: argparse.Namespace, cwd: Path | None = None) -> Settin
     config = args.config
     if config is not None and cwd is not None and not config.is_absolute():
         config = cwd / config
-    flags = {"host": args.host, "port": args.port}
-    server = {key: value for key, value in flags.items() if value is not None}
+    server = _server_flags(args)
     return load_settings(config, **({"server": server} if server else {}))
+
+
+def _server_flags(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {"host": args.host, "port": args.port}
+    return {key: value for key, value in flags.items() if value is not None}
 
 
 def _healthcheck(args: argparse.Namespace) -> int:

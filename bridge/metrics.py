@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from starlette.requests import Request
 from starlette.responses import Response
+
+MULTIPROCESS_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Set by ``bridge.workers`` for its workers: prometheus-client then writes each worker's
+samples to files there (gauges below say how workers combine: the lowest, or the sum)."""
 
 
 class Labelled:
@@ -64,14 +77,18 @@ MODYO_RETRIES = Labelled(
         ["call", "reason"],
     )
 )
-MODYO_IN_FLIGHT = Gauge("scim_bridge_modyo_in_flight", "Modyo API calls in flight")
+MODYO_IN_FLIGHT = Gauge(
+    "scim_bridge_modyo_in_flight", "Modyo API calls in flight", multiprocess_mode="livesum"
+)
 UPSTREAM_UP = Gauge(
     "scim_bridge_upstream_up",
     "1 when the last readiness probe got an answer from the upstream (Modyo), else 0",
+    multiprocess_mode="livemin",
 )
 UPSTREAM_TOKEN_VALID = Gauge(
     "scim_bridge_upstream_token_valid",
     "1 when the upstream accepted the bridge's token at the last probe it answered, else 0",
+    multiprocess_mode="livemin",
 )
 IDEMPOTENCY = Labelled(
     Counter(
@@ -85,6 +102,7 @@ IDEMPOTENCY = Labelled(
 SHARED_STORE_UP = Gauge(
     "scim_bridge_shared_store_up",
     "1 when the last call to the shared idempotency store (Redis) succeeded, else 0",
+    multiprocess_mode="livemin",
 )
 SHARED_STORE_REFUSED = Counter(
     "scim_bridge_shared_store_refused_writes_total",
@@ -93,4 +111,10 @@ SHARED_STORE_REFUSED = Counter(
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """This process's metrics or, under ``server.workers`` (``bridge.workers``), every
+    worker's, added up from prometheus-client's multiprocess files."""
+    if MULTIPROCESS_DIR not in os.environ:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -680,7 +680,24 @@ def serve(app: ASGIApp, server: ServerSettings, metrics: ASGIApp | None = None) 
     if metrics is None or server.metrics_port is None:
         main.run()
         return
-    side = _SideServer(
+    side = side_server(metrics, server)
+
+    async def both() -> None:
+        listener = asyncio.create_task(side.serve())
+        try:
+            await main.serve()
+        finally:
+            side.should_exit = True
+            await listener
+
+    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+        runner.run(both())
+
+
+def side_server(metrics: ASGIApp, server: ServerSettings) -> uvicorn.Server:
+    """``/metrics`` on ``server.metrics_port``: stopped by whoever runs it, not by signals."""
+    assert server.metrics_port is not None
+    return _SideServer(
         uvicorn.Config(
             metrics,
             host=server.host,
@@ -694,17 +711,6 @@ def serve(app: ASGIApp, server: ServerSettings, metrics: ASGIApp | None = None) 
             server_header=False,
         )
     )
-
-    async def both() -> None:
-        listener = asyncio.create_task(side.serve())
-        try:
-            await main.serve()
-        finally:
-            side.should_exit = True
-            await listener
-
-    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
-        runner.run(both())
 
 
 class _SideServer(uvicorn.Server):

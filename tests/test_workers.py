@@ -1,0 +1,182 @@
+"""``server.workers = N`` over real HTTP: ``serve`` starts N worker processes on one port,
+sharing a real redis-server, against the ``fake-modyo`` process; and refuses, in one line, more
+than one worker without Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests import entra
+from tests.redis_servers import HANG_GUARD_SECONDS, RedisServer
+from tests.test_cli import SCIM_TOKEN, _fake_modyo, _free_port, _serve_env
+
+STARTED = "Application startup complete."
+
+
+class _Serving:
+    """``python -m bridge serve`` whose JSON log lines are collected as they come."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "serve"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                with self._changed:
+                    self.lines.append(json.loads(line) if line.startswith("{") else {"raw": line})
+                    self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, message: str, count: int = 1) -> list[dict[str, Any]]:
+        """The first ``count`` log lines saying ``message``, once they are there."""
+
+        def found() -> list[dict[str, Any]]:
+            return [line for line in self.lines if line.get("message") == message]
+
+        with self._changed:
+            self._changed.wait_for(
+                lambda: len(found()) >= count or not self._reader.is_alive(),
+                timeout=HANG_GUARD_SECONDS,
+            )
+            lines = found()
+        assert len(lines) >= count, f"no {count} x {message!r} in:\n{self.lines[-30:]}"
+        return lines[:count]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        code = self.process.wait(timeout=HANG_GUARD_SECONDS)
+        self._reader.join(timeout=HANG_GUARD_SECONDS)
+        return code
+
+
+@contextmanager
+def _serving(env: dict[str, str]) -> Iterator[_Serving]:
+    serving = _Serving(env)
+    try:
+        yield serving
+    finally:
+        serving.stop()
+
+
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def test_two_workers_serve_one_port_and_share_redis(redis_server: RedisServer) -> None:
+    port, metrics_port = _free_port(), _free_port()
+    with _fake_modyo() as modyo_url:
+        env = _serve_env(modyo_url, port=port) | {
+            "BRIDGE_SERVER__WORKERS": "2",
+            "BRIDGE_SERVER__METRICS_PORT": str(metrics_port),
+            "BRIDGE_IDEMPOTENCY__BACKEND": "redis",
+            "BRIDGE_IDEMPOTENCY__REDIS_URL": redis_server.url,
+        }
+        with _serving(env) as bridge:
+            (serving,) = bridge.wait_for("serving with 2 workers")
+            workers = set(serving["pids"])
+            assert len(workers) == 2 and bridge.process.pid not in workers
+            assert {_parent(pid) for pid in workers} == {bridge.process.pid}
+            started = bridge.wait_for(STARTED, count=2)
+            assert {line["worker"] for line in started} == workers
+
+            base = f"http://127.0.0.1:{port}/scim"
+            headers = {"Authorization": f"Bearer {SCIM_TOKEN}"}
+            sent = _until_both_answered(bridge, base, headers, workers)
+
+            # one Redis for both: a create twin is a 409 whichever worker answers it
+            user = entra.user("workers@contoso.com")
+            with httpx.Client(base_url=base, headers=headers) as scim:
+                assert scim.post("/Users", json=user).status_code == 201
+                again = [scim.post("/Users", json=user) for _ in range(4)]
+            assert {r.status_code for r in again} == {409}
+            fake_calls = httpx.get(f"{modyo_url}/__fake__/calls").json()["calls"]
+            assert fake_calls["POST /team_members"] == 5  # 1 user, 4 refused by Modyo
+
+            # /metrics on the parent's metrics_port adds up both workers
+            bridge.wait_for("request", count=sent + 5)  # counted before the access log line
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            total = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith("scim_bridge_requests_total{")
+            )
+            assert total == sent + 5
+
+            # a worker that dies is replaced; the other serves meanwhile
+            dead = min(workers)
+            os.kill(dead, signal.SIGKILL)
+            bridge.wait_for(f"worker {dead} exited (code -9): starting another")
+            assert httpx.get(f"{base}/Users", headers=headers).status_code == 200
+            fresh = bridge.wait_for(STARTED, count=3)[2]["worker"]
+            assert fresh not in workers and _parent(fresh) == bridge.process.pid
+
+            assert bridge.stop() == 0  # SIGTERM: both workers finish and exit, then the parent
+            for pid in (workers - {dead}) | {fresh}:
+                assert not Path(f"/proc/{pid}").exists()
+
+
+def _until_both_answered(
+    bridge: _Serving, base: str, headers: dict[str, str], workers: set[int]
+) -> int:
+    """Send rounds of concurrent requests, each on its own connection, until the access log
+    shows both workers answering (the kernel hands connections to either); requests sent."""
+    sent = 0
+
+    def get(_: int) -> int:
+        with httpx.Client(headers=headers) as client:
+            return client.get(f"{base}/Users?count=1").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(50):  # a hang guard: both answer within the first rounds
+            assert set(pool.map(get, range(8))) == {200}
+            sent += 8
+            answered = {
+                line.get("worker")
+                for line in list(bridge.lines)
+                if line.get("logger") == "bridge.http"
+            }
+            if workers <= answered:
+                return sent
+    raise AssertionError(f"not every worker answered: {answered} of {workers}")
+
+
+def test_several_workers_without_redis_are_refused_in_one_line() -> None:
+    env = _serve_env("http://127.0.0.1:9") | {"BRIDGE_SERVER__WORKERS": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert problems == [
+        '  - server.workers = 3 needs idempotency.backend = "redis": the memory backend holds '
+        "one process's idempotency and create locks"
+    ]
