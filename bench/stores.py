@@ -82,7 +82,12 @@ class RedisServer:
 def worker_processes(pid: int) -> int:
     """How many processes serve: the process itself, or the workers uvicorn forked under it."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return len(children) or 1
+    workers = [
+        child
+        for child in children
+        if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+    return len(workers) or 1
 
 
 def measure_stores(
@@ -180,6 +185,10 @@ def summarise(
                 row[f"{name}_range"] = [min(values), max(values)]
             row["errors"] = sum(sum(r["errors"].values()) for r in results)
             row["modyo_calls"] = statistics.median(r["modyo_calls"] or 0 for r in results)
+            cpu = [
+                r.get("cpu_us_per_request") for r in results
+            ]  # one process: a pool parent tells nothing
+            row["cpu_us"] = statistics.median(c or 0 for c in cpu) if "1 worker" in setup else None
             table[f"{op}|{setup}"] = row
     added: dict[str, Any] = {}
     memory, shared = "1 worker, memory", "1 worker, Redis"
@@ -201,7 +210,9 @@ def print_stores(result: dict[str, Any]) -> None:
         + ", ".join(f"{k} {v}" for k, v in result["workers_seen"].items())
         + ")"
     )
-    print(f"{'op':<13}{'setup':<18}{'req/s':>22}{'p50 ms':>22}{'p99 ms':>22}{'calls':>7}")
+    print(
+        f"{'op':<13}{'setup':<18}{'req/s':>22}{'p50 ms':>22}{'p99 ms':>22}{'calls':>7}{'cpu µs':>8}"
+    )
     for key, row in result["table"].items():
         op, setup = key.split("|")
         cells = "".join(
@@ -211,7 +222,8 @@ def print_stores(result: dict[str, Any]) -> None:
             for name in ("rps", "p50_ms", "p99_ms")
         )
         errors = f"  errors={row['errors']}" if row["errors"] else ""
-        print(f"{op:<13}{setup:<18}{cells}{row['modyo_calls']:7.2f}{errors}")
+        cpu = "" if row["cpu_us"] is None else f"{row['cpu_us']:8.0f}"
+        print(f"{op:<13}{setup:<18}{cells}{row['modyo_calls']:7.2f}{cpu}{errors}")
     print("\nWhere a request's time goes (1 worker, bench.phases; median ms over every request)")
     print(f"{'request':<26}{'setup':<18}" + "".join(f"{n:>12}" for n in (*PHASES, "pre+post")))
     for setup, kinds in result["phases"].items():
