@@ -3,8 +3,9 @@ checkout's (``DIR``, e.g. a ``git worktree`` of the previous ``main``), side by 
 run, on the same fake Modyo and data: the before/after figures a change is judged by.
 
 Each round measures every operation on both bridges, alternating which goes first, at
-concurrency 16 with Modyo answering at once (where the bridge's own CPU decides); the
-medians of the rounds and their ratio (after ÷ before) are printed.
+concurrency 16 with Modyo answering at once (where the bridge's own CPU decides) or after
+``--modyo-latency-ms``; the medians of the rounds and their ratio (after ÷ before) are
+printed.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ class Comparison(Bench):
         self.by_target["baseline"] = process
 
 
-def compare(bench: Comparison, rounds: int) -> dict[str, Any]:
+def compare(bench: Comparison, rounds: int, latency_ms: float = 0) -> dict[str, Any]:
     data = bench.modyo_data()
+    bench.set_modyo_latency(latency_ms)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
         op: {"baseline": [], "bridge": []} for op in OPS
     }
@@ -73,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, required=True, help="the other checkout")
     parser.add_argument("--quick", action="store_true", help="short windows")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--modyo-latency-ms",
+        type=float,
+        default=0,
+        help="Modyo's latency per call (default 0: where the bridge's own CPU decides; 20 for "
+        "a realistic Modyo, where event-loop waits show)",
+    )
     parser.add_argument("--json", type=Path, help="write the results to this file")
     args = parser.parse_args(argv)
     if not (args.baseline / "bridge" / "__init__.py").exists():
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.start_modyo()
             bench.start_bridge()
             bench.start_baseline()
-            table = compare(bench, args.rounds)
+            table = compare(bench, args.rounds, args.modyo_latency_ms)
         finally:
             bench.stop()
     header = f"{'op':<13}{'before':>9}{'after':>9}{'after÷before':>14}"

@@ -28,6 +28,7 @@ import httpx
 
 from bench.load import user_body
 from bench.procs import Process, free_port
+from bench.stores import RedisServer, measure_stores, print_stores
 
 SCIM_TOKEN = "bench-scim-token-0123456789"
 MODYO_TOKEN = "bench-modyo-token"
@@ -117,9 +118,11 @@ class Bench:
             )
         )
 
-    def start_bridge(self, transport: str = "aiohttp", parser: str = "httptools") -> Process:
-        env = {
-            "BRIDGE_SERVER__PORT": str(self.bridge_port),
+    def bridge_env(
+        self, port: int, transport: str = "aiohttp", parser: str = "httptools"
+    ) -> dict[str, str]:
+        return {
+            "BRIDGE_SERVER__PORT": str(port),
             "BRIDGE_SCIM__TOKENS": json.dumps([SCIM_TOKEN]),
             "BRIDGE_MODYO__BASE_URL": self.modyo,
             "BRIDGE_MODYO__TOKEN": MODYO_TOKEN,
@@ -130,12 +133,14 @@ class Bench:
             "BRIDGE_MODYO__API": self.api,
             "BRIDGE_SERVER__HTTP_PARSER": parser,
         }
+
+    def start_bridge(self, transport: str = "aiohttp", parser: str = "httptools") -> Process:
         bridge = Process(
             f"bridge-{transport}-{parser}-{self.run_tag}",
             ["-m", "bridge", "serve"],
             f"http://127.0.0.1:{self.bridge_port}/healthz",
             self.log_dir,
-            env,
+            self.bridge_env(self.bridge_port, transport, parser),
         )
         self.processes.append(bridge)
         self.by_target["bridge"] = bridge
@@ -810,6 +815,29 @@ def parsers_only(profile: Profile, json_path: Path | None) -> int:
     return 0
 
 
+def stores_only(profile: Profile, json_path: Path | None, rounds: int) -> int:
+    """``--stores``: the idempotency store section alone (bench/stores.py)."""
+    with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
+        bench = Bench(profile, Path(logs))
+        server: RedisServer | None = None
+        try:
+            print("starting fake Modyo and redis-server; seeding...", flush=True)
+            bench.start_modyo()
+            data = bench.modyo_data()
+            server = RedisServer(Path(logs))
+            results = measure_stores(bench, data, server.url, OPS, rounds)
+        finally:
+            bench.stop()
+            if server is not None:
+                server.stop()
+    print_stores(results)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"stores": results}, indent=2))
+        print(f"results written to {json_path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short windows: under 3 minutes")
@@ -825,7 +853,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the HTTP parser comparison (httptools against h11)",
     )
+    parser.add_argument(
+        "--stores",
+        action="store_true",
+        help="only the idempotency store comparison: 1 worker memory, 1 worker Redis, "
+        "2 workers Redis (a redis-server of its own; Modyo at 20 ms)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the --stores comparison (default 3)"
+    )
     args = parser.parse_args(argv)
+    if args.stores:
+        return stores_only(QUICK if args.quick else FULL, args.json, args.rounds)
     if args.parsers_only:
         return parsers_only(QUICK if args.quick else FULL, args.json)
     if importlib.util.find_spec("scim2_server") is None:

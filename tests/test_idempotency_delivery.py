@@ -1,0 +1,76 @@
+"""How the idempotency cache hands a write's answer to its client (``_Client.deliver``):
+without an event-loop pass once the disconnect watcher runs, since every pass waits behind
+all the other ready requests (the ~5 ms p50 that writes lost to reads at concurrency 16,
+README, Performance); a disconnect the server already holds still keeps the answer back."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bridge.idempotency import IdempotencyMiddleware, MemoryStore
+
+SCOPE: Scope = {
+    "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+    "scheme": "http", "path": "/scim/Users", "raw_path": b"/scim/Users", "root_path": "",
+    "query_string": b"", "server": ("bridge.test", 80), "client": ("127.0.0.1", 5000),
+    "headers": [(b"authorization", b"Bearer t"), (b"content-type", b"application/scim+json")],
+}  # fmt: skip
+
+
+def _app(*, awaits: bool, marks: list[str]) -> ASGIApp:
+    """Answers 201; once it has answered, schedules a callback for the next loop pass."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if awaits:  # as a Modyo call does: the watcher starts meanwhile
+            await asyncio.sleep(0)
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+        asyncio.get_running_loop().call_soon(marks.append, "next loop pass")
+
+    return app
+
+
+async def test_an_answer_is_delivered_without_waiting_for_another_loop_pass() -> None:
+    marks: list[str] = []
+    stay = asyncio.Event()
+    messages: list[Message] = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        await stay.wait()  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        marks.append(message["type"])
+
+    middleware = IdempotencyMiddleware(_app(awaits=True, marks=marks), MemoryStore(10, 60))
+    await middleware(SCOPE, receive, send)
+    await asyncio.sleep(0)
+    assert marks == ["http.response.start", "http.response.body", "next loop pass"]
+
+
+async def test_a_disconnect_already_received_keeps_the_answer_back_even_from_an_instant_app() -> (
+    None
+):
+    """The app answers without awaiting anything, so the watcher has not started: it gets one
+    pass to read the disconnect the server already holds, and the answer is kept, not sent."""
+    marks: list[str] = []
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"{}", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        marks.append(message["type"])
+
+    store = MemoryStore(10, 60)
+    middleware = IdempotencyMiddleware(_app(awaits=False, marks=marks), store)
+    await middleware(SCOPE, receive, send)
+    assert "http.response.start" not in marks
+    assert len(store) == 1  # kept for the retry
