@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp, Message
 
@@ -363,3 +364,32 @@ async def test_single_flight_hands_the_outcome_to_every_waiter() -> None:
     await lead.finish(outcome)
     assert [await f.outcome() for f in flights if isinstance(f, Flight)] == [outcome] * 3
     assert not isinstance(await store.begin("k"), Flight)  # the flight is over
+
+
+# --------------------------------------------------------------------------- names in use
+
+
+async def test_a_rename_to_a_name_being_created_waits_for_the_create(
+    backend: Backend, redis_server: RedisServer
+) -> None:
+    """A rename takes the create lock of its new name (shared in Redis, so across replicas):
+    it waits for the create in flight, then finds the name taken (409 ``uniqueness``);
+    without the lock both pass the uniqueness check and two groups share one name."""
+    store = {"backend": "redis", "redis_url": redis_server.url}
+    async for rig in _rig(backend, idempotency=store):
+        other = (await rig.scim.post("/Groups", json=entra.group("Other"))).json()
+        hold = rig.service.hold_next(rig.backend.route("group.create"))
+        create = asyncio.ensure_future(rig.scim.post("/Groups", json=entra.group("Same")))
+        await hold.arrived.wait()  # the create holds the name's lock, Modyo has not applied it
+        rename_body = entra.patch(entra.op("Replace", "displayName", "Same"))
+        rename = asyncio.ensure_future(rig.scim.patch(f"/Groups/{other['id']}", json=rename_body))
+        async with aioredis.from_url(redis_server.url) as probe:
+            for _ in range(5_000):  # a hang guard: polled until the rename ends or waits
+                if rename.done() or (await probe.info("clients"))["blocked_clients"] >= 1:
+                    break
+        assert not rename.done(), rename.result().text  # it waits on the name's lock
+        hold.release()
+        created, renamed = await asyncio.gather(create, rename)
+        assert created.status_code == 201
+        assert_scim_error(renamed, 409, "uniqueness")
+        assert [g.display_name for g in rig.backend.held_groups()].count("Same") == 1

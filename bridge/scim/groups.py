@@ -25,7 +25,7 @@ from bridge.scim.models import GroupPatch, GroupResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
 from bridge.scim.requests import patch_from, resource_from
 from bridge.scim.responses import ScimResponse, list_response, no_content
-from bridge.upstream import GroupField, GroupRecord, MemberRecord, UpstreamError
+from bridge.upstream import GroupChanges, GroupField, GroupRecord, MemberRecord, UpstreamError
 
 
 class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
@@ -149,9 +149,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         modyo = self.context.upstream
         steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
         if plan.changes:
-            steps.append(
-                (_describe(plan.changes), lambda: modyo.update_group(group_id, plan.changes))
-            )
+            steps.append((_describe(plan.changes), lambda: self._update(group_id, plan.changes)))
         if to_add:
             steps.append(
                 (f"add {len(to_add)} member(s)", lambda: modyo.add_members(group_id, to_add))
@@ -171,6 +169,13 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
             if isinstance(outcome, GroupRecord):
                 record = outcome
         return record
+
+    async def _update(self, group_id: str, changes: GroupChanges) -> GroupRecord:
+        """A rename holds the create lock of its new name: a create or another rename to the
+        same name waits, then sees it taken (409), rather than both passing the check."""
+        name = changes.get(GroupField.DISPLAY_NAME)
+        async with self.context.creating.hold(f"displayName:{name}" if name else ""):
+            return await self.context.upstream.update_group(group_id, changes)
 
     async def _members_if_wanted(
         self, group_id: str, params: Parameters | None
