@@ -69,10 +69,16 @@ class Process:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-        self._log.close()
+        stop(self.popen, self._log)
+
+
+def stop(popen: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; the log file closed."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    log.close()

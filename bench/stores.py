@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import redis
 
-from bench.procs import Process, free_port
+from bench.procs import Process, free_port, stop
 
 if TYPE_CHECKING:
     from bench.runner import Bench
@@ -69,14 +69,7 @@ class RedisServer:
             client.close()
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
+        stop(self.popen, self._log)
 
 
 def worker_processes(pid: int) -> int:

@@ -18,7 +18,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, overload
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -71,6 +71,21 @@ def token_problem(token: str) -> str | None:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> SplitResult:
+    """A URL that may hold a password, split and checked without echoing it: one of
+    ``schemes`` (plain, TLS) with a host, and a numeric port if any."""
+    try:
+        parts = urlsplit(url.get_secret_value())
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"is not a URL ({example})") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        plain, tls = schemes
+        article = "an" if plain[0] in "aeiouh" else "a"
+        raise ValueError(f"must be {article} {plain}:// or {tls}:// URL with a host ({example})")
+    return parts
 
 
 class ServerSettings(_Section):
@@ -175,13 +190,7 @@ class ModyoSettings(_Section):
         """Checked without echoing the value (it may hold a password)."""
         if proxy is None:
             return None
-        try:
-            parts = urlsplit(proxy.get_secret_value())
-            _ = parts.port  # raises ValueError for a port that is not a number
-        except ValueError:
-            raise ValueError("is not a URL (http://host:port)") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host (http://host:port)")
+        parts = _secret_url(proxy, ("http", "https"), "http://host:port")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("must be scheme://[user:password@]host:port, without a path")
         return proxy
@@ -243,15 +252,7 @@ class IdempotencySettings(_Section):
         """Checked without echoing the value (it may hold a password)."""
         if url is None:
             return None
-        try:
-            parts = urlsplit(url.get_secret_value())
-            _ = parts.port  # raises ValueError for a port that is not a number
-        except ValueError:
-            raise ValueError("is not a URL (redis://host:port/0)") from None
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise ValueError(
-                "must be a redis:// or rediss:// URL with a host (redis://host:6379/0)"
-            )
+        parts = _secret_url(url, ("redis", "rediss"), "redis://host:6379/0")
         if parts.path not in ("", "/") and not parts.path[1:].isdigit():
             raise ValueError("must name a database number as its path (redis://host:6379/0)")
         return url
