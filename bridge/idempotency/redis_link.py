@@ -18,10 +18,10 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from bridge import deadline
 from bridge.config import IdempotencySettings
@@ -50,7 +50,8 @@ def connect(settings: IdempotencySettings) -> RedisLink:
         "socket_timeout": None,
         "socket_keepalive": True,
         # one quick retry on a dropped connection (a failover, an idle connection closed);
-        # the deadline bounds the whole call anyway
+        # the deadline bounds the whole call anyway. The asyncio client's Retry class: a sync
+        # one is converted by redis-py 8, with a warning
         "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
         "health_check_interval": 30,
     }
@@ -65,7 +66,7 @@ def connect(settings: IdempotencySettings) -> RedisLink:
         options["db"] = int(parts.path[1:] or 0)
         options["ssl"] = parts.scheme == "rediss"
     sentinels = [_address(address) for address in settings.redis_sentinels]
-    sentinel = Sentinel(sentinels, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(sentinels, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
     service = settings.redis_sentinel_service
     assert service is not None  # IdempotencySettings requires it with sentinels
     client: redis.Redis = sentinel.master_for(service, **options)
