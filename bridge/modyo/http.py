@@ -15,6 +15,7 @@ import logging
 import socket
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
@@ -65,9 +66,9 @@ def build_http_client(
 ) -> httpx.AsyncClient:
     """The one async HTTP client of an app (created in its lifespan).
 
-    Egress: ``modyo.proxy_url`` when set; otherwise the standard ``HTTPS_PROXY``,
-    ``HTTP_PROXY`` and ``NO_PROXY`` variables (``trust_env``), read by either transport.
-    TLS: :func:`tls_context`.
+    Egress: :func:`egress_proxy`, resolved here, once; neither transport consults the
+    environment again (``trust_env=False``: aiohttp would otherwise read ``~/.netrc`` and scan
+    the environment in a thread on every request). TLS: :func:`tls_context`.
     ``media_type`` is what it accepts (``application/scim+json`` for Modyo's SCIM server,
     RFC 7644 §3.1)."""
     limits = httpx.Limits(
@@ -82,15 +83,10 @@ def build_http_client(
         ssl_context = tls_context(settings)
         transport = AiohttpTransport(
             proxy=proxy,
-            client=lambda: _aiohttp_session(limits, ssl_context, trust_env=proxy is None),
+            client=lambda: _aiohttp_session(limits, ssl_context),
         )
-    elif transport is None:  # httpx builds its pool, and its proxy mounts from the variables
-        own_pool = {
-            "limits": limits,
-            "verify": tls_context(settings),
-            "proxy": proxy,
-            "trust_env": proxy is None,
-        }
+    elif transport is None:
+        own_pool = {"limits": limits, "verify": tls_context(settings), "proxy": proxy}
     return httpx.AsyncClient(
         base_url=str(settings.base_url),
         transport=transport,
@@ -105,17 +101,27 @@ def build_http_client(
             "Accept": media_type,
             "User-Agent": f"scim-bridge/{__version__}",
         },
+        trust_env=False,
         **own_pool,
     )
 
 
 def egress_proxy(settings: ModyoSettings) -> httpx.Proxy | None:
-    """``modyo.proxy_url`` as httpx's Proxy: it takes the credentials out of the URL (decoded)
-    and each transport sends them as ``Proxy-Authorization: Basic``, to the proxy only (on the
-    CONNECT of an https:// Modyo, on each request of an http:// one)."""
-    if settings.proxy_url is None:
+    """The proxy on the way to Modyo, decided once for the client's life: ``modyo.proxy_url``
+    when set; otherwise the standard variables for Modyo's scheme (``HTTPS_PROXY`` or
+    ``HTTP_PROXY``, then ``ALL_PROXY``, either case) unless ``NO_PROXY`` names Modyo's host.
+    ``~/.netrc`` is not read: proxy credentials go in the proxy's URL.
+
+    As httpx's Proxy, it takes the credentials out of the URL (decoded) and each transport
+    sends them as ``Proxy-Authorization: Basic``, to the proxy only (on the CONNECT of an
+    https:// Modyo, on each request of an http:// one)."""
+    if settings.proxy_url is not None:
+        return httpx.Proxy(settings.proxy_url.get_secret_value())
+    variables = urllib.request.getproxies_environment()
+    url = variables.get(settings.base_url.scheme) or variables.get("all")
+    if not url or urllib.request.proxy_bypass(settings.base_url.host or ""):
         return None
-    return httpx.Proxy(settings.proxy_url.get_secret_value())
+    return httpx.Proxy(url)
 
 
 def tls_context(settings: ModyoSettings) -> ssl.SSLContext:
@@ -130,9 +136,7 @@ def tls_context(settings: ModyoSettings) -> ssl.SSLContext:
     return context
 
 
-def _aiohttp_session(
-    limits: httpx.Limits, ssl_context: ssl.SSLContext, *, trust_env: bool
-) -> aiohttp.ClientSession:
+def _aiohttp_session(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
     """aiohttp's session, minus its silent re-send: aiohttp sends an idempotent request
     (GET, PUT, DELETE) a second time by itself when a reused keep-alive connection is closed
     under it (``ClientSession._retry_connection``, RFC 9112 §9.3.1). The bridge never saw that
@@ -141,14 +145,14 @@ def _aiohttp_session(
     earlier attempt may have been applied (``Answer.maybe_applied_before``), logged and
     counted; the attribute is aiohttp's only switch for it.
 
-    ``trust_env`` makes aiohttp take its proxy from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``
-    (an explicit ``modyo.proxy_url`` is given per request by the transport instead)."""
+    The proxy is given per request by the transport (:func:`egress_proxy`); the session never
+    reads the environment (``trust_env`` off)."""
     connector = aiohttp.TCPConnector(
         limit=limits.max_connections or 0,
         keepalive_timeout=limits.keepalive_expiry,
         ssl=ssl_context,
     )
-    session = aiohttp.ClientSession(connector=connector, trust_env=trust_env)
+    session = aiohttp.ClientSession(connector=connector, trust_env=False)
     session._retry_connection = False
     return session
 
