@@ -6,19 +6,26 @@
 #        docker run -v ./bridge.toml:/etc/scim-bridge/bridge.toml:ro scim-bridge \
 #          serve --config /etc/scim-bridge/bridge.toml --host 0.0.0.0
 # CI builds and runs this file without a daemon: .ci/image.
+# Every package at the version and hash of uv.lock (requirements/, exported by .ci/lock): the
+# image ships exactly the set CI tested.
 FROM python:3.12-slim-bookworm AS build
 WORKDIR /src
+COPY requirements/app.txt requirements/build.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/build.txt \
+    && pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements/app.txt
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.12-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bridge
+COPY --from=build /src/requirements/app.txt /tmp/app.txt
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index /wheels/*.whl \
-    && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels --require-hashes -r /tmp/app.txt \
+    && pip install --no-cache-dir --no-index --no-deps /wheels/scim_bridge-*.whl \
+    && rm -rf /wheels /tmp/app.txt
 USER 10001
 EXPOSE 8000
 # Probes /healthz where the running serve listens: its flags (PID 1's command line), then

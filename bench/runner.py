@@ -868,7 +868,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parsers_only:
         return parsers_only(QUICK if args.quick else FULL, args.json)
     if importlib.util.find_spec("scim2_server") is None:
-        parser.error('the peer is missing: .venv/bin/pip install -e ".[bench]"')
+        parser.error("the peer is missing: .venv/bin/pip install -r requirements/dev.txt")
     profile = QUICK if args.quick else FULL
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
