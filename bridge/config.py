@@ -444,6 +444,11 @@ class Settings(_Configuration):
                 f"server.workers = {self.server.workers} needs idempotency.backend = "
                 '"redis": the memory backend holds one process\'s idempotency and create locks'
             )
+        if self.server.workers > 1 and self.journal.enabled and self.journal.file is None:
+            raise ValueError(
+                f"server.workers = {self.server.workers} with journal.enabled needs "
+                "journal.file: workers sharing stdout could interleave their longer lines"
+            )
         return self
 
 

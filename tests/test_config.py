@@ -342,6 +342,17 @@ def test_journal_settings_are_checked_without_echoing_the_key(
     assert "short-hidden-key" not in problem and JOURNAL_KEY not in problem
 
 
+def test_workers_write_their_journal_to_files(tmp_path: Path) -> None:
+    redis = '[idempotency]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:6379/0"\n'
+    text = VALID + redis + "[server]\nworkers = 2\n[journal]\nenabled = true\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, text))
+    assert caught.value.problems == [
+        "server.workers = 2 with journal.enabled needs journal.file: workers sharing stdout "
+        "could interleave their longer lines"
+    ]
+
+
 def test_journal_settings_load_and_the_key_file_is_a_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

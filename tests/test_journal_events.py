@@ -129,6 +129,15 @@ def test_an_outcome_carries_its_explanation_and_only_it(
         record().finish(outcome, **fields)
 
 
+def test_routing_names_the_operation_after_the_record_opened() -> None:
+    entry = record("none", operation="unrouted", resource_type=None)
+    entry.routed("groups.patch", "Group")
+    entry.identify(name="Finance Admins")  # a group's name: not personal
+    event = entry.finish("applied", status=204)
+    assert (event.operation, event.resource_type) == ("groups.patch", "Group")
+    assert event.resource is not None and event.resource.name == "Finance Admins"
+
+
 def test_a_record_is_finished_once() -> None:
     entry = record()
     entry.finish("applied", status=201)
@@ -259,11 +268,8 @@ def test_huge_inputs_make_a_bounded_line(value: str, mode: str) -> None:
 
 
 WORDS = st.text(max_size=300) | st.sampled_from(list(PERSONAL.values()))
-JSONISH = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | WORDS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(WORDS, inner, max_size=3),
-    max_leaves=6,
-)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | WORDS
+JSONISH = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(WORDS, SCALARS, max_size=3)
 
 
 @settings(

@@ -14,7 +14,7 @@ import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 
 from bridge.config import JournalSettings
 from bridge.journal.chain import Head
@@ -78,10 +78,24 @@ class Journal:
     def head(self) -> Head | None:
         return self.writer.head
 
-    def record(self, **identity: Any) -> JournalRecord:
-        """A record for one request (:class:`JournalRecord`'s keyword arguments), under this
-        journal's ``values`` mode."""
-        return JournalRecord(self.privacy, **identity)
+    def record(
+        self,
+        *,
+        request_id: str,
+        operation: str,
+        resource_type: str | None = None,
+        client_request_id: str | None = None,
+        token: str | None = None,
+    ) -> JournalRecord:
+        """A record for one request, under this journal's ``values`` mode."""
+        return JournalRecord(
+            self.privacy,
+            request_id=request_id,
+            operation=operation,
+            resource_type=resource_type,
+            client_request_id=client_request_id,
+            token=token,
+        )
 
     def emit(self, event: ScimEvent) -> None:
         """Hand a finished event to the writer and the history."""

@@ -57,8 +57,10 @@ def keyed_hash(values_key: bytes, value: str | bool | int) -> str:
 def attribute_key(attribute: str) -> str:
     """The attribute's path, lower case, without its core schema URN or value filter
     (``emails[type eq "work"].value`` -> ``emails.value``)."""
-    path = CORE_SCHEMA.sub("", attribute.lower())
-    return re.sub(r"\[.*?\]", "", path)
+    path = attribute.lower()
+    if path.startswith("urn:"):
+        path = CORE_SCHEMA.sub("", path)
+    return re.sub(r"\[.*?\]", "", path) if "[" in path else path
 
 
 class Privacy:
@@ -78,11 +80,12 @@ class Privacy:
         return key not in kept
 
     def value(
-        self, resource_type: str | None, attribute: str, value: str | bool | int | None
+        self, personal: bool, value: str | bool | int | None
     ) -> tuple[Literal[True], str | bool | int | None] | tuple[Literal[False], None]:
-        """(True, what is written) or (False, None) when the value is left out. ``null`` is
-        written as such: it says the attribute was empty, nothing about a person."""
-        if value is None or self.mode == "full" or not self.personal(resource_type, attribute):
+        """(True, what is written) or (False, None) when the value, of an attribute that is
+        ``personal`` or not, is left out. ``null`` is written as such: it says the attribute
+        was empty, nothing about a person."""
+        if value is None or self.mode == "full" or not personal:
             return True, value
         if self.mode == "none":
             return False, None

@@ -101,6 +101,11 @@ class JournalRecord:
         self._remembered: list[str] = []
         self._finished = False
 
+    def routed(self, operation: str, resource_type: str | None) -> None:
+        """What routing resolved, when the record was opened before it (at the edge)."""
+        self.operation = self._clip(operation, 64)
+        self.resource_type = None if resource_type is None else self._clip(resource_type, 32)
+
     def identify(
         self, *, id: str | None = None, name: str | None = None, external_id: str | None = None
     ) -> None:
@@ -221,9 +226,12 @@ class JournalRecord:
         """What is written for ``value`` of ``attribute``: privacy first (a hash covers the
         whole value), then the bound."""
         plain = _plain(value)
-        if isinstance(plain, str) and self._privacy.personal(self.resource_type, attribute):
+        personal = self._privacy.mode != "full" and self._privacy.personal(
+            self.resource_type, attribute
+        )
+        if personal and isinstance(plain, str):
             self._remember(plain)
-        kept, shown = self._privacy.value(self.resource_type, attribute, plain)
+        kept, shown = self._privacy.value(personal, plain)
         if isinstance(shown, str):
             shown = self._clip(shown, MAX_TEXT)
         return kept, shown
@@ -255,7 +263,8 @@ class JournalRecord:
     def _clip(self, text: str, limit: int) -> str:
         """``text`` as valid Unicode, at most ``limit`` characters (a cut one ends in
         :data:`CUT`, counted in ``truncated.values``)."""
-        text = _SURROGATE.sub("\ufffd", text)
+        if not text.isascii():
+            text = _SURROGATE.sub("\ufffd", text)
         if len(text) <= limit:
             return text
         self._truncated["values"] += 1
