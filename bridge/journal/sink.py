@@ -14,7 +14,6 @@ instead of interleaving its lines.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -144,6 +143,8 @@ class FileSink:
         return Resumed(head, repaired)
 
     def _open_current(self) -> None:
+        import fcntl  # POSIX: the bridge writes on Linux; an auditor may verify elsewhere
+
         path = self._path(self._number)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         fd = os.open(path, flags, FILE_MODE)
