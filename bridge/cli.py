@@ -1,4 +1,4 @@
-"""``scim-bridge``: serve | dev | fake-modyo | check | healthcheck."""
+"""``scim-bridge``: serve | dev | fake-modyo | check | healthcheck | journal."""
 
 from __future__ import annotations
 
@@ -164,7 +164,118 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--pid", type=int, default=1, help="the server's process id (default 1)")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for /healthz")
     health.set_defaults(command="healthcheck", run=_healthcheck)
+    _journal_commands(commands)
     return parser
+
+
+def _journal_commands(commands: Any) -> None:
+    """``journal verify | export | hash | schema``: the provisioning journal's files, offline
+    (docs/reference/journal.md, "Commands")."""
+    journal = commands.add_parser("journal", help="verify, export or match the journal's files")
+    journal.set_defaults(command="journal", run=lambda args: _usage(journal))
+    actions = journal.add_subparsers(title="journal commands")
+    keyed = argparse.ArgumentParser(add_help=False)
+    keyed.add_argument(
+        "--key-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="the journal key (repeat for a journal sealed across a key rotation); default: "
+        "BRIDGE_JOURNAL__KEY_FILE or BRIDGE_JOURNAL__KEY",
+    )
+    verify = actions.add_parser(
+        "verify",
+        parents=[keyed],
+        help="check each replica's chain: exit 0 intact, 1 with one line per finding",
+    )
+    verify.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    verify.add_argument(
+        "--witness",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="LOG",
+        help="the bridge's ordinary log: the heads it witnessed must be in the chain",
+    )
+    verify.set_defaults(run=_journal_verify)
+    export = actions.add_parser("export", help="the events of journal files, filtered")
+    export.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--outcome", action="append", default=[], help="applied, refused...")
+    export.add_argument("--operation", action="append", default=[], help="users.create...")
+    export.add_argument("--resource-type", action="append", default=[], help="User, Group")
+    export.add_argument("--text", help="part of a resource's id, name or externalId")
+    export.add_argument("--since", type=_moment, help="ISO 8601 time (UTC if no offset)")
+    export.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive")
+    export.add_argument("--all", action="store_true", help="the chain's own records too")
+    export.set_defaults(run=_journal_export)
+    hashed = actions.add_parser(
+        "hash", parents=[keyed], help='what values = "hashed" writes for a known value'
+    )
+    hashed.add_argument("values", nargs="+", metavar="VALUE", help="- reads one per line")
+    hashed.set_defaults(run=_journal_hash)
+    schema = actions.add_parser("schema", help="the JSON Schema of a journal line")
+    schema.set_defaults(run=_journal_schema)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _moment(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _journal_verify(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import verify_command
+
+    return _journal_run(lambda: verify_command(args.files, args.key_file, args.witness, sys.stdout))
+
+
+def _journal_export(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import export_command
+    from bridge.journal.history import EventFilter
+
+    where = EventFilter(
+        outcomes=frozenset(args.outcome),
+        operations=frozenset(args.operation),
+        resource_types=frozenset(args.resource_type),
+        text=args.text,
+        since=args.since,
+        until=args.until,
+    )
+    return _journal_run(
+        lambda: export_command(args.files, where, args.format, args.all, sys.stdout)
+    )
+
+
+def _journal_hash(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import hash_command
+
+    return _journal_run(lambda: hash_command(args.values, args.key_file, sys.stdout))
+
+
+def _journal_schema(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import schema_command
+
+    return schema_command(sys.stdout)
+
+
+def _journal_run(command: Callable[[], int]) -> int:
+    from bridge.journal.commands import CommandError
+
+    try:
+        return command()
+    except CommandError as exc:
+        print(f"scim-bridge journal: {exc}", file=sys.stderr)
+        return 2
 
 
 def _log_level_option(parser: argparse.ArgumentParser, default: str) -> None:

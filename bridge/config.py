@@ -286,6 +286,111 @@ class IdempotencySettings(_Section):
         return self
 
 
+MIN_JOURNAL_KEY_LENGTH: Final = 32
+_REPLICA: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class JournalSettings(_Section):
+    """The provisioning journal: one event per SCIM write and failed read, chained by a keyed
+    hash (docs/reference/journal.md)."""
+
+    enabled: bool = False
+    file: Path | None = None
+    """JSON-lines files (one per replica, rotated by size); unset: its own stream on stdout."""
+    max_bytes: int = Field(104_857_600, ge=65_536, le=10_737_418_240)
+    """A file is rotated once it holds this many bytes (it exceeds it by one line at most)."""
+    keep_files: int = Field(20, ge=0, le=100_000)
+    """Rotated files kept per replica, the oldest removed first; 0 keeps every file."""
+    fsync: Literal["rotation", "event"] = "rotation"
+    """When a file is forced to disk: at rotation and close, or after every line."""
+    key: SecretStr | None = None
+    """The journal key (at least 32 characters): seals the chain, and keys the hashes of
+    ``values = "hashed"``. A secret: never stored beside the journal."""
+    key_file: FilePath | None = None
+    """A file holding the journal key (a mounted secret), instead of ``key``."""
+    values: Literal["full", "hashed", "none"] = "full"
+    """Personal values (names, e-mails, userName): as given, as keyed hashes, or left out."""
+    replica: str | None = None
+    """Names this process's chain and files; unset: the host name (a Kubernetes pod's name)."""
+    queue_size: int = Field(10_000, ge=1, le=1_000_000)
+    """Events waiting for the writer; beyond, an event is dropped (counted), never waited for."""
+    history_size: int = Field(10_000, ge=1, le=1_000_000)
+    """Most recent events the history keeps (memory, or the Redis stream)."""
+    witness_interval_seconds: float = Field(60.0, gt=0, le=3600)
+    """How often the chain's head is written to the ordinary log (when it moved)."""
+
+    @field_validator("key")
+    @classmethod
+    def _key_is_strong(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            problem = journal_key_problem(key.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return key
+
+    @field_validator("replica")
+    @classmethod
+    def _replica_is_a_name(cls, replica: str | None) -> str | None:
+        if replica is not None and not _REPLICA.fullmatch(replica):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-' (a file name part)")
+        return replica
+
+    @model_validator(mode="after")
+    def _key_is_where_it_is_needed(self) -> JournalSettings:
+        """One key source; its file read here (so the log redaction knows it) and never
+        beside the journal; a file sink or hashed values need it."""
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("journal.key and journal.key_file are exclusive: set one")
+        if self.key_file is not None:
+            self.key = SecretStr(_read_key_file(self.key_file))
+            if self.file is not None and _beside(self.key_file, self.file):
+                raise ValueError(
+                    "journal.key_file is in the journal's directory: whoever can edit the "
+                    "journal could read the key and rebuild the chain; keep it in a secret mount"
+                )
+        if not self.enabled:
+            return self
+        if self.file is not None and self.key is None:
+            raise ValueError(
+                "journal.file needs journal.key or journal.key_file: the keyed hash chaining "
+                "its lines is what makes the file tamper-evident"
+            )
+        if self.values == "hashed" and self.key is None:
+            raise ValueError(
+                'journal.values = "hashed" needs journal.key or journal.key_file (the hash key)'
+            )
+        if self.file is not None and not self.file.parent.is_dir():
+            raise ValueError("journal.file: its directory does not exist")
+        return self
+
+
+def journal_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be the journal key: too short, or holding whitespace or control
+    characters (a key file's final line break is not part of the key)."""
+    if len(key) < MIN_JOURNAL_KEY_LENGTH:
+        return f"is shorter than {MIN_JOURNAL_KEY_LENGTH} characters"
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in key):
+        return "holds whitespace or control characters"
+    return None
+
+
+def _read_key_file(path: Path) -> str:
+    """The key in ``path``: its text without the final line break; never echoed."""
+    try:
+        key = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError):
+        raise ValueError("journal.key_file cannot be read as UTF-8 text") from None
+    problem = journal_key_problem(key)
+    if problem:
+        raise ValueError(f"journal.key_file: the key {problem}")
+    return key
+
+
+def _beside(key_file: Path, journal: Path) -> bool:
+    """Whether ``key_file`` lies in the journal's directory or below it."""
+    return journal.resolve().parent in key_file.resolve().parents
+
+
 class _Configuration(BaseSettings):
     """Where settings come from (TOML file, ``BRIDGE_*``), and what every configuration does."""
 
@@ -328,6 +433,7 @@ class Settings(_Configuration):
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+    journal: JournalSettings = JournalSettings()
 
     @model_validator(mode="after")
     def _workers_share_a_store(self) -> Settings:
@@ -337,6 +443,11 @@ class Settings(_Configuration):
             raise ValueError(
                 f"server.workers = {self.server.workers} needs idempotency.backend = "
                 '"redis": the memory backend holds one process\'s idempotency and create locks'
+            )
+        if self.server.workers > 1 and self.journal.enabled and self.journal.file is None:
+            raise ValueError(
+                f"server.workers = {self.server.workers} with journal.enabled needs "
+                "journal.file: workers sharing stdout could interleave their longer lines"
             )
         return self
 
@@ -350,6 +461,7 @@ class CheckSettings(_Configuration):
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+    journal: JournalSettings = JournalSettings()
 
 
 Config = TypeVar("Config", bound=_Configuration)

@@ -118,3 +118,23 @@ async def metrics_endpoint(request: Request) -> Response:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+JOURNAL_LINES = Counter(
+    "scim_bridge_journal_lines_total",
+    "Lines written to the provisioning journal (events and the chain's own records)",
+)
+JOURNAL_DROPPED = Labelled(
+    Counter(
+        "scim_bridge_journal_dropped_total",
+        "Journal events not written, by reason (queue_full, write_error)",
+        ["reason"],
+    )
+)
+JOURNAL_HISTORY_DROPPED = Labelled(
+    Counter(
+        "scim_bridge_journal_history_dropped_total",
+        "Journal events left out of the recent history, by reason (queue_full, unreachable)",
+        ["reason"],
+    )
+)

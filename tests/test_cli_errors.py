@@ -155,8 +155,16 @@ CASES = [
          ["unhealthy: cannot read the command line of process 999999999: No such file or "
           "directory"], status=1),
     Case(["bogus"], [re.compile(r"scim-bridge: error: argument \{serve,dev,fake-modyo,check,"
-                                r"healthcheck\}: invalid choice: 'bogus' \(choose from .+\) "
-                                r"\(see scim-bridge --help\)")]),  # Python 3.12 drops quotes
+                                r"healthcheck,journal\}: invalid choice: 'bogus' \(choose from "
+                                r".+\) \(see scim-bridge --help\)")]),  # Python 3.12 drops quotes
+    Case(["journal", "verify", "journal.jsonl"],
+         ["scim-bridge journal: no journal key: give --key-file (or set BRIDGE_JOURNAL__KEY_FILE "
+          "or BRIDGE_JOURNAL__KEY)"]),
+    Case(["journal", "verify", "journal.jsonl"],
+         ["scim-bridge journal: BRIDGE_JOURNAL__KEY: the key is shorter than 32 characters"],
+         env={"BRIDGE_JOURNAL__KEY": "short-journal-secret"}, secrets=("short-journal-secret",)),
+    Case(["journal", "export", "--since", "yesterday", "journal.jsonl"],
+         usage("journal export", "argument --since: 'yesterday' is not an ISO 8601 time")),
 ]  # fmt: skip
 
 

@@ -295,3 +295,76 @@ def test_several_workers_with_the_memory_backend_is_one_line(tmp_path: Path) -> 
         'server.workers = 2 needs idempotency.backend = "redis": the memory backend holds '
         "one process's idempotency and create locks"
     ]
+
+
+JOURNAL_KEY = "journal-key-0123456789-abcdefghijkl"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ('enabled = true\nfile = "{dir}/journal.jsonl"',
+         "journal: journal.file needs journal.key or journal.key_file: the keyed hash chaining "
+         "its lines is what makes the file tamper-evident"),
+        ('enabled = true\nvalues = "hashed"',
+         'journal: journal.values = "hashed" needs journal.key or journal.key_file (the hash '
+         "key)"),
+        (f'key = "{JOURNAL_KEY}"\nkey_file = "{{secrets}}/key"',
+         "journal: journal.key and journal.key_file are exclusive: set one"),
+        ('enabled = true\nfile = "{dir}/journal.jsonl"\nkey_file = "{dir}/key"',
+         "journal: journal.key_file is in the journal's directory: whoever can edit the journal "
+         "could read the key and rebuild the chain; keep it in a secret mount"),
+        ('key = "short-hidden-key"', "journal.key: is shorter than 32 characters"),
+        (f'key = "{JOURNAL_KEY} x"', "journal.key: holds whitespace or control characters"),
+        ('key_file = "{secrets}/short"',
+         "journal: journal.key_file: the key is shorter than 32 characters"),
+        ('replica = "pod/1"',
+         "journal.replica: must be 1-64 letters, digits, '.', '_' or '-' (a file name part)"),
+        (f'enabled = true\nfile = "{{dir}}/missing/journal.jsonl"\nkey = "{JOURNAL_KEY}"',
+         "journal: journal.file: its directory does not exist"),
+        ('values = "pseudonymous"', "journal.values: must be one of 'full', 'hashed' or 'none'"),
+        ("max_bytes = 10", "journal.max_bytes: must be at least 65536"),
+    ],
+)  # fmt: skip
+def test_journal_settings_are_checked_without_echoing_the_key(
+    tmp_path: Path, lines: str, expected: str
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "key").write_text(JOURNAL_KEY + "\n")
+    (secrets / "short").write_text("short-hidden-key\n")
+    (tmp_path / "key").write_text(JOURNAL_KEY + "\n")
+    text = lines.format(dir=tmp_path, secrets=secrets)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, VALID + "[journal]\n" + text + "\n"))
+    [problem] = caught.value.problems
+    assert problem == expected
+    assert "short-hidden-key" not in problem and JOURNAL_KEY not in problem
+
+
+def test_workers_write_their_journal_to_files(tmp_path: Path) -> None:
+    redis = '[idempotency]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:6379/0"\n'
+    text = VALID + redis + "[server]\nworkers = 2\n[journal]\nenabled = true\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, text))
+    assert caught.value.problems == [
+        "server.workers = 2 with journal.enabled needs journal.file: workers sharing stdout "
+        "could interleave their longer lines"
+    ]
+
+
+def test_journal_settings_load_and_the_key_file_is_a_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "key").write_text(JOURNAL_KEY + "\r\n")
+    (tmp_path / "journal").mkdir()
+    monkeypatch.setenv("BRIDGE_JOURNAL__FILE", str(tmp_path / "journal" / "journal.jsonl"))
+    text = VALID + f'[journal]\nenabled = true\nkey_file = "{secrets}/key"\nvalues = "hashed"\n'
+    settings = load_settings(_write(tmp_path, text))
+    journal = settings.journal
+    assert journal.file == tmp_path / "journal" / "journal.jsonl"
+    assert journal.key is not None and journal.key.get_secret_value() == JOURNAL_KEY
+    assert JOURNAL_KEY in settings.secret_values() and JOURNAL_KEY not in repr(settings)
+    assert (journal.values, journal.max_bytes, journal.keep_files) == ("hashed", 104_857_600, 20)

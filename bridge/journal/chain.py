@@ -1,0 +1,107 @@
+"""The chain: every line carries its sequence number, the previous line's keyed hash and its
+own (docs/reference/journal.md, "The chain").
+
+A line is the canonical JSON (``bridge.journal.canonical``) of its fields with the seal's
+``seq``, ``replica``, ``prev`` and ``kid``, then ``"mac"`` appended as its last member:
+HMAC-SHA-256, under the chain key, of the canonical bytes before it. Since ``prev`` is inside
+what ``mac`` covers, a line cannot be changed, removed or moved without the key to rebuild
+every line after it. Without a key (only for the stdout stream) a line has ``seq`` alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from bridge.journal.canonical import canonical
+from bridge.journal.keys import JournalKey
+
+_MAC_MEMBER: Final = re.compile(rb',"mac":"([0-9a-f]{64})"\}$')
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last line of a chain: what the next line links to, and what the witness logs."""
+
+    replica: str
+    seq: int
+    mac: str | None
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    line: bytes
+    seq: int
+    mac: str | None
+
+
+def mac_of(key: JournalKey, body: bytes) -> str:
+    return hmac.new(key.chain, body, hashlib.sha256).hexdigest()
+
+
+class Chain:
+    """Seals lines for one replica: :meth:`seal` makes the next line, :meth:`advance` moves
+    the head once it is written (a line that failed to be written takes no number)."""
+
+    def __init__(self, key: JournalKey | None, replica: str, head: Head | None = None) -> None:
+        self.key = key
+        self.replica = replica
+        self.seq = head.seq if head else 0
+        self.prev = head.mac if head else None
+
+    def seal(self, fields: Mapping[str, Any]) -> Sealed:
+        body = {**fields, "seq": self.seq + 1, "replica": self.replica}
+        if self.key is not None:
+            body["kid"] = self.key.id
+            if self.prev is not None:
+                body["prev"] = self.prev
+        text = canonical(body)
+        if self.key is None:
+            return Sealed(text + b"\n", self.seq + 1, None)
+        mac = mac_of(self.key, text)
+        return Sealed(text[:-1] + b',"mac":"' + mac.encode() + b'"}\n', self.seq + 1, mac)
+
+    def advance(self, sealed: Sealed) -> None:
+        self.seq, self.prev = sealed.seq, sealed.mac
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A line taken apart: its fields (``mac`` removed), its mac, and the bytes it covers;
+    or ``problem`` when the line is not a journal line in canonical form."""
+
+    fields: dict[str, Any] | None
+    mac: str | None
+    body: bytes
+    problem: str | None = None
+
+
+def open_line(raw: bytes) -> Opened:
+    """Split one line (without its line break) into fields, mac and the bytes the mac
+    covers; the line must be exactly the canonical form the writer made."""
+    match = _MAC_MEMBER.search(raw)
+    body = raw[: match.start()] + b"}" if match else raw
+    mac = match.group(1).decode() if match else None
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return Opened(None, mac, body, "not a JSON object (damaged)")
+    if not isinstance(fields, dict):
+        return Opened(None, mac, body, "not a JSON object (damaged)")
+    try:
+        exact = canonical(fields) == body
+    except ValueError:
+        exact = False
+    if not exact:
+        return Opened(fields, mac, body, "not in the canonical form the bridge writes (edited)")
+    return Opened(fields, mac, body)
+
+
+def authentic(opened: Opened, key: JournalKey) -> bool:
+    return opened.mac is not None and hmac.compare_digest(mac_of(key, opened.body), opened.mac)

@@ -1,0 +1,147 @@
+"""The recent history the console reads: a bounded store of the latest events, newest first,
+filtered and paginated by a cursor (docs/reference/journal.md, "Recent history").
+
+:class:`MemoryHistory` keeps one process's events; ``bridge.journal.redis_history`` keeps
+every replica's in a capped Redis stream. Adding never blocks and never raises: the history
+is a convenience, the journal's sink is the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+MAX_PAGE: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a query or an export keeps; an empty set or None keeps everything.
+    ``text`` is a case-insensitive part of the resource's id, name or externalId, or of the
+    request id (with ``values = "hashed"``, a name is found by its hash); ``since`` is
+    inclusive, ``until`` exclusive."""
+
+    outcomes: frozenset[str] = frozenset()
+    operations: frozenset[str] = frozenset()
+    resource_types: frozenset[str] = frozenset()
+    text: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    _folded: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_folded", self.text.casefold() if self.text else None)
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        """Whether ``event`` (a line's fields, possibly from a file an attacker edited)
+        passes; anything malformed fails a filter it is asked about."""
+        if self.outcomes and event.get("outcome") not in self.outcomes:
+            return False
+        if self.operations and event.get("operation") not in self.operations:
+            return False
+        if self.resource_types and event.get("resource_type") not in self.resource_types:
+            return False
+        if self._folded is not None and not any(
+            self._folded in text.casefold() for text in _texts(event)
+        ):
+            return False
+        if self.since is not None or self.until is not None:
+            moment = event_time(event)
+            if moment is None:
+                return False
+            if self.since is not None and moment < self.since:
+                return False
+            if self.until is not None and moment >= self.until:
+                return False
+        return True
+
+
+def _texts(event: Mapping[str, Any]) -> Iterable[str]:
+    resource = event.get("resource")
+    values = [event.get("request_id")]
+    if isinstance(resource, Mapping):
+        values += [resource.get("id"), resource.get("name"), resource.get("external_id")]
+    return (value for value in values if isinstance(value, str))
+
+
+def event_time(event: Mapping[str, Any]) -> datetime | None:
+    text = event.get("time")
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    events: list[dict[str, Any]]
+    """Newest first."""
+    cursor: str | None
+    """Pass it back for the next page; None: there is no older match."""
+
+
+class HistoryUnavailable(Exception):
+    """The history cannot be read now (the shared store did not answer)."""
+
+
+class History(Protocol):
+    def add(self, event: Mapping[str, Any]) -> None: ...
+
+    async def query(
+        self, where: EventFilter, limit: int = 50, cursor: str | None = None
+    ) -> HistoryPage: ...
+
+    def running(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+def page_size(limit: int) -> int:
+    return max(1, min(limit, MAX_PAGE))
+
+
+class MemoryHistory:
+    """The latest ``size`` events of this process, in a ring buffer."""
+
+    def __init__(self, size: int) -> None:
+        self._events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=size)
+        self._counter = 0
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        self._counter += 1
+        self._events.append((self._counter, dict(event)))
+
+    async def query(
+        self, where: EventFilter, limit: int = 50, cursor: str | None = None
+    ) -> HistoryPage:
+        """Raises ValueError for a cursor this store did not hand out."""
+        before = _number(cursor)
+        wanted = page_size(limit)
+        found: list[dict[str, Any]] = []
+        last = 0
+        for number, event in reversed(self._events):
+            if before is not None and number >= before:
+                continue
+            if where.matches(event):
+                if len(found) == wanted:
+                    return HistoryPage(found, str(last))
+                found.append(event)
+                last = number
+        return HistoryPage(found, None)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        yield
+
+
+def _number(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 20):
+        raise ValueError("not a cursor of this history")
+    return int(cursor)

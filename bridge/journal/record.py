@@ -1,0 +1,286 @@
+"""One request's journal event, filled in as the request runs and finished once
+(docs/reference/journal.md, "Event schema").
+
+Whoever serves the request adds what it learns: the resource, the attribute changes (with the
+values read before, when the request read the object anyway), the members added and removed,
+the Modyo calls, then the outcome. Every addition is bounded as it arrives (the counts of what
+was left out go to ``truncated``), and personal values are hashed or dropped as they arrive
+(``bridge.journal.privacy``): a record never holds more than its bounds, whatever a client
+sends.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from bridge.journal.event import (
+    MAX_ATTRIBUTE,
+    MAX_CALLS,
+    MAX_CHANGES,
+    MAX_DETAIL,
+    MAX_ID,
+    MAX_INTEGER,
+    MAX_MEMBERS,
+    MAX_PATH,
+    MAX_TEXT,
+    Change,
+    Members,
+    ModyoCall,
+    Outcome,
+    Resource,
+    ScimError,
+    ScimEvent,
+    Truncated,
+)
+from bridge.journal.privacy import OMITTED, Privacy
+
+CUT: Final = "…"
+"""Ends a value cut at its bound."""
+_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
+_OPS: Final = frozenset({"add", "replace", "remove"})
+MAX_REMEMBERED: Final = 2 * MAX_CHANGES + 8
+"""Personal values remembered (raw, until ``finish``) to clean them out of error texts."""
+MIN_REMEMBERED: Final = 3
+"""Shorter values are not cleaned out of texts: replacing every "al" would garble them."""
+MAX_REMEMBERED_LENGTH: Final = 1024
+
+
+class _NotRead:
+    def __repr__(self) -> str:
+        return "NOT_READ"
+
+
+NOT_READ: Final = _NotRead()
+"""``before`` of a change whose object the request did not read."""
+
+Raw = str | bool | int | float | dict[str, Any] | list[Any] | None
+
+
+def timestamp(moment: datetime) -> str:
+    """``2025-01-02T03:04:05.678Z``: the journal's ``time`` (UTC, milliseconds)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JournalRecord:
+    """A request's event under construction (the module docstring)."""
+
+    def __init__(
+        self,
+        privacy: Privacy,
+        *,
+        request_id: str,
+        operation: str,
+        resource_type: str | None = None,
+        client_request_id: str | None = None,
+        token: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._privacy = privacy
+        self._now = now
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._truncated = {"changes": 0, "members": 0, "modyo_calls": 0, "values": 0}
+        self.request_id = self._clip(request_id, MAX_ID)
+        self.operation = self._clip(operation, 64)
+        self.resource_type = None if resource_type is None else self._clip(resource_type, 32)
+        self.client_request_id = self._maybe(client_request_id, MAX_ID)
+        self.token = self._maybe(token, MAX_ID)
+        self._resource: dict[str, Any] = {}
+        self._changes: list[Change] = []
+        self._added: list[str] = []
+        self._removed: list[str] = []
+        self._added_count = 0
+        self._removed_count = 0
+        self._calls: list[ModyoCall] = []
+        self._remembered: list[str] = []
+        self._finished = False
+
+    def routed(self, operation: str, resource_type: str | None) -> None:
+        """What routing resolved, when the record was opened before it (at the edge)."""
+        self.operation = self._clip(operation, 64)
+        self.resource_type = None if resource_type is None else self._clip(resource_type, 32)
+
+    def identify(
+        self, *, id: str | None = None, name: str | None = None, external_id: str | None = None
+    ) -> None:
+        """The resource: its id (known after a create), its name (a User's userName, a
+        Group's displayName) and externalId. A later call completes or corrects."""
+        if id is not None:
+            self._resource["id"] = self._clip(id, MAX_ID)
+        if name is not None:
+            attribute = "displayName" if self.resource_type == "Group" else "userName"
+            kept, shown = self._recorded(attribute, name)
+            if kept:
+                self._resource["name"] = shown
+        if external_id is not None:
+            self._resource["external_id"] = self._clip(external_id, MAX_TEXT)
+
+    def add_change(
+        self, attribute: str, before: Raw | _NotRead, after: Raw, *, op: str | None = None
+    ) -> None:
+        """An attribute the request sets (``op``: the PATCH operation, if any). ``before``
+        is :data:`NOT_READ` unless the request read the object anyway."""
+        if len(self._changes) >= MAX_CHANGES:
+            self._truncated["changes"] += 1
+            return
+        path, literals = self._privacy.path(self.resource_type, attribute)
+        for literal in literals:
+            self._remember(literal)
+        fields: dict[str, Any] = {"attribute": self._clip(path, MAX_ATTRIBUTE)}
+        operation = (op or "").lower()
+        if operation in _OPS:
+            fields["op"] = operation
+        if not isinstance(before, _NotRead):
+            kept, shown = self._recorded(attribute, before)
+            if kept:
+                fields["before"] = shown
+        kept, shown = self._recorded(attribute, after)
+        if kept:
+            fields["after"] = shown
+        self._changes.append(Change(**fields))
+
+    def add_members(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
+        """Member ids added to and removed from a group (ids are not personal)."""
+        for member in added:
+            self._added_count += 1
+            self._member(self._added, member)
+        for member in removed:
+            self._removed_count += 1
+            self._member(self._removed, member)
+
+    def add_modyo_call(
+        self, method: str, path: str, status: int | str, attempt: int, ms: float
+    ) -> None:
+        """One attempt of a Modyo call: ``path`` its template (``/team_members/:id``),
+        ``status`` the HTTP status or why none came."""
+        if len(self._calls) >= MAX_CALLS:
+            self._truncated["modyo_calls"] += 1
+            return
+        answered = isinstance(status, int) and 100 <= status <= 599
+        self._calls.append(
+            ModyoCall(
+                method=self._clip(method, 16),
+                path=self._clip(path, MAX_PATH),
+                status=status if answered else self._clip(str(status), 64),
+                attempt=min(max(attempt, 1), 1000),
+                ms=min(max(round(ms), 0), MAX_INTEGER),
+            )
+        )
+
+    def finish(
+        self,
+        outcome: Outcome,
+        *,
+        status: int | None = None,
+        scim_type: str | None = None,
+        detail: str | None = None,
+        reason: str | None = None,
+    ) -> ScimEvent:
+        """The event: ``refused`` needs the SCIM error's ``detail`` (and ``scim_type``),
+        ``failed`` its ``reason``. Texts are cleaned of the personal values this record
+        saw when values are not written in full."""
+        if self._finished:
+            raise RuntimeError("a journal record is finished once")
+        self._finished = True
+        error = None
+        if detail is not None or scim_type is not None:
+            error = ScimError(
+                scim_type=self._maybe(scim_type, 64), detail=self._text(detail or "", MAX_DETAIL)
+            )
+        members = None
+        if self._added_count or self._removed_count:
+            members = Members(
+                added=self._added,
+                removed=self._removed,
+                added_count=self._added_count,
+                removed_count=self._removed_count,
+            )
+        elapsed = max(0.0, self._monotonic() - self._started)
+        return ScimEvent(
+            time=timestamp(self._now()),
+            request_id=self.request_id,
+            client_request_id=self.client_request_id,
+            token=self.token,
+            operation=self.operation,
+            resource_type=self.resource_type,
+            resource=Resource(**self._resource) if self._resource else None,
+            values=self._privacy.mode,
+            changes=self._changes,
+            members=members,
+            outcome=outcome,
+            status=status,
+            error=error,
+            reason=None if reason is None else self._text(reason, MAX_DETAIL),
+            modyo_calls=self._calls,
+            duration_ms=min(round(elapsed * 1000), MAX_INTEGER),
+            truncated=Truncated(**self._truncated) if any(self._truncated.values()) else None,
+        )
+
+    def _recorded(self, attribute: str, value: Raw) -> tuple[bool, str | bool | int | None]:
+        """What is written for ``value`` of ``attribute``: privacy first (a hash covers the
+        whole value), then the bound."""
+        plain = _plain(value)
+        personal = self._privacy.mode != "full" and self._privacy.personal(
+            self.resource_type, attribute
+        )
+        if personal and isinstance(plain, str):
+            self._remember(plain)
+        kept, shown = self._privacy.value(personal, plain)
+        if isinstance(shown, str):
+            shown = self._clip(shown, MAX_TEXT)
+        return kept, shown
+
+    def _member(self, kept: list[str], member: str) -> None:
+        if len(kept) < MAX_MEMBERS:
+            kept.append(self._clip(str(member), MAX_ID))
+        else:
+            self._truncated["members"] += 1
+
+    def _remember(self, value: str) -> None:
+        if (
+            MIN_REMEMBERED <= len(value) <= MAX_REMEMBERED_LENGTH
+            and len(self._remembered) < MAX_REMEMBERED
+        ):
+            self._remembered.append(value)
+
+    def _text(self, text: str, limit: int) -> str:
+        """An error text, cleaned of the personal values seen (unless written in full)."""
+        if self._privacy.mode != "full":
+            for value in sorted(set(self._remembered), key=len, reverse=True):
+                shown = OMITTED if self._privacy.mode == "none" else self._privacy.hashed(value)
+                text = re.compile(re.escape(value), re.IGNORECASE).sub(_constant(shown), text)
+        return self._clip(text, limit)
+
+    def _maybe(self, text: str | None, limit: int) -> str | None:
+        return None if text is None else self._clip(text, limit)
+
+    def _clip(self, text: str, limit: int) -> str:
+        """``text`` as valid Unicode, at most ``limit`` characters (a cut one ends in
+        :data:`CUT`, counted in ``truncated.values``)."""
+        if not text.isascii():
+            text = _SURROGATE.sub("\ufffd", text)
+        if len(text) <= limit:
+            return text
+        self._truncated["values"] += 1
+        return text[: limit - 1] + CUT
+
+
+def _constant(text: str) -> Callable[[re.Match[str]], str]:
+    """A replacement taken as is (no backslash or group reference is interpreted)."""
+    return lambda _: text
+
+
+def _plain(value: Raw) -> str | bool | int | None:
+    """A JSON value as the journal writes it: strings, booleans, integers and null as they
+    are; another number, or an object or array, as its JSON text."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int) and -MAX_INTEGER <= value <= MAX_INTEGER:
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
