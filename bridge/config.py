@@ -70,8 +70,10 @@ def token_problem(token: str) -> str | None:
 
 
 class _Section(BaseModel):
-    # A field's docstring is its description (docs/reference/configuration.md is built from it)
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    """A table of the configuration; a field's docstring is its description
+    (docs/reference/configuration.md is generated from them)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> SplitResult:

@@ -22,6 +22,7 @@ import ast
 import inspect
 import os
 import re
+import textwrap
 import tomllib
 import types
 import typing
@@ -85,9 +86,11 @@ def configuration() -> str:
             out += [_cell(model.__doc__), ""]
         out += ["| Key | Type | Default | Environment variable | Description |"]
         out += ["|---|---|---|---|---|"]
+        docstrings = _docstrings(model)
         for key, field in model.model_fields.items():
             dotted = f"{section}.{key}"
-            if not field.description:
+            description = field.description or docstrings.get(key)
+            if not description:
                 log.warning(
                     "setting %s has no description (a docstring in bridge/config.py)", dotted
                 )
@@ -103,10 +106,31 @@ def configuration() -> str:
                 note = " **Secret**: keep it in the environment or a secret store."
             out.append(
                 f"| `{key}` | {_type(field.annotation)}{_bounds(field)} | {_default(field)} "
-                f"| {variable} | {_cell(field.description or '')}{note} |"
+                f"| {variable} | {_cell(description or '')}{note} |"
             )
         out.append("")
     return "\n".join(out)
+
+
+def _docstrings(model: type[BaseModel]) -> dict[str, str]:
+    """The docstring under each field of ``model`` (and of the classes it derives from), read
+    from the source: the bridge does not pay for them at run time."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+        assert isinstance(body, ast.ClassDef)
+        for node, after in zip(body.body, body.body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                found[node.target.id] = after.value.value
+    return found
 
 
 def _table(text: str, section: str) -> str:
