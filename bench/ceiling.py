@@ -1,7 +1,7 @@
 """The ceiling: a minimal passthrough proxy making the Modyo calls each benchmarked operation
-minimally needs under docs/modyo-contract.md, with the bridge's own HTTP client and transport,
-and no SCIM work (no validation, mapping, filter parsing or error handling). ``--api scim``
-makes the calls of Modyo's SCIM server (§9) instead of the REST API's.
+minimally needs under docs/design/modyo-contract.md, with the bridge's own HTTP client and
+transport, and no SCIM work (no validation, mapping, filter parsing or error handling).
+``--api scim`` makes the calls of Modyo's SCIM server (§9) instead of the REST API's.
 
     python -m bench.ceiling --port 8002 --modyo-url http://127.0.0.1:8001 --token T [--api scim]
 """

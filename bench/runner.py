@@ -33,7 +33,8 @@ from bench.stores import RedisServer, measure_stores, print_stores
 SCIM_TOKEN = "bench-scim-token-0123456789"
 MODYO_TOKEN = "bench-modyo-token"
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
-MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (§7 for REST, §9 for SCIM)
+# per SCIM request, under docs/design/modyo-contract.md (§7 for REST, §9 for SCIM)
+MIN_MODYO_CALLS = {
     "rest": {"get_user": 1, "filter_user": 1, "create_user": 1, "patch_user": 1,
              "add_member": 2, "filter_group": 1},
     # SCIM: a PATCH reads the user first (deleted users, exact diff); the 10 benchmark groups

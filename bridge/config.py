@@ -70,6 +70,9 @@ def token_problem(token: str) -> str | None:
 
 
 class _Section(BaseModel):
+    """A table of the configuration; a field's docstring is its description
+    (docs/reference/configuration.md is generated from them)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -90,25 +93,42 @@ def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> Split
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
+    """Interface uvicorn listens on (``0.0.0.0`` in a container); ``serve --host`` beats it."""
     port: int = Field(8000, ge=1, le=65535)
+    """Port of the SCIM listener; ``serve --port`` beats it."""
     base_path: str = "/scim"
+    """Path of the SCIM endpoints: Entra's Tenant URL is the public host plus this path."""
     public_url: AnyHttpUrl | None = None
+    """Public scheme and host for ``Location`` and ``meta.location``; unset: the request's
+    own, or a trusted proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-Host``."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Larger request bodies are refused with 413, from ``Content-Length``, before reading."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """``debug`` adds one line per Modyo call; ``serve --log-level`` beats it."""
     log_format: Literal["json", "text"] = "json"
+    """One JSON object per line on stderr, or plain text for people."""
     metrics_enabled: bool = True
+    """Serve Prometheus metrics at ``/metrics`` (no authentication)."""
     metrics_port: int | None = Field(None, ge=1, le=65535)
     """Serve ``/metrics`` on this port of ``host`` instead of beside the SCIM endpoints."""
     forwarded_allow_ips: str = "127.0.0.1"
+    """Comma-separated IPs or CIDRs (``*``: any) of the proxies whose ``X-Forwarded-Proto``,
+    ``-Host`` and ``-For`` are trusted; other clients' are ignored."""
     readiness_interval_seconds: float = Field(5.0, gt=0, le=300)
     """How often the background readiness probes run (each is cut after this long)."""
     readiness_max_age_seconds: float = Field(15.0, gt=0, le=3600)
     """``/readyz`` is 503 when the last completed probes are older than this."""
     keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
+    """How long an idle connection is kept open: longer than the load balancer's idle timeout."""
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    """A request head must arrive within it: a silent connection is closed, a partial head
+    gets 408."""
     body_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    """A request body must arrive within it (and the request deadline), else 408."""
     max_connections: int = Field(512, ge=1, le=100_000)
+    """Client connections at once; one more is answered 503 with ``Retry-After`` and closed."""
     http_parser: Literal["httptools", "h11"] = "httptools"
+    """HTTP/1.1 parser: ``httptools`` (requests it refuses are re-read by h11) or ``h11``."""
     workers: int = Field(1, ge=1, le=64)
     """uvicorn worker processes; more than one needs ``idempotency.backend = "redis"``."""
 
@@ -141,9 +161,15 @@ class ServerSettings(_Section):
 
 class ScimSettings(_Section):
     tokens: list[SecretStr] = Field(min_length=1)
+    """Bearer tokens Entra may present (its Secret Token), 16 characters or more; several at
+    once allow a rotation."""
     max_page_size: int = Field(100, ge=1, le=1000)
+    """Largest page of a query (the cap of ``count``, advertised as ``maxResults``)."""
     request_deadline_seconds: float = Field(20.0, gt=0, le=300)
+    """Every SCIM request ends by then; past it, 503 with ``Retry-After``."""
     max_filter_scan: int = Field(10_000, ge=0, le=1_000_000)
+    """Most users or groups a filter Modyo cannot search is evaluated over; beyond, 400
+    ``tooMany`` (0: never scan)."""
 
     @field_validator("tokens")
     @classmethod
@@ -157,17 +183,25 @@ class ScimSettings(_Section):
 
 class ModyoSettings(_Section):
     base_url: AnyHttpUrl
+    """Your Modyo account's URL, such as ``https://acme.modyo.cloud``."""
     token: SecretStr
+    """API access token of a dedicated Modyo admin, never in Entra's provisioning scope."""
     api: Literal["rest", "scim"] = "rest"
     """Which Modyo interface the bridge calls: the Administration REST API under
-    ``/api/admin``, or Modyo's own SCIM server under ``/api/admin/scim`` (README, "REST vs
-    SCIM upstream")."""
+    ``/api/admin``, or Modyo's own SCIM server under ``/api/admin/scim``
+    (docs/design/upstreams.md)."""
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    """Seconds to open a connection to Modyo."""
     read_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    """Seconds to wait for each read of a Modyo answer."""
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """HTTP transport under httpx: aiohttp (faster under concurrency) or httpx's own pool."""
     max_connections: int = Field(64, ge=1, le=1000)
+    """Connections kept open to Modyo."""
     max_in_flight: int = Field(32, ge=1, le=1000)
+    """Modyo calls in flight at once, across all SCIM requests; more wait, within the deadline."""
     verify_tls: bool = True
+    """Verify Modyo's TLS certificate (leave it on outside local tests)."""
     proxy_url: SecretStr | None = None
     """Egress proxy (``http://[user:password@]host:port``); unset: ``HTTPS_PROXY``,
     ``HTTP_PROXY`` and ``NO_PROXY`` decide. A secret: it may carry a password."""
@@ -176,6 +210,7 @@ class ModyoSettings(_Section):
     client_cert: FilePath | None = None
     """PEM client certificate (mTLS), with its key unless ``client_key`` is given."""
     client_key: FilePath | None = None
+    """PEM private key of ``client_cert``, when it is not in the same file."""
 
     @field_validator("token")
     @classmethod
@@ -222,24 +257,32 @@ class ModyoSettings(_Section):
 
 class RetrySettings(_Section):
     max_attempts: int = Field(5, ge=1, le=20)
+    """Attempts per Modyo call (1: no retry)."""
     backoff_initial_seconds: float = Field(0.2, ge=0, le=30)
+    """First wait of the exponential backoff (with jitter) between attempts."""
     backoff_max_seconds: float = Field(5.0, ge=0, le=120)
+    """Longest wait of the backoff."""
     retry_after_cap_seconds: float = Field(10.0, ge=0, le=300)
+    """Longest ``Retry-After`` the bridge waits out; a longer one goes to Entra in a 503."""
 
 
 class IdempotencySettings(_Section):
     enabled: bool = True
+    """Replay the answer of an identical write whose client never got it, and run identical
+    concurrent writes once."""
     ttl_seconds: float = Field(600.0, gt=0, le=86_400)
+    """How long an undelivered answer is kept for the retry."""
     max_entries: int = Field(10_000, ge=1, le=10_000_000)
     """The memory store's bound (Redis is bounded by its TTLs and ``maxmemory``)."""
     backend: Literal["memory", "redis"] = "memory"
     """Where answers, single-flight and create locks live: this process, or a Redis shared
-    by every replica (README, High availability)."""
+    by every replica (docs/operator/high-availability.md)."""
     redis_url: SecretStr | None = None
     """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS); a secret (its password)."""
     redis_sentinels: list[str] = Field(default_factory=list)
     """Sentinels (``host:port``) that name the primary of ``redis_sentinel_service``."""
     redis_sentinel_service: str | None = None
+    """The service (primary name) the sentinels monitor."""
     key_prefix: str = Field("scim-bridge:", min_length=1, max_length=100)
     """Prefix of every key, so one Redis can serve several groups of bridges."""
     lock_ttl_seconds: float = Field(10.0, gt=0, le=300)
@@ -295,6 +338,7 @@ class JournalSettings(_Section):
     hash (docs/reference/journal.md)."""
 
     enabled: bool = False
+    """Write the journal: one event per SCIM write and per failed read."""
     file: Path | None = None
     """JSON-lines files (one per replica, rotated by size); unset: its own stream on stdout."""
     max_bytes: int = Field(104_857_600, ge=65_536, le=10_737_418_240)

@@ -220,7 +220,7 @@ def test_requests_and_limits_are_set(deployment: str) -> None:
 
 
 def test_bridge_memory_covers_the_benchmark_peak() -> None:
-    """README, Performance: peak RSS 89.5 MB over the whole benchmark run."""
+    """docs/performance.md: peak RSS 89.5 MB over the whole benchmark run."""
     resources = _container("scim-bridge")["resources"]
     assert _quantity(resources["requests"]["memory"]) > 89.5e6
     assert _quantity(resources["limits"]["memory"]) >= 2 * 89.5e6

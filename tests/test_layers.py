@@ -1,6 +1,6 @@
 """Dependencies run one way: edge -> SCIM -> upstream interface <- Modyo, over the journal
 (which either side may feed) and a shared base. No module imports from a layer above it, and
-the SCIM and Modyo sides never see each other (README, Development)."""
+the SCIM and Modyo sides never see each other (docs/design/layers.md)."""
 
 from __future__ import annotations
 

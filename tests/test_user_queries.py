@@ -230,7 +230,7 @@ async def test_a_modyo_that_ignores_search_parameters_still_yields_exact_matches
     expression: str, who: str | None
 ) -> None:
     """Correctness never rests on Modyo's filtering: every candidate is re-checked against the
-    SCIM filter, and every page is read (docs/modyo-contract.md, assumption on filters)."""
+    SCIM filter, and every page is read (docs/design/modyo-contract.md, assumption on filters)."""
     from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
 
     fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)

@@ -1,5 +1,5 @@
 """Modyo's Administration REST API as an upstream: the one module that knows its team-member
-and group paths, payloads, pagination envelope and error envelope (docs/modyo-contract.md).
+and group paths, payloads, pagination envelope and error envelope (docs/design/modyo-contract.md).
 
 Calls go out through :class:`bridge.modyo.http.ModyoHttp` (retries, deadline, in-flight
 bound, metrics). Creates are never blindly re-sent after an unknown outcome: the object is

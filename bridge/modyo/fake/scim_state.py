@@ -1,5 +1,5 @@
 """A stateful, in-memory Modyo SCIM 2.0 server (``/api/admin/scim``): Modyo's own SCIM
-endpoint, documented gaps included (docs/modyo-contract.md §9).
+endpoint, documented gaps included (docs/design/modyo-contract.md §9).
 
 Documented [SCIM L86-L102] (modyo-admin-api.md §1, §2a, §4, §5.2) and reproduced exactly:
 

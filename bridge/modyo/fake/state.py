@@ -1,4 +1,5 @@
-"""A stateful, in-memory Modyo Administration API: the executable form of docs/modyo-contract.md.
+"""A stateful, in-memory Modyo Administration API: the executable form of
+docs/design/modyo-contract.md.
 
 It implements exactly the contract the bridge assumes (paths, payloads, statuses) plus the
 quirks Modyo documents: the ``{"<plural>": [...], "meta": {...}}`` envelope, ``per_page``
@@ -77,7 +78,7 @@ NOT_FOUND = FakeResponse(404, {})
 @dataclass(frozen=True, slots=True)
 class Variant:
     """How a given Modyo answers, among the shapes its documentation allows
-    (modyo-admin-api.md §3.5, §5.1; docs/modyo-contract.md C8, C13):
+    (modyo-admin-api.md §3.5, §5.1; docs/design/modyo-contract.md C8, C13):
 
     - ``errors``: ``objects`` (the draft's ``{"field", "messages", "details"}``), ``strings``
       (translated messages, ``"Username has already been taken"``), or ``hash`` (the 2022
