@@ -19,7 +19,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from starlette.types import Receive, Scope, Send
 
-from bench import ceiling, cpu, load
+from bench import ceiling, cpu, load, shares
 from bench.checks import PhaseError
 from bench.runner import OPS, QUICK, SCIM_TOKEN, Bench, run_guarded, scan_path
 from bridge.app import create_app
@@ -261,3 +261,28 @@ def test_the_committed_baseline_judges_every_op() -> None:
     assert set(baseline["ops"]) == set(OPS)
     assert all(row["relative_cpu"] > 1 for row in baseline["ops"].values())
     assert {"recorded", "commit", "bridge_tree", "machine", "trivial_cpu_us"} <= set(baseline)
+
+
+# ---------------------------------------------------------------------- profiles
+
+
+def _stack(*files: str) -> list[str]:
+    return [f"f{n} ({file}:1)" for n, file in enumerate(files)]
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        (_stack("uvicorn/server.py", "bridge/observe.py", "logging/__init__.py", "json/encoder.py"),
+         "access log (logging)"),
+        (_stack("bridge/observe.py", "uuid.py", "<frozen os>"), "uuid request ids"),
+        (_stack("httpx/_client.py", "aiohttp/http_writer.py", "re/__init__.py"), "aiohttp writer"),
+        (_stack("bridge/observe.py", "bridge/scim/users.py", "enum.py"), "bridge SCIM logic"),
+        (_stack("bridge/observe.py", "asyncio/timeouts.py"), "middleware stack"),
+        (_stack("bridge/scim/users.py", "scim2_models/base.py"), "pydantic / scim2-models"),
+        (_stack("asyncio/runners.py"), "event loop"),
+        (_stack("somewhere/else.py"), "other"),
+    ],
+)  # fmt: skip
+def test_a_profile_sample_is_counted_to_what_it_serves(stack: list[str], expected: str) -> None:
+    assert shares.category(stack) == expected
