@@ -1,12 +1,16 @@
-"""``python -m bench [--quick] [--json PATH] [--modyo-api rest|scim]``: the bridge, side by side
-with its ceiling and its peer, in one run on this machine, against the fake of Modyo's REST API
-or of its SCIM server (``modyo.api``).
+"""``python -m bench [--quick] [--json PATH] [--modyo-api rest|scim] [--ci [--write-baseline]]``:
+the bridge, side by side with its ceiling and its peer, in one run on this machine, against the
+fake of Modyo's REST API or of its SCIM server (``modyo.api``); and its CPU per request relative
+to a trivial endpoint's, against the committed baseline (``--ci``: that alone, judged;
+docs/performance-ci.md).
 
 Processes (all on 127.0.0.1): ``scim-bridge fake-modyo``; ``scim-bridge serve`` (one uvicorn
-worker) pointed at it; the ceiling (``bench.ceiling``: a minimal passthrough with the same HTTP
-client and transport, no SCIM work); the peer (``scim2-server``, python-scim's in-memory
-reference server); and a load generator per measurement (``bench.load``). Absolute figures
-drift on shared machines: compare the ratios, which come from one run.
+worker) pointed at it; the ceiling (``bench.ceiling``: a minimal passthrough with its own HTTP
+client over the same transport, no SCIM work); the peer (``scim2-server``, python-scim's
+in-memory reference server); the trivial endpoint (``bench.layer``); and a load generator per
+measurement (``bench.load``). Absolute figures drift on shared machines: compare the ratios,
+which come from one run. A phase that finds its world other than it needs stops the run with
+one line (``bench.checks``).
 """
 
 from __future__ import annotations
