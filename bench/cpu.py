@@ -101,6 +101,7 @@ def relative_cpu(bench: Bench, data: dict[str, Any], ops: tuple[str, ...]) -> di
         "rounds": bench.profile.cpu_rounds,
         "requests_per_window": requests,
         "concurrency": concurrency,
+        "modyo_api": bench.api,
         "seconds": time.monotonic() - started,
     }
 
@@ -120,8 +121,9 @@ def load_baseline(path: Path = BASELINE) -> dict[str, Any] | None:
 
 def changes(figures: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, float | None]:
     """Each op's relative CPU against the baseline's (+0.25: a quarter more CPU per request);
-    None where the baseline has no figure for it."""
-    recorded = (baseline or {}).get("ops", {})
+    None where the baseline has no figure for it, or is of the other upstream (``modyo.api``)."""
+    same_api = figures.get("modyo_api", "rest") == (baseline or {}).get("modyo_api", "rest")
+    recorded = (baseline or {}).get("ops", {}) if same_api else {}
     return {
         op: row["relative_cpu"] / recorded[op]["relative_cpu"] - 1 if op in recorded else None
         for op, row in figures["ops"].items()
@@ -146,6 +148,8 @@ def print_relative(figures: dict[str, Any], baseline: dict[str, Any] | None) -> 
     )
     if baseline is None:
         print(f"  no baseline ({BASELINE.name}): python -m bench --ci --write-baseline records one")
+    elif baseline.get("modyo_api", "rest") != figures.get("modyo_api", "rest"):
+        print(f"  the baseline is of modyo.api = {baseline.get('modyo_api', 'rest')}: not compared")
     else:
         print(
             f"  baseline: {baseline['recorded']}, commit {baseline['commit'][:10]}, "
@@ -172,6 +176,7 @@ def baseline_record(figures: dict[str, Any]) -> dict[str, Any]:
         "commit": _git("rev-parse", "HEAD"),
         "bridge_tree": _git("rev-parse", "HEAD:bridge"),
         "machine": machine(),
+        "modyo_api": figures["modyo_api"],
         "trivial_cpu_us": round(figures["trivial_cpu_us"], 2),
         "requests_per_window": figures["requests_per_window"],
         "rounds": figures["rounds"],

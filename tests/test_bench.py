@@ -253,6 +253,8 @@ def test_the_ci_step_fails_an_op_more_than_20_percent_over_its_baseline() -> Non
     )
     assert cpu.over_tolerance(figures, baseline) == ["get_user"]
     assert cpu.over_tolerance(_figures(get_user=8.0), baseline) == []
+    other_upstream = {**_figures(get_user=99.0), "modyo_api": "scim"}  # not judged by REST's
+    assert cpu.changes(other_upstream, baseline) == {"get_user": None}
 
 
 def test_the_committed_baseline_judges_every_op() -> None:
