@@ -122,12 +122,18 @@ def load_baseline(path: Path = BASELINE) -> dict[str, Any] | None:
 def changes(figures: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, float | None]:
     """Each op's relative CPU against the baseline's (+0.25: a quarter more CPU per request);
     None where the baseline has no figure for it, or is of the other upstream (``modyo.api``)."""
-    same_api = figures.get("modyo_api", "rest") == (baseline or {}).get("modyo_api", "rest")
-    recorded = (baseline or {}).get("ops", {}) if same_api else {}
+    recorded = _comparable(figures, baseline)
     return {
         op: row["relative_cpu"] / recorded[op]["relative_cpu"] - 1 if op in recorded else None
         for op, row in figures["ops"].items()
     }
+
+
+def _comparable(figures: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, Any]:
+    """The baseline's figures by op, if they are of the same upstream as ``figures``."""
+    same_api = figures.get("modyo_api", "rest") == (baseline or {}).get("modyo_api", "rest")
+    recorded: dict[str, Any] = (baseline or {}).get("ops", {}) if same_api else {}
+    return recorded
 
 
 def over_tolerance(figures: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
@@ -157,7 +163,7 @@ def print_relative(figures: dict[str, Any], baseline: dict[str, Any] | None) -> 
             f"{baseline['trivial_cpu_us']:.1f} µs"
         )
     print(f"{'op':<13}{'cpu µs':>9}{'preempt':>9}{'relative':>10}{'baseline':>10}{'change':>9}")
-    recorded = (baseline or {}).get("ops", {})
+    recorded = _comparable(figures, baseline)
     for op, change in changes(figures, baseline).items():
         row = figures["ops"][op]
         before = f"{recorded[op]['relative_cpu']:10.2f}" if op in recorded else f"{'-':>10}"
