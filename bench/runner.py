@@ -1178,7 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ci",
         action="store_true",
         help="only the relative CPU per request of every op, judged against "
-        f"bench/{BASELINE.name}: exit 1 when one rose more than {TOLERANCE:.0%}",
+        f"bench/{BASELINE.name}: exit 1 when one rose more than {TOLERANCE * 100:.0f}%%",
     )
     parser.add_argument(
         "--write-baseline",
