@@ -17,7 +17,7 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, overload
+from typing import Any, Final, Literal, Self, TypeVar, overload
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -38,6 +38,8 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
+
+from bridge.logs import remember_secrets
 
 ENV_PREFIX = "BRIDGE_"
 MIN_TOKEN_LENGTH = 16
@@ -69,8 +71,46 @@ def token_problem(token: str) -> str | None:
     return None
 
 
+def _walk(value: Any) -> Iterator[Any]:
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk(item)
+    else:
+        yield value
+
+
+def _secret_forms(secret: str) -> list[str]:
+    """How a secret may appear in text: itself, or for a URL its password (as written in the
+    URL and decoded) and the base64 ``user:password`` a Basic ``Proxy-Authorization`` carries."""
+    if "://" not in secret:
+        return [secret]
+    parts = urlsplit(secret)
+    if parts.password is None:
+        return []  # a URL without credentials holds nothing secret
+    user, password = unquote(parts.username or ""), unquote(parts.password)
+    written = parts.netloc.rsplit("@", 1)[0].partition(":")[2]
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return [password, written, basic]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _secrets_are_masked(self) -> Self:
+        """From the moment a section holding a secret is valid, the secret is masked in every
+        log line, SCIM error detail and ``check`` line (``bridge.logs.mask``): however the
+        settings were built (a file, the environment, a test), nothing can print it first."""
+        remember_secrets(
+            form
+            for value in _walk(self)
+            if isinstance(value, SecretStr)
+            for form in _secret_forms(value.get_secret_value())
+        )
+        return self
 
 
 def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> SplitResult:
@@ -353,31 +393,6 @@ class CheckSettings(_Configuration):
 
 
 Config = TypeVar("Config", bound=_Configuration)
-
-
-def _walk(value: Any) -> Iterator[Any]:
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _walk(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _walk(item)
-    else:
-        yield value
-
-
-def _secret_forms(secret: str) -> list[str]:
-    """How a secret may appear in text: itself, or for a URL its password (as written in the
-    URL and decoded) and the base64 ``user:password`` a Basic ``Proxy-Authorization`` carries."""
-    if "://" not in secret:
-        return [secret]
-    parts = urlsplit(secret)
-    if parts.password is None:
-        return []  # a URL without credentials holds nothing secret
-    user, password = unquote(parts.username or ""), unquote(parts.password)
-    written = parts.netloc.rsplit("@", 1)[0].partition(":")[2]
-    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return [password, written, basic]
 
 
 def redact_url(url: str) -> str:
