@@ -32,6 +32,7 @@ from bench.stores import RedisServer, measure_stores, print_stores
 
 SCIM_TOKEN = "bench-scim-token-0123456789"
 MODYO_TOKEN = "bench-modyo-token"
+MODYO_AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}  # the fake's API and control plane
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
 MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (§7 for REST, §9 for SCIM)
     "rest": {"get_user": 1, "filter_user": 1, "create_user": 1, "patch_user": 1,
@@ -199,7 +200,7 @@ class Bench:
     def seed_modyo(self, users: int, groups: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
         body = {"users": users, "prefix": prefix, "groups": groups}
         seeded: dict[str, Any] = httpx.post(
-            f"{self.modyo}/__fake__/seed", json=body, timeout=300
+            f"{self.modyo}/__fake__/seed", json=body, headers=MODYO_AUTH, timeout=300
         ).json()
         return seeded
 
@@ -282,6 +283,7 @@ class Bench:
             "duration": duration or self.profile.duration,
             "tag": f"{target}{self.run_tag}",
             "modyo": self.modyo if target in ("bridge", "ceiling") else None,
+            "modyo_token": MODYO_TOKEN,  # its control plane's too
         }
         process = self.by_target.get(target)
         cpu_before = process.cpu_seconds() if process else 0.0
@@ -311,15 +313,17 @@ class Bench:
 
     def set_modyo_latency(self, milliseconds: float) -> None:
         httpx.put(
-            f"{self.modyo}/__fake__/faults", json={"latency_ms": milliseconds}
+            f"{self.modyo}/__fake__/faults", json={"latency_ms": milliseconds}, headers=MODYO_AUTH
         ).raise_for_status()
 
     def modyo_calls(self) -> dict[str, int]:
-        calls: dict[str, int] = httpx.get(f"{self.modyo}/__fake__/calls").json()["calls"]
+        calls: dict[str, int] = httpx.get(
+            f"{self.modyo}/__fake__/calls", headers=MODYO_AUTH
+        ).json()["calls"]
         return calls
 
     def reset_modyo_calls(self) -> None:
-        httpx.post(f"{self.modyo}/__fake__/reset-calls").raise_for_status()
+        httpx.post(f"{self.modyo}/__fake__/reset-calls", headers=MODYO_AUTH).raise_for_status()
 
 
 # ---------------------------------------------------------------------- sections

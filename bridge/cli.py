@@ -27,6 +27,7 @@ from bridge.config import (
     ServerSettings,
     Settings,
     host_problem,
+    is_loopback,
     load_settings,
     token_problem,
 )
@@ -120,9 +121,23 @@ def _parser() -> argparse.ArgumentParser:
     dev.set_defaults(command="dev", run=_dev)
 
     fake = commands.add_parser("fake-modyo", help="serve the fake Modyo over HTTP")
-    fake.add_argument("--host", type=_host, default="127.0.0.1")
+    fake.add_argument(
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="listen address (loopback unless --allow-remote)",
+    )
     fake.add_argument("--port", type=_port, default=8001)
-    fake.add_argument("--token", default="fake-modyo-token", help="the Modyo API token it accepts")
+    fake.add_argument(
+        "--token",
+        help="the Modyo API token it accepts, also needed by its control plane /__fake__/ "
+        "(generated and printed if omitted)",
+    )
+    fake.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --host be a non-loopback address (a container, a lab); never in production",
+    )
     fake.add_argument(
         "--api",
         choices=["rest", "scim"],
@@ -384,19 +399,38 @@ def _dev_token(draw: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> s
 
 
 def _fake_modyo(args: argparse.Namespace) -> int:
+    """The fake Modyo over HTTP, for development, tests and benchmarks: never a production
+    component. It listens on loopback unless ``--allow-remote`` (and says so); its token,
+    which its control plane needs too, is drawn per start unless given, and printed once."""
+    if not is_loopback(args.host) and not args.allow_remote:
+        raise ConfigError(
+            [
+                f"fake-modyo --host {args.host} is not a loopback address: anyone who reaches "
+                "it could read and change the fake; add --allow-remote if that is what you "
+                "want (a container, a lab)"
+            ]
+        )
     from bridge.modyo.fake import FakeModyo, FakeModyoApp, FakeModyoScim, FaultyModyo
     from bridge.modyo.fake.service import FakeService
 
     faults = _faults(args)
+    token = args.token or _dev_token()
     fake: FakeService
     if args.api == "scim":
-        fake = FakeModyoScim(token=args.token, seed=args.seed)
+        fake = FakeModyoScim(token=token, seed=args.seed)
     else:
-        fake = FakeModyo(token=args.token, seed=args.seed, delete_team_members=not args.no_delete)
-    configure_logging("warning", "text", [args.token])
+        fake = FakeModyo(token=token, seed=args.seed, delete_team_members=not args.no_delete)
+    configure_logging("warning", "text", [token])
+    if not is_loopback(args.host):
+        logging.getLogger("bridge.fake").warning(
+            "fake-modyo listens on %s, beyond this host (--allow-remote): it is a test "
+            "double with a control plane, never a production component",
+            args.host,
+        )
     print(
         f"fake Modyo {args.api.upper()} API on http://{args.host}:{args.port} "
-        f"(API token: {args.token})" + (f"; faults: {faults}" if faults.active else ""),
+        f"(API token, also for /__fake__/: {token})"
+        + (f"; faults: {faults}" if faults.active else ""),
         flush=True,
     )
     app = FakeModyoApp(FaultyModyo(fake, faults))

@@ -60,6 +60,21 @@ def host_problem(host: str) -> str | None:
     return None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost`` or a loopback address
+    (127.0.0.0/8, ``::1``, RFC 6890), so what is sent to it never leaves the host. Other
+    ``*.localhost`` names are not trusted: a resolver may send them anywhere."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
 def token_problem(token: str) -> str | None:
     """Why ``token`` cannot be a SCIM bearer token: too short to be a secret, or holding
     what no ``Authorization`` header carries intact (leading or trailing whitespace, control

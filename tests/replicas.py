@@ -136,7 +136,13 @@ class FakeModyo(Process):
         self.wait_answering(f"{self.url}/__fake__/calls")
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, trust_env=False, timeout=HANG_GUARD_SECONDS)
+        """A client of its API and its control plane (both take the fake's token)."""
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {MODYO_TOKEN}"},
+            trust_env=False,
+            timeout=HANG_GUARD_SECONDS,
+        )
 
     async def calls(self) -> dict[str, Any]:
         async with self.client() as client:
