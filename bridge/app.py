@@ -9,6 +9,7 @@ the SCIM endpoints.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ from bridge.idempotency import IdempotencyMiddleware, IdempotencyStore, MemorySt
 from bridge.idempotency.redis_link import RedisLink, connect
 from bridge.idempotency.redis_locks import RedisLocks
 from bridge.idempotency.redis_store import RedisStore
-from bridge.metrics import SHARED_STORE_REFUSED, metrics_endpoint
+from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.observe import RequestObserver
 from bridge.readiness import Readiness, upstream_check
@@ -53,6 +54,7 @@ from bridge.scim.groups import GroupEndpoints
 from bridge.scim.users import UserEndpoints
 from bridge.upstream import Upstream, UpstreamError
 
+log = logging.getLogger("bridge.app")
 
 def create_app(
     settings: Settings,
@@ -75,6 +77,9 @@ def create_app(
             settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
         )
     readiness.add("modyo", upstream_check(upstream, "modyo"))
+    insecure = settings.modyo.insecure
+    readiness.warnings = [f"modyo_{what}" for what in insecure]
+    MODYO_INSECURE.set(1 if insecure else 0)
     idempotency = settings.idempotency
     store: IdempotencyStore = MemoryStore(idempotency.max_entries, idempotency.ttl_seconds)
     context = ScimContext(
@@ -94,6 +99,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
+        if insecure:
+            _warn_insecure(settings, insecure)
         try:
             async with connected(), readiness.running():
                 yield
@@ -133,6 +140,23 @@ def create_app(
     )
     observed = RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
     return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
+
+
+def _warn_insecure(settings: Settings, insecure: tuple[str, ...]) -> None:
+    """Once per start: what ``modyo.allow_insecure`` lets through (docs/operator/listeners.md)."""
+    url = settings.modyo.base_url
+    risks = {
+        "plaintext": "travels in plaintext (modyo.base_url is http://)",
+        "unverified_tls": "goes to whoever presents a certificate (modyo.verify_tls = false)",
+    }
+    log.warning(
+        "modyo.allow_insecure: the Modyo token, and every user's data, %s to %s:%s; anyone "
+        "on that path can read or change them",
+        " and ".join(risks[what] for what in insecure),
+        url.host,
+        url.port,
+        extra={"insecure": list(insecure)},
+    )
 
 
 class _Mount(Mount):

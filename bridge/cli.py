@@ -36,7 +36,7 @@ from bridge.logs import configure_logging
 if TYPE_CHECKING:
     from bridge.workers import Source
 
-DEV_MODYO_URL = "http://modyo.fake"
+DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
 SERVER_COMMANDS = ("serve", "dev")  # the commands whose address ``healthcheck`` probes
 

@@ -223,6 +223,11 @@ class ModyoSettings(_Section):
     max_connections: int = Field(64, ge=1, le=1000)
     max_in_flight: int = Field(32, ge=1, le=1000)
     verify_tls: bool = True
+    allow_insecure: bool = False
+    """Let the token travel in plaintext (an ``http://`` base URL) or over unverified TLS
+    (``verify_tls = false``) to a Modyo beyond this host; either needs it unless Modyo is on
+    a loopback address. In effect, it is logged at warning on start, listed in ``/readyz``
+    and ``scim_bridge_modyo_insecure`` is 1 (docs/operator/listeners.md)."""
     proxy_url: SecretStr | None = None
     """Egress proxy (``http://[user:password@]host:port``); unset: ``HTTPS_PROXY``,
     ``HTTP_PROXY`` and ``NO_PROXY`` decide. A secret: it may carry a password."""
@@ -259,6 +264,35 @@ class ModyoSettings(_Section):
             except ssl.SSLError as exc:
                 raise ValueError(f"holds no PEM CA certificate ({exc.reason})") from None
         return path
+
+    @property
+    def insecure(self) -> tuple[str, ...]:
+        """What ``allow_insecure`` lets through here (``plaintext``, ``unverified_tls``):
+        nothing when Modyo is on a loopback address, where nothing leaves the host."""
+        if is_loopback(self.base_url.host or ""):
+            return ()
+        found = ("plaintext",) if self.base_url.scheme == "http" else ()
+        return found + (("unverified_tls",) if not self.verify_tls else ())
+
+    @model_validator(mode="after")
+    def _no_plaintext_by_accident(self) -> ModyoSettings:
+        """Plain HTTP or unverified TLS to a Modyo beyond this host exposes the token (and
+        every user's data) to whoever is on the path: only with ``allow_insecure``."""
+        if self.allow_insecure:
+            return self
+        if "plaintext" in self.insecure:
+            raise ValueError(
+                "modyo.base_url is http://, which sends the Modyo token in plaintext: use "
+                "https://, or set modyo.allow_insecure = true to accept that (http:// to a "
+                "loopback address, 127.0.0.1, ::1 or localhost, needs no flag)"
+            )
+        if "unverified_tls" in self.insecure:
+            raise ValueError(
+                "modyo.verify_tls = false accepts any certificate, an interceptor's "
+                "included; trust your CA with modyo.ca_file instead, or set "
+                "modyo.allow_insecure = true to accept that"
+            )
+        return self
 
     @model_validator(mode="after")
     def _client_certificate_loads(self) -> ModyoSettings:
