@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
@@ -55,6 +55,7 @@ from bridge.scim.users import UserEndpoints
 from bridge.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("bridge.app")
+
 
 def create_app(
     settings: Settings,
@@ -123,8 +124,6 @@ def create_app(
         method_route("/healthz", None, GET=("healthz", healthz)),
         method_route("/readyz", None, GET=("readyz", readiness.endpoint)),
     ]
-    if settings.server.metrics_enabled and settings.server.metrics_port is None:
-        routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
     scim_edge = BodyReader(BearerAuth(scim, tokens), settings.server)  # bodies read once
     routes.append(_Mount(settings.server.base_path, app=scim_edge))
     handled = ExceptionMiddleware(
@@ -182,12 +181,19 @@ class _Routed:
         await self.app(scope, receive, send)
 
 
-def metrics_app() -> ASGIApp:
-    """``/metrics`` alone, for its own listener (``server.metrics_port``): reachable by the
-    scraper on the internal network only, never through the ingress Entra uses."""
-    return ExceptionMiddleware(
-        Router(routes=[method_route("/metrics", None, GET=("metrics", metrics_endpoint))]),
-        handlers={HTTPException: _http_error},
+def internal_app(settings: Settings, mounted: Sequence[BaseRoute] = ()) -> ASGIApp:
+    """The internal listener's app (``[internal]``): ``/metrics`` (``server.metrics_enabled``)
+    and whatever else ``mounted`` holds (a ``Mount`` of an admin console, say), reachable by
+    the scraper and the operators on the internal network only, never through the ingress
+    Entra uses; the SCIM endpoints are not there (docs/operator/listeners.md)."""
+    routes: list[BaseRoute] = []
+    if settings.server.metrics_enabled:
+        routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
+    routes.extend(mounted)
+    return _Routed(  # 404 and 405 in SCIM form, as on the SCIM listener
+        ExceptionMiddleware(
+            Router(routes=routes, redirect_slashes=False), handlers={HTTPException: _http_error}
+        )
     )
 
 

@@ -24,7 +24,6 @@ from bridge import __version__
 from bridge.config import (
     CheckSettings,
     ConfigError,
-    ServerSettings,
     Settings,
     host_problem,
     is_loopback,
@@ -234,18 +233,20 @@ def _serve(args: argparse.Namespace) -> int:
     level = args.log_level or settings.server.log_level
     configure_logging(level, settings.server.log_format, settings.secret_values())
     if settings.server.workers > 1:
-        from bridge.app import metrics_app
-        from bridge.server import side_server
+        from bridge.app import internal_app
+        from bridge.server import ensure_file_descriptors, internal_server
         from bridge.workers import Source, run_workers
 
-        server = settings.server
-        metrics = None
-        if server.metrics_enabled and server.metrics_port:
-            metrics = functools.partial(side_server, metrics_app(), server)
+        server, internal = settings.server, settings.internal
+        listener = None
+        if internal.port is not None:  # served by the supervisor, adding up the workers
+            ensure_file_descriptors(internal.max_connections)
+            listener = functools.partial(internal_server, internal_app(settings), internal, server)
+        _say_where_metrics_are(settings)
         source = Source(args.config, _server_flags(args), args.log_level)
-        run_workers(source, server.workers, server.host, server.port, metrics)
+        run_workers(source, server.workers, server.host, server.port, listener)
         return 0
-    _run(create_app(settings), settings.server)
+    _run(create_app(settings), settings)
     return 0
 
 
@@ -384,7 +385,7 @@ def _dev(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}{settings.server.base_path}/Users\n",
         flush=True,
     )
-    _run(app, settings.server)
+    _run(app, settings)
     return 0
 
 
@@ -466,16 +467,29 @@ def _check(args: argparse.Namespace) -> int:
     return asyncio.run(run_check(settings.modyo, settings.retry, write=args.write))
 
 
-def _run(app: Any, server: ServerSettings) -> None:
+def _run(app: Any, settings: Settings) -> None:
+    """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
+    is set (docs/operator/listeners.md)."""
+    from bridge.app import internal_app
+    from bridge.server import serve
+
+    internal = settings.internal
+    _say_where_metrics_are(settings)
     # Everything imported and built so far lives as long as the process: freezing it keeps
     # the garbage collector from re-scanning it on every full collection. Measured on the
     # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
-    from bridge.app import metrics_app
-    from bridge.server import serve
-
     gc.collect()
     gc.freeze()
-    serve(app, server, metrics_app() if server.metrics_enabled and server.metrics_port else None)
+    serve(app, settings.server, (internal_app(settings), internal) if internal.port else None)
+
+
+def _say_where_metrics_are(settings: Settings) -> None:
+    """``/metrics`` is never on the SCIM listener: without an internal one it is nowhere."""
+    if settings.server.metrics_enabled and settings.internal.port is None:
+        logging.getLogger("bridge.server").info(
+            "/metrics is not served: set internal.port to serve it on the internal listener "
+            "(docs/operator/listeners.md)"
+        )
 
 
 def _fast_server() -> dict[str, Any]:

@@ -111,6 +111,21 @@ def _secret_forms(secret: str) -> list[str]:
     return [password, written, basic]
 
 
+def check_tls_pair(cert: Path | None, key: Path | None, section: str) -> None:
+    """A listener's certificate chain and key load (``key`` None: it is in ``cert``)."""
+    if key is not None and cert is None:
+        raise ValueError(f"{section}.tls_key_file is set without {section}.tls_cert_file")
+    if cert is None:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"{section}.tls_cert_file (with {section}.tls_key_file) is not a PEM certificate "
+            f"chain and its private key ({exc.reason})"
+        ) from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -146,14 +161,18 @@ def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> Split
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    tls_cert_file: FilePath | None = None
+    """PEM certificate chain: the SCIM listener then speaks TLS 1.2+ only, and takes a
+    replaced certificate (cert-manager's renewal) for new connections, without a restart."""
+    tls_key_file: FilePath | None = None
+    """Its private key (PEM), unless ``tls_cert_file`` holds it."""
     base_path: str = "/scim"
     public_url: AnyHttpUrl | None = None
     max_body_bytes: int = Field(1_048_576, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     metrics_enabled: bool = True
-    metrics_port: int | None = Field(None, ge=1, le=65535)
-    """Serve ``/metrics`` on this port of ``host`` instead of beside the SCIM endpoints."""
+    """Serve ``/metrics`` on the internal listener (``[internal]``), never on this one."""
     forwarded_allow_ips: str = "127.0.0.1"
     readiness_interval_seconds: float = Field(5.0, gt=0, le=300)
     """How often the background readiness probes run (each is cut after this long)."""
@@ -166,6 +185,22 @@ class ServerSettings(_Section):
     http_parser: Literal["httptools", "h11"] = "httptools"
     workers: int = Field(1, ge=1, le=64)
     """uvicorn worker processes; more than one needs ``idempotency.backend = "redis"``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_port_moved(cls, data: Any) -> Any:
+        """``server.metrics_port`` served ``/metrics`` on ``server.host``; the internal
+        listener has a host of its own, loopback by default. Taking the old key as an alias
+        would move a scraper's target from every interface to loopback without a word:
+        it is refused, in one line saying what to set instead."""
+        if isinstance(data, dict) and "metrics_port" in data:
+            raise ValueError(
+                "server.metrics_port (BRIDGE_SERVER__METRICS_PORT) is now internal.port "
+                "(BRIDGE_INTERNAL__PORT), on internal.host, which is 127.0.0.1 unless set: "
+                'set internal.host = "0.0.0.0" too if the scraper is on another host '
+                "(docs/operator/listeners.md)"
+            )
+        return data
 
     @field_validator("host")
     @classmethod
@@ -183,6 +218,11 @@ class ServerSettings(_Section):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _certificate_loads(self) -> ServerSettings:
+        check_tls_pair(self.tls_cert_file, self.tls_key_file, "server")
+        return self
+
+    @model_validator(mode="after")
     def _readiness_results_outlive_a_round(self) -> ServerSettings:
         """A round takes up to one interval, then waits one: results are refreshed at least
         every two intervals, so a shorter maximum age would flap."""
@@ -191,6 +231,35 @@ class ServerSettings(_Section):
                 "server.readiness_max_age_seconds must be at least twice "
                 "server.readiness_interval_seconds"
             )
+        return self
+
+
+class InternalSettings(_Section):
+    """The internal listener: ``/metrics`` (and what else must never face the internet), on
+    an address of its own, with the SCIM listener's protocols, timeouts and limits but its
+    own connection cap, so that a flood of it cannot starve SCIM (docs/operator/listeners.md).
+    Off while ``port`` is unset."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535)
+    max_connections: int = Field(16, ge=1, le=1000)
+    """Connections to the internal listener at once; one more is answered 503 and closed."""
+    tls_cert_file: FilePath | None = None
+    """PEM certificate chain: the internal listener speaks TLS 1.2+ only (as the SCIM one)."""
+    tls_key_file: FilePath | None = None
+    """Its private key (PEM), unless ``tls_cert_file`` holds it."""
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_host(cls, value: str) -> str:
+        problem = host_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _certificate_loads(self) -> InternalSettings:
+        check_tls_pair(self.tls_cert_file, self.tls_key_file, "internal")
         return self
 
 
@@ -413,10 +482,20 @@ class Settings(_Configuration):
     """The whole configuration; sections mirror the tables of ``config.example.toml``."""
 
     server: ServerSettings = ServerSettings()
+    internal: InternalSettings = InternalSettings()
     scim: ScimSettings
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> Settings:
+        if self.internal.port is not None and self.internal.port == self.server.port:
+            raise ValueError(
+                f"internal.port and server.port are both {self.server.port}: the internal "
+                "listener needs a port of its own"
+            )
+        return self
 
     @model_validator(mode="after")
     def _workers_share_a_store(self) -> Settings:
@@ -435,6 +514,7 @@ class CheckSettings(_Configuration):
     are validated when present, and ``[scim]`` may be absent (check serves no SCIM)."""
 
     server: ServerSettings = ServerSettings()
+    internal: InternalSettings = InternalSettings()
     scim: ScimSettings | None = None
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()

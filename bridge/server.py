@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import h11
 import httptools
@@ -53,7 +53,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bridge.body import RequestTimeout
-from bridge.config import ServerSettings
+from bridge.config import InternalSettings, ServerSettings
 from bridge.scim.errors import HeaderedException, error_response
 
 if TYPE_CHECKING:
@@ -591,7 +591,11 @@ class _EndQuietly:
 
 class Server(uvicorn.Server):
     """uvicorn's server; on a forced exit it still answers what is in flight and closes the
-    app (the Modyo client) instead of leaving both to be cancelled with tracebacks."""
+    app (the Modyo client) instead of leaving both to be cancelled with tracebacks. A
+    ``companion`` (the internal listener, served in the same loop) stops with it, before
+    uvicorn hands the stopping signal on to the process."""
+
+    companion: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         context: _Context | None = getattr(self.config.http_protocol_class, "context", None)
@@ -604,6 +608,11 @@ class Server(uvicorn.Server):
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await self.lifespan.shutdown()
+        if self.companion is not None:
+            other, serving = self.companion
+            other.should_exit = True
+            other.force_exit = self.force_exit
+            await serving
 
 
 def loop_name() -> str:
@@ -616,11 +625,35 @@ def loop_name() -> str:
 
 
 def server_config(app: ASGIApp, server: ServerSettings) -> uvicorn.Config:
-    """uvicorn's configuration for the bridge, protocols included."""
+    """uvicorn's configuration for the SCIM listener, protocols included."""
+    return _listener_config(app, server.host, server.port, server, server.max_connections)
+
+
+def internal_config(
+    app: ASGIApp, internal: InternalSettings, server: ServerSettings
+) -> uvicorn.Config:
+    """The internal listener (``[internal]``): the SCIM listener's protocols, parser and
+    timeouts (``server.*``), with its own address and connection cap, and so its own share of
+    file descriptors (docs/operator/listeners.md)."""
+    if internal.port is None:
+        raise ValueError("internal.port is not set: there is no internal listener")
+    return _listener_config(
+        app, internal.host, internal.port, server, internal.max_connections, lifespan="off"
+    )
+
+
+def _listener_config(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    server: ServerSettings,
+    max_connections: int,
+    lifespan: Literal["on", "off"] = "on",
+) -> uvicorn.Config:
     context = _Context(
         header_timeout=server.header_timeout_seconds,
         body_timeout=server.body_timeout_seconds,
-        max_connections=server.max_connections,
+        max_connections=max_connections,
     )
 
     class H11(ScimH11Protocol):
@@ -633,12 +666,12 @@ def server_config(app: ASGIApp, server: ServerSettings) -> uvicorn.Config:
     context.fallback = H11
     return uvicorn.Config(
         _EndQuietly(app),
-        host=server.host,
-        port=server.port,
+        host=host,
+        port=port,
         loop=loop_name(),
         http=H11 if server.http_parser == "h11" else HttpTools,
         ws="none",
-        lifespan="on",
+        lifespan=lifespan,  # the internal listener's apps live in the SCIM app's lifespan
         log_config=None,
         access_log=False,
         proxy_headers=False,  # the app handles X-Forwarded-* itself (bridge/forwarded.py)
@@ -649,14 +682,15 @@ def server_config(app: ASGIApp, server: ServerSettings) -> uvicorn.Config:
     )
 
 
-def ensure_file_descriptors(max_connections: int) -> None:
-    """Raise the open-files soft limit to what ``max_connections`` needs (up to the hard
-    limit), so the bridge refuses connections in SCIM form before ``accept()`` fails."""
+def ensure_file_descriptors(*max_connections: int) -> None:
+    """Raise the open-files soft limit to what the listeners need (up to the hard limit):
+    each its ``max_connections`` and its refusals under way, plus :data:`FD_RESERVE`, so the
+    bridge refuses connections in SCIM form before ``accept()`` fails."""
     if sys.platform == "win32":
         return
     import resource
 
-    needed = max_connections + MAX_REFUSING + FD_RESERVE
+    needed = sum(cap + MAX_REFUSING for cap in max_connections) + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
@@ -665,57 +699,50 @@ def ensure_file_descriptors(max_connections: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     if target < needed:
         log.warning(
-            "server.max_connections needs %d open files, the limit is %d: raise it "
-            "(ulimit -n) or lower server.max_connections",
+            "max_connections (server, internal) need %d open files, the limit is %d: raise "
+            "it (ulimit -n) or lower max_connections",
             needed,
             target,
         )
 
 
-def serve(app: ASGIApp, server: ServerSettings, metrics: ASGIApp | None = None) -> None:
+Internal = tuple[ASGIApp, InternalSettings]
+"""The internal listener: its app (``bridge.app.internal_app``) and settings."""
+
+
+def serve(app: ASGIApp, server: ServerSettings, internal: Internal | None = None) -> None:
     """Serve ``app`` until SIGINT or SIGTERM (a second SIGINT stops without waiting), and
-    ``metrics`` on ``server.metrics_port`` beside it when given."""
-    ensure_file_descriptors(server.max_connections)
+    the internal listener beside it when given."""
+    caps = [server.max_connections] + ([internal[1].max_connections] if internal else [])
+    ensure_file_descriptors(*caps)
     main = Server(server_config(app, server))
-    if metrics is None or server.metrics_port is None:
+    if internal is None:
         main.run()
         return
-    side = side_server(metrics, server)
+    side = internal_server(*internal, server)
 
     async def both() -> None:
         listener = asyncio.create_task(side.serve())
+        main.companion = (side, listener)  # stopped by main's shutdown
         try:
             await main.serve()
         finally:
-            side.should_exit = True
-            await listener
+            if not listener.done():  # main never started
+                side.should_exit = True
+                await listener
 
     with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
         runner.run(both())
 
 
-def side_server(metrics: ASGIApp, server: ServerSettings) -> uvicorn.Server:
-    """``/metrics`` on ``server.metrics_port``: stopped by whoever runs it, not by signals."""
-    assert server.metrics_port is not None
-    return _SideServer(
-        uvicorn.Config(
-            metrics,
-            host=server.host,
-            port=server.metrics_port,
-            loop=loop_name(),
-            http="h11",
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-        )
-    )
+def internal_server(app: ASGIApp, internal: InternalSettings, server: ServerSettings) -> Server:
+    """The internal listener's server: stopped by whoever runs it, not by signals."""
+    return _InternalServer(internal_config(app, internal, server))
 
 
-class _SideServer(uvicorn.Server):
-    """A second listener of the same process: it leaves the signals to the main server,
-    which stops it when it stops."""
+class _InternalServer(Server):
+    """A second listener of the same process: it leaves the signals to the main server (or
+    the workers' supervisor), which stops it when it stops."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
