@@ -309,17 +309,27 @@ def _healthcheck(args: argparse.Namespace) -> int:
     server = _server_args(argv)
     if server is None:
         return _unhealthy(f"process {args.pid} is not scim-bridge {' or '.join(SERVER_COMMANDS)}")
+    scheme = "http"
     if server.command == "serve":
         try:
             settings = _serve_settings(server, cwd=proc / "cwd")
         except ConfigError as exc:
             return _unhealthy(f"the configuration cannot be used: {'; '.join(exc.problems)}")
         host, port = settings.server.host, settings.server.port
+        if settings.server.tls_cert_file is not None:
+            scheme = "https"
     else:
         host, port = server.host, server.port
-    url = f"http://{_local_address(host)}:{port}/healthz"
+    url = f"{scheme}://{_local_address(host)}:{port}/healthz"
     try:
-        status = httpx.get(url, timeout=args.timeout, trust_env=False).status_code
+        # Liveness of the local process only: no credential is sent, and its certificate
+        # names the public host, not this address, so it is not verified here.
+        status = httpx.get(
+            url,
+            timeout=args.timeout,
+            trust_env=False,
+            verify=False,  # noqa: S501
+        ).status_code
     except httpx.HTTPError as exc:
         return _unhealthy(f"GET {url}: {type(exc).__name__}")
     if status != 200:
