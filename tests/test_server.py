@@ -545,9 +545,11 @@ def _lines(stream: Any) -> tuple[queue.Queue[str], threading.Thread]:
     return lines, reader
 
 
-def _wait_for(lines: queue.Queue[str], text: str, seen: list[str]) -> None:
+def _wait_for(
+    lines: queue.Queue[str], text: str, seen: list[str], guard: float = SAFETY_SECONDS
+) -> None:
     while True:
-        line = lines.get(timeout=SAFETY_SECONDS)
+        line = lines.get(timeout=guard)
         seen.append(line)
         if text in line:
             return
@@ -573,7 +575,8 @@ def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() ->
     try:
         assert process.stdout is not None
         lines, reader = _lines(process.stdout)
-        _wait_for(lines, f"Uvicorn running on http://127.0.0.1:{port}", seen)  # the SCIM one
+        # the SCIM listener; a cold start (imports, two listeners) on a loaded machine is slow
+        _wait_for(lines, f"Uvicorn running on http://127.0.0.1:{port}", seen, guard=60)
         in_flight = socket.create_connection(("127.0.0.1", port), timeout=SAFETY_SECONDS)
         in_flight.sendall(
             f"GET /scim/Users/1 HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer {token}"
