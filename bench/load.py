@@ -149,7 +149,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with (
         aiohttp.ClientSession(headers=headers, connector=connector) as session,
-        aiohttp.ClientSession() as control,
+        aiohttp.ClientSession(  # the fake Modyo's control plane takes its token
+            headers={"Authorization": f"Bearer {spec.get('modyo_token', '')}"}
+        ) as control,
     ):
         loop = open_loop if spec.get("rate") else closed_loop
         stop = asyncio.Event()

@@ -49,6 +49,7 @@ from bench.stores import RedisServer, measure_stores, print_stores
 
 SCIM_TOKEN = "bench-scim-token-0123456789"
 MODYO_TOKEN = "bench-modyo-token"
+MODYO_AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}  # the fake's API and control plane
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
 # per SCIM request, under docs/design/modyo-contract.md (§7 for REST, §9 for SCIM)
 MIN_MODYO_CALLS = {
@@ -247,7 +248,9 @@ class Bench:
 
     def seed_modyo(self, users: int, groups: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
         body = {"users": users, "prefix": prefix, "groups": groups}
-        answer = httpx.post(f"{self.modyo}/__fake__/seed", json=body, timeout=300)
+        answer = httpx.post(
+            f"{self.modyo}/__fake__/seed", json=body, headers=MODYO_AUTH, timeout=300
+        )
         expect(
             self.phase,
             answer.status_code == 201,
@@ -364,6 +367,7 @@ class Bench:
             "timeout": LOAD_TIMEOUT_SECONDS,
             "tag": f"{target}{self.run_tag}",
             "modyo": self.modyo if target in ("bridge", "ceiling") else None,
+            "modyo_token": MODYO_TOKEN,  # its control plane's too
         }
         what = f"{op} on {target}"
         process = self.by_target.get(target)
@@ -419,15 +423,17 @@ class Bench:
 
     def set_modyo_latency(self, milliseconds: float) -> None:
         httpx.put(
-            f"{self.modyo}/__fake__/faults", json={"latency_ms": milliseconds}
+            f"{self.modyo}/__fake__/faults", json={"latency_ms": milliseconds}, headers=MODYO_AUTH
         ).raise_for_status()
 
     def modyo_calls(self) -> dict[str, int]:
-        calls: dict[str, int] = httpx.get(f"{self.modyo}/__fake__/calls").json()["calls"]
+        calls: dict[str, int] = httpx.get(
+            f"{self.modyo}/__fake__/calls", headers=MODYO_AUTH
+        ).json()["calls"]
         return calls
 
     def reset_modyo_calls(self) -> None:
-        httpx.post(f"{self.modyo}/__fake__/reset-calls").raise_for_status()
+        httpx.post(f"{self.modyo}/__fake__/reset-calls", headers=MODYO_AUTH).raise_for_status()
 
 
 # ---------------------------------------------------------------------- sections

@@ -56,6 +56,9 @@ class Readiness:
         self._results: dict[str, str | object | None] = {}
         self._completed_at: float | None = None
         self._round: asyncio.Future[None] | None = None
+        self.warnings: list[str] = []
+        """Known weaknesses that do not make the bridge unready (``modyo_plaintext``), listed
+        in every ``/readyz`` answer."""
 
     def add(self, name: str, check: Check) -> None:
         """Register a check (``readiness.add("modyo", upstream_check(upstream))``)."""
@@ -101,9 +104,11 @@ class Readiness:
         """``GET /readyz``: the cached verdict; no authentication, no upstream call."""
         reason = self.reason()
         headers = {"Cache-Control": "no-store"}
+        noted = {"warnings": self.warnings} if self.warnings else {}
         if reason is None:
-            return JSONResponse({"status": "ready"}, headers=headers)
-        return JSONResponse({"status": "unready", "reason": reason}, 503, headers=headers)
+            return JSONResponse({"status": "ready", **noted}, headers=headers)
+        body = {"status": "unready", "reason": reason, **noted}
+        return JSONResponse(body, 503, headers=headers)
 
     async def _every_interval(self) -> AsyncIterator[None]:
         while True:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 TOKEN = "test-scim-token-0123456789"
 SECOND_TOKEN = "rotated-scim-token-9876543210"
-MODYO_URL = "http://modyo.test"
+MODYO_URL = "http://localhost:9"  # loopback: plain HTTP needs no modyo.allow_insecure
 MODYO_TOKEN = "test-modyo-token-secret"
 BASE = "http://bridge.test/scim"
 
