@@ -263,6 +263,8 @@ FILTERS: Final = (
     | st.just('userName eq "' + "a" * 10_000 + '"')
 )
 """Filters from random tokens (hostile quoting, escapes), deep parentheses, long values."""
+ABSURD_START_INDEXES: Final = ["9223372036854775709", "9" * 5000]
+"""What a fuzzer sent (the largest 64-bit integer less 98), and more digits than ``int()`` reads."""
 QUERY_VALUES: Final = (
     st.sampled_from(["0", "-1", "1", "100", "101", "2147483648", "9" * 30, "9" * 5000, "1e5",
                      "0x10", " 1", "1_000", "\u0661\u0662", "\u00b2", "NaN", "", "1.5", "+3"])
