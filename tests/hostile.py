@@ -496,3 +496,18 @@ def targets() -> st.SearchStrategy[bytes]:
 def header_lines() -> st.SearchStrategy[list[bytes]]:
     request_id_lines = FIELD_VALUES.map(lambda value: b"X-Request-Id: " + value)
     return st.lists(mostly(LINES, BROKEN_LINES) | request_id_lines, max_size=3)
+
+
+# --------------------------------------------------------------------------- the fakes of Modyo
+
+NUMBER_TEXTS: Final = (
+    st.sampled_from([*ABSURD_START_INDEXES, str(2**63), str(2**63 - 1), str(-(2**63)),
+                     "-" + "9" * 5000, "--5", "-", "+", "00001", "1e3", "\u00b2", "\u0661"])
+    | QUERY_VALUES
+)  # fmt: skip
+"""What a number in a query string or a path can be: absurd, signed twice, superscript..."""
+ODD_IDS: Final = NUMBER_TEXTS | odd_text | st.sampled_from([".", "..", "%2e%2e", "%", "%ff", "%00"])
+FAKE_FILTERS: Final = FILTERS | st.sampled_from(
+    ['userName eq "\\q"', 'userName eq "\\u12"', 'externalId eq "\t"', 'userName eq "\\ud800"']
+)
+"""Filters for the fake of Modyo's SCIM server, with escapes JSON does not read."""

@@ -146,7 +146,9 @@ _DECIMAL: Final = re.compile(r"\s*([+-]?)[0-9]+\s*")
 def _integer(name: str, raw: Any, default: int) -> int:
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return default
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if not isinstance(raw, str):
         raise InvalidValueException(detail=f"{name} must be an integer, got {raw!r}")
     try:
         return int(raw)
