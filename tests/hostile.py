@@ -5,6 +5,7 @@ lines and header lines for the wire."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Final
 from urllib.parse import quote
@@ -51,16 +52,13 @@ ODD_CHARACTERS: Final = [
     "\u00df",  # ß: upper() changes its length
 ]
 LONE_SURROGATES: Final = ["\ud800", "\udfff"]  # sent as escapes: the body check refuses them
+_LONE: Final = st.sampled_from(LONE_SURROGATES)
+_PIECES: Final = st.sampled_from(ODD_CHARACTERS) | st.text(max_size=8)
 odd_text = st.lists(
-    st.integers(0, 29).flatmap(
-        lambda n: (
-            st.sampled_from(LONE_SURROGATES)
-            if n == 0
-            else st.sampled_from(ODD_CHARACTERS) | st.text(max_size=8)
-        )
-    ),
-    max_size=6,
+    st.integers(0, 29).flatmap(lambda n: _LONE if n == 0 else _PIECES), max_size=6
 ).map("".join)
+"""Odd text; the strategies a flatmap picks from are built once (building them per draw
+cost more than the rest of the draw)."""
 numbers = (
     st.integers(-(2**70), 2**70)
     | st.sampled_from([0, -1, 2**31, 2**63, -(2**63) - 1, 10**40])
@@ -141,6 +139,18 @@ def entra_body(draw: st.DrawFn, kind: str, user_id: str) -> Any:
     for key in draw(st.lists(st.sampled_from(SEARCH_KEYS), unique=True)):
         search[key] = draw(FILTERS if key == "filter" else json_values)
     return search
+
+
+@functools.cache
+def any_bodies(user_id: str) -> st.SearchStrategy[bytes | None]:
+    """No body, random JSON, bytes, or one of Entra's bodies mutated (built once per user)."""
+    entra_bodies = st.sampled_from(KINDS).flatmap(lambda kind: entra_body(kind, user_id))
+    return (
+        st.none()
+        | json_values.flatmap(encoded)
+        | st.binary(max_size=200)
+        | entra_bodies.flatmap(mutated).flatmap(encoded)
+    )
 
 
 SEARCH_KEYS: Final = ["filter", "startIndex", "count", "attributes", "excludedAttributes",
@@ -401,8 +411,8 @@ ROUTED: Final = [  # every route and method the bridge serves, with real and unk
 
 def endpoints() -> st.SearchStrategy[tuple[str, str]]:
     """A route the bridge serves (three times in four), or any method on any path."""
-    anything = st.tuples(st.sampled_from(METHODS), paths())
-    return st.integers(0, 3).flatmap(lambda n: anything if n == 0 else st.sampled_from(ROUTED))
+    anything, routed = st.tuples(st.sampled_from(METHODS), paths()), st.sampled_from(ROUTED)
+    return st.integers(0, 3).flatmap(lambda n: anything if n == 0 else routed)
 
 
 WRITES: Final = [  # (method, path, the kind of body), some on purpose to the wrong endpoint
@@ -484,7 +494,8 @@ FIELD_VALUES: Final = st.lists(
 
 def mostly(valid: list[bytes], broken: list[bytes]) -> st.SearchStrategy[bytes]:
     """A valid value nine times in ten, else a broken one."""
-    return st.integers(0, 9).flatmap(lambda n: st.sampled_from(broken if n == 0 else valid))
+    valid_values, broken_values = st.sampled_from(valid), st.sampled_from(broken)
+    return st.integers(0, 9).flatmap(lambda n: broken_values if n == 0 else valid_values)
 
 
 def targets() -> st.SearchStrategy[bytes]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -394,15 +395,7 @@ def test_any_request_to_any_endpoint_is_a_scim_answer(
     """Every route and method (and unknown ones, on odd paths), with any query string, any
     body (Entra's mutated, random JSON, bytes) and hostile headers."""
     method, path = endpoint[0], harness.fill(endpoint[1])
-    entra_bodies = st.sampled_from(hostile.KINDS).flatmap(
-        lambda kind: hostile.entra_body(kind, harness.user_id)
-    )
-    body = data.draw(
-        st.none()
-        | hostile.json_values.flatmap(hostile.encoded)
-        | st.binary(max_size=200)
-        | entra_bodies.flatmap(hostile.mutated).flatmap(hostile.encoded)
-    )
+    body = data.draw(hostile.any_bodies(harness.user_id))
     sent = [_bearer(TOKEN), (b"content-type", content_type), *headers]
     if request_id is not None:
         sent.append((b"x-request-id", request_id))
@@ -771,6 +764,32 @@ FOUND: Final[dict[str, list[tuple[str, str, list[tuple[str, str]], bytes]]]] = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FakeDraws:
+    """What the properties draw for one fake: built once per mode (building strategies per
+    example costs more than the example), as the seeded fakes' ids never change."""
+
+    query: st.SearchStrategy[list[tuple[str, str]]]
+    listing: st.SearchStrategy[str]
+    id_route: st.SearchStrategy[tuple[str, str]]
+    id: st.SearchStrategy[str]
+    write: st.SearchStrategy[tuple[str, str, Any]]
+
+
+@functools.cache
+def fake_draws(api: Api) -> FakeDraws:
+    target = FakeTarget.of(api)
+    keys = st.sampled_from(target.paging_keys) | hostile.odd_text
+    values = hostile.NUMBER_TEXTS | hostile.FAKE_FILTERS | hostile.odd_text
+    return FakeDraws(
+        query=st.lists(st.tuples(keys, values), max_size=5),
+        listing=st.sampled_from(target.listings),
+        id_route=st.sampled_from(target.id_routes),
+        id=hostile.ODD_IDS | st.sampled_from([target.user, target.group]),
+        write=st.sampled_from(target.writes),
+    )
+
+
 _AS_SENT: Final = st.sampled_from([hostile.quoted, lambda text: quote(text, safe="%")])
 """An id as a client puts it in a path: percent-encoded, a ``%`` kept (or a ``/`` too)."""
 
@@ -788,28 +807,24 @@ class TestTheFakesAnswerHostileInput:
     @settings(FUZZ_A_CLASS, max_examples=EXAMPLES)
     @given(data=st.data())
     def test_hostile_paging(self, api: Api, data: st.DataObject) -> None:
-        target = FakeTarget.of(api)
-        keys = st.sampled_from(target.paging_keys) | hostile.odd_text
-        value = hostile.NUMBER_TEXTS | hostile.FAKE_FILTERS | hostile.odd_text
-        query = data.draw(st.lists(st.tuples(keys, value), max_size=5))
-        path = target.fill(data.draw(st.sampled_from(target.listings)))
-        event(f"{target.check('GET', path, query)}")
+        target, draws = FakeTarget.of(api), fake_draws(api)
+        path = target.fill(data.draw(draws.listing))
+        event(f"{target.check('GET', path, data.draw(draws.query))}")
 
     @settings(FUZZ_A_CLASS, max_examples=EXAMPLES)
     @given(data=st.data())
     def test_hostile_ids(self, api: Api, data: st.DataObject) -> None:
-        target = FakeTarget.of(api)
-        method, template = data.draw(st.sampled_from(target.id_routes))
-        held = st.sampled_from([target.user, target.group])
-        raw = data.draw(hostile.ODD_IDS | held).encode("utf-8", "surrogatepass")
+        target, draws = FakeTarget.of(api), fake_draws(api)
+        method, template = data.draw(draws.id_route)
+        raw = data.draw(draws.id).encode("utf-8", "surrogatepass")
         path = target.fill(template).replace("{id}", data.draw(_AS_SENT)(raw.decode("latin-1")))
-        body = data.draw(st.sampled_from(target.writes))[2] if method in ("PUT", "PATCH") else {}
+        body = data.draw(draws.write)[2] if method in ("PUT", "PATCH") else {}
         event(f"{target.check(method, path, body=_dumps(body) if body else b'')}")
 
     @settings(FUZZ_A_CLASS, max_examples=EXAMPLES)
     @given(data=st.data())
     def test_hostile_bodies(self, api: Api, data: st.DataObject) -> None:
-        target = FakeTarget.of(api)
-        method, template, original = data.draw(st.sampled_from(target.writes))
+        target, draws = FakeTarget.of(api), fake_draws(api)
+        method, template, original = data.draw(draws.write)
         body = data.draw(hostile.encoded(data.draw(hostile.mutated(original))))
         event(f"{target.check(method, target.fill(template), body=body)}")
