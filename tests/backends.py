@@ -377,6 +377,15 @@ def write_methods(api: Api) -> frozenset[str]:
     return frozenset(method for method, _ in WIRE[api].values())
 
 
+def new_backend(api: Api, settings: Settings) -> Backend:
+    """A backend in mode ``api`` over a fresh fake, for a fixture that outlives a test
+    (conftest's ``backend`` is built per test from its fixtures)."""
+    if api == "rest":
+        fake = FakeModyo(token=MODYO_TOKEN)
+        return RestBackend(fake, FaultyModyo(fake), settings)
+    return ScimBackend(settings)
+
+
 class RestBackend(Backend):
     api = "rest"
 

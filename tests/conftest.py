@@ -84,13 +84,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``backend`` (and so ``scim``) runs once per mode its closest ``upstreams`` marker
-    names: a module marks both, a REST-contract test in it marks ``rest`` alone."""
-    if "backend" not in metafunc.fixturenames:
-        return
+    names: a module marks both, a REST-contract test in it marks ``rest`` alone. A module
+    that builds one app per mode and shares it between tests (tests/test_fuzz.py) takes
+    ``api`` instead: the mode, a module-scoped parameter."""
     marker = metafunc.definition.get_closest_marker("upstreams")
     apis = tuple(marker.args) if marker else ("rest",)
-    if apis != ("rest",):
-        metafunc.parametrize("backend", apis, indirect=True, ids=apis)
+    if "backend" in metafunc.fixturenames:
+        if apis != ("rest",):
+            metafunc.parametrize("backend", apis, indirect=True, ids=apis)
+    elif "api" in metafunc.fixturenames and marker is not None:
+        metafunc.parametrize("api", apis, ids=apis, scope="module")
 
 
 @pytest.fixture

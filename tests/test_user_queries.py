@@ -7,10 +7,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.modyo.fake import FakeModyo, FaultyModyo
+from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.scim.requests import PAST_EVERY_LISTING
 from tests import entra
 from tests.backends import Backend, differs
-from tests.conftest import assert_scim_error, create_user
+from tests.conftest import MODYO_URL, assert_scim_error, create_user
+from tests.hostile import ABSURD_START_INDEXES
+from tests.scim_mode import Recording
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 
@@ -171,6 +174,28 @@ async def test_unaligned_window_and_out_of_range_pages(scim: httpx.AsyncClient) 
     assert (body["totalResults"], body["itemsPerPage"]) == (7, 0)
     body = (await scim.get("/Users", params={"startIndex": 0, "count": -3})).json()
     assert (body["startIndex"], body["itemsPerPage"]) == (1, 0)
+
+
+@pytest.mark.parametrize("start", ABSURD_START_INDEXES, ids=["int64", "5000-digits"])
+async def test_a_start_index_past_every_listing_is_an_empty_page(
+    backend: Backend, start: str
+) -> None:
+    """RFC 7644 §3.4.2.4, as a URL parameter and in a SearchRequest: an empty page with the
+    listing's total, and Modyo is asked for that total alone (one call whose numbers are all
+    small), never for the offset: the fake of Modyo's SCIM server failed on it (a 500)."""
+    backend.seed_users(3)
+    recording = Recording(mock_transport(backend.modyo, MODYO_URL))
+    async with backend.client(transport=recording) as scim:
+        got = await scim.get("/Users", params={"startIndex": start})
+        searched = await scim.post("/Users/.search", json={"startIndex": int(start[:40])})
+    for response in (got, searched):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["totalResults"], body["itemsPerPage"], body["Resources"]) == (3, 0, [])
+        assert body["startIndex"] == PAST_EVERY_LISTING
+    assert [sent.method for sent in recording.sent] == ["GET", "GET"]
+    numbers = [int(value) for sent in recording.sent for _, value in sent.params if value.isdigit()]
+    assert numbers and max(numbers) <= 1, recording.sent
 
 
 async def test_filtered_results_page_too(scim: httpx.AsyncClient, people: People) -> None:
