@@ -128,7 +128,7 @@ PAST_EVERY_LISTING: Final = 2**31 - 1
 """A ``startIndex`` from which no listing holds a resource (no Modyo holds two billion users or
 groups), and the largest one answered: a later one is read as this. Its page is empty, and the
 upstream is asked for the listing's total alone (``count`` 0), never for an offset its database
-would have to reach; docs/modyo-contract.md "Paging"."""
+would have to reach; docs/design/modyo-contract.md "Paging"."""
 
 
 def list_params(start: Any, count: Any, max_page_size: int) -> ListParams:
