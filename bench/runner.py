@@ -30,7 +30,7 @@ from bench.load import user_body
 from bench.procs import Process, free_port
 from bench.stores import RedisServer, measure_stores, print_stores
 
-SCIM_TOKEN = "bench-scim-token-0123456789"
+SCIM_TOKEN = "bench-scim-token-0123456789-abcdefghij"
 MODYO_TOKEN = "bench-modyo-token"
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
 MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (§7 for REST, §9 for SCIM)
@@ -123,7 +123,7 @@ class Bench:
     ) -> dict[str, str]:
         return {
             "BRIDGE_SERVER__PORT": str(port),
-            "BRIDGE_SCIM__TOKENS": json.dumps([SCIM_TOKEN]),
+            "BRIDGE_SCIM__TOKENS": json.dumps({"bench": SCIM_TOKEN}),
             "BRIDGE_MODYO__BASE_URL": self.modyo,
             "BRIDGE_MODYO__TOKEN": MODYO_TOKEN,
             "BRIDGE_MODYO__TRANSPORT": transport,
