@@ -3,8 +3,12 @@ builder (``JournalRecord``), a history holding them, and the console's internal 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +23,7 @@ from bridge.journal.privacy import Privacy
 from bridge.journal.record import JournalRecord
 from bridge.readiness import Readiness
 from tests.conftest import make_settings
+from tests.servers import uvicorn_serving
 
 ADMIN_TOKEN = "admin-console-token-0123456789-abcdefgh"
 ADMIN_NAME = "ops-alice"
@@ -97,3 +102,49 @@ async def sign_in(client: httpx.AsyncClient, token: str = ADMIN_TOKEN) -> httpx.
     """The sign-in a browser makes: the form (its CSRF cookie and field), then the post."""
     form = await client.get("/console/sign-in")
     return await client.post("/console/sign-in", data={"csrf": csrf_of(form.text), "token": token})
+
+
+@contextlib.contextmanager
+def served(*apps: ASGIApp) -> Iterator[list[int]]:
+    """``apps`` under uvicorn on 127.0.0.1 free ports, in an event loop of their own thread
+    (the browser's driver blocks): yields their ports; stopped on exit."""
+    handed: queue.Queue[tuple[list[int], Callable[[], None]] | BaseException] = queue.Queue()
+
+    async def serve() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        async with contextlib.AsyncExitStack() as stack:
+            ports = [await stack.enter_async_context(uvicorn_serving(app)) for app in apps]
+
+            def stop() -> None:
+                loop.call_soon_threadsafe(stopping.set)
+
+            handed.put((ports, stop))
+            async with asyncio.timeout(SERVED_SECONDS):  # the hang guard of a whole module
+                await stopping.wait()
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # handed to the test, which fails with it
+            handed.put(exc)
+
+    thread = threading.Thread(target=run, name="console servers", daemon=True)
+    thread.start()
+    started = handed.get(timeout=60)
+    if isinstance(started, BaseException):
+        raise started
+    ports, stop = started
+    try:
+        yield ports
+    finally:
+        stop()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the servers did not stop"
+        if not handed.empty():
+            failure = handed.get()
+            if isinstance(failure, BaseException):
+                raise failure
+
+
+SERVED_SECONDS = 600.0
