@@ -16,11 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
+import bridge.scim.auth
 from bridge.app import create_app
 from bridge.config import ConfigError, load_settings
 from bridge.console import console_routes
 from bridge.console.headers import CSP
 from bridge.console.session import COOKIE, Sessions
+from bridge.console.status import checks
 from bridge.journal.history import EventFilter, MemoryHistory
 from bridge.readiness import Readiness
 from tests.conftest import MODYO_TOKEN, TOKEN, make_settings
@@ -141,8 +143,9 @@ async def test_every_page_carries_the_security_headers(
 
 
 async def test_a_wrong_token_is_refused_and_failures_are_throttled(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(bridge.scim.auth, "now", lambda: 1_000.0)  # one minute throughout
     for _ in range(5):  # admin.sign_in_failures_per_minute
         refused = await sign_in(client, "not-the-admin-token-0123456789-abcdefgh")
         assert refused.status_code == 401 and "not an admin token" in refused.text
@@ -451,3 +454,26 @@ def _sections(**extra: Any) -> dict[str, Any]:
         "modyo": {"base_url": "http://localhost:9", "token": MODYO_TOKEN},
         **extra,
     }
+
+
+def test_the_overview_reads_a_status_report_when_the_readiness_has_one() -> None:
+    """A readiness serving ``/status`` reports each check's state and last probe: the
+    Overview shows those (the console's seam to it)."""
+    probed = datetime.now(UTC) - timedelta(seconds=30)
+
+    class Reporting:
+        def status_report(self) -> dict[str, Any]:
+            return {
+                "readiness": {"status": "ready"},
+                "checks": {
+                    "modyo": {"state": "token_rejected", "last_probe": {"at": probed.isoformat()}},
+                    "shared_store": {"state": "ok", "last_probe": {"at": "not a time"}},
+                },
+            }
+
+    found, age = checks(Reporting(), wall=lambda: datetime.now(UTC).timestamp())  # type: ignore[arg-type]
+    assert [(check.name, check.result, check.ok) for check in found] == [
+        ("modyo", "token_rejected", False),
+        ("shared_store", "ok", True),
+    ]
+    assert age is not None and 29 <= age <= 3600

@@ -3,15 +3,17 @@ interface, the shared store, version and uptime, and what to enter in Entra
 (docs/operator/console.md, "Overview").
 
 Readiness is read from the :class:`~bridge.readiness.Readiness` the SCIM app probes with;
-:func:`checks` is the one place that reads its results, the seam to a status report of the
-internal listener when there is one.
+:func:`checks` is the one place that reads its results: the status report ``/status``
+serves when the readiness has one, else its last results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bridge import __version__
@@ -47,16 +49,37 @@ class Overview:
     replicas: list[str]
 
 
-def checks(readiness: Readiness) -> tuple[list[Check], float | None]:
-    """Each check's last result, and the age of the last completed round."""
-    results: Mapping[str, object] = readiness._results
+def checks(
+    readiness: Readiness, wall: Callable[[], float] = time.time
+) -> tuple[list[Check], float | None]:
+    """Each check's last result, and the age of the last completed round (or probe): from
+    the readiness' status report (``status_report()``, as ``/status`` serves it) when it
+    has one, else from its last results."""
+    report = getattr(readiness, "status_report", None)
+    if callable(report):
+        return _from_report(report(), wall())
+    results: Mapping[str, object] = getattr(readiness, "_results", {})
     found = [
         Check(name, "ok" if result is None else _text(result), result is None)
         for name, result in results.items()
     ]
-    completed = readiness._completed_at
-    age = None if completed is None else max(0.0, readiness._clock() - completed)
+    completed = getattr(readiness, "_completed_at", None)
+    clock: Callable[[], float] = getattr(readiness, "_clock", time.monotonic)
+    age = None if completed is None else max(0.0, clock() - completed)
     return found, age
+
+
+def _from_report(report: Mapping[str, Any], now: float) -> tuple[list[Check], float | None]:
+    found: list[Check] = []
+    ages: list[float] = []
+    for name, status in (report.get("checks") or {}).items():
+        state = str(status.get("state", "unknown"))
+        found.append(Check(name, "ok" if state == "ok" else state, state == "ok"))
+        probed = (status.get("last_probe") or {}).get("at")
+        if isinstance(probed, str):
+            with contextlib.suppress(ValueError):
+                ages.append(max(0.0, now - datetime.fromisoformat(probed).timestamp()))
+    return found, (max(ages) if ages else None)
 
 
 def _text(result: object) -> str:
@@ -80,10 +103,11 @@ def overview(
         reason = readiness.reason()
         warnings = list(readiness.warnings)
     modyo = next((check for check in found if check.name == "modyo"), None)
-    if modyo is None or not (modyo.ok or modyo.result == "modyo_token_rejected"):
-        token = "unknown"  # noqa: S105 (a state, not a password)
-    else:
-        token = "valid" if modyo.ok else "rejected"
+    token = "unknown"  # noqa: S105 (a state, not a password)
+    if modyo is not None and modyo.ok:
+        token = "valid"  # noqa: S105
+    elif modyo is not None and modyo.result.endswith("token_rejected"):
+        token = "rejected"  # noqa: S105
     idempotency = settings.idempotency
     store = "memory (this process only)"
     if idempotency.backend == "redis":
