@@ -173,6 +173,16 @@ class JournalRecord:
             )
         )
 
+    def add_upstream_calls(
+        self, calls: Iterable[tuple[str, int | str, int, float]], left_out: int = 0
+    ) -> None:
+        """The attempts a request kept (``bridge.request_state``): each call named
+        ``"METHOD /template"``; ``left_out`` more were only counted."""
+        for call, status, attempt, ms in calls:
+            method, _, path = call.partition(" ")
+            self.add_modyo_call(method, path, status, attempt, ms)
+        self._truncated["modyo_calls"] += left_out
+
     def finish(
         self,
         outcome: Outcome,
