@@ -213,17 +213,48 @@ def _journal_commands(commands: Any) -> None:
         help="the bridge's ordinary log: the heads it witnessed must be in the chain",
     )
     verify.set_defaults(run=_journal_verify)
-    export = actions.add_parser("export", help="the events of journal files, filtered")
-    export.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--outcome", action="append", default=[], help="applied, refused...")
+    filters.add_argument("--operation", action="append", default=[], help="users.create...")
+    filters.add_argument("--resource-type", action="append", default=[], help="User, Group")
+    filters.add_argument(
+        "--text", help="part of a resource's id, name or externalId, or of the request id"
+    )
+    filters.add_argument("--since", type=_moment, help="ISO 8601 time (UTC if no offset)")
+    filters.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive")
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument(
+        "files",
+        type=Path,
+        nargs="*",
+        metavar="FILE",
+        help="journal files, or the journal.file setting (every replica's files beside it)",
+    )
+    source.add_argument(
+        "--redis",
+        action="store_true",
+        help='read the shared history (the Redis of idempotency.backend = "redis") instead',
+    )
+    source.add_argument(
+        "--config", type=Path, help="with --redis: the bridge's TOML file (BRIDGE_* override it)"
+    )
+    export = actions.add_parser(
+        "export", parents=[source, filters], help="the events of journal files, filtered"
+    )
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("--outcome", action="append", default=[], help="applied, refused...")
-    export.add_argument("--operation", action="append", default=[], help="users.create...")
-    export.add_argument("--resource-type", action="append", default=[], help="User, Group")
-    export.add_argument("--text", help="part of a resource's id, name or externalId")
-    export.add_argument("--since", type=_moment, help="ISO 8601 time (UTC if no offset)")
-    export.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive")
     export.add_argument("--all", action="store_true", help="the chain's own records too")
     export.set_defaults(run=_journal_export)
+    tail = actions.add_parser(
+        "tail",
+        parents=[source, filters],
+        help="the latest events, then each new one as it is written (Ctrl-C stops)",
+    )
+    tail.add_argument(
+        "-n", "--lines", type=int, default=10, help="latest events shown first (default: 10)"
+    )
+    tail.add_argument("--no-follow", action="store_true", help="show the latest, then stop")
+    tail.add_argument("--format", choices=("text", "jsonl", "csv"), default="text")
+    tail.set_defaults(run=_journal_tail)
     hashed = actions.add_parser(
         "hash", parents=[keyed], help='what values = "hashed" writes for a known value'
     )
@@ -254,11 +285,10 @@ def _journal_verify(args: argparse.Namespace) -> int:
     return _journal_run(lambda: verify_command(args.files, args.key_file, args.witness, sys.stdout))
 
 
-def _journal_export(args: argparse.Namespace) -> int:
-    from bridge.journal.commands import export_command
+def _event_filter(args: argparse.Namespace) -> Any:
     from bridge.journal.history import EventFilter
 
-    where = EventFilter(
+    return EventFilter(
         outcomes=frozenset(args.outcome),
         operations=frozenset(args.operation),
         resource_types=frozenset(args.resource_type),
@@ -266,9 +296,86 @@ def _journal_export(args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
     )
-    return _journal_run(
-        lambda: export_command(args.files, where, args.format, args.all, sys.stdout)
-    )
+
+
+def _journal_source(args: argparse.Namespace) -> None:
+    """Files, or ``--redis``: one of them."""
+    from bridge.journal.commands import CommandError
+
+    if args.redis and args.files:
+        raise CommandError("give journal files or --redis, not both")
+    if not args.redis and not args.files:
+        raise CommandError("give journal files (or the journal.file setting), or --redis")
+    if args.config is not None and not args.redis:
+        raise CommandError("--config is for --redis (the files name themselves)")
+
+
+def _journal_export(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import export_command
+
+    where = _event_filter(args)
+
+    def command() -> int:
+        _journal_source(args)
+        if args.redis:
+            return _from_redis(args, where)
+        return export_command(args.files, where, args.format, args.all, sys.stdout)
+
+    return _journal_run(command)
+
+
+def _journal_tail(args: argparse.Namespace) -> int:
+    from bridge.journal.tail import Printer, tail_files
+
+    where = _event_filter(args)
+
+    def command() -> int:
+        _journal_source(args)
+        if args.redis:
+            return _from_redis(args, where)
+        printer = Printer(sys.stdout, args.format)
+        tail_files(args.files, where, args.lines, not args.no_follow, printer)
+        return 0
+
+    return _journal_run(command)
+
+
+def _from_redis(args: argparse.Namespace, where: Any) -> int:
+    """``tail`` or ``export`` of the shared history: the Redis of the bridge's configuration
+    (its URL a secret: never printed, nor any error text that could hold it)."""
+    from redis.exceptions import RedisError
+
+    from bridge.config import JournalReadSettings
+    from bridge.idempotency.redis_link import connect
+    from bridge.journal.commands import CommandError
+    from bridge.journal.history import HistoryUnavailable
+    from bridge.journal.tail import Printer, export_stream, tail_stream
+
+    settings = load_settings(args.config, JournalReadSettings)
+    if settings.idempotency.backend != "redis":
+        raise CommandError(
+            'the shared history is in Redis only with idempotency.backend = "redis"; '
+            "give the journal's files instead"
+        )
+    link = connect(settings.idempotency)
+    key = link.key("journal")
+    tail = args.run is _journal_tail
+    printer = Printer(sys.stdout, args.format)
+
+    async def read() -> None:
+        try:
+            if tail:
+                await tail_stream(link.client, key, where, args.lines, not args.no_follow, printer)
+            else:
+                await export_stream(link.client, key, settings.journal.history_size, where, printer)
+        finally:
+            await link.close()
+
+    try:
+        asyncio.run(read())
+    except (RedisError, OSError, HistoryUnavailable) as exc:
+        raise CommandError(f"the shared store did not answer ({type(exc).__name__})") from None
+    return 0
 
 
 def _journal_hash(args: argparse.Namespace) -> int:
@@ -291,6 +398,10 @@ def _journal_run(command: Callable[[], int]) -> int:
     except CommandError as exc:
         print(f"scim-bridge journal: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (``| head``): not an error of the command
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _log_level_option(parser: argparse.ArgumentParser, default: str) -> None:
