@@ -236,3 +236,25 @@ async def test_a_write_marked_planned_or_held_is_journaled_so(outcome: str) -> N
         await JournalMiddleware(app, journal)(scope, receive, send)
     [event] = await events(journal)
     assert (event["outcome"], event["status"], event["operation"]) == (outcome, 202, "users.create")
+
+
+async def test_hashed_values_keep_names_out_of_the_journal_and_the_history(
+    backend: Backend, tmp_path: Path
+) -> None:
+    settings = journaled(backend, tmp_path, values="hashed")
+    journal = opened(settings)
+    async with backend.client(settings=settings, journal=journal) as scim:
+        await create_user(scim, "erin@contoso.com", given="Erin", external_id="obj-erin")
+        twin = await scim.post(
+            "/Users", json=entra.user("erin@contoso.com", external_id="obj-erin")
+        )
+        assert_scim_error(twin, 409, "uniqueness")
+    hashed = journal.privacy.hashed("erin@contoso.com")
+    created, refused = await events(journal, text=hashed)
+    assert created["resource"]["name"] == refused["resource"]["name"] == hashed
+    assert {"attribute": "name.givenName", "after": journal.privacy.hashed("Erin")} in created[
+        "changes"
+    ]
+    written = "".join(path.read_text() for path in journal_files(tmp_path))
+    assert "erin@contoso.com" not in written.lower() and '"Erin"' not in written
+    assert hashed in written

@@ -121,21 +121,21 @@ class JournalMiddleware:
         outcome: Outcome
         if state.outcome in _MARKED:
             outcome = "planned" if state.outcome == "planned" else "held"
-            event = record.finish(outcome, status=status or None)
+            event = record.finish_wire(outcome, status=status or None)
         elif state.replayed:
-            event = record.finish("replayed", status=status or None)
+            event = record.finish_wire("replayed", status=status or None)
         elif failed:
             reason = interrupted or state.error_detail or f"answered {status or 'nothing'}"
-            event = record.finish("failed", status=status or None, reason=reason)
-            state.error_detail = event.reason
+            event = record.finish_wire("failed", status=status or None, reason=reason)
+            state.error_detail = event["reason"]
         elif status >= 400:
-            event = record.finish(
+            event = record.finish_wire(
                 "refused",
                 status=status,
                 scim_type=state.error_type,
                 detail=state.error_detail or f"answered {status}",
             )
-            state.error_detail = event.error.detail if event.error else None
+            state.error_detail = event["error"]["detail"]
         else:
-            event = record.finish("applied", status=status)
-        self.journal.emit(event)
+            event = record.finish_wire("applied", status=status)
+        self.journal.emit_wire(event)
