@@ -169,8 +169,8 @@ class _Section(BaseModel):
             return values
         for name, table in _secret_fields(cls).items():
             key = name + FILE_SUFFIX
-            if key in cls.model_fields:  # a section reading its own (``journal.key_file``)
-                continue
+            if key in cls.model_fields:
+                continue  # the section reads that file itself (``journal.key_file``)
             matched = [given for given in values if str(given).lower() == key]
             if not matched:
                 continue
@@ -870,20 +870,6 @@ class CheckSettings(_Configuration):
     internal: InternalSettings = InternalSettings()
     scim: ScimSettings | None = None
     modyo: ModyoSettings
-    retry: RetrySettings = RetrySettings()
-    idempotency: IdempotencySettings = IdempotencySettings()
-    journal: JournalSettings = JournalSettings()
-
-
-class JournalReadSettings(_Configuration):
-    """What ``journal tail --redis`` and ``journal export --redis`` need: ``[idempotency]``,
-    the shared Redis the history is in. The bridge's own configuration serves: its other
-    sections are validated when present, none is required."""
-
-    server: ServerSettings = ServerSettings()
-    internal: InternalSettings = InternalSettings()
-    scim: ScimSettings | None = None
-    modyo: ModyoSettings | None = None
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
