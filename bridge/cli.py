@@ -469,7 +469,12 @@ def _serve(args: argparse.Namespace) -> int:
         source = Source(args.config, _server_flags(args), args.log_level)
         run_workers(source, server.workers, server.host, server.port, listener)
         return 0
-    _run(create_app(settings), settings)
+    from bridge.app import journal_for
+    from bridge.idempotency.redis_link import connect
+
+    link = connect(settings.idempotency) if settings.idempotency.backend == "redis" else None
+    journal = journal_for(settings, link)  # what an admin console on the internal listener reads
+    _run(create_app(settings, shared_store=link, journal=journal), settings)
     return 0
 
 
@@ -483,7 +488,7 @@ def run_worker(source: Source, listener: socket.socket) -> None:
     level = source.log_level or settings.server.log_level
     handler = configure_logging(level, settings.server.log_format, settings.secret_values())
     handler.addFilter(_WorkerPid())
-    app = create_app(settings)
+    app = create_app(settings, worker_pid=os.getpid())  # its own journal chain and files
     gc.collect()
     gc.freeze()
     ensure_file_descriptors(settings.server.max_connections)
