@@ -13,8 +13,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from bridge import request_state
-from bridge.app import journal_for
 from bridge.config import JournalSettings, Settings
+from bridge.edge.app import journal_for
 from bridge.journal import EventFilter, Journal
 from bridge.journal.keys import JournalKey
 from bridge.journal.middleware import JournalMiddleware

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from bridge.cli import main
 from bridge.journal import EventFilter
 from bridge.journal.redis_history import RedisHistory
 from bridge.journal.tail import tail_files, tail_stream, text_line
+from bridge.run.cli import main
 from tests.redis_servers import RedisServer
 from tests.test_journal_cli import journal
 

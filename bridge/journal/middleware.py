@@ -8,7 +8,7 @@ The outcome comes from what the request did: ``planned`` or ``held`` when it say
 for a SCIM error below 500 other than 429 (the client must change its request), ``failed``
 for a 5xx or 429 answer or no answer at all (the bridge or Modyo could not do it),
 ``applied`` otherwise. The SCIM error's ``scimType`` and ``detail`` are read by the
-observer from the answer (``bridge.observe``).
+observer from the answer (``bridge.edge.observe``).
 """
 
 from __future__ import annotations
