@@ -43,6 +43,7 @@ from bench.cpu import (
     print_relative,
     relative_cpu,
 )
+from bench.journal_ab import measure_journal, print_journal
 from bench.load import user_body
 from bench.procs import Process, free_port, raise_priority
 from bench.stores import RedisServer, measure_stores, print_stores
@@ -1064,6 +1065,31 @@ def stores_only(profile: Profile, json_path: Path | None, rounds: int) -> int:
     return 0
 
 
+def journal_only(profile: Profile, json_path: Path | None, rounds: int) -> int:
+    """``--journal``: the journal's cost alone (bench/journal_ab.py)."""
+    server: RedisServer | None = None
+
+    def body(bench: Bench) -> dict[str, Any]:
+        nonlocal server
+        print("starting fake Modyo and redis-server; seeding...", flush=True)
+        bench.start_modyo()
+        data = bench.modyo_data()
+        server = RedisServer(bench.log_dir)
+        bench.phase = "journal"
+        return measure_journal(bench, data, server.url, rounds)
+
+    try:
+        results = run_guarded(profile, "rest", body)
+    finally:
+        if server is not None:
+            server.stop()
+    if results is None:
+        return 1
+    print_journal(results)
+    write_json(json_path, {"journal": results})
+    return 0
+
+
 def ci(json_path: Path | None, write_baseline: bool) -> int:
     """``--ci``: the relative CPU of every op (bench/cpu.py) against ``bench/baseline.json``;
     exit 1 when one rose more than ``TOLERANCE`` (or there is no baseline to judge by).
@@ -1179,7 +1205,16 @@ def main(argv: list[str] | None = None) -> int:
         "2 workers Redis (a redis-server of its own; Modyo at 20 ms)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of the --stores comparison (default 3)"
+        "--journal",
+        action="store_true",
+        help="only the journal's cost: journal off and on, with the memory store and with "
+        "Redis (a redis-server of its own; Modyo at 0 ms)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the --stores and --journal comparisons (default 3)",
     )
     parser.add_argument(
         "--ci",
@@ -1199,6 +1234,8 @@ def main(argv: list[str] | None = None) -> int:
         return ci(args.json, args.write_baseline)
     if args.stores:
         return stores_only(QUICK if args.quick else FULL, args.json, args.rounds)
+    if args.journal:
+        return journal_only(QUICK if args.quick else FULL, args.json, args.rounds)
     if args.parsers_only:
         return parsers_only(QUICK if args.quick else FULL, args.json)
     if importlib.util.find_spec("scim2_server") is None:

@@ -927,6 +927,20 @@ class CheckSettings(_Configuration):
     admin: AdminSettings = AdminSettings()
 
 
+class JournalReadSettings(_Configuration):
+    """What ``journal tail --redis`` and ``journal export --redis`` need: ``[idempotency]``,
+    the shared Redis the history is in. The bridge's own configuration serves: its other
+    sections are validated when present, none is required."""
+
+    server: ServerSettings = ServerSettings()
+    internal: InternalSettings = InternalSettings()
+    scim: ScimSettings | None = None
+    modyo: ModyoSettings | None = None
+    retry: RetrySettings = RetrySettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
+    journal: JournalSettings = JournalSettings()
+
+
 Config = TypeVar("Config", bound=_Configuration)
 
 

@@ -183,7 +183,7 @@ JOURNAL_LINES = Counter(
 JOURNAL_DROPPED = Labelled(
     Counter(
         "scim_bridge_journal_dropped_total",
-        "Journal events not written, by reason (queue_full, write_error)",
+        "Journal events not written, by reason (queue_full, write_error, build_error)",
         ["reason"],
     )
 )

@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
+
+MAX_KEPT_CALLS: Final = 32
+"""Upstream attempts a request keeps for its journal event; more are only counted."""
 
 
 @dataclass(slots=True)
@@ -30,6 +34,31 @@ class RequestState:
     """The name of the SCIM token the request was authenticated with."""
     client_request_id: str | None = None
     """The client's own ``X-Request-Id``, kept beside the bridge's (never instead of it)."""
+    modyo_calls: list[tuple[str, int | str, int, float]] = field(default_factory=list)
+    """The upstream attempts, for the journal: (call template, status or why none came,
+    attempt, milliseconds); at most :data:`MAX_KEPT_CALLS`."""
+    modyo_calls_left_out: int = 0
+    replayed: bool = False
+    """The answer was an earlier identical request's (the idempotency cache)."""
+    undelivered_status: int | None = None
+    """The status of an answer its client left before (the idempotency cache kept it)."""
+    outcome: str | None = None
+    """Set by a request that did not write as asked: ``planned`` (a dry run), ``held`` (the
+    brake); None: the status tells (docs/reference/journal.md, "Outcomes")."""
+    read_before: object | None = None
+    """The object an upstream read before changing it (a ``UserRecord``...), for the
+    journal's before-values; set only where the upstream reads anyway."""
+    error_type: str | None = None
+    """The ``scimType`` of the SCIM error the request was answered with, if any."""
+    error_detail: str | None = None
+    """Its ``detail``: the reason a refused or failed request's access line carries."""
+
+    def add_upstream_call(self, call: str, status: int | str, attempt: int, ms: float) -> None:
+        """One upstream attempt (``call``: ``"GET /team_members/:id"``, never a raw path)."""
+        if len(self.modyo_calls) < MAX_KEPT_CALLS:
+            self.modyo_calls.append((call, status, attempt, ms))
+        else:
+            self.modyo_calls_left_out += 1
 
 
 _current: ContextVar[RequestState | None] = ContextVar("scim_bridge_request", default=None)

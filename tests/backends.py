@@ -87,6 +87,11 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     ),
     # What a Modyo refusal of a read becomes (status -> SCIM status, scimType): REST's 400 is
     # the bridge's own fault (502), SCIM's 400 and 409 carry the client's values (§9.3 F7).
+    # A user PATCH/PUT's journal event: the values before the change, when the upstream read
+    # the user anyway (never read for the journal alone).
+    "user PATCH before-values": Difference(
+        False, True, 'upstreams.md "Journal before-values of a user PATCH or PUT"'
+    ),
     "error mapping": Difference(
         {500: (502, None), 400: (502, None), 403: (502, None), 409: (400, "invalidValue")},
         {500: (502, None), 400: (400, "invalidValue"), 403: (502, None), 409: (409, "uniqueness")},

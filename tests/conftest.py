@@ -17,6 +17,7 @@ from asgi_lifespan import LifespanManager
 from bridge.config import Settings
 from bridge.edge.app import create_app
 from bridge.edge.readiness import Readiness
+from bridge.journal import Journal
 from bridge.logs import configure_logging
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.modyo.http import ModyoHttp
@@ -162,8 +163,10 @@ class bridge_client:
         token: str = TOKEN,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        journal: Journal | None = None,
     ) -> None:
-        """``sleep``, if given, is what the bridge's retry policy waits with (a test's clock)."""
+        """``sleep``, if given, is what the bridge's retry policy waits with (a test's clock);
+        ``journal``, the journal the app feeds (a test reads its history)."""
         transport = transport or mock_transport(modyo, MODYO_URL)
         self.readiness = quiet_readiness(settings)
         upstream: Upstream | None = None
@@ -174,7 +177,11 @@ class bridge_client:
             else:
                 upstream = RestUpstream(ModyoHttp(settings.modyo, retry, transport))
         self.app = create_app(
-            settings, upstream=upstream, modyo_transport=transport, readiness=self.readiness
+            settings,
+            upstream=upstream,
+            modyo_transport=transport,
+            readiness=self.readiness,
+            journal=journal,
         )
         self.token = token
 

@@ -31,6 +31,7 @@ from bridge.journal.privacy import Privacy, keyed_hash
 from bridge.journal.record import NOT_READ, JournalRecord
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
+MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
 KEY = JournalKey.from_secret(SECRET)
 DOCS = Path(__file__).parent.parent / "docs" / "reference" / "journal.md"
 PERSONAL = {
@@ -78,7 +79,7 @@ def test_a_record_finishes_into_an_event_of_the_schema() -> None:
         resource_type="Group",
         client_request_id="entra-42",
         token="entra",
-        now=lambda: datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC),
+        now=lambda: MOMENT,
         monotonic=lambda: next(clock),
     )
     entry.identify(id="g1", name="Finance Admins", external_id="ext-g1")
@@ -285,15 +286,22 @@ JSONISH = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(WORDS, SCALA
 def test_any_input_makes_a_line_of_the_schema_in_canonical_form(
     mode: str, texts: list[str], changes: list[Any], members: list[str]
 ) -> None:
-    entry = JournalRecord(
-        Privacy(mode, KEY.values), request_id=texts[0], operation=texts[1],  # type: ignore[arg-type]
-        resource_type=texts[2], client_request_id=texts[3], token=texts[4],
-    )  # fmt: skip
-    entry.identify(id=texts[5], name=texts[0], external_id=texts[1])
-    for attribute, before, after, op in changes:
-        entry.add_change(attribute, before, after, op=op)
-    entry.add_members(added=members, removed=members)
-    raw = Chain(KEY, "pod-1").seal(entry.finish("refused", detail=texts[5]).wire()).line
+    def filled() -> JournalRecord:
+        entry = JournalRecord(
+            Privacy(mode, KEY.values), request_id=texts[0], operation=texts[1],  # type: ignore[arg-type]
+            resource_type=texts[2], client_request_id=texts[3], token=texts[4],
+            now=lambda: MOMENT, monotonic=lambda: 0.0,
+        )  # fmt: skip
+        entry.identify(id=texts[5], name=texts[0], external_id=texts[1])
+        for attribute, before, after, op in changes:
+            entry.add_change(attribute, before, after, op=op)
+        entry.add_members(added=members, removed=members)
+        entry.add_modyo_call(texts[1], texts[2], texts[3], 2, 1.5)
+        return entry
+
+    wire = filled().finish("refused", detail=texts[5]).wire()
+    assert filled().finish_wire("refused", detail=texts[5]) == wire  # the request flow's path
+    raw = Chain(KEY, "pod-1").seal(wire).line
     opened = open_line(raw[:-1])
     assert opened.problem is None and opened.fields is not None
     assert isinstance(LINE.validate_python(opened.fields | {"mac": opened.mac}), ScimLine)

@@ -1,7 +1,8 @@
-"""Dependencies run one way, outermost first: run -> console -> edge -> SCIM -> upstream interface <-
-Modyo, over the journal and the shared store (which either side may use) and a shared base. No
-module imports from a layer above it, the SCIM and Modyo sides never see each other, and every
-module of bridge/ is in a layer (docs/design/layers.md; README "Development")."""
+"""Dependencies run one way, outermost first: run -> console -> edge -> SCIM -> upstream
+interface <- Modyo, over the journal and the shared store (which either side may use) and a
+shared base. No module imports from a layer above it, the SCIM and Modyo sides never see each
+other, and every module of bridge/ is in a layer (docs/design/layers.md; README
+"Development")."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from bridge.journal import EventFilter
+from bridge.journal.redis_history import RedisHistory
 from tests import entra
 from tests.conftest import assert_scim_error
 from tests.redis_servers import RedisServer, SentinelTopology
@@ -59,6 +63,23 @@ def _store(redis: RedisServer, **extra: Any) -> dict[str, Any]:
     }
 
 
+JOURNAL_KEY = "replicas-journal-key-0123456789-abcdef"
+
+
+def _journal(directory: Path, name: str) -> dict[str, dict[str, Any]]:
+    """A replica's journal: its own chain in the shared directory, its history the stream."""
+    journal = directory / "journal" / "journal.jsonl"
+    return {"journal": {"enabled": True, "file": str(journal), "key": JOURNAL_KEY,
+                        "replica": f"replica-{name}"}}  # fmt: skip
+
+
+def journal_events(cluster: Cluster, replica: str) -> list[dict[str, Any]]:
+    """The SCIM events of one replica's journal files, as written so far."""
+    files = sorted((cluster.directory / "journal").glob(f"journal.{replica}.*.jsonl"))
+    lines = [json.loads(line) for path in files for line in path.read_text().splitlines()]
+    return [line for line in lines if line["kind"] == "scim"]
+
+
 @dataclass
 class Cluster:
     fake: FakeModyo
@@ -90,7 +111,11 @@ def cluster_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     try:
         redis.start()
         with ProxyThread(fake.port) as proxy:
-            a, b = (Replica(f"replica-{n}", directory, proxy.url, _store(redis)) for n in "ab")
+            (directory / "journal").mkdir()
+            a, b = (
+                Replica(f"replica-{n}", directory, proxy.url, _store(redis), _journal(directory, n))
+                for n in "ab"
+            )
             c = Replica("replica-c", directory, proxy.url, _store(redis, lock_ttl_seconds=1.0))
             with running(fake, a, b, c):
                 yield Cluster(fake, proxy, redis, a, b, c, sentinel, directory)
@@ -307,6 +332,7 @@ async def test_redis_down_refuses_writes_serves_reads_and_recovers_by_itself(
         await fake.release()
         flight = await in_flight  # Modyo applied it: its answer is not lost with the store
         assert flight.status_code == 201, flight.text
+        writes = {on_a: [kept], on_b: [flight]}
         writes_before = {route: await fake.count(route) for route in WRITES}
         for client in (on_a, on_b):
             refused = [
@@ -319,6 +345,7 @@ async def test_redis_down_refuses_writes_serves_reads_and_recovers_by_itself(
             for answer in refused:
                 assert_scim_error(answer, 503)
                 assert int(answer.headers["retry-after"]) >= 1
+            writes[client] += refused
             assert (await client.get(kept_url)).json()["userName"] == "kept@contoso.com"
             found = await client.get("/Users", params={"filter": 'userName eq "kept@contoso.com"'})
             assert found.status_code == 200 and found.json()["totalResults"] == 1
@@ -331,10 +358,25 @@ async def test_redis_down_refuses_writes_serves_reads_and_recovers_by_itself(
         assert created.status_code == 201, created.text
         disable = entra.patch(entra.op("Replace", "active", "False"))
         assert (await on_b.patch(kept_url, json=disable)).status_code == 200
+        writes[on_a].append(created)
     state = await fake.state()
     assert [m["active"] for m in state.members_named("kept@contoso.com")] == [False]
     assert len(state.members_named("down@contoso.com")) == 1
     assert len(state.members_named("flight@contoso.com")) == 1
+    # The journal's files hold every write, the refused ones too, while the shared history
+    # left out those it could not store (counted).
+    for replica, answers in ((cluster.a, writes[on_a]), (cluster.b, writes[on_b])):
+        wanted = {answer.headers["x-request-id"]: answer.status_code for answer in answers}
+
+        async def written(replica: Replica = replica, wanted: dict[str, int] = wanted) -> bool:
+            found = {
+                e["request_id"]: e.get("status") for e in journal_events(cluster, replica.name)
+            }
+            return all(found.get(request_id) == status for request_id, status in wanted.items())
+
+        await eventually(written, f"{replica.name}'s journal holds its {len(wanted)} writes")
+    dropped = "scim_bridge_journal_history_dropped_total"
+    assert sum([await r.metric(dropped, reason="unreachable") for r in cluster.replicas]) >= 1
 
 
 async def test_a_write_refused_503_keeps_its_retry_after(cluster: Cluster) -> None:
@@ -531,3 +573,34 @@ def _blocked_clients(server: RedisServer) -> int:
 
     with redis.Redis.from_url(server.url) as client:
         return int(client.info("clients")["blocked_clients"])
+
+
+async def test_an_event_written_through_a_is_listed_by_the_history_b_reads(
+    cluster: Cluster,
+) -> None:
+    """Each replica keeps its own chain (file), and both feed the one capped Redis stream the
+    consoles read: what was written through A is listed from it, as through B, by
+    ``RedisHistory.query``, the class each replica's console reads with."""
+    async with cluster.a.client() as on_a, cluster.b.client() as on_b:
+        through_a = await on_a.post("/Users", json=entra.user("journal-a@contoso.com"))
+        through_b = await on_b.delete("/Users/no-such-user")
+    assert through_a.status_code == 201, through_a.text
+    assert_scim_error(through_b, 404)
+    client = aioredis.from_url(cluster.redis.url)
+    history = RedisHistory(client, "replicas:journal", size=10_000)
+    try:
+        found: dict[str, dict[str, Any]] = {}
+
+        async def listed() -> bool:
+            page = await history.query(EventFilter(), limit=200)
+            found.update({event["request_id"]: event for event in page.events})
+            return all(answer.headers["x-request-id"] in found for answer in (through_a, through_b))
+
+        await eventually(listed, "both replicas' events in the shared history")
+    finally:
+        await client.aclose()
+    from_a, from_b = (found[answer.headers["x-request-id"]] for answer in (through_a, through_b))
+    assert (from_a["replica"], from_a["outcome"], from_a["resource"]["name"]) == (
+        "replica-a", "applied", "journal-a@contoso.com"
+    )  # fmt: skip
+    assert (from_b["replica"], from_b["outcome"], from_b["status"]) == ("replica-b", "refused", 404)

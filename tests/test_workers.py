@@ -92,7 +92,9 @@ def _parent(pid: int) -> int:
     raise AssertionError(f"no PPid for {pid}")
 
 
-def test_two_workers_serve_one_port_and_share_redis(redis_server: RedisServer) -> None:
+def test_two_workers_serve_one_port_and_share_redis(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     port, metrics_port = _free_port(), _free_port()
     with _fake_modyo() as modyo_url:
         env = _serve_env(modyo_url, port=port) | {
@@ -100,6 +102,10 @@ def test_two_workers_serve_one_port_and_share_redis(redis_server: RedisServer) -
             "BRIDGE_INTERNAL__PORT": str(metrics_port),
             "BRIDGE_IDEMPOTENCY__BACKEND": "redis",
             "BRIDGE_IDEMPOTENCY__REDIS_URL": redis_server.url,
+            "BRIDGE_JOURNAL__ENABLED": "true",
+            "BRIDGE_JOURNAL__FILE": str(tmp_path / "journal.jsonl"),
+            "BRIDGE_JOURNAL__KEY": "workers-journal-key-0123456789abcdef",
+            "BRIDGE_JOURNAL__REPLICA": "pod",
         }
         with _serving(env) as bridge:
             (serving,) = bridge.wait_for("serving with 2 workers")
@@ -144,6 +150,9 @@ def test_two_workers_serve_one_port_and_share_redis(redis_server: RedisServer) -
             assert bridge.stop() == 0  # SIGTERM: both workers finish and exit, then the parent
             for pid in (workers - {dead}) | {fresh}:
                 assert not Path(f"/proc/{pid}").exists()
+    # each worker its own journal chain (a file each, named by its process id)
+    chains = {path.name.split(".")[1] for path in tmp_path.glob("journal.*.jsonl")}
+    assert chains == {f"pod-{pid}" for pid in workers | {fresh}}
 
 
 def _until_both_answered(

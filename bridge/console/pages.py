@@ -36,7 +36,7 @@ from bridge.console.forms import FormRefused, read_form
 from bridge.console.headers import SecurityHeaders
 from bridge.console.session import COOKIE, Session, Sessions
 from bridge.edge.readiness import Readiness
-from bridge.journal.export import COLUMNS, _cell, row
+from bridge.journal.export import COLUMNS, cell, row
 from bridge.journal.history import EventFilter, History, HistoryUnavailable
 from bridge.scim.auth import FailureThrottle
 
@@ -348,7 +348,7 @@ class Console:
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(COLUMNS)
             async for event in events.scan(self.history, where, self.most):
-                writer.writerow([_cell(value) for value in row(event)])
+                writer.writerow([cell(value) for value in row(event)])
                 if buffer.tell() > 65_536:
                     yield buffer.getvalue()
                     buffer.seek(0)

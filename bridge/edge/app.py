@@ -10,9 +10,10 @@ idempotency cache (docs/operator/security.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -33,6 +34,9 @@ from bridge.edge.hosts import AllowedHosts, HostCheck
 from bridge.edge.idempotency import IdempotencyMiddleware
 from bridge.edge.observe import RequestObserver
 from bridge.edge.readiness import Readiness, upstream_check
+from bridge.journal import Journal, replica_name
+from bridge.journal.middleware import JournalMiddleware
+from bridge.journal.redis_history import RedisHistory
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.scim.auth import BearerAuth, FailureThrottle
@@ -67,11 +71,15 @@ def create_app(
     modyo_transport: httpx.AsyncBaseTransport | None = None,
     readiness: Readiness | None = None,
     shared_store: RedisLink | None = None,
+    journal: Journal | None = None,
+    worker_pid: int | None = None,
 ) -> ASGIApp:
     """Build the bridge. ``upstream`` replaces the Modyo upstream entirely; ``modyo_transport``
     keeps the real one (``modyo.api``) but sends its HTTP elsewhere (the in-process fake);
     ``readiness`` replaces the probing schedule of the settings (tests drive it);
-    ``shared_store`` replaces the link to the Redis of ``idempotency.backend = "redis"``."""
+    ``shared_store`` replaces the link to the Redis of ``idempotency.backend = "redis"``;
+    ``journal`` the journal of ``journal.enabled`` (``worker_pid``: a worker of
+    ``server.workers``, whose chain is its own)."""
     if upstream is None:
         upstream = modyo_upstream(
             settings.modyo.api, settings.modyo, settings.retry, modyo_transport
@@ -108,13 +116,16 @@ def create_app(
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
         readiness.add("shared_store", link.check)
     connected = upstream.connected
+    if journal is None:
+        journal = journal_for(settings, link, worker_pid)
+    journaling = journal.running() if journal is not None else contextlib.nullcontext()
 
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
         if insecure:
             _warn_insecure(settings, insecure)
         try:
-            async with connected(), readiness.running():
+            async with journaling, connected(), readiness.running():
                 yield
         finally:
             if link is not None:
@@ -140,22 +151,31 @@ def create_app(
     ]
     server = settings.server
     scim = BodyReader(scim, server, BodyBudget(server.max_buffered_body_bytes))  # read once
+    if journal is not None:  # its errors answered inside it, so that it sees them
+        scim = JournalMiddleware(ExceptionMiddleware(scim, handlers=HANDLERS), journal)
     scim = BearerAuth(scim, tokens, throttle)  # from the head, before any body byte
     scim = AllowedHosts(scim, None if server.public_url else server.url_hosts())
     routes.append(_Mount(server.base_path, app=scim))
     handled = ExceptionMiddleware(
-        Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
-        handlers={
-            StoreUnavailable: _store_unavailable,
-            SCIMException: _scim_error,
-            UpstreamError: _upstream_error,
-            PartialWrite: _partial_write,
-            ValidationError: _validation_error,
-            HTTPException: _http_error,
-        },
+        Router(routes=routes, lifespan=lifespan, redirect_slashes=False), handlers=HANDLERS
     )
     observed = RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
     return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
+
+
+def journal_for(
+    settings: Settings, link: RedisLink | None, worker_pid: int | None = None
+) -> Journal | None:
+    """The journal of ``journal.enabled``: its recent history in the Redis stream every
+    replica shares when the idempotency store is Redis (``link``), else in this process's
+    memory (docs/reference/journal.md, "Recent history")."""
+    if not settings.journal.enabled:
+        return None
+    history = None
+    if link is not None:
+        history = RedisHistory(link.client, link.key("journal"), settings.journal.history_size)
+    replica = replica_name(settings.journal.replica, worker_pid)
+    return Journal(settings.journal, replica=replica, history=history)
 
 
 def _warn_insecure(settings: Settings, insecure: tuple[str, ...]) -> None:
@@ -262,3 +282,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(NotFoundException(detail=f"no SCIM endpoint at {request.url.path}"))
     return error_response(InternalError(detail=str(exc.detail)))
+
+
+HANDLERS: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
+    StoreUnavailable: _store_unavailable,
+    SCIMException: _scim_error,
+    UpstreamError: _upstream_error,
+    PartialWrite: _partial_write,
+    ValidationError: _validation_error,
+    HTTPException: _http_error,
+}
+"""Known errors answered in SCIM form (RFC 7644 §3.12), by class."""

@@ -90,6 +90,10 @@ class IdempotencyMiddleware:
         if kept is None:
             return False
         IDEMPOTENCY("replayed").inc()
+        serving = request_state.current()
+        if serving is not None and kept.resources:  # what it wrote, for its journal event
+            resource = min(kept.resources)
+            serving.resource_type, _, serving.resource_id = resource.partition("/")
         if not await client.deliver(kept.answer, replayed=True):
             await self.store.put(key, kept.answer, kept.resources)
         return True
@@ -110,6 +114,9 @@ class IdempotencyMiddleware:
         if success:
             await _after_write("invalidate", self.store.invalidate(resources, keep=key))
         delivered = await client.deliver(answer, replayed=False)
+        serving = request_state.current()
+        if not delivered and serving is not None:
+            serving.undelivered_status = answer.status  # its journal event's status
         if success and not delivered:
             IDEMPOTENCY("kept_undelivered").inc()
             await _after_write("keep", self.store.put(key, answer, resources))
@@ -213,6 +220,9 @@ class _Client:
         if self.gone:
             return False
         self.stop_watching()
+        serving = request_state.current()
+        if replayed and serving is not None:
+            serving.replayed = True  # its journal event: "replayed", not a write of its own
         headers = list(answer.headers) + ([REPLAYED_HEADER] if replayed else [])
         await self._send(
             {"type": "http.response.start", "status": answer.status, "headers": headers}

@@ -13,6 +13,7 @@ labels come from fixed sets only (``bridge.metrics.method_label``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.deadline import deadline_in
 from bridge.metrics import SCIM_LATENCY, SCIM_REQUESTS, method_label
-from bridge.request_state import serving
+from bridge.request_state import RequestState, serving
 from bridge.scim.errors import InternalError, UpstreamUnavailable, error_response
 
 log = logging.getLogger("bridge.http")
@@ -34,6 +35,10 @@ _SAFE_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 UNROUTED: Final = "unrouted"
 MAX_LOGGED_PATH: Final = 512
 """Characters of a path the access log keeps (a request line may hold 8 KB)."""
+MAX_ERROR_BODY: Final = 16_384
+"""An error answer longer than this is not read for its reason (the bridge's are short)."""
+MAX_REASON: Final = 512
+"""Characters of an error's detail the access line keeps."""
 
 
 class RequestObserver:
@@ -48,6 +53,7 @@ class RequestObserver:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
         status = 0
+        error_body = bytearray()
 
         async def observed_send(message: Message) -> None:
             nonlocal status
@@ -57,6 +63,11 @@ class RequestObserver:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
+            elif status >= 400 and message["type"] == "http.response.body":
+                if len(error_body) <= MAX_ERROR_BODY:
+                    error_body.extend(message.get("body", b"")[: MAX_ERROR_BODY + 1])
+                if not message.get("more_body", False):
+                    _read_error(bytes(error_body), state)
             await send(message)
 
         with serving(request_id) as state:
@@ -98,22 +109,39 @@ class RequestObserver:
                 SCIM_REQUESTS(method, operation, str(status)).inc()
                 SCIM_LATENCY(method, operation).observe(elapsed)
                 client = scope.get("client")
-                log.info(
-                    "request",
-                    extra={
-                        "client": client[0] if client else None,
-                        "client_request_id": state.client_request_id,
-                        "token": state.token_name,
-                        "method": method,
-                        "path": scope["path"][:MAX_LOGGED_PATH],
-                        "operation": operation,
-                        "resource_id": state.resource_id,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "upstream_calls": state.upstream_calls,
-                        "upstream_retries": state.upstream_retries,
-                    },
-                )
+                fields = {
+                    "client": client[0] if client else None,
+                    "client_request_id": state.client_request_id,
+                    "token": state.token_name,
+                    "method": method,
+                    "path": scope["path"][:MAX_LOGGED_PATH],
+                    "operation": operation,
+                    "resource_id": state.resource_id,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "upstream_calls": state.upstream_calls,
+                    "upstream_retries": state.upstream_retries,
+                    "reason": state.error_detail,
+                }
+                if status >= 400:  # an error answer, with its reason
+                    log.warning("request", extra=fields)
+                else:
+                    log.info("request", extra=fields)
+
+
+def _read_error(body: bytes, state: RequestState) -> None:
+    """The ``scimType`` and ``detail`` of a SCIM error answer (RFC 7644 §3.12), for the access
+    line and the journal; a body that is not one leaves them unset."""
+    if len(body) > MAX_ERROR_BODY:
+        return
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return
+    if isinstance(error, dict):
+        detail, scim_type = error.get("detail"), error.get("scimType")
+        state.error_detail = detail[:MAX_REASON] if isinstance(detail, str) else None
+        state.error_type = scim_type[:64] if isinstance(scim_type, str) else None
 
 
 def _client_request_id(scope: Scope) -> str | None:

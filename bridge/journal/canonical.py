@@ -17,18 +17,16 @@ def canonical(value: Any) -> bytes:
     """RFC 8785 form of ``value`` (within the subset above; the journal writes no float).
     Raises ValueError for a string that is not valid Unicode, NaN, or a non-JSON value."""
     try:
-        text = json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-            default=_refuse,
-        )
-        return text.encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("a string is not valid Unicode (a lone surrogate)") from None
 
 
 def _refuse(value: Any) -> Any:
     raise ValueError(f"not JSON: {type(value).__name__}")
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse
+)
+"""Built once: the writer seals every line with it (stateless, so shared by threads)."""

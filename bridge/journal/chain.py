@@ -10,7 +10,6 @@ every line after it. Without a key (only for the stdout stream) a line has ``seq
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -42,7 +41,7 @@ class Sealed:
 
 
 def mac_of(key: JournalKey, body: bytes) -> str:
-    return hmac.new(key.chain, body, hashlib.sha256).hexdigest()
+    return hmac.digest(key.chain, body, "sha256").hex()
 
 
 class Chain:

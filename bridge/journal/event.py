@@ -145,15 +145,23 @@ class ScimEvent(_Model):
 
     @model_validator(mode="after")
     def _outcome_explained(self) -> ScimEvent:
-        if (self.error is not None) != (self.outcome == "refused"):
-            raise ValueError("a refused event carries its SCIM error, and only it")
-        if (self.reason is not None) != (self.outcome == "failed"):
-            raise ValueError("a failed event carries its reason, and only it")
+        problem = explanation_problem(self.outcome, self.error is not None, self.reason is not None)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def wire(self) -> dict[str, Any]:
         """The event as the journal writes it: absent fields left out."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def explanation_problem(outcome: str, has_error: bool, has_reason: bool) -> str | None:
+    """Why an event's outcome and its explanation do not go together, if they do not."""
+    if has_error != (outcome == "refused"):
+        return "a refused event carries its SCIM error, and only it"
+    if has_reason != (outcome == "failed"):
+        return "a failed event carries its reason, and only it"
+    return None
 
 
 class Previous(_Model):

@@ -63,7 +63,7 @@ def export(
             continue
         result.events += 1
         if writer is not None:
-            writer.writerow([_cell(value) for value in row(line.fields)])
+            writer.writerow([cell(value) for value in row(line.fields)])
         elif write_jsonl is not None:
             write_jsonl(line.raw + b"\n")
     return result
@@ -125,7 +125,7 @@ def _call(call: Mapping[str, Any]) -> str:
     )
 
 
-def _cell(value: object) -> object:
+def cell(value: object) -> object:
     """A cell, defused: text a spreadsheet would run as a formula starts with a quote."""
     if isinstance(value, str) and value.startswith(FORMULA):
         return "'" + value

@@ -14,7 +14,7 @@ import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from bridge.config import JournalSettings
 from bridge.journal.chain import Head
@@ -99,7 +99,11 @@ class Journal:
 
     def emit(self, event: ScimEvent) -> None:
         """Hand a finished event to the writer and the history."""
-        fields = event.wire()
+        self.emit_wire(event.wire())
+
+    def emit_wire(self, fields: dict[str, Any]) -> None:
+        """Hand a finished event, as written (``JournalRecord.finish_wire``), to the writer
+        and the history; ``fields`` is theirs from here on."""
         self.writer.submit(fields)
         self.history.add({**fields, "replica": self.replica})
 

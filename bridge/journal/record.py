@@ -28,14 +28,10 @@ from bridge.journal.event import (
     MAX_MEMBERS,
     MAX_PATH,
     MAX_TEXT,
-    Change,
-    Members,
-    ModyoCall,
+    SCHEMA_VERSION,
     Outcome,
-    Resource,
-    ScimError,
     ScimEvent,
-    Truncated,
+    explanation_problem,
 )
 from bridge.journal.privacy import OMITTED, Privacy
 
@@ -92,12 +88,12 @@ class JournalRecord:
         self.client_request_id = self._maybe(client_request_id, MAX_ID)
         self.token = self._maybe(token, MAX_ID)
         self._resource: dict[str, Any] = {}
-        self._changes: list[Change] = []
+        self._changes: list[dict[str, Any]] = []
         self._added: list[str] = []
         self._removed: list[str] = []
         self._added_count = 0
         self._removed_count = 0
-        self._calls: list[ModyoCall] = []
+        self._calls: list[dict[str, Any]] = []
         self._remembered: list[str] = []
         self._finished = False
 
@@ -143,7 +139,7 @@ class JournalRecord:
         kept, shown = self._recorded(attribute, after)
         if kept:
             fields["after"] = shown
-        self._changes.append(Change(**fields))
+        self._changes.append(fields)
 
     def add_members(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
         """Member ids added to and removed from a group (ids are not personal)."""
@@ -164,14 +160,24 @@ class JournalRecord:
             return
         answered = isinstance(status, int) and 100 <= status <= 599
         self._calls.append(
-            ModyoCall(
-                method=self._clip(method, 16),
-                path=self._clip(path, MAX_PATH),
-                status=status if answered else self._clip(str(status), 64),
-                attempt=min(max(attempt, 1), 1000),
-                ms=min(max(round(ms), 0), MAX_INTEGER),
-            )
+            {
+                "method": self._clip(method, 16),
+                "path": self._clip(path, MAX_PATH),
+                "status": status if answered else self._clip(str(status), 64),
+                "attempt": min(max(attempt, 1), 1000),
+                "ms": min(max(round(ms), 0), MAX_INTEGER),
+            }
         )
+
+    def add_upstream_calls(
+        self, calls: Iterable[tuple[str, int | str, int, float]], left_out: int = 0
+    ) -> None:
+        """The attempts a request kept (``bridge.request_state``): each call named
+        ``"METHOD /template"``; ``left_out`` more were only counted."""
+        for call, status, attempt, ms in calls:
+            method, _, path = call.partition(" ")
+            self.add_modyo_call(method, path, status, attempt, ms)
+        self._truncated["modyo_calls"] += left_out
 
     def finish(
         self,
@@ -185,42 +191,72 @@ class JournalRecord:
         """The event: ``refused`` needs the SCIM error's ``detail`` (and ``scim_type``),
         ``failed`` its ``reason``. Texts are cleaned of the personal values this record
         saw when values are not written in full."""
+        fields = self.finish_wire(
+            outcome, status=status, scim_type=scim_type, detail=detail, reason=reason, checked=False
+        )
+        return ScimEvent.model_validate(fields)
+
+    def finish_wire(
+        self,
+        outcome: Outcome,
+        *,
+        status: int | None = None,
+        scim_type: str | None = None,
+        detail: str | None = None,
+        reason: str | None = None,
+        checked: bool = True,
+    ) -> dict[str, Any]:
+        """:meth:`finish`'s event as the journal writes it (``ScimEvent.wire()``), built
+        directly: the request flow's path, without validating again what the record already
+        bounded (tests/test_journal_events.py holds the two equal). Raises ValueError for an
+        outcome without its explanation, as :meth:`finish` does."""
         if self._finished:
             raise RuntimeError("a journal record is finished once")
         self._finished = True
-        error = None
-        if detail is not None or scim_type is not None:
-            error = ScimError(
-                scim_type=self._maybe(scim_type, 64), detail=self._text(detail or "", MAX_DETAIL)
-            )
-        members = None
-        if self._added_count or self._removed_count:
-            members = Members(
-                added=self._added,
-                removed=self._removed,
-                added_count=self._added_count,
-                removed_count=self._removed_count,
-            )
+        has_error = detail is not None or scim_type is not None
+        problem = explanation_problem(outcome, has_error, reason is not None)
+        if checked and problem:
+            raise ValueError(problem)
         elapsed = max(0.0, self._monotonic() - self._started)
-        return ScimEvent(
-            time=timestamp(self._now()),
-            request_id=self.request_id,
-            client_request_id=self.client_request_id,
-            token=self.token,
-            operation=self.operation,
-            resource_type=self.resource_type,
-            resource=Resource(**self._resource) if self._resource else None,
-            values=self._privacy.mode,
-            changes=self._changes,
-            members=members,
-            outcome=outcome,
-            status=status,
-            error=error,
-            reason=None if reason is None else self._text(reason, MAX_DETAIL),
-            modyo_calls=self._calls,
-            duration_ms=min(round(elapsed * 1000), MAX_INTEGER),
-            truncated=Truncated(**self._truncated) if any(self._truncated.values()) else None,
-        )
+        event: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "scim",
+            "time": timestamp(self._now()),
+            "request_id": self.request_id,
+            "operation": self.operation,
+            "values": self._privacy.mode,
+            "changes": self._changes,
+            "outcome": outcome,
+            "modyo_calls": self._calls,
+            "duration_ms": min(round(elapsed * 1000), MAX_INTEGER),
+        }
+        for name, value in (
+            ("client_request_id", self.client_request_id),
+            ("token", self.token),
+            ("resource_type", self.resource_type),
+            ("status", status),
+        ):
+            if value is not None:
+                event[name] = value
+        if self._resource:
+            event["resource"] = self._resource
+        if self._added_count or self._removed_count:
+            event["members"] = {
+                "added": self._added,
+                "removed": self._removed,
+                "added_count": self._added_count,
+                "removed_count": self._removed_count,
+            }
+        if has_error:
+            error = {"detail": self._text(detail or "", MAX_DETAIL)}
+            if scim_type is not None:
+                error["scim_type"] = self._clip(scim_type, 64)
+            event["error"] = error
+        if reason is not None:
+            event["reason"] = self._text(reason, MAX_DETAIL)
+        if any(self._truncated.values()):
+            event["truncated"] = dict(self._truncated)
+        return event
 
     def _recorded(self, attribute: str, value: Raw) -> tuple[bool, str | bool | int | None]:
         """What is written for ``value`` of ``attribute``: privacy first (a hash covers the

@@ -102,14 +102,14 @@ class RedisHistory:
                         last_scanned = None  # the stream's oldest entry was read
                         break
                     for entry_id, fields in batch:
-                        event = _event(fields)
+                        event = entry_event(fields)
                         if event is not None and where.matches(event):
                             if len(found) == wanted:
                                 return HistoryPage(found, last_found)
                             found.append(event)
-                            last_found = _text(entry_id)
+                            last_found = stream_id(entry_id)
                         scanned += 1
-                        last_scanned = _text(entry_id)
+                        last_scanned = stream_id(entry_id)
                     if len(batch) < BATCH:
                         last_scanned = None
                         break
@@ -134,11 +134,11 @@ class RedisHistory:
             log.warning("journal history reachable again")
 
 
-def _text(value: bytes | str) -> str:
+def stream_id(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _event(fields: Mapping[Any, Any]) -> dict[str, Any] | None:
+def entry_event(fields: Mapping[Any, Any]) -> dict[str, Any] | None:
     raw = fields.get(b"e", fields.get("e"))
     if raw is None:
         return None

@@ -120,10 +120,11 @@ class FileSink:
         self._fd: int | None = None
         self._number = 0
         self._size = 0
+        self._name = ""
 
     @property
     def name(self) -> str | None:
-        return self._path(self._number).name if self._number else None
+        return self._name if self._number else None
 
     def _path(self, number: int) -> Path:
         template = self.template
@@ -157,6 +158,7 @@ class FileSink:
             ) from None
         self._fd = fd
         self._size = os.fstat(fd).st_size
+        self._name = path.name
 
     def due(self) -> bool:
         return self._size >= self.max_bytes

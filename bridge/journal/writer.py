@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -30,8 +30,10 @@ from bridge.journal.sink import Resumed, Sink
 from bridge.metrics import JOURNAL_DROPPED, JOURNAL_LINES
 
 log = logging.getLogger("bridge.journal")
-_STOP: Final = object()
 REASONS: Final = ("queue_full", "write_error")
+TAKE_SECONDS: Final = 0.05
+"""How often the writer takes the events handed to it: one wake-up of its thread for all of
+them. Waking it for each event cost the request more than the writing (the thread switch)."""
 RETRY_SECONDS: Final = 1.0
 """After a failed write, events are dropped without a try for this long (a full disk is not
 probed once per event)."""
@@ -58,7 +60,10 @@ class JournalWriter:
         self._now = now
         self._monotonic = monotonic
         self._retry_at = 0.0
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._items: deque[Mapping[str, Any]] = deque()
+        self._size = queue_size
+        self._wake = threading.Event()
+        self._stopping = False
         self._pending = dict.fromkeys(REASONS, 0)
         self._pending_lock = threading.Lock()
         self._chain = Chain(key, replica)
@@ -74,12 +79,12 @@ class JournalWriter:
         self._thread.start()
 
     def submit(self, fields: Mapping[str, Any]) -> bool:
-        """Queue an event's fields; False when it was dropped (the queue is full)."""
-        try:
-            self._queue.put_nowait(fields)
-        except queue.Full:
+        """Queue an event's fields; False when it was dropped (the queue is full). No lock
+        and no wake-up: the thread takes the queue every :data:`TAKE_SECONDS`."""
+        if len(self._items) >= self._size:
             self._drop("queue_full")
             return False
+        self._items.append(fields)  # atomic; only the writer's thread takes from it
         return True
 
     def stop(self, timeout: float) -> bool:
@@ -88,10 +93,8 @@ class JournalWriter:
         if not self._thread.is_alive():
             self.sink.close()
             return True
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            return False
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -102,15 +105,20 @@ class JournalWriter:
             return dict(self._pending)
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not _STOP:
-            assert isinstance(item, Mapping)
-            try:
-                self._event(item)
-            except Exception:  # the thread must outlive an event it cannot write
-                self._drop("write_error")
-                log.exception(
-                    "a journal event could not be written", extra={"replica": self.replica}
-                )
+        while True:
+            stopping = self._stopping  # read before taking: what comes before stop is written
+            while self._items:
+                item = self._items.popleft()
+                try:
+                    self._event(item)
+                except Exception:  # the thread must outlive an event it cannot write
+                    self._drop("write_error")
+                    log.exception(
+                        "a journal event could not be written", extra={"replica": self.replica}
+                    )
+            if stopping:
+                break
+            self._wake.wait(TAKE_SECONDS)
         with contextlib.suppress(OSError):
             self.sink.close()
 
@@ -172,7 +180,9 @@ class JournalWriter:
                     self._pending[reason] -= count
 
     def _write(self, fields: Mapping[str, Any]) -> None:
-        line = {"schema_version": 1, "time": timestamp(self._now()), **fields}
+        line = {"schema_version": 1, **fields}
+        if "time" not in line:  # a SCIM event has its own: when its outcome was known
+            line["time"] = timestamp(self._now())
         sealed = self._chain.seal(line)
         self.sink.write(sealed.line)
         self._chain.advance(sealed)

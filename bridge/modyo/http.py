@@ -338,11 +338,13 @@ class ModyoHttp:
         if serving is not None:
             serving.upstream_budget_used += 1
         uncertain = False
+        tries = 0
 
         async def attempt() -> httpx.Response:
-            nonlocal uncertain
+            nonlocal uncertain, tries
+            tries += 1
             try:
-                response = await self._attempt(call, method, path, params, json)
+                response = await self._attempt(call, method, path, params, json, tries)
             except httpx.TransportError as exc:
                 failure = connect_failure(exc, self._target, self._proxy)
                 if failure is not None and failure.permanent:  # and never sent
@@ -387,11 +389,11 @@ class ModyoHttp:
         return Answer(response, uncertain)
 
     async def _attempt(
-        self, call: str, method: str, path: str, params: Params, json: Any
+        self, call: str, method: str, path: str, params: Params, json: Any, attempt: int = 1
     ) -> httpx.Response:
         """One HTTP exchange, queued behind the in-flight bound, cut at the deadline; counted
-        in the request's state and, at debug level, logged (the call's name, its status and
-        duration: never a body or a header)."""
+        in the request's state, kept there for the journal (the call's name, its status,
+        attempt and duration) and, at debug level, logged (never a body or a header)."""
         assert self._client is not None, "ModyoHttp.connected() is not open"
         left = deadline.remaining()
         if left is not None and left <= 0:
@@ -434,12 +436,16 @@ class ModyoHttp:
             MODYO_CALLS(call, outcome).inc()
             raise
         finally:
-            if sent and log.isEnabledFor(logging.DEBUG):
+            if sent:
                 elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-                log.debug(
-                    "Modyo call",
-                    extra={"call": call, "status": outcome, "duration_ms": elapsed_ms},
-                )
+                if serving is not None:
+                    status: int | str = int(outcome) if outcome.isdigit() else outcome
+                    serving.add_upstream_call(call, status, attempt, elapsed_ms)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "Modyo call",
+                        extra={"call": call, "status": outcome, "duration_ms": elapsed_ms},
+                    )
         MODYO_CALLS(call, outcome).inc()
         MODYO_LATENCY(call).observe(time.perf_counter() - started)
         return response

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bridge import request_state
 from bridge.modyo.http import (
     Answer,
     ModyoHttp,
@@ -163,6 +164,7 @@ class ScimUpstream:
         """Read, then PATCH exactly the attributes that differ (none: no write)."""
         _refuse_tombstone_names(changes)
         current = _user(await self._live_user(user_id))
+        _read_before(current)
         operations = _user_operations(current, changes)
         if not operations:
             return current
@@ -259,6 +261,7 @@ class ScimUpstream:
         current: GroupRecord | None = None
         if GroupField.EXTERNAL_ID in changes:
             current = await self.get_group(group_id)
+            _read_before(current)
             if (changes[GroupField.EXTERNAL_ID] or None) != current.external_id:
                 raise _immutable("Group")
         if GroupField.DISPLAY_NAME in changes:
@@ -710,3 +713,11 @@ def _conflict_field(detail: str, call: str) -> UserField | GroupField | None:
     if "email" in lowered:
         return UserField.EMAIL
     return None
+
+
+def _read_before(current: UserRecord | GroupRecord) -> None:
+    """What the request's journal event gives as the values before its change (read for the
+    write, never for the journal alone)."""
+    serving = request_state.current()
+    if serving is not None:
+        serving.read_before = current

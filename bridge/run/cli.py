@@ -9,6 +9,7 @@ import functools
 import gc
 import io
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
     from bridge.edge.readiness import Readiness
+    from bridge.journal.history import History
 
 DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
@@ -211,17 +213,48 @@ def _journal_commands(commands: Any) -> None:
         help="the bridge's ordinary log: the heads it witnessed must be in the chain",
     )
     verify.set_defaults(run=_journal_verify)
-    export = actions.add_parser("export", help="the events of journal files, filtered")
-    export.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--outcome", action="append", default=[], help="applied, refused...")
+    filters.add_argument("--operation", action="append", default=[], help="users.create...")
+    filters.add_argument("--resource-type", action="append", default=[], help="User, Group")
+    filters.add_argument(
+        "--text", help="part of a resource's id, name or externalId, or of the request id"
+    )
+    filters.add_argument("--since", type=_moment, help="ISO 8601 time (UTC if no offset)")
+    filters.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive")
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument(
+        "files",
+        type=Path,
+        nargs="*",
+        metavar="FILE",
+        help="journal files, or the journal.file setting (every replica's files beside it)",
+    )
+    source.add_argument(
+        "--redis",
+        action="store_true",
+        help='read the shared history (the Redis of idempotency.backend = "redis") instead',
+    )
+    source.add_argument(
+        "--config", type=Path, help="with --redis: the bridge's TOML file (BRIDGE_* override it)"
+    )
+    export = actions.add_parser(
+        "export", parents=[source, filters], help="the events of journal files, filtered"
+    )
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("--outcome", action="append", default=[], help="applied, refused...")
-    export.add_argument("--operation", action="append", default=[], help="users.create...")
-    export.add_argument("--resource-type", action="append", default=[], help="User, Group")
-    export.add_argument("--text", help="part of a resource's id, name or externalId")
-    export.add_argument("--since", type=_moment, help="ISO 8601 time (UTC if no offset)")
-    export.add_argument("--until", type=_moment, help="ISO 8601 time, exclusive")
     export.add_argument("--all", action="store_true", help="the chain's own records too")
     export.set_defaults(run=_journal_export)
+    tail = actions.add_parser(
+        "tail",
+        parents=[source, filters],
+        help="the latest events, then each new one as it is written (Ctrl-C stops)",
+    )
+    tail.add_argument(
+        "-n", "--lines", type=int, default=10, help="latest events shown first (default: 10)"
+    )
+    tail.add_argument("--no-follow", action="store_true", help="show the latest, then stop")
+    tail.add_argument("--format", choices=("text", "jsonl", "csv"), default="text")
+    tail.set_defaults(run=_journal_tail)
     hashed = actions.add_parser(
         "hash", parents=[keyed], help='what values = "hashed" writes for a known value'
     )
@@ -252,11 +285,10 @@ def _journal_verify(args: argparse.Namespace) -> int:
     return _journal_run(lambda: verify_command(args.files, args.key_file, args.witness, sys.stdout))
 
 
-def _journal_export(args: argparse.Namespace) -> int:
-    from bridge.journal.commands import export_command
+def _event_filter(args: argparse.Namespace) -> Any:
     from bridge.journal.history import EventFilter
 
-    where = EventFilter(
+    return EventFilter(
         outcomes=frozenset(args.outcome),
         operations=frozenset(args.operation),
         resource_types=frozenset(args.resource_type),
@@ -264,9 +296,86 @@ def _journal_export(args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
     )
-    return _journal_run(
-        lambda: export_command(args.files, where, args.format, args.all, sys.stdout)
-    )
+
+
+def _journal_source(args: argparse.Namespace) -> None:
+    """Files, or ``--redis``: one of them."""
+    from bridge.journal.commands import CommandError
+
+    if args.redis and args.files:
+        raise CommandError("give journal files or --redis, not both")
+    if not args.redis and not args.files:
+        raise CommandError("give journal files (or the journal.file setting), or --redis")
+    if args.config is not None and not args.redis:
+        raise CommandError("--config is for --redis (the files name themselves)")
+
+
+def _journal_export(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import export_command
+
+    where = _event_filter(args)
+
+    def command() -> int:
+        _journal_source(args)
+        if args.redis:
+            return _from_redis(args, where)
+        return export_command(args.files, where, args.format, args.all, sys.stdout)
+
+    return _journal_run(command)
+
+
+def _journal_tail(args: argparse.Namespace) -> int:
+    from bridge.journal.tail import Printer, tail_files
+
+    where = _event_filter(args)
+
+    def command() -> int:
+        _journal_source(args)
+        if args.redis:
+            return _from_redis(args, where)
+        printer = Printer(sys.stdout, args.format)
+        tail_files(args.files, where, args.lines, not args.no_follow, printer)
+        return 0
+
+    return _journal_run(command)
+
+
+def _from_redis(args: argparse.Namespace, where: Any) -> int:
+    """``tail`` or ``export`` of the shared history: the Redis of the bridge's configuration
+    (its URL a secret: never printed, nor any error text that could hold it)."""
+    from redis.exceptions import RedisError
+
+    from bridge.config import JournalReadSettings
+    from bridge.journal.commands import CommandError
+    from bridge.journal.history import HistoryUnavailable
+    from bridge.journal.tail import Printer, export_stream, tail_stream
+    from bridge.store.redis_link import connect
+
+    settings = load_settings(args.config, JournalReadSettings)
+    if settings.idempotency.backend != "redis":
+        raise CommandError(
+            'the shared history is in Redis only with idempotency.backend = "redis"; '
+            "give the journal's files instead"
+        )
+    link = connect(settings.idempotency)
+    key = link.key("journal")
+    tail = args.run is _journal_tail
+    printer = Printer(sys.stdout, args.format)
+
+    async def read() -> None:
+        try:
+            if tail:
+                await tail_stream(link.client, key, where, args.lines, not args.no_follow, printer)
+            else:
+                await export_stream(link.client, key, settings.journal.history_size, where, printer)
+        finally:
+            await link.close()
+
+    try:
+        asyncio.run(read())
+    except (RedisError, OSError, HistoryUnavailable) as exc:
+        raise CommandError(f"the shared store did not answer ({type(exc).__name__})") from None
+    return 0
 
 
 def _journal_hash(args: argparse.Namespace) -> int:
@@ -289,6 +398,10 @@ def _journal_run(command: Callable[[], int]) -> int:
     except CommandError as exc:
         print(f"scim-bridge journal: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (``| head``): not an error of the command
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _log_level_option(parser: argparse.ArgumentParser, default: str) -> None:
@@ -356,10 +469,16 @@ def _serve(args: argparse.Namespace) -> int:
         source = Source(args.config, _server_flags(args), args.log_level)
         run_workers(source, server.workers, server.host, server.port, listener)
         return 0
+    from bridge.edge.app import journal_for
+    from bridge.store.redis_link import connect
+
     readiness = Readiness(
         settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
     )  # shared with the console's Overview
-    _run(create_app(settings, readiness=readiness), settings, readiness)
+    link = connect(settings.idempotency) if settings.idempotency.backend == "redis" else None
+    journal = journal_for(settings, link)  # its recent history is what the console lists
+    app = create_app(settings, readiness=readiness, shared_store=link, journal=journal)
+    _run(app, settings, readiness, journal.history if journal else None)
     return 0
 
 
@@ -567,19 +686,24 @@ def _check(args: argparse.Namespace) -> int:
     return asyncio.run(run_check(settings.modyo, settings.retry, write=args.write))
 
 
-def _internal_app(settings: Settings, readiness: Readiness | None = None) -> Any:
+def _internal_app(
+    settings: Settings, readiness: Readiness | None = None, history: History | None = None
+) -> Any:
     """The internal listener's app: ``/metrics`` and the admin console (``[admin]``;
-    docs/operator/console.md), whose Overview reads ``readiness`` (the SCIM app's)."""
+    docs/operator/console.md), whose Overview reads ``readiness`` (the SCIM app's) and whose
+    Activity, Errors and Charts read ``history`` (the journal's recent history; without a
+    journal, an empty one)."""
     from bridge.console import console_routes
     from bridge.edge.app import internal_app
     from bridge.journal import MemoryHistory
 
-    # The recent history the console lists: the journal's, once it feeds one in this process
-    history = MemoryHistory(settings.journal.history_size)
-    return internal_app(settings, console_routes(settings, history, readiness))
+    shown = history if history is not None else MemoryHistory(settings.journal.history_size)
+    return internal_app(settings, console_routes(settings, shown, readiness))
 
 
-def _run(app: Any, settings: Settings, readiness: Readiness | None = None) -> None:
+def _run(
+    app: Any, settings: Settings, readiness: Readiness | None = None, history: History | None = None
+) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
     is set (docs/operator/listeners.md)."""
     from bridge.run.server import serve
@@ -591,8 +715,8 @@ def _run(app: Any, settings: Settings, readiness: Readiness | None = None) -> No
     # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
     gc.collect()
     gc.freeze()
-    internal_listener = (_internal_app(settings, readiness), internal) if internal.port else None
-    serve(app, settings.server, internal_listener)
+    listener = (_internal_app(settings, readiness, history), internal) if internal.port else None
+    serve(app, settings.server, listener)
 
 
 def _say_where_metrics_are(settings: Settings) -> None:

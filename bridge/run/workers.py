@@ -161,7 +161,7 @@ def _worker(source: Source, listener: socket.socket) -> None:  # runs in a spawn
     level = source.log_level or settings.server.log_level
     handler = configure_logging(level, settings.server.log_format, settings.secret_values())
     handler.addFilter(_WorkerPid())
-    app = create_app(settings)
+    app = create_app(settings, worker_pid=os.getpid())  # its own journal chain and files
     gc.collect()
     gc.freeze()
     ensure_file_descriptors(settings.server.max_connections)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
+from bridge.journal.middleware import record_of
 from bridge.scim.context import ScimContext
 from bridge.scim.filters import CompiledFilter, Filterable, Lookup, compile_filter
 from bridge.scim.queries import Query, query_from_body, query_from_url
@@ -41,6 +42,9 @@ def method_route(path: str, resource_type: str | None, **handlers: tuple[str, En
         if state is not None:
             state.operation, state.resource_type = operation, resource_type
             state.resource_id = resource_id if safe else None
+        record = record_of(request.scope)
+        if record is not None:
+            record.routed(operation, resource_type)
         if not safe:  # no upstream holds it: asked of none, in either mode
             raise NotFoundException(detail=f"{resource_type or 'resource'} not found")
         return await handler(request)

@@ -21,6 +21,7 @@ from bridge.scim.errors import PartialWrite, PayloadTooLarge, unknown_members
 from bridge.scim.fast_paths import FastPaths
 from bridge.scim.filters import CompiledFilter, group_filterable
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
+from bridge.scim.journaling import journal, note_group, note_members
 from bridge.scim.mapping import group_json, group_resource, group_values
 from bridge.scim.models import GroupPatch, GroupResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
@@ -57,10 +58,15 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
             lambda: resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
         )
         member_ids = set(_member_ids(group))
+        values = group_values(group, self.held)
+        entry = journal(request)
+        if entry is not None:
+            note_group(entry, values)
+            note_members(entry, member_ids, ())
         self._check_members(member_ids)
         await self._require_users(member_ids)
         async with self.context.creating.hold(f"displayName:{group.display_name}"):
-            record = await self.context.upstream.create_group(group_values(group, self.held))
+            record = await self.context.upstream.create_group(values)
         self.created(record.id)
         if member_ids:
             await self._write(record.id, GroupPlan(), to_add=member_ids, to_remove=set())
@@ -101,7 +107,12 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
             )
         self._check_members(plan.touched_ids())
         group_id = request.path_params["resource_id"]
+        entry = journal(request)
+        if entry is not None:
+            note_group(entry, plan.changes, patch=True)
         to_add, to_remove = await self._membership_changes(group_id, plan)
+        if entry is not None:
+            note_members(entry, to_add, to_remove)
         if not (plan.changes or to_add or to_remove):
             await self.context.upstream.get_group(group_id)  # nothing to write: still 404 if absent
         await self._write(group_id, plan, to_add, to_remove)
@@ -119,7 +130,12 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         plan = GroupPlan(
             changes=group_values(group, self.held), steps=[MemberStep(Step.REPLACE, wanted)]
         )
+        entry = journal(request)
+        if entry is not None:
+            note_group(entry, plan.changes)
         to_add, to_remove = await self._membership_changes(group_id, plan)
+        if entry is not None:
+            note_members(entry, to_add, to_remove)
         record = await self._write(group_id, plan, to_add, to_remove)
         members = await self.context.upstream.list_members(group_id)
         return ScimResponse(

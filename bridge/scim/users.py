@@ -12,13 +12,14 @@ from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import ResourceEndpoints
 from bridge.scim.fast_paths import FastPaths
 from bridge.scim.filters import CompiledFilter, user_filterable
+from bridge.scim.journaling import journal, note_user, read_before
 from bridge.scim.mapping import user_json, user_resource, user_values
 from bridge.scim.models import UserPatch, UserResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
 from bridge.scim.requests import check_operations, off_loop, patch_from, resource_from
 from bridge.scim.responses import ScimResponse, list_response, no_content
 from bridge.scim.user_patch import user_changes
-from bridge.upstream import UserField, UserRecord
+from bridge.upstream import UserChanges, UserField, UserRecord
 from bridge.yielding import batches
 
 
@@ -39,16 +40,19 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
         body = await self.read_body(request)
         values = self.fast.user_values(body)
         if values is None:
-            user = await off_loop(
+            parsed = await off_loop(
                 lambda: resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
             )
-            values = user_values(user, self.held)
+            values = user_values(parsed, self.held)
+        record = journal(request)
+        if record is not None:
+            note_user(record, values)
         email = values.get(UserField.EMAIL)
         unique = [f"userName:{values[UserField.USER_NAME]}", *([f"email:{email}"] if email else [])]
         async with self.context.creating.hold(*unique):  # a concurrent twin waits, then gets 409
-            record = await self.context.upstream.create_user(values)
-        self.created(record.id)
-        body = self._render(request, record, Context.RESOURCE_CREATION_RESPONSE)
+            user = await self.context.upstream.create_user(values)
+        self.created(user.id)
+        body = self._render(request, user, Context.RESOURCE_CREATION_RESPONSE)
         return ScimResponse(body, status_code=201, headers={"Location": body["meta"]["location"]})
 
     async def read(self, request: Request) -> Response:
@@ -81,9 +85,12 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
             )
         user_id = request.path_params["resource_id"]
         upstream = self.context.upstream
-        record = await (
-            upstream.update_user(user_id, changes) if changes else upstream.get_user(user_id)
-        )
+        try:
+            record = await (
+                upstream.update_user(user_id, changes) if changes else upstream.get_user(user_id)
+            )
+        finally:
+            self._journal(request, changes, patch=True)
         return ScimResponse(self._render(request, record, Context.RESOURCE_PATCH_RESPONSE))
 
     async def replace(self, request: Request) -> Response:
@@ -92,15 +99,26 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
         user = await off_loop(
             lambda: resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
         )
-        record = await self.context.upstream.update_user(
-            request.path_params["resource_id"], user_values(user, self.held)
-        )
+        values = user_values(user, self.held)
+        try:
+            record = await self.context.upstream.update_user(
+                request.path_params["resource_id"], values
+            )
+        finally:
+            self._journal(request, values)
         return ScimResponse(self._render(request, record, Context.RESOURCE_REPLACEMENT_RESPONSE))
 
     async def delete(self, request: Request) -> Response:
         """Delete (RFC 7644 §3.6): 204, then 404 on read and absent from queries."""
         await self.context.upstream.delete_user(request.path_params["resource_id"])
         return no_content()
+
+    @staticmethod
+    def _journal(request: Request, values: UserChanges, *, patch: bool = False) -> None:
+        """The changes asked for, with the user as the upstream read it (if it did)."""
+        record = journal(request)
+        if record is not None:
+            note_user(record, values, patch=patch, before=read_before(UserRecord))
 
     # ------------------------------------------------------------------ queries
 
