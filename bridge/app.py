@@ -30,10 +30,12 @@ from bridge.config import Settings
 from bridge.forwarded import ForwardedHeaders
 from bridge.hosts import HostCheck
 from bridge.idempotency import IdempotencyMiddleware, IdempotencyStore, MemoryStore
+from bridge.idempotency.redis_directory import RedisGroupDirectory
 from bridge.idempotency.redis_link import RedisLink, connect
 from bridge.idempotency.redis_locks import RedisLocks
 from bridge.idempotency.redis_store import RedisStore
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
+from bridge.modyo.scim import ScimUpstream
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.observe import RequestObserver
 from bridge.readiness import Readiness, upstream_check
@@ -95,6 +97,8 @@ def create_app(
     if link is not None:
         store = RedisStore(link, idempotency.ttl_seconds, idempotency.lock_ttl_seconds)
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
+        if isinstance(upstream, ScimUpstream) and upstream.directory is not None:
+            upstream.directory = RedisGroupDirectory(link, upstream.directory.size)
         readiness.add("shared_store", link.check)
     connected = upstream.connected
 

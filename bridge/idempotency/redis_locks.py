@@ -118,9 +118,7 @@ class RedisLocks:
         try:
             yield
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            renewal.cancel()  # not awaited: that would cost an event-loop pass before the answer
             held = Held(locks, frees, token)
             deferred = DEFERRED.get()
             if deferred is not None:
