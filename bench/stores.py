@@ -51,7 +51,7 @@ def setups() -> dict[str, dict[str, str]]:
     return chosen
 
 
-TARGET_ADDED_P50_MS = 0.5
+TARGET_ADDED_P50_MS = 1.0
 
 
 class RedisServer:
