@@ -213,3 +213,7 @@ async def test_the_memory_directory_holds_at_most_its_size() -> None:
     await directory.put(records[2], 1)  # a third: too many, so none
     state, held = await directory.find(GroupField.DISPLAY_NAME, "G0")
     assert len(directory) == 0 and held == [] and state.complete_at is None
+    await directory.rebuild(records[:2], 2)
+    await directory.refresh([records[2]], 1, 3)  # a pass that meets a third: none either
+    state, held = await directory.find(GroupField.DISPLAY_NAME, "G0")
+    assert len(directory) == 0 and held == [] and state.complete_at is None

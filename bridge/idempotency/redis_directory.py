@@ -83,6 +83,10 @@ elseif what == 'put' then
   link(6)
 else
   for i = 6, #ARGV, 3 do link(i) end
+  if redis.call('HLEN', rows) > size then
+    clear()
+    return 0
+  end
   if cursor > 1 then
     redis.call('HSET', pass, 'cursor', cursor)
   else

@@ -112,6 +112,8 @@ class MemoryGroupDirectory:
             return  # nothing to refresh: the next query rebuilds it
         for record in records:
             await self.put(record, now)
+        if self._pass.complete_at is None:
+            return  # it outgrew its size
         if cursor > 1:
             self._pass = Pass(self._pass.complete_at, cursor)
             return

@@ -262,8 +262,8 @@ class ScimUpstream:
                 continue
             await directory.put(record, now)
             found.extend(_named([record], field, value))
-        if found or now - state.complete_at <= self._max_age:
-            return found
+        if found or held or now - state.complete_at <= self._max_age:
+            return found  # (held but all read again and changed: the query had its call)
         # the directory's absence is too old to trust: the pass's next page
         params = [*NO_MEMBERS, ("startIndex", str(state.cursor)), ("count", str(MAX_COUNT))]
         total, rows = await self._page("GET /scim/Groups", f"{SCIM}/Groups", params)
