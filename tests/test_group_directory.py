@@ -15,11 +15,11 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bridge.app import create_app
+from bridge.edge.app import create_app
+from bridge.edge.readiness import Readiness
 from bridge.modyo.fake import FakeModyoScim, FaultyModyo, mock_transport
 from bridge.modyo.group_directory import MemoryGroupDirectory
 from bridge.modyo.upstreams import scim_upstream
-from bridge.readiness import Readiness
 from bridge.upstream import GroupField, GroupRecord
 from tests import entra
 from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, no_rounds

@@ -14,10 +14,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 
-from bridge.app import create_app
 from bridge.config import Settings
+from bridge.edge.app import create_app
+from bridge.edge.readiness import Readiness
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
-from bridge.readiness import Readiness
 from tests.conftest import (
     MODYO_TOKEN,
     MODYO_URL,
@@ -154,7 +154,7 @@ async def test_each_change_of_state_is_logged_once_at_error_level(
     rig.service.fake.token = MODYO_TOKEN
     for _ in range(3):
         await rig.readiness.refresh()
-    changes = [line for line in log_output.lines() if line["logger"] == "bridge.readiness"]
+    changes = [line for line in log_output.lines() if line["logger"] == "bridge.edge.readiness"]
     assert [(line["level"], line.get("reason")) for line in changes] == [
         ("info", None),
         ("error", "modyo_unreachable"),

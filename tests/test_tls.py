@@ -22,10 +22,10 @@ import httpx
 import pytest
 import trustme
 
-from bridge.app import internal_app
 from bridge.config import ConfigError, InternalSettings, load_settings
+from bridge.edge.app import internal_app
 from bridge.modyo.fake import FaultyModyo
-from bridge.server import Server, internal_config
+from bridge.run.server import Server, internal_config
 from tests import entra
 from tests.conftest import TOKEN, make_settings
 from tests.test_cli import _fake_modyo, _free_port, _healthcheck, _serve_env

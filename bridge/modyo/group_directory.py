@@ -2,7 +2,7 @@
 an Entra group query (``displayName eq``, ``externalId eq``) would read the whole listing
 (⌈groups/100⌉ calls). The directory holds the listing's groups (id, displayName, externalId,
 meta) by displayName and externalId, in this process (:class:`MemoryGroupDirectory`) or in
-the Redis every replica shares (``bridge.idempotency.redis_directory``), and
+the Redis every replica shares (``bridge.modyo.redis_directory``), and
 :class:`bridge.modyo.scim.ScimUpstream` answers queries from it (docs/design/upstreams.md,
 Group queries at scale):
 

@@ -16,6 +16,7 @@ listener (``[internal]``), which the parent serves, adds them up.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -32,9 +33,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bridge.config import load_settings
+from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROCESS_DIR
 
-log = logging.getLogger("bridge.server")
+log = logging.getLogger("bridge.run.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,25 @@ def _internal_listener(internal: Any) -> Iterator[Any]:
 
 
 def _worker(source: Source, listener: socket.socket) -> None:  # runs in a spawned process
-    from bridge.cli import run_worker
+    """One of ``server.workers``: the settings loaded as ``serve`` did, its own app, the
+    bridge's server on the socket the parent listens on."""
+    from bridge.edge.app import create_app
+    from bridge.run.server import Server, ensure_file_descriptors, server_config
 
-    run_worker(source, listener)
+    settings = load_settings(source.config, **({"server": source.server} if source.server else {}))
+    level = source.log_level or settings.server.log_level
+    handler = configure_logging(level, settings.server.log_format, settings.secret_values())
+    handler.addFilter(_WorkerPid())
+    app = create_app(settings)
+    gc.collect()
+    gc.freeze()
+    ensure_file_descriptors(settings.server.max_connections)
+    Server(server_config(app, settings.server)).run(sockets=[listener])
+
+
+class _WorkerPid(logging.Filter):
+    """Every line of a worker names it (``"worker": pid``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = os.getpid()
+        return True

@@ -1,5 +1,5 @@
 """The idempotency store in Redis, shared by every replica and worker: the semantics of
-:class:`~bridge.idempotency.store.MemoryStore`, across processes.
+:class:`~bridge.store.answers.MemoryStore`, across processes.
 
 Keys (after ``idempotency.key_prefix``; ``K`` is the request's SHA-256 key, already a digest of
 token, method, path and body, and ``R`` a digest of a resource name):
@@ -16,7 +16,7 @@ token, method, path and body, and ``R`` a digest of a resource name):
 
 A write costs two round trips before its answer (a create three: its create lock): ``start``
 (the claim, else the lead, in one script) and ``settle`` (the invalidation, with the create
-locks' release that the execution deferred, ``bridge.idempotency.redis_locks``); the lead's
+locks' release that the execution deferred, ``bridge.store.redis_locks``); the lead's
 end (``finish``) follows the answer.
 
 Every value carries a TTL: Redis holds nothing beyond ``ttl_seconds``.
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
-from bridge.idempotency.redis_link import RedisLink, digest
-from bridge.idempotency.redis_locks import DEFERRED, RELEASE_LUA, Held, release_arguments
-from bridge.idempotency.store import Flight, Kept, Lead, Outcome, StoredAnswer
-from bridge.scim.errors import SharedStoreUnavailable
+from bridge.store.answers import Flight, Kept, Lead, Outcome, StoredAnswer
+from bridge.store.errors import StoreUnavailable
+from bridge.store.redis_link import RedisLink, digest
+from bridge.store.redis_locks import DEFERRED, RELEASE_LUA, Held, release_arguments
 
 log = logging.getLogger("bridge.idempotency")
 
@@ -92,7 +92,7 @@ local first, ttl_at, token_at = n + 1, 4, 5"""
 
 
 class RedisStore:
-    """:class:`~bridge.idempotency.store.IdempotencyStore` in Redis (module docstring)."""
+    """:class:`~bridge.store.answers.IdempotencyStore` in Redis (module docstring)."""
 
     def __init__(self, link: RedisLink, ttl_seconds: float, lock_ttl_seconds: float) -> None:
         self.link = link
@@ -185,7 +185,7 @@ class RedisStore:
                     log.warning("a lock expired before its holder finished; another may take over")
                     return
                 log.debug("lock renewed")
-            except SharedStoreUnavailable:
+            except StoreUnavailable:
                 continue  # logged by the link; the next renewal may reach it
 
 
@@ -220,7 +220,7 @@ class _RedisLead:
         await self._end(_encode(outcome.answer, [], outcome.delivered, outcome.resource))
 
     async def abandon(self) -> None:
-        with contextlib.suppress(SharedStoreUnavailable):  # they expire by themselves
+        with contextlib.suppress(StoreUnavailable):  # they expire by themselves
             await self.settle(frozenset())
         await self._end(b"")
 

@@ -17,9 +17,9 @@ import contextlib
 import json
 from typing import Final
 
-from bridge.idempotency.redis_link import RedisLink, digest
 from bridge.modyo.group_directory import Listed, Pass, key, keys
-from bridge.scim.errors import SharedStoreUnavailable
+from bridge.store.errors import StoreUnavailable
+from bridge.store.redis_link import RedisLink, digest
 from bridge.upstream import GroupField, GroupRecord
 
 EXPIRY_MS: Final = 86_400_000
@@ -119,7 +119,7 @@ class RedisGroupDirectory:
             complete_at, cursor, rows = await self.link.call(
                 "group directory", lambda: self._find(keys=self._keys, args=args)
             )
-        except SharedStoreUnavailable:
+        except StoreUnavailable:
             return Pass(None, 1), []  # read as empty: the whole listing answers
         state = Pass(None if complete_at is None else float(complete_at), int(cursor or 1))
         return state, [_listed(row) for row in rows if row is not None]
@@ -152,7 +152,7 @@ class RedisGroupDirectory:
         await self._call(args)
 
     async def _call(self, args: list[str | int | float]) -> None:
-        with contextlib.suppress(SharedStoreUnavailable):  # logged by the link
+        with contextlib.suppress(StoreUnavailable):  # logged by the link
             await self.link.call("group directory", lambda: self._apply(keys=self._keys, args=args))
 
 

@@ -27,7 +27,7 @@ from bridge.deadline import deadline_in
 from bridge.metrics import UPSTREAM_TOKEN_VALID, UPSTREAM_UP
 from bridge.upstream import Upstream, UpstreamHealth
 
-log = logging.getLogger("bridge.readiness")
+log = logging.getLogger("bridge.edge.readiness")
 Check = Callable[[], Awaitable[str | None]]
 """A readiness check: None when ready, else a short reason (``<check>_<what>``)."""
 Schedule = Callable[[], AsyncIterator[None]]

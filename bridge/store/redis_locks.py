@@ -9,7 +9,7 @@ trip). A waiter blocks on ``free:D`` (``BLPOP``), which each release pushes to, 
 when woken, or when the lock's lifetime has passed (its holder's process died).
 
 Inside an idempotent write's execution (:data:`DEFERRED` set by its lead,
-``bridge.idempotency.redis_store``) a release is not sent as the block ends: the lead sends it
+``bridge.store.redis_answers``) a release is not sent as the block ends: the lead sends it
 with the write's invalidation, in one round trip before the answer (:data:`RELEASE_LUA`).
 """
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
-from bridge.idempotency.redis_link import RedisLink, digest
-from bridge.scim.errors import SharedStoreUnavailable
+from bridge.store.errors import StoreUnavailable
+from bridge.store.redis_link import RedisLink, digest
 
 # KEYS: the locks. ARGV: token, ttl (ms). nil when all were taken, else the index (1-based)
 # of one already held and its remaining lifetime in ms (then none was taken).
@@ -41,7 +41,7 @@ return false
 # Releases the locks of KEYS[first], KEYS[first + 2]..., each followed by its free list and
 # owned by its own token, ARGV[token_at], ARGV[token_at + 1]...; ARGV[ttl_at] is the free
 # lists' expiry (ms). The caller defines those three locals: another script includes this one
-# (redis_store.SETTLE).
+# (redis_answers.SETTLE).
 RELEASE_LUA: Final = """
 local t = token_at
 for i = first, #KEYS, 2 do
@@ -130,7 +130,7 @@ class RedisLocks:
         """Release ``held`` locks now; unreleased, they expire by themselves (the create's
         answer is not lost)."""
         keys, args = release_arguments(held, self.lock_ttl_ms)
-        with contextlib.suppress(SharedStoreUnavailable):
+        with contextlib.suppress(StoreUnavailable):
             await self.link.call("release", lambda: self._release(keys=keys, args=args))
 
     async def _take(self, locks: list[str], frees: list[str], token: str) -> None:
@@ -154,5 +154,5 @@ class RedisLocks:
         args: list[str | int | bytes] = [token, self.lock_ttl_ms]
         while True:
             await asyncio.sleep(self.lock_ttl / 3)
-            with contextlib.suppress(SharedStoreUnavailable):  # logged by the link
+            with contextlib.suppress(StoreUnavailable):  # logged by the link
                 await self.link.call("renew", lambda: self._renew(keys=locks, args=args))
