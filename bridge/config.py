@@ -425,6 +425,60 @@ class InternalSettings(_Section):
         return self
 
 
+def check_named_tokens(tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    """Named bearer tokens (``scim.tokens``, ``admin.tokens``): each name a label the logs
+    and metrics may show, each token strong (:func:`token_problem`), no two alike."""
+    seen: dict[str, str] = {}
+    for name, token in tokens.items():
+        if not TOKEN_NAME.fullmatch(name):
+            raise ValueError(
+                "a token's name must be 1-63 letters, digits, '.', '_' or '-' "
+                "(it is a metric label)"
+            )
+        value = token.get_secret_value()
+        problem = token_problem(value)
+        if problem:
+            raise ValueError(f"token {name!r} {problem}")
+        if value in seen:
+            raise ValueError(f"tokens {seen[value]!r} and {name!r} are the same token")
+        seen[value] = name
+    return tokens
+
+
+class AdminSettings(_Section):
+    """The admin console on the internal listener, never on the SCIM one
+    (docs/operator/console.md). Off while ``tokens`` is empty."""
+
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    """The admin tokens that sign in to the console, each under a name its pages and log
+    lines show (never the token): ``{"ops-alice": "…"}``; the same rules as ``scim.tokens``,
+    and none may be a SCIM token. Empty: no console."""
+    session_minutes: int = Field(60, ge=1, le=1440)
+    """How long a console session lasts after sign-in (then sign in again)."""
+    sign_in_failures_per_minute: int = Field(5, ge=1, le=1000)
+    """Failed sign-ins one client address may make in a minute; beyond, 429 until the
+    minute ends."""
+    page_size: int = Field(50, ge=10, le=200)
+    """Events per page of the console's Activity page."""
+    chart_hours: int = Field(3, ge=1, le=24)
+    """Hours the console's charts cover, one bar per minute."""
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens_are_named(cls, tokens: Any) -> Any:
+        if isinstance(tokens, list | tuple | str):
+            raise ValueError(
+                'must be a table of named tokens, like [admin.tokens] ops = "…" '
+                """(BRIDGE_ADMIN__TOKENS='{"ops": "…"}'): the console names who signed in"""
+            )
+        return tokens
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_are_strong(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        return check_named_tokens(tokens)
+
+
 class ScimSettings(_Section):
     tokens: dict[str, SecretStr] = Field(min_length=1)
     """The bearer tokens Entra may present (its Secret Token), each under a name that the
@@ -469,21 +523,7 @@ class ScimSettings(_Section):
     @field_validator("tokens")
     @classmethod
     def _tokens_are_strong(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        seen: dict[str, str] = {}
-        for name, token in tokens.items():
-            if not TOKEN_NAME.fullmatch(name):
-                raise ValueError(
-                    "a token's name must be 1-63 letters, digits, '.', '_' or '-' "
-                    "(it is a metric label)"
-                )
-            value = token.get_secret_value()
-            problem = token_problem(value)
-            if problem:
-                raise ValueError(f"token {name!r} {problem}")
-            if value in seen:
-                raise ValueError(f"tokens {seen[value]!r} and {name!r} are the same token")
-            seen[value] = name
-        return tokens
+        return check_named_tokens(tokens)
 
 
 class ModyoSettings(_Section):
@@ -829,6 +869,17 @@ class Settings(_Configuration):
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
+    admin: AdminSettings = AdminSettings()
+
+    @model_validator(mode="after")
+    def _admin_tokens_are_not_scim_tokens(self) -> Settings:
+        """An admin token is not a SCIM token: Entra, which holds the SCIM tokens, must not
+        be able to sign in to the console (nor an admin to provision)."""
+        scim = {token.get_secret_value() for token in self.scim.tokens.values()}
+        for name, token in self.admin.tokens.items():
+            if token.get_secret_value() in scim:
+                raise ValueError(f"admin.tokens: {name!r} is also a SCIM token (scim.tokens)")
+        return self
 
     @model_validator(mode="after")
     def _listeners_apart(self) -> Settings:
@@ -881,6 +932,7 @@ class CheckSettings(_Configuration):
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
+    admin: AdminSettings = AdminSettings()
 
 
 Config = TypeVar("Config", bound=_Configuration)

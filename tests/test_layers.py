@@ -1,4 +1,4 @@
-"""Dependencies run one way, outermost first: run -> edge -> SCIM -> upstream interface <-
+"""Dependencies run one way, outermost first: run -> console -> edge -> SCIM -> upstream interface <-
 Modyo, over the journal and the shared store (which either side may use) and a shared base. No
 module imports from a layer above it, the SCIM and Modyo sides never see each other, and every
 module of bridge/ is in a layer (docs/design/layers.md; README "Development")."""
@@ -24,7 +24,8 @@ ALLOWED = {
     "scim": {"base", "store", "journal", "upstream", "scim"},
     "modyo": {"base", "store", "journal", "upstream", "modyo"},
     "edge": {"base", "store", "journal", "upstream", "scim", "modyo", "edge"},
-    "run": {"base", "store", "journal", "upstream", "scim", "modyo", "edge", "run"},
+    "console": {"base", "store", "journal", "upstream", "scim", "edge", "console"},
+    "run": {"base", "store", "journal", "upstream", "scim", "modyo", "edge", "console", "run"},
 }
 PACKAGES = {  # a package and the layer it is
     "bridge.store": "store",
@@ -32,6 +33,7 @@ PACKAGES = {  # a package and the layer it is
     "bridge.scim": "scim",
     "bridge.modyo": "modyo",
     "bridge.edge": "edge",
+    "bridge.console": "console",
     "bridge.run": "run",
 }
 
