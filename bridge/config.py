@@ -545,6 +545,14 @@ class ModyoSettings(_Section):
     """Connections kept open to Modyo."""
     max_in_flight: int = Field(32, ge=1, le=1000)
     """Modyo calls in flight at once, across all SCIM requests; more wait, within the deadline."""
+    group_directory_size: int = Field(50_000, ge=0, le=1_000_000)
+    """With ``api = "scim"``: most groups the group directory holds (in this process, or in
+    the shared Redis); an account with more, or 0, reads the whole group listing for each
+    group query (docs/design/upstreams.md)."""
+    group_directory_max_age_seconds: float = Field(60.0, gt=0, le=86_400)
+    """With ``api = "scim"``: how long a group the directory saw in Modyo, or the absence of
+    a name after a full pass over the listing, is trusted; past it, a group query costs one
+    Modyo call (the group read again, or the pass's next page)."""
     max_calls_per_request: int = Field(2000, ge=10, le=1_000_000)
     """Modyo calls one SCIM request may cause; a request that would need more is refused
     (400 ``tooMany``) before the calls that would pass it (docs/operator/security.md)."""

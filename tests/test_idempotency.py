@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message
 
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FaultyModyo, mock_transport
+from bridge.store import redis_link
 from bridge.store.answers import Flight, MemoryStore, Outcome, StoredAnswer
 from tests import entra
 from tests.backends import Backend, membership_lookup
@@ -27,6 +28,7 @@ from tests.redis_servers import RedisServer
 from tests.servers import logged, uvicorn_serving
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,9 +39,25 @@ class Rig:
     service: FaultyModyo
 
 
+HANG_GUARD_SECONDS = 60
+"""How long a test waits for something the bridge must do before it fails as hung."""
+DEADLINE = {"request_deadline_seconds": 2 * HANG_GUARD_SECONDS}
+"""A request deadline a loaded machine does not reach: a 503 would leave the waits below
+waiting for twins that never come, so the hang guard fails first, naming what it awaited."""
+
+
+async def _within(what: str, awaited: Awaitable[T]) -> T:
+    """``awaited``, or the test fails once :data:`HANG_GUARD_SECONDS` have passed."""
+    try:
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            return await awaited
+    except TimeoutError:
+        pytest.fail(f"hung: no {what} within {HANG_GUARD_SECONDS} s")
+
+
 async def _rig(backend: Backend, **sections: dict[str, Any]) -> AsyncIterator[Rig]:
     service = backend.modyo
-    settings = backend.with_settings(**sections)
+    settings = backend.with_settings(scim=DEADLINE, **sections)
     app = create_app(settings, modyo_transport=mock_transport(service, MODYO_URL))
     async with (
         LifespanManager(app) as manager,
@@ -59,6 +77,10 @@ def store(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {}
     server: RedisServer = request.getfixturevalue("redis_server")
+    # a loaded machine may take more than a Redis call's 5 s cap: that 503 would leave the
+    # waits below waiting for a twin that never comes
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setattr(redis_link, "CALL_CAP_SECONDS", 2 * HANG_GUARD_SECONDS)
     return {"backend": "redis", "redis_url": server.url}
 
 
@@ -215,10 +237,10 @@ async def _together(
     hold = rig.service.hold_next(rig.backend.route(operation))
     with logged("bridge.idempotency", WAITING, times=len(requests) - 1) as all_waiting:
         tasks = [asyncio.ensure_future(request) for request in requests]
-        await hold.arrived.wait()
-        await all_waiting.wait()
+        await _within(f"{operation} call reaching Modyo", hold.arrived.wait())
+        await _within(f"{len(requests) - 1} twins waiting", all_waiting.wait())
     hold.release()
-    return list(await asyncio.gather(*tasks))
+    return list(await _within("answers", asyncio.gather(*tasks)))
 
 
 async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts(
@@ -265,14 +287,15 @@ async def test_a_twin_of_a_create_whose_client_has_gone_gets_the_original_201(ri
     body = entra.user("inflight@contoso.com")
     hold = rig.service.hold_next(rig.backend.route("user.create"))
     leader = asyncio.create_task(vanishing(rig.app, "POST", "/Users", body))
-    await hold.arrived.wait()  # the leader's create has reached Modyo
+    await _within("leader's create reaching Modyo", hold.arrived.wait())
     with logged("bridge.idempotency", WAITING, times=2) as both_waiting:
         retry = asyncio.create_task(rig.scim.post("/Users", json=body))
         third = asyncio.create_task(rig.scim.post("/Users", json=body))
-        await both_waiting.wait()
+        await _within("2 twins waiting", both_waiting.wait())
     hold.release()
-    assert await leader == []
-    answers = sorted([await retry, await third], key=lambda r: r.status_code)
+    assert await _within("leader's end", leader) == []
+    twins = await _within("twins' answers", asyncio.gather(retry, third))
+    answers = sorted(twins, key=lambda r: r.status_code)
     assert [r.status_code for r in answers] == [201, 409]
     assert answers[0].headers["x-idempotent-replay"] == "true"
     assert rig.backend.calls()["user.create"] == 1 and len(rig.backend.users()) == 1
@@ -285,7 +308,8 @@ async def test_over_real_http_a_vanished_client_s_create_is_replayed(backend: Ba
     """uvicorn tells the bridge the client went (http.disconnect) before the answer: the
     retry gets the original 201; a delivered twin then gets 409."""
     service = backend.modyo
-    app = create_app(backend.settings, modyo_transport=mock_transport(service, MODYO_URL))
+    settings = backend.with_settings(scim=DEADLINE)
+    app = create_app(settings, modyo_transport=mock_transport(service, MODYO_URL))
     body = entra.user("wire@contoso.com")
     payload = json.dumps(body).encode()
     async with uvicorn_serving(app) as port:
@@ -300,16 +324,16 @@ async def test_over_real_http_a_vanished_client_s_create_is_replayed(backend: Ba
             + payload
         )
         await writer.drain()
-        await hold.arrived.wait()
+        await _within("create reaching Modyo", hold.arrived.wait())
         with (
             logged("bridge.idempotency", GONE) as gone,
             logged("bridge.idempotency", KEPT) as kept,
         ):
             writer.close()
             await writer.wait_closed()
-            await gone.wait()  # the server has seen the disconnect
+            await _within("disconnect seen", gone.wait())
             hold.release()
-            await kept.wait()
+            await _within("answer kept", kept.wait())
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}/scim", headers=headers
@@ -351,7 +375,7 @@ async def test_single_flight_lets_a_waiter_lead_when_the_leader_gives_up() -> No
     assert isinstance(flight, Flight) and not isinstance(lead, Flight)
     waiting = asyncio.create_task(flight.outcome())
     await lead.abandon()
-    assert await waiting is None  # no outcome: the waiter begins again...
+    assert await _within("outcome", waiting) is None  # no outcome: the waiter begins again...
     assert not isinstance(await store.begin("k"), Flight)  # ...and leads
 
 
@@ -380,7 +404,8 @@ async def test_a_rename_to_a_name_being_created_waits_for_the_create(
         other = (await rig.scim.post("/Groups", json=entra.group("Other"))).json()
         hold = rig.service.hold_next(rig.backend.route("group.create"))
         create = asyncio.ensure_future(rig.scim.post("/Groups", json=entra.group("Same")))
-        await hold.arrived.wait()  # the create holds the name's lock, Modyo has not applied it
+        # the create holds the name's lock, Modyo has not applied it
+        await _within("create reaching Modyo", hold.arrived.wait())
         rename_body = entra.patch(entra.op("Replace", "displayName", "Same"))
         rename = asyncio.ensure_future(rig.scim.patch(f"/Groups/{other['id']}", json=rename_body))
         async with aioredis.from_url(redis_server.url) as probe:
@@ -389,7 +414,7 @@ async def test_a_rename_to_a_name_being_created_waits_for_the_create(
                     break
         assert not rename.done(), rename.result().text  # it waits on the name's lock
         hold.release()
-        created, renamed = await asyncio.gather(create, rename)
+        created, renamed = await _within("answers", asyncio.gather(create, rename))
         assert created.status_code == 201
         assert_scim_error(renamed, 409, "uniqueness")
         assert [g.display_name for g in rig.backend.held_groups()].count("Same") == 1

@@ -38,6 +38,8 @@ from bridge.journal import Journal, replica_name
 from bridge.journal.middleware import JournalMiddleware
 from bridge.journal.redis_history import RedisHistory
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
+from bridge.modyo.redis_directory import RedisGroupDirectory
+from bridge.modyo.scim import ScimUpstream
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.scim.auth import BearerAuth, FailureThrottle
 from bridge.scim.context import Limits, ScimContext
@@ -114,6 +116,8 @@ def create_app(
     if link is not None:
         store = RedisStore(link, idempotency.ttl_seconds, idempotency.lock_ttl_seconds)
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
+        if isinstance(upstream, ScimUpstream) and upstream.directory is not None:
+            upstream.directory = RedisGroupDirectory(link, upstream.directory.size)
         readiness.add("shared_store", link.check)
     connected = upstream.connected
     if journal is None:

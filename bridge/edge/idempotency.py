@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bridge import request_state
 from bridge.metrics import IDEMPOTENCY
 from bridge.scim.errors import error_response
-from bridge.store.answers import Flight, IdempotencyStore, Lead, Outcome, StoredAnswer
+from bridge.store.answers import Flight, IdempotencyStore, Kept, Lead, Outcome, StoredAnswer
 from bridge.store.errors import StoreUnavailable
 
 log = logging.getLogger("bridge.idempotency")
@@ -69,8 +69,11 @@ class IdempotencyMiddleware:
         key = _key(scope, body)
         client = _Client(receive, send)
         try:
-            while not await self._replay(key, client):
-                begun = await self.store.begin(key)
+            while True:
+                begun = await self.store.start(key)  # a kept answer, else single-flight
+                if isinstance(begun, Kept):
+                    await self._hand_over(key, begun, client)
+                    return
                 if not isinstance(begun, Flight):
                     await self._lead(key, scope, body, begun, client)
                     return
@@ -85,10 +88,15 @@ class IdempotencyMiddleware:
             client.stop_watching()
 
     async def _replay(self, key: str, client: _Client) -> bool:
-        """Hand a kept (undelivered) answer to this retry; keep it again if it is lost too."""
+        """Hand a kept (undelivered) answer, if there is one, to this retry."""
         kept = await self.store.claim(key)
         if kept is None:
             return False
+        await self._hand_over(key, kept, client)
+        return True
+
+    async def _hand_over(self, key: str, kept: Kept, client: _Client) -> None:
+        """Deliver a claimed answer; keep it again if it is lost too."""
         IDEMPOTENCY("replayed").inc()
         serving = request_state.current()
         if serving is not None and kept.resources:  # what it wrote, for its journal event
@@ -96,23 +104,23 @@ class IdempotencyMiddleware:
             serving.resource_type, _, serving.resource_id = resource.partition("/")
         if not await client.deliver(kept.answer, replayed=True):
             await self.store.put(key, kept.answer, kept.resources)
-        return True
 
     async def _lead(self, key: str, scope: Scope, body: bytes, lead: Lead, client: _Client) -> None:
         IDEMPOTENCY("executed").inc()
         captured = _Capture()
         try:
-            await self.app(scope, _body_then_disconnect(body), captured.send)
+            with lead.running():
+                await self.app(scope, _body_then_disconnect(body), captured.send)
         except BaseException:
-            with contextlib.suppress(StoreUnavailable):  # its lock expires anyway
+            with contextlib.suppress(StoreUnavailable):  # its locks expire anyway
                 await lead.abandon()
             raise
         answer = captured.answer()
         resources = _resources()
         success = 200 <= answer.status < 300
         # The write is done: a store failure from here on must not cost its answer.
-        if success:
-            await _after_write("invalidate", self.store.invalidate(resources, keep=key))
+        written = resources if success else frozenset()
+        await _after_write("settle", lead.settle(written))
         delivered = await client.deliver(answer, replayed=False)
         serving = request_state.current()
         if not delivered and serving is not None:

@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Final
@@ -34,6 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from bridge import request_state
+from bridge.modyo.group_directory import GroupDirectory
 from bridge.modyo.http import (
     Answer,
     ModyoHttp,
@@ -87,7 +89,6 @@ never in an Entra userPrincipalName, so no user Entra provisions can look delete
 TOMBSTONE_DOMAIN: Final = "deleted.scim-bridge.invalid"  # RFC 2606: never delivered
 
 USER_FILTERS: Final = {UserField.USER_NAME: "userName", UserField.EXTERNAL_ID: "externalId"}
-GROUP_KEYS: Final = {GroupField.DISPLAY_NAME: "displayName", GroupField.EXTERNAL_ID: "externalId"}
 NAME_PATHS: Final = {
     UserField.GIVEN_NAME: "givenName",
     UserField.FAMILY_NAME: "familyName",
@@ -118,8 +119,19 @@ class ScimUpstream:
     from ``objectId``, which never changes. Users are searched by Modyo's two documented
     filters; groups by the bridge itself, over the listing."""
 
-    def __init__(self, http: ModyoHttp) -> None:
+    def __init__(
+        self,
+        http: ModyoHttp,
+        directory: GroupDirectory | None = None,
+        max_age_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._http = http
+        self.directory = directory
+        """Where group queries are answered from (bridge/modyo/group_directory.py); None:
+        each reads the whole listing."""
+        self._max_age = max_age_seconds
+        self.clock = clock  # wall time: replicas share what the directory saw, and when
 
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
@@ -230,11 +242,45 @@ class ScimUpstream:
 
     async def search_groups(self, field: GroupField, value: str) -> list[GroupRecord]:
         """Modyo documents no group filter, and ignoring one would list every group as a
-        match (G4): the whole listing is read (⌈groups/100⌉ calls) and matched here, ignoring
-        case (a superset of SCIM's matching, which the SCIM side then applies exactly)."""
-        key, wanted = GROUP_KEYS[field], value.lower()
+        match (G4): the groups are matched here, ignoring case (a superset of SCIM's
+        matching, which the SCIM side then applies exactly), from the group directory (at
+        most one call once it holds the listing) or the whole listing (⌈groups/100⌉ calls)."""
+        directory = self.directory
+        if directory is None:
+            return _named(await self._all_groups(), field, value)
+        now = self.clock()
+        state, held = await directory.find(field, value)
+        if state.complete_at is None:
+            return _named(await self._all_groups(), field, value)
+        found: list[GroupRecord] = []
+        for listed in held:
+            if now - listed.seen <= self._max_age:
+                found.append(listed.record)
+                continue
+            try:  # seen too long ago: as Modyo has it now
+                record = await self.get_group(listed.record.id)
+            except NotFound:
+                await directory.drop(listed.record.id)
+                continue
+            await directory.put(record, now)
+            found.extend(_named([record], field, value))
+        if found or held or now - state.complete_at <= self._max_age:
+            return found  # (held but all read again and changed: the query had its call)
+        # the directory's absence is too old to trust: the pass's next page
+        params = [*NO_MEMBERS, ("startIndex", str(state.cursor)), ("count", str(MAX_COUNT))]
+        total, rows = await self._page("GET /scim/Groups", f"{SCIM}/Groups", params)
+        page = [_group(row) for row in rows]
+        cursor = state.cursor + len(rows)
+        await directory.refresh(page, cursor if rows and cursor <= total else 1, now)
+        return _named(page, field, value)
+
+    async def _all_groups(self) -> list[GroupRecord]:
+        """The whole listing (⌈groups/100⌉ calls), which rebuilds the directory."""
         rows = await self._collect("GET /scim/Groups", f"{SCIM}/Groups", NO_MEMBERS)
-        return [_group(row) for row in rows if str(row.get(key) or "").lower() == wanted]
+        records = [_group(row) for row in rows]
+        if self.directory is not None:
+            await self.directory.rebuild(records, self.clock())
+        return records
 
     async def scan_groups(self, limit: int) -> list[GroupRecord]:
         rows = await self._collect("GET /scim/Groups", f"{SCIM}/Groups", NO_MEMBERS, limit=limit)
@@ -254,7 +300,13 @@ class ScimUpstream:
             payload,
             find_existing=lambda: self._matching_group(values),
         )
-        return _group(row)
+        return await self._held(_group(row))
+
+    async def _held(self, record: GroupRecord) -> GroupRecord:
+        """``record``, just written, also in the directory."""
+        if self.directory is not None:
+            await self.directory.put(record, self.clock())
+        return record
 
     async def update_group(self, group_id: str, changes: GroupChanges) -> GroupRecord:
         operations: list[dict[str, Any]] = []
@@ -275,18 +327,21 @@ class ScimUpstream:
         call, path = "PATCH /scim/Groups/:id", f"{SCIM}/Groups/{_path_id(group_id)}"
         answer = await self._http.send(call, "PATCH", path, json=_patch_op(operations))
         body = self._expect(answer, call, 200, 204)
-        return _group(body) if body else await self.get_group(group_id)
+        return await self._held(_group(body) if body else await self.get_group(group_id))
 
     async def delete_group(self, group_id: str) -> None:
         call = "DELETE /scim/Groups/:id"
         answer = await self._http.send(call, "DELETE", f"{SCIM}/Groups/{_path_id(group_id)}")
-        if answer.status == 404 and answer.maybe_applied_before:
-            return  # an earlier attempt deleted it and its answer was lost
-        self._expect(answer, call, 200, 204)
+        # a 404 after an attempt that may have been applied: it deleted it, its answer lost
+        if answer.status != 404 or not answer.maybe_applied_before:
+            self._expect(answer, call, 200, 204)
+        if self.directory is not None:
+            await self.directory.drop(group_id)
 
     async def _require_free_name(self, name: str, owner: str | None) -> None:
-        """409 if another group holds ``name`` (ignoring case, as Entra's matching does)."""
-        for group in await self.search_groups(GroupField.DISPLAY_NAME, name):
+        """409 if another group holds ``name`` (ignoring case, as Entra's matching does), in
+        the whole listing: exact, whatever the directory holds."""
+        for group in _named(await self._all_groups(), GroupField.DISPLAY_NAME, name):
             if group.id != owner:
                 raise Conflict(f"group {group.id} is named {group.display_name!r}",
                                field=GroupField.DISPLAY_NAME)  # fmt: skip
@@ -297,7 +352,7 @@ class ScimUpstream:
         name = values.get(GroupField.DISPLAY_NAME)
         if not isinstance(name, str):
             return None
-        named = await self.search_groups(GroupField.DISPLAY_NAME, name)
+        named = _named(await self._all_groups(), GroupField.DISPLAY_NAME, name)
         for group in named:
             if (values.get(GroupField.EXTERNAL_ID) or None) == group.external_id:
                 return _group_row(group)
@@ -477,6 +532,14 @@ class ScimUpstream:
 
 
 # ---------------------------------------------------------------------- requests
+
+
+def _named(groups: Iterable[GroupRecord], field: GroupField, value: str) -> list[GroupRecord]:
+    """The groups whose ``field`` is ``value``, ignoring case."""
+    wanted = value.lower()
+    if field is GroupField.DISPLAY_NAME:
+        return [group for group in groups if group.display_name.lower() == wanted]
+    return [group for group in groups if (group.external_id or "").lower() == wanted]
 
 
 def _path_id(raw: str) -> str:

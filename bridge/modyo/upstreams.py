@@ -9,6 +9,7 @@ from typing import Literal
 import httpx
 
 from bridge.config import ModyoSettings, RetrySettings
+from bridge.modyo.group_directory import MemoryGroupDirectory
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
@@ -26,7 +27,10 @@ def rest_upstream(
 def scim_upstream(
     modyo: ModyoSettings, retry: RetrySettings, transport: httpx.AsyncBaseTransport | None = None
 ) -> ScimUpstream:
-    return ScimUpstream(ModyoHttp(modyo, RetryPolicy(retry), transport, MEDIA_TYPE))
+    http = ModyoHttp(modyo, RetryPolicy(retry), transport, MEDIA_TYPE)
+    size = modyo.group_directory_size
+    directory = MemoryGroupDirectory(size) if size else None
+    return ScimUpstream(http, directory, modyo.group_directory_max_age_seconds)
 
 
 def modyo_upstream(

@@ -11,7 +11,10 @@ several replicas behave as one:
   :class:`Lead` and executes); the others get a :class:`Flight` whose ``outcome()`` waits
   for the leader's :class:`Outcome`. A lead that ends without an outcome (its execution
   failed, or its process died and its lock expired) makes ``outcome()`` answer None: the
-  waiter then begins again, and may lead.
+  waiter then begins again, and may lead;
+- ``start``: ``claim``, else ``begin``, as one step (one round trip to a shared store);
+- ``Lead.settle``: once the leader's answer is known, ``invalidate`` for it and release what
+  its execution deferred (a shared store's create locks, ``Lead.running``), as one step.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -53,6 +57,16 @@ class Outcome:
 class Lead(Protocol):
     """The right, and the duty, to execute a write for everyone waiting on the same key."""
 
+    def running(self) -> AbstractContextManager[None]:
+        """The execution's scope: what it holds in the store until its answer is known (a
+        shared store's create locks) is released by :meth:`settle` or :meth:`abandon`."""
+        ...
+
+    async def settle(self, resources: frozenset[str]) -> None:
+        """The answer is known: drop other kept answers about the ``resources`` it wrote
+        (empty unless it succeeded) and release what :meth:`running` deferred."""
+        ...
+
     async def finish(self, outcome: Outcome) -> None: ...
 
     async def abandon(self) -> None:
@@ -75,6 +89,8 @@ class IdempotencyStore(Protocol):
     async def invalidate(self, resources: frozenset[str], keep: str) -> None: ...
 
     async def begin(self, key: str) -> Lead | Flight: ...
+
+    async def start(self, key: str) -> Kept | Lead | Flight: ...
 
 
 @dataclass(slots=True)
@@ -127,7 +143,11 @@ class MemoryStore:
             return _MemoryFlight(flight)
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
-        return _MemoryLead(self._flights, key, flight)
+        return _MemoryLead(self, key, flight)
+
+    async def start(self, key: str) -> Kept | Lead | Flight:
+        kept = await self.claim(key)
+        return kept if kept is not None else await self.begin(key)
 
     def _expire(self) -> None:
         """Entries are kept in insertion order with one TTL, so expired ones are at the front."""
@@ -160,10 +180,16 @@ class _MemoryFlight:
 
 @dataclass(slots=True)
 class _MemoryLead:
-    flights: dict[str, asyncio.Future[Outcome | None]]
+    store: MemoryStore
     key: str
     flight: asyncio.Future[Outcome | None]
     done: bool = field(default=False)
+
+    def running(self) -> AbstractContextManager[None]:
+        return nullcontext()  # this process's create locks are released as their block ends
+
+    async def settle(self, resources: frozenset[str]) -> None:
+        await self.store.invalidate(resources, keep=self.key)
 
     async def finish(self, outcome: Outcome) -> None:
         self._end(outcome)
@@ -174,5 +200,5 @@ class _MemoryLead:
     def _end(self, outcome: Outcome | None) -> None:
         if not self.done:
             self.done = True
-            del self.flights[self.key]
+            del self.store._flights[self.key]
             self.flight.set_result(outcome)

@@ -14,6 +14,11 @@ token, method, path and body, and ``R`` a digest of a resource name):
   wakes); an empty element is a lead abandoned. A follower whose wait outlasts the lock finds
   the lock gone (its process died) and answers None: it begins again.
 
+A write costs two round trips before its answer (a create three: its create lock): ``start``
+(the claim, else the lead, in one script) and ``settle`` (the invalidation, with the create
+locks' release that the execution deferred, ``bridge.store.redis_locks``); the lead's
+end (``finish``) follows the answer.
+
 Every value carries a TTL: Redis holds nothing beyond ``ttl_seconds``.
 """
 
@@ -24,6 +29,7 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
@@ -31,9 +37,20 @@ from typing import Final
 from bridge.store.answers import Flight, Kept, Lead, Outcome, StoredAnswer
 from bridge.store.errors import StoreUnavailable
 from bridge.store.redis_link import RedisLink, digest
+from bridge.store.redis_locks import DEFERRED, RELEASE_LUA, Held, release_arguments
 
 log = logging.getLogger("bridge.idempotency")
 
+# KEYS: kept, lead. ARGV: token, ttl (ms). {1, answer} when a kept answer was claimed,
+# {2, holder's token} when another leads, {3} when this call took the lead: claim, else begin.
+START: Final = """
+local kept = redis.call('GETDEL', KEYS[1])
+if kept then return {1, kept} end
+local holder = redis.call('GET', KEYS[2])
+if holder then return {2, holder} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {3}
+"""
 # KEYS: lead. ARGV: token, ttl (ms). The holder's token, or nil when this call took the lock.
 BEGIN: Final = """
 local holder = redis.call('GET', KEYS[1])
@@ -53,18 +70,25 @@ RENEW: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# KEYS: the resources' sets. ARGV: the prefix of kept answers, the key to keep.
-INVALIDATE: Final = """
-for _, index in ipairs(KEYS) do
-  for _, key in ipairs(redis.call('SMEMBERS', index)) do
+# KEYS: the resources' sets (ARGV[3] of them), then pairs of a create lock and its free list.
+# ARGV: the prefix of kept answers, the key to keep, the number of sets, the free lists' expiry
+# (ms), then each lock's token. Drops the kept answers about the resources, then releases the
+# locks (redis_locks.RELEASE_LUA): a write's last step before its answer, in one round trip.
+SETTLE: Final = (
+    """
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
     if key ~= ARGV[2] then
       redis.call('DEL', ARGV[1] .. key)
-      redis.call('SREM', index, key)
+      redis.call('SREM', KEYS[i], key)
     end
   end
 end
-return 1
-"""
+local first, ttl_at, token_at = n + 1, 4, 5"""
+    + RELEASE_LUA
+    + "return 1"
+)
 
 
 class RedisStore:
@@ -78,7 +102,8 @@ class RedisStore:
         self._begin = client.register_script(BEGIN)
         self.finish_script = client.register_script(FINISH)
         self._renew = client.register_script(RENEW)
-        self._invalidate = client.register_script(INVALIDATE)
+        self._start = client.register_script(START)
+        self._settle = client.register_script(SETTLE)
 
     @property
     def lock_ttl_ms(self) -> int:
@@ -103,11 +128,18 @@ class RedisStore:
         await self.link.call("put", put)
 
     async def invalidate(self, resources: frozenset[str], keep: str) -> None:
-        if not resources:
+        await self.settle(resources, keep, [])
+
+    async def settle(self, resources: frozenset[str], keep: str, held: list[Held]) -> None:
+        """Drop the kept answers about ``resources`` but ``keep``'s, and release ``held``
+        create locks: one round trip, none when there is nothing to do."""
+        if not resources and not held:
             return
         indexes = [self.link.key("res", digest(resource)) for resource in sorted(resources)]
-        args: list[str | int | bytes] = [self.link.key("kept", ""), keep]
-        await self.link.call("invalidate", lambda: self._invalidate(keys=indexes, args=args))
+        locks, tokens = release_arguments(held, self.lock_ttl_ms)
+        keys = [*indexes, *locks]
+        args = [self.link.key("kept", ""), keep, len(indexes), *tokens]
+        await self.link.call("settle", lambda: self._settle(keys=keys, args=args))
 
     async def begin(self, key: str) -> Lead | Flight:
         token = secrets.token_hex(8)
@@ -115,10 +147,25 @@ class RedisStore:
         holder = await self.link.call(
             "begin", lambda: self._begin(keys=[lock], args=[token, self.lock_ttl_ms])
         )
+        return self._begun(key, token, holder)
+
+    async def start(self, key: str) -> Kept | Lead | Flight:
+        token = secrets.token_hex(8)
+        keys = [self.link.key("kept", key), self.link.key("lead", key)]
+        started = await self.link.call(
+            "start", lambda: self._start(keys=keys, args=[token, self.lock_ttl_ms])
+        )
+        if started[0] == 1:
+            return _kept(_bytes(started[1]))
+        return self._begun(key, token, started[1] if started[0] == 2 else None)
+
+    def _begun(self, key: str, token: str, holder: bytes | None) -> Lead | Flight:
+        """A flight if ``holder`` (another's token) leads, else this call's lead."""
+        lock = self.link.key("lead", key)
         if holder is not None:
             token = holder.decode()
             return _RedisFlight(self, lock, self.link.key("done", key, token), token)
-        lead = _RedisLead(self, lock, self.link.key("done", key, token), token)
+        lead = _RedisLead(self, key, lock, self.link.key("done", key, token), token)
         lead.start_renewing()
         return lead
 
@@ -145,19 +192,36 @@ class RedisStore:
 @dataclass(slots=True)
 class _RedisLead:
     store: RedisStore
+    key: str
     lock: str
     done_key: str
     token: str
     done: bool = False
     _renewal: asyncio.Task[None] | None = field(default=None)
+    deferred: list[Held] = field(default_factory=list)
+    """The create locks the execution held, released by :meth:`settle`."""
 
     def start_renewing(self) -> None:
         self._renewal = asyncio.create_task(self.store.renewing(self.lock, self.token))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        reset = DEFERRED.set(self.deferred)
+        try:
+            yield
+        finally:
+            DEFERRED.reset(reset)
+
+    async def settle(self, resources: frozenset[str]) -> None:
+        held, self.deferred = self.deferred, []
+        await self.store.settle(resources, self.key, held)
 
     async def finish(self, outcome: Outcome) -> None:
         await self._end(_encode(outcome.answer, [], outcome.delivered, outcome.resource))
 
     async def abandon(self) -> None:
+        with contextlib.suppress(StoreUnavailable):  # they expire by themselves
+            await self.settle(frozenset())
         await self._end(b"")
 
     async def _end(self, payload: bytes) -> None:

@@ -7,6 +7,10 @@ its owner's token with an expiry of ``lock_ttl_seconds``, renewed while the crea
 every key of one create is taken at once (all or none, in one script: no deadlock, one round
 trip). A waiter blocks on ``free:D`` (``BLPOP``), which each release pushes to, and tries again
 when woken, or when the lock's lifetime has passed (its holder's process died).
+
+Inside an idempotent write's execution (:data:`DEFERRED` set by its lead,
+``bridge.store.redis_answers``) a release is not sent as the block ends: the lead sends it
+with the write's invalidation, in one round trip before the answer (:data:`RELEASE_LUA`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
@@ -32,18 +38,23 @@ end
 for _, lock in ipairs(KEYS) do redis.call('SET', lock, ARGV[1], 'PX', ARGV[2]) end
 return false
 """
-# KEYS: locks, then their free lists. ARGV: token, ttl (ms), number of locks.
-RELEASE: Final = """
-local n = tonumber(ARGV[3])
-for i = 1, n do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
+# Releases the locks of KEYS[first], KEYS[first + 2]..., each followed by its free list and
+# owned by its own token, ARGV[token_at], ARGV[token_at + 1]...; ARGV[ttl_at] is the free
+# lists' expiry (ms). The caller defines those three locals: another script includes this one
+# (redis_answers.SETTLE).
+RELEASE_LUA: Final = """
+local t = token_at
+for i = first, #KEYS, 2 do
+  if redis.call('GET', KEYS[i]) == ARGV[t] then
     redis.call('DEL', KEYS[i])
-    redis.call('RPUSH', KEYS[n + i], '1')
-    redis.call('PEXPIRE', KEYS[n + i], ARGV[2])
+    redis.call('RPUSH', KEYS[i + 1], '1')
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[ttl_at])
   end
+  t = t + 1
 end
-return 1
 """
+# KEYS: pairs of a lock and its free list. ARGV: ttl (ms), then each pair's token.
+RELEASE: Final = "local first, ttl_at, token_at = 1, 1, 2" + RELEASE_LUA + "return 1"
 # KEYS: locks. ARGV: token, ttl (ms). How many the token still owns (each extended).
 RENEW: Final = """
 local owned = 0
@@ -55,6 +66,31 @@ for _, lock in ipairs(KEYS) do
 end
 return owned
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Create locks one block holds: their keys, free lists and owner token."""
+
+    locks: list[str]
+    frees: list[str]
+    token: str
+
+
+DEFERRED: ContextVar[list[Held] | None] = ContextVar("scim_bridge_deferred_locks", default=None)
+"""Where an execution collects the locks it held, to release them later (module docstring)."""
+
+
+def release_arguments(held: list[Held], ttl_ms: int) -> tuple[list[str], list[str | int]]:
+    """KEYS (pairs of a lock and its free list) and ARGV (the ttl, then each pair's token) of
+    :data:`RELEASE_LUA`, for ``held``."""
+    keys: list[str] = []
+    args: list[str | int] = [ttl_ms]
+    for block in held:
+        for lock, free in zip(block.locks, block.frees, strict=True):
+            keys += [lock, free]
+            args.append(block.token)
+    return keys, args
 
 
 class RedisLocks:
@@ -82,15 +118,20 @@ class RedisLocks:
         try:
             yield
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
-            args: list[str | int | bytes] = [token, self.lock_ttl_ms, len(locks)]
-            # unreleased, the locks expire by themselves: the create's answer is not lost
-            with contextlib.suppress(StoreUnavailable):
-                await self.link.call(
-                    "release", lambda: self._release(keys=[*locks, *frees], args=args)
-                )
+            renewal.cancel()  # not awaited: that would cost an event-loop pass before the answer
+            held = Held(locks, frees, token)
+            deferred = DEFERRED.get()
+            if deferred is not None:
+                deferred.append(held)
+            else:
+                await self.release([held])
+
+    async def release(self, held: list[Held]) -> None:
+        """Release ``held`` locks now; unreleased, they expire by themselves (the create's
+        answer is not lost)."""
+        keys, args = release_arguments(held, self.lock_ttl_ms)
+        with contextlib.suppress(StoreUnavailable):
+            await self.link.call("release", lambda: self._release(keys=keys, args=args))
 
     async def _take(self, locks: list[str], frees: list[str], token: str) -> None:
         args: list[str | int | bytes] = [token, self.lock_ttl_ms]
