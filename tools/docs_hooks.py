@@ -94,8 +94,13 @@ def configuration() -> str:
                 log.warning(
                     "setting %s has no description (a docstring in bridge/config.py)", dotted
                 )
-            if key not in example.get(section, {}) and not re.search(
-                rf"^#\s*{re.escape(key)}\s*=", _table(example_text, section), re.MULTILINE
+            table_of_its_own = rf"^#?\s*\[{re.escape(section)}\.{re.escape(key)}\]"  # [scim.tokens]
+            if (
+                key not in example.get(section, {})
+                and not re.search(table_of_its_own, example_text, re.MULTILINE)
+                and not re.search(
+                    rf"^#\s*{re.escape(key)}\s*=", _table(example_text, section), re.MULTILINE
+                )
             ):
                 log.warning("setting %s is missing from config.example.toml", dotted)
             variable = f"`{ENV_PREFIX}{section.upper()}__{key.upper()}`"
