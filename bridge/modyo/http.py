@@ -392,7 +392,8 @@ class ModyoHttp:
         """One HTTP exchange, queued behind the in-flight bound, cut at the deadline; counted
         in the request's state and, at debug level, logged (the call's name, its status and
         duration: never a body or a header)."""
-        assert self._client is not None, "ModyoHttp.connected() is not open"
+        if self._client is None:  # a caller outside ``connected()``: a bug, not a state
+            raise RuntimeError("ModyoHttp.connected() is not open")
         left = deadline.remaining()
         if left is not None and left <= 0:
             raise Unavailable(f"the request deadline passed before {call}", retry_after=1)

@@ -48,6 +48,18 @@ S = TypeVar("S")
 U = TypeVar("U", bound=Upstream)
 
 
+class ProbeFailed(Exception):
+    """What a probe saw contradicts the contract the bridge assumes (a ``FAIL`` line). Raised
+    explicitly, never through ``assert``: ``python -O`` strips asserts, and every probe would
+    then pass."""
+
+
+def expect(condition: bool, failure: str) -> None:
+    """Fail the probe with ``failure`` unless ``condition`` holds."""
+    if not condition:
+        raise ProbeFailed(failure)
+
+
 def ok(detail: str) -> Outcome:
     return Kind.OK, detail
 
@@ -75,8 +87,8 @@ class Probe(Generic[S]):
 
 
 async def run_probes(target: S, probes: Sequence[Probe[S]], *, write: bool) -> list[Result]:
-    """One result per probe, in order; a probe raising an upstream error (or an assertion
-    of the contract) fails, and after an essential failure the others are skipped."""
+    """One result per probe, in order; a probe raising an upstream error (or
+    :class:`ProbeFailed`) fails, and after an essential failure the others are skipped."""
     results: list[Result] = []
     blocked: str | None = None
     for probe in probes:
@@ -96,7 +108,7 @@ async def _run(probe: Probe[S], target: S) -> Outcome:
     try:
         with deadline_in(PROBE_DEADLINE_SECONDS):
             return await probe.run(target)
-    except (UpstreamError, AssertionError) as exc:
+    except (UpstreamError, ProbeFailed) as exc:
         return Kind.FAIL, str(exc) or type(exc).__name__
     except httpx.HTTPError as exc:
         return Kind.FAIL, f"{type(exc).__name__}: {exc}"
@@ -129,9 +141,10 @@ class UpstreamProbes(Generic[U]):
 
     async def _user_filter(self) -> Outcome:
         found = await self.client.search_users(UserField.USER_NAME, self.name)
-        assert not found, (
+        expect(
+            not found,
             f"a search for a non-existent userName returned {len(found)} {self.noun}(s): the "
-            "filter is ignored, and Entra would match the wrong user or scan every one"
+            "filter is ignored, and Entra would match the wrong user or scan every one",
         )
         return ok("no match for a random userName, as expected")
 
@@ -163,7 +176,7 @@ class UpstreamProbes(Generic[U]):
             )
         except Conflict as conflict:
             return ok(f"recognised as a uniqueness failure ({conflict.detail})")
-        raise AssertionError(
+        raise ProbeFailed(
             "a second create of the same userName was not refused as taken: Entra's repeated "
             "creates would not get 409"
         )
@@ -172,7 +185,7 @@ class UpstreamProbes(Generic[U]):
         if self._user is None:
             return skip(f"needs the {self.noun} created above")
         updated = await self.client.update_user(self._user.id, {UserField.FAMILY_NAME: "Probe"})
-        assert updated.family_name == "Probe", f"the {self.noun}'s family name did not change"
+        expect(updated.family_name == "Probe", f"the {self.noun}'s family name did not change")
         return ok("changed the family name")
 
     async def _create_group(self) -> Outcome:
@@ -184,7 +197,7 @@ class UpstreamProbes(Generic[U]):
             return skip(f"needs the {self.noun} and group created above")
         await self.client.add_members(self._group.id, [self._user.id])
         listed = {member.id for member in await self.client.list_members(self._group.id)}
-        assert self._user.id in listed, "the added member is not listed in the group"
+        expect(self._user.id in listed, "the added member is not listed in the group")
         return ok("the member is listed in the group")
 
     async def _remove_member(self) -> Outcome:
@@ -192,7 +205,7 @@ class UpstreamProbes(Generic[U]):
             return skip(f"needs the {self.noun} and group created above")
         await self.client.remove_members(self._group.id, [self._user.id])
         listed = {member.id for member in await self.client.list_members(self._group.id)}
-        assert self._user.id not in listed, "the removed member is still listed"
+        expect(self._user.id not in listed, "the removed member is still listed")
         return ok("the member is no longer listed")
 
     async def _delete_group(self) -> Outcome:
@@ -204,7 +217,7 @@ class UpstreamProbes(Generic[U]):
             await self.client.get_group(self._group.id)
         except NotFound:
             return ok("deleted; it reads 404 afterwards")
-        raise AssertionError("the deleted group can still be read")
+        raise ProbeFailed("the deleted group can still be read")
 
     # ------------------------------------------------------------------ clean-up
 

@@ -16,7 +16,9 @@ from bridge.modyo.probes import (
     PROBE_DEADLINE_SECONDS,
     Outcome,
     Probe,
+    ProbeFailed,
     UpstreamProbes,
+    expect,
     ok,
     skip,
     warn,
@@ -51,14 +53,15 @@ class RestProbes(UpstreamProbes[RestUpstream]):
             return skip("the account has no team member yet (--write creates one)")
         user_id = page.items[0].id
         groups = await self.client.memberships([user_id])
-        assert user_id in groups, "a lookup by ids[] did not return the team member"
+        expect(user_id in groups, "a lookup by ids[] did not return the team member")
         return ok(f"team member {user_id} is in {len(groups[user_id])} group(s)")
 
     async def _group_filter(self) -> Outcome:
         found = await self.client.search_groups(GroupField.DISPLAY_NAME, self.name)
-        assert not found, (
+        expect(
+            not found,
             f"a search for a non-existent group name returned {len(found)} group(s): "
-            "the filter is ignored"
+            "the filter is ignored",
         )
         return ok("no match for a random name, as expected")
 
@@ -91,7 +94,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
             await self.client.get_user(self._user.id)
         except NotFound:
             return ok("deleted; it reads 404 afterwards")
-        raise AssertionError("the deleted team member can still be read")
+        raise ProbeFailed("the deleted team member can still be read")
 
     async def _deleted(self, user_id: str) -> bool:
         """Delete the team member; False when this Modyo cannot: a 405, or a 404 for a member

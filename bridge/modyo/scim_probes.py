@@ -10,7 +10,16 @@ from dataclasses import dataclass
 import httpx
 
 from bridge.deadline import deadline_in
-from bridge.modyo.probes import PROBE_DEADLINE_SECONDS, Outcome, Probe, UpstreamProbes, ok, skip
+from bridge.modyo.probes import (
+    PROBE_DEADLINE_SECONDS,
+    Outcome,
+    Probe,
+    ProbeFailed,
+    UpstreamProbes,
+    expect,
+    ok,
+    skip,
+)
 from bridge.modyo.scim import ScimUpstream
 from bridge.upstream import NotFound, UpstreamError, UpstreamHealth, UserRecord
 
@@ -23,8 +32,8 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
 
     async def _token(self) -> Outcome:
         health = await self.client.health()
-        assert health is not UpstreamHealth.TOKEN_REJECTED, "Modyo rejected the API token"
-        assert health is UpstreamHealth.UP, "Modyo did not answer GET /api/admin/profile"
+        expect(health is not UpstreamHealth.TOKEN_REJECTED, "Modyo rejected the API token")
+        expect(health is UpstreamHealth.UP, "Modyo did not answer GET /api/admin/profile")
         return ok("the token is valid")
 
     async def _list_groups(self) -> Outcome:
@@ -44,9 +53,10 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
         if self._user is None or self._group is None:
             return added
         groups = await self.client.memberships([self._user.id])
-        assert self._group.id in groups.get(self._user.id, frozenset()), (
+        expect(
+            self._group.id in groups.get(self._user.id, frozenset()),
             "the user does not list the group in its 'groups': member removals and membership "
-            "checks rely on it (docs/design/modyo-contract.md §9, SA5)"
+            "checks rely on it (docs/design/modyo-contract.md §9, SA5)",
         )
         return ok("listed in the group, and the user lists the group")
 
@@ -66,7 +76,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
                 "deactivated and marked deleted (Modyo's SCIM DELETE does not work); it reads "
                 "404 afterwards, and its userName can be created again"
             )
-        raise AssertionError("the deleted user can still be read")
+        raise ProbeFailed("the deleted user can still be read")
 
     async def remove_user(self, user: UserRecord) -> None:
         """The bridge's deletion: deactivated and marked deleted (it stays in Modyo)."""
