@@ -600,8 +600,8 @@ def _run(app: Any, settings: Settings) -> None:
     internal = settings.internal
     _say_where_metrics_are(settings)
     # Everything imported and built so far lives as long as the process: freezing it keeps
-    # the garbage collector from re-scanning it on every full collection. Measured on the
-    # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
+    # the garbage collector from re-scanning it on every full collection (docs/performance.md,
+    # Costs the code avoids).
     gc.collect()
     gc.freeze()
     serve(app, settings.server, (internal_app(settings), internal) if internal.port else None)

@@ -35,9 +35,10 @@ def method_label(method: str) -> str:
 
 class Labelled:
     """A metric whose labelled children are looked up once and then kept: prometheus-client's
-    ``labels()`` costs ~2 µs a call (about 5% of a GET's CPU, profiled). Label values come
-    from small fixed sets (methods mapped by :func:`method_label`, operations, statuses, Modyo
-    calls, configured token names), never from a client's text, so the cache is small."""
+    ``labels()`` is a measurable share of a GET's CPU (docs/performance.md, Costs the code
+    avoids). Label values come from small fixed sets (methods mapped by :func:`method_label`,
+    operations, statuses, Modyo calls, configured token names), never from a client's text,
+    so the cache is small."""
 
     def __init__(self, metric: Any) -> None:
         self.metric = metric

@@ -1,7 +1,7 @@
 """The HTTP server under the ASGI app: uvicorn, configured for Entra, load balancers and abuse.
 
-Parsing. httptools (llhttp, in C) parses every request: h11, pure Python, costs ~60 µs more
-CPU per request (``python -m bench``, section ``parsers``). A request whose head httptools
+Parsing. httptools (llhttp, in C) parses every request: h11, pure Python, costs more CPU per
+request (docs/performance.md, Costs the code avoids). A request whose head httptools
 refuses (a lowercase or unknown method, say) is handed, bytes and all, to h11 on the same
 connection: h11 accepts any method token, so the app's router answers 405 with the ``Allow``
 of the path, and what h11 refuses too gets a 400 ``invalidSyntax`` naming the problem.

@@ -1,4 +1,4 @@
-"""Both upstreams behind one test interface (issue 10 item 5): the SCIM-side suites run once
+"""Both upstreams behind one test interface: the SCIM-side suites run once
 against the REST fake (``modyo.api = "rest"``) and once against the fake of Modyo's SCIM server
 (``modyo.api = "scim"``), and state what they prove in upstream-neutral terms.
 

@@ -1,4 +1,4 @@
-"""No traceback reaches a person (issue 8 item 9): every CLI command, with every kind of bad
+"""No traceback reaches a person: every CLI command, with every kind of bad
 flag and configuration, exits non-zero with one line per problem, and never prints a
 secret. Each case runs the real CLI (``python -m bridge``) in its own process."""
 

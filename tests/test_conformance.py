@@ -1,5 +1,5 @@
 """The public scim2-tester conformance checks, against the bridge served over real HTTP, in
-both upstream modes (issue 10 item 5): in front of the REST fake and in front of the fake of
+both upstream modes: in front of the REST fake and in front of the fake of
 Modyo's SCIM server. What it finds is what Modyo cannot hold, mode by mode (tests/backends.py
 DIFFERENCES): the one email is primary (both), members carry their Modyo ``display`` (both),
 and in scim mode an ``externalId`` cannot change after creation (a clear 400, not a silent

@@ -250,7 +250,7 @@ async def test_every_path_form_works_in_both_positions(
     read: Any,
 ) -> None:
     """As a ``path``, and as a key of a path-less value (Entra's aadOptscim062020 form,
-    entra-scim-behaviour.md §0 item 5): applied, and read back by a GET. (scim mode: a
+    docs/design/entra.md, The two PATCH dialects): applied, and read back by a GET. (scim mode: a
     change of externalId is 400 in either position, the difference "externalId patchable".)"""
     user = await create_user(scim, "start@contoso.com")
     operation = (

@@ -1,5 +1,5 @@
 """The fake Modyo honours the contract the bridge assumes and the quirks Modyo documents
-(/work/shared/reference/modyo-admin-api.md §3.1, §5.1): envelope, silent clamps, ``only[]``,
+(docs/design/modyo-contract.md §2, §3): envelope, silent clamps, ``only[]``,
 ``{"errors": [...]}`` with 409 by default, ``401 {}``; plus its fault injection and adapters."""
 
 from __future__ import annotations

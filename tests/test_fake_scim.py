@@ -1,5 +1,5 @@
 """The fake of Modyo's own SCIM server (``FakeModyoScim``): the documented behaviour and gaps
-(modyo-admin-api.md §2a, §5.2), each GUESS its docstring names, and the shared surface that
+(docs/design/modyo-contract.md §9), each GUESS its docstring names, and the shared surface that
 faults, the control plane and both adapters use."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile input never reaches a 500 (issue 8 item 4): property-based fuzzing of every endpoint
+"""Hostile input never reaches a 500: property-based fuzzing of every endpoint
 and method with malformed JSON, wrong types, huge and deep values, odd Unicode, hostile query
 strings and hostile headers.
 

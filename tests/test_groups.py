@@ -1,4 +1,4 @@
-"""/Groups: Entra's group requests (entra-scim-behaviour.md §2 R15-R22, §4), over the real app."""
+"""/Groups: Entra's group requests (docs/design/entra.md, Groups), over the real app."""
 
 from __future__ import annotations
 

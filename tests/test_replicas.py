@@ -1,4 +1,4 @@
-"""Several replicas, one truth (issue 12 item 4): two real ``scim-bridge serve`` processes
+"""Several replicas, one truth: two real ``scim-bridge serve`` processes
 sharing one real redis-server and one real ``scim-bridge fake-modyo``, driven over real HTTP.
 
 Every Modyo write is counted at the fake (its ``/__fake__/calls``), and Modyo's final state is

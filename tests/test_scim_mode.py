@@ -290,7 +290,7 @@ async def test_entra_group_lifecycle(
     assert (
         await _patch_group(scim, gid, entra.op("Remove", "members", entra.members(ana)))
     ).status_code == 204
-    assert await _member_ids(scim, gid) == {bob, eva}  # only the listed member left (§0 item 4)
+    assert await _member_ids(scim, gid) == {bob, eva}  # only the listed member left (Entra's form)
     await _patch_group(scim, gid, entra.op("remove", f'members[value eq "{bob}"]', no_value=True))
     assert await _member_ids(scim, gid) == {eva}
     assert (

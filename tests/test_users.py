@@ -1,4 +1,4 @@
-"""/Users: every request Entra sends (entra-scim-behaviour.md §2 R1-R14), over the real app."""
+"""/Users: every request Entra sends (docs/design/entra.md, Users), over the real app."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
             f"deletes {seen.delete_status or 'not seen (--write)'}",
             f"error envelope {seen.errors or 'not seen (--write)'}",
         ]
-        return ok("; ".join(parts) + ": each handled (docs C8, C13)")
+        return ok("; ".join(parts) + ": each handled")
 
     # ------------------------------------------------------------------ writes (--write)
 

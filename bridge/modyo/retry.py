@@ -78,8 +78,8 @@ class RetryPolicy:
         """Await ``attempt()`` until it succeeds or the policy gives up (re-raising the last
         :class:`Retryable`, whose ``retry_after`` says when trying again makes sense).
 
-        The first attempt runs on its own: building tenacity's machinery costs about 75 µs
-        per call (profiled), which the common case, a first attempt that succeeds, skips.
+        The first attempt runs on its own: the common case, a first attempt that succeeds,
+        skips building tenacity's machinery (docs/performance.md, Costs the code avoids).
         A failed first attempt is handed to tenacity as its attempt 1, so waits, stops and
         logs are tenacity's from then on."""
         try:

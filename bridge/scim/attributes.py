@@ -2,8 +2,9 @@
 
 The upstream declares the fields it can store (:class:`bridge.upstream.Holdings`). This module
 names each field's SCIM attribute once (:data:`USER_PATHS`, :data:`GROUP_PATHS`: the mapping
-table of README and of Modyo's Azure guide) and derives from the two everything the SCIM side
-needs, as scim2-server registers its schemas once and feeds validation and discovery from them:
+table of docs/operator/connect-entra.md and of Modyo's Azure guide) and derives from the two
+everything the SCIM side needs, as scim2-server registers its schemas once and feeds validation
+and discovery from them:
 
 - the attributes kept before validation, the rest accepted and ignored (:class:`Holding`);
 - what ``/Schemas`` advertises (RFC 7643 §7);

@@ -1,4 +1,4 @@
-"""Group PATCH (RFC 7644 §3.5.2; Entra's forms in entra-scim-behaviour.md §2 R18-R20, §4) turned
+"""Group PATCH (RFC 7644 §3.5.2; Entra's forms in docs/design/entra.md, Groups) turned
 into a plan: attribute changes plus membership steps, with no upstream call.
 
 Membership steps are read from the operations themselves, never by applying them to the whole

@@ -1,4 +1,4 @@
-"""``/Groups`` (RFC 7644 §3; Entra's requests R15-R22 in entra-scim-behaviour.md §2).
+"""``/Groups`` (RFC 7644 §3; Entra's requests in docs/design/entra.md, Groups).
 
 Membership changes cost upstream calls proportional to the members they name, never to the
 group's size: the member list is read only when it is asked for, or when a PATCH replaces or

@@ -45,7 +45,7 @@ def note_unheld(resource: str, attribute: str) -> None:
 
 
 def _holds(holding: Holding[Any], text: str) -> bool:
-    """Resolving a path costs ~20 µs; the names Entra sends are few, so answers are cached
+    """Resolving a path is costly; the names Entra sends are few, so answers are cached
     (bounded, and keyed by the exact text: the cache cannot change an answer)."""
     if len(text) > MAX_KEPT_TEXT:
         return _resolves_to_held(holding, text)

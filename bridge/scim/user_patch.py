@@ -1,4 +1,4 @@
-"""User PATCH (RFC 7644 §3.5.2, in every form Entra sends: entra-scim-behaviour.md §4) turned
+"""User PATCH (RFC 7644 §3.5.2, in every form Entra sends: docs/design/entra.md) turned
 into the upstream changes it implies, without reading the user first.
 
 scim2-models applies the operations, so its semantics (and Entra's tolerated deviations:
@@ -43,7 +43,7 @@ _PROBE: Final = _probe()
 
 
 def _fresh_probe() -> BridgeUser:
-    """A copy of the probe: shallow copies of each level are ~20x cheaper than a deep copy."""
+    """A copy of the probe: shallow copies of each level, much cheaper than a deep copy."""
     probe = _PROBE.model_copy()
     assert _PROBE.name is not None and _PROBE.emails is not None
     probe.name = _PROBE.name.model_copy()

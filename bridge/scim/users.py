@@ -1,4 +1,4 @@
-"""``/Users`` (RFC 7644 §3; Entra's requests R1-R14 in entra-scim-behaviour.md §2)."""
+"""``/Users`` (RFC 7644 §3; Entra's requests in docs/design/entra.md, Users)."""
 
 from __future__ import annotations
 

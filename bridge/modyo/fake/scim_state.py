@@ -1,7 +1,8 @@
 """A stateful, in-memory Modyo SCIM 2.0 server (``/api/admin/scim``): Modyo's own SCIM
 endpoint, documented gaps included (docs/design/modyo-contract.md §9).
 
-Documented [SCIM L86-L102] (modyo-admin-api.md §1, §2a, §4, §5.2) and reproduced exactly:
+Documented by Modyo (docs/design/modyo-contract.md §9, with its sources) and reproduced
+exactly:
 
 - ``GET/POST /Users``, ``GET/PATCH /Users/:id``; ``GET/POST /Groups``,
   ``GET/PATCH/DELETE /Groups/:id``; ``GET /Schemas`` (User and Group core schemas).

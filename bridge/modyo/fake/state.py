@@ -79,7 +79,7 @@ NOT_FOUND = FakeResponse(404, {})
 @dataclass(frozen=True, slots=True)
 class Variant:
     """How a given Modyo answers, among the shapes its documentation allows
-    (modyo-admin-api.md §3.5, §5.1; docs/design/modyo-contract.md C8, C13):
+    (docs/design/modyo-contract.md §2, C8 and C13, with their sources):
 
     - ``errors``: ``objects`` (the draft's ``{"field", "messages", "details"}``), ``strings``
       (translated messages, ``"Username has already been taken"``), or ``hash`` (the 2022
