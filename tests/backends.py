@@ -27,8 +27,8 @@ from typing import Any, Final, Literal
 
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyo, FakeModyoScim, Faults, FaultyModyo
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import scim_error
-from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.scim import TOMBSTONE, TOMBSTONE_DOMAIN
 from tests.conftest import MODYO_TOKEN, bridge_client
 from tests.hooks import HookedModyo, VirtualClock

@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from bridge.modyo.fake import Faults, FaultyModyo
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.faults import Outcome
 from bridge.modyo.fake.service import FakeService
-from bridge.modyo.fake.state import FakeResponse
 
 
 class VirtualClock:

@@ -128,8 +128,9 @@ class Process:
         process.wait(timeout=HANG_GUARD_SECONDS)
 
 
-class FakeModyo(Process):
-    """``scim-bridge fake-modyo`` (REST) and its control plane (``/__fake__/``)."""
+class FakeModyoProcess(Process):
+    """A ``scim-bridge fake-modyo`` process (REST) and its control plane (``/__fake__/``), over
+    HTTP: the fake itself (``bridge.modyo.fake.FakeModyo``) runs inside that process."""
 
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
@@ -502,10 +503,10 @@ class Background:
         return self._value
 
 
-async def leave_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+async def leave_create(fake: FakeModyoProcess, replica: Replica, body: Mapping[str, Any]) -> None:
     """A create whose client leaves ``replica`` before the answer (Entra timing out): sent on
     a raw connection and closed while Modyo holds it. Returns once the replica has seen the
-    client go, the create still held at Modyo (:meth:`FakeModyo.release` lets it finish)."""
+    client go, the create still held at Modyo (:meth:`FakeModyoProcess.release` lets it finish)."""
     gone = await replica.idempotency("client_gone")
     await fake.hold(CREATE)
     payload = json.dumps(body).encode()
@@ -531,7 +532,7 @@ async def leave_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any
     await eventually(noticed, f"{replica.name} saw its client leave")
 
 
-async def abandon_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+async def abandon_create(fake: FakeModyoProcess, replica: Replica, body: Mapping[str, Any]) -> None:
     """:func:`leave_create`, then the create completes: returns once the replica has kept
     the undelivered 201 for a retry."""
     kept = await replica.idempotency("kept_undelivered")

@@ -19,7 +19,7 @@ from bridge.modyo.fake import (
     Variant,
     mock_transport,
 )
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
 from tests.servers import uvicorn_serving
 

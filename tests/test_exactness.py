@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bridge.modyo.fake import FakeModyo
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from bridge.scim.errors import MAX_DETAIL
 from bridge.scim.unheld import forget_noted
 from tests import entra

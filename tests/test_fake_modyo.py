@@ -19,8 +19,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.faults import Outcome
-from bridge.modyo.fake.state import FakeResponse
 from tests.conftest import MODYO_TOKEN, MODYO_URL, until
 
 API = "/api/admin"

@@ -37,7 +37,7 @@ from tests.replicas import (
     HANG_GUARD_SECONDS,
     HOST,
     SCIM_TOKEN,
-    FakeModyo,
+    FakeModyoProcess,
     Replica,
     eventually,
     running,
@@ -53,7 +53,7 @@ THROTTLE_TABLE = 100
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
 
 
-class ScimFake(FakeModyo):
+class ScimFake(FakeModyoProcess):
     """``scim-bridge fake-modyo --api scim``: Modyo's own SCIM server."""
 
     def __init__(self, directory: Path) -> None:
@@ -64,7 +64,7 @@ class ScimFake(FakeModyo):
 
 @dataclass
 class Rig:
-    fake: FakeModyo
+    fake: FakeModyoProcess
     bridge: Replica
 
     @property
@@ -110,7 +110,7 @@ class Rigs:
 
     def get(self, api: str) -> Rig:
         if api not in self.started:
-            fake = FakeModyo(self.directory) if api == "rest" else ScimFake(self.directory)
+            fake = FakeModyoProcess(self.directory) if api == "rest" else ScimFake(self.directory)
             bridge = Replica(
                 f"bridge-{api}",
                 self.directory,

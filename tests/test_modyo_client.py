@@ -20,7 +20,7 @@ from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.modyo import retry
 from bridge.modyo.fake import FakeModyo, Faults, mock_transport
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream, _failure
 from bridge.modyo.retry import RetryPolicy, parse_retry_after

@@ -16,7 +16,7 @@ import pytest
 from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.http import ModyoHttp, never_sent
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy

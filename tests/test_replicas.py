@@ -31,7 +31,7 @@ from tests.replicas import (
     HANG_GUARD_SECONDS,
     POLL_SECONDS,
     Background,
-    FakeModyo,
+    FakeModyoProcess,
     ProxyThread,
     Replica,
     RoundRobin,
@@ -61,7 +61,7 @@ def _store(redis: RedisServer, **extra: Any) -> dict[str, Any]:
 
 @dataclass
 class Cluster:
-    fake: FakeModyo
+    fake: FakeModyoProcess
     proxy: ProxyThread
     redis: RedisServer
     a: Replica
@@ -86,7 +86,7 @@ def cluster_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     redis = RedisServer(directory / "redis")
     topology = SentinelTopology(directory / "sentinel")
     sentinel = Background(topology.start)  # ~7 s of discovery, overlapping the rest
-    fake = FakeModyo(directory)
+    fake = FakeModyoProcess(directory)
     try:
         redis.start()
         with ProxyThread(fake.port) as proxy:

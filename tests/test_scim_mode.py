@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from bridge.modyo.fake import FakeModyoScim, FaultyModyo, mock_transport
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import RAILS_500
-from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.scim import TOMBSTONE
 from tests import entra
 from tests.conftest import MODYO_URL, assert_scim_error, create_group, create_user

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.service import FakeService
-from bridge.modyo.fake.state import FakeResponse
 
 
 @dataclass(frozen=True, slots=True)
