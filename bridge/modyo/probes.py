@@ -43,7 +43,8 @@ class Result:
     essential: bool = False
 
 
-Outcome = tuple[Kind, str]
+Verdict = tuple[Kind, str]
+"""What one probe found: its kind and the line's detail."""
 S = TypeVar("S")
 U = TypeVar("U", bound=Upstream)
 
@@ -60,15 +61,15 @@ def expect(condition: bool, failure: str) -> None:
         raise ProbeFailed(failure)
 
 
-def ok(detail: str) -> Outcome:
+def ok(detail: str) -> Verdict:
     return Kind.OK, detail
 
 
-def warn(detail: str) -> Outcome:
+def warn(detail: str) -> Verdict:
     return Kind.WARN, detail
 
 
-def skip(detail: str) -> Outcome:
+def skip(detail: str) -> Verdict:
     return Kind.SKIP, detail
 
 
@@ -77,7 +78,7 @@ class Probe(Generic[S]):
     """One line of a check: ``run`` takes the upstream's probe set (its client and state)."""
 
     name: str
-    run: Callable[[S], Awaitable[Outcome]]
+    run: Callable[[S], Awaitable[Verdict]]
     proves: str
     """What the bridge relies on that this probe shows (``check --help``)."""
     writes: bool = False
@@ -93,18 +94,18 @@ async def run_probes(target: S, probes: Sequence[Probe[S]], *, write: bool) -> l
     blocked: str | None = None
     for probe in probes:
         if blocked is not None:
-            outcome = skip(f"needs {blocked}")
+            verdict = skip(f"needs {blocked}")
         elif probe.writes and not write:
-            outcome = skip("only --write proves it (it writes a throw-away object)")
+            verdict = skip("only --write proves it (it writes a throw-away object)")
         else:
-            outcome = await _run(probe, target)
-        results.append(Result(probe.name, *outcome, essential=probe.essential))
-        if outcome[0] is Kind.FAIL and probe.essential:
+            verdict = await _run(probe, target)
+        results.append(Result(probe.name, *verdict, essential=probe.essential))
+        if verdict[0] is Kind.FAIL and probe.essential:
             blocked = probe.name
     return results
 
 
-async def _run(probe: Probe[S], target: S) -> Outcome:
+async def _run(probe: Probe[S], target: S) -> Verdict:
     try:
         with deadline_in(PROBE_DEADLINE_SECONDS):
             return await probe.run(target)
@@ -135,11 +136,11 @@ class UpstreamProbes(Generic[U]):
 
     # ------------------------------------------------------------------ read-only
 
-    async def _list_users(self) -> Outcome:
+    async def _list_users(self) -> Verdict:
         page = await self.client.list_users(0, 1)
         return ok(f"{page.total} {self.noun}(s)")
 
-    async def _user_filter(self) -> Outcome:
+    async def _user_filter(self) -> Verdict:
         found = await self.client.search_users(UserField.USER_NAME, self.name)
         expect(
             not found,
@@ -148,26 +149,26 @@ class UpstreamProbes(Generic[U]):
         )
         return ok("no match for a random userName, as expected")
 
-    async def _user_by_id(self) -> Outcome:
+    async def _user_by_id(self) -> Verdict:
         page = await self.client.list_users(0, 1)
         if not page.items:
             return skip(f"the account has no {self.noun} yet (--write creates one)")
         return ok(f"read {self.noun} {(await self.client.get_user(page.items[0].id)).id}")
 
-    async def _list_groups(self) -> Outcome:
+    async def _list_groups(self) -> Verdict:
         page = await self.client.list_groups(0, 1)
         return ok(f"{page.total} group(s)")
 
     # ------------------------------------------------------------------ writes (--write)
 
-    async def _create_user(self) -> Outcome:
+    async def _create_user(self) -> Verdict:
         self._user = await self.client.create_user(
             {UserField.USER_NAME: self.name, UserField.EMAIL: f"{self.name}@example.com",
              UserField.GIVEN_NAME: "Check", UserField.ACTIVE: False}
         )  # fmt: skip
         return ok(f"created {self.noun} {self._user.id} ({self.name}, inactive)")
 
-    async def _duplicate_user(self) -> Outcome:
+    async def _duplicate_user(self) -> Verdict:
         if self._user is None:
             return skip(f"needs the {self.noun} created above")
         try:
@@ -181,18 +182,18 @@ class UpstreamProbes(Generic[U]):
             "creates would not get 409"
         )
 
-    async def _update_user(self) -> Outcome:
+    async def _update_user(self) -> Verdict:
         if self._user is None:
             return skip(f"needs the {self.noun} created above")
         updated = await self.client.update_user(self._user.id, {UserField.FAMILY_NAME: "Probe"})
         expect(updated.family_name == "Probe", f"the {self.noun}'s family name did not change")
         return ok("changed the family name")
 
-    async def _create_group(self) -> Outcome:
+    async def _create_group(self) -> Verdict:
         self._group = await self.client.create_group({GroupField.DISPLAY_NAME: self.name})
         return ok(f"created group {self._group.id} ({self.name})")
 
-    async def _add_member(self) -> Outcome:
+    async def _add_member(self) -> Verdict:
         if self._user is None or self._group is None:
             return skip(f"needs the {self.noun} and group created above")
         await self.client.add_members(self._group.id, [self._user.id])
@@ -200,7 +201,7 @@ class UpstreamProbes(Generic[U]):
         expect(self._user.id in listed, "the added member is not listed in the group")
         return ok("the member is listed in the group")
 
-    async def _remove_member(self) -> Outcome:
+    async def _remove_member(self) -> Verdict:
         if self._user is None or self._group is None:
             return skip(f"needs the {self.noun} and group created above")
         await self.client.remove_members(self._group.id, [self._user.id])
@@ -208,7 +209,7 @@ class UpstreamProbes(Generic[U]):
         expect(self._user.id not in listed, "the removed member is still listed")
         return ok("the member is no longer listed")
 
-    async def _delete_group(self) -> Outcome:
+    async def _delete_group(self) -> Verdict:
         if self._group is None:
             return skip("needs the group created above")
         await self.client.delete_group(self._group.id)

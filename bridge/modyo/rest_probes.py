@@ -14,10 +14,10 @@ from bridge.deadline import deadline_in
 from bridge.modyo.probes import (
     PREFIX,
     PROBE_DEADLINE_SECONDS,
-    Outcome,
     Probe,
     ProbeFailed,
     UpstreamProbes,
+    Verdict,
     expect,
     ok,
     skip,
@@ -42,12 +42,12 @@ class RestProbes(UpstreamProbes[RestUpstream]):
 
     # ------------------------------------------------------------------ read-only
 
-    async def _profile(self) -> Outcome:
+    async def _profile(self) -> Verdict:
         profile = await self.client.profile()
         owner = profile.get("username") or profile.get("email") or profile.get("id")
         return ok(f"token owner: {owner}")
 
-    async def _memberships(self) -> Outcome:
+    async def _memberships(self) -> Verdict:
         page = await self.client.list_users(0, 1)
         if not page.items:
             return skip("the account has no team member yet (--write creates one)")
@@ -56,7 +56,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
         expect(user_id in groups, "a lookup by ids[] did not return the team member")
         return ok(f"team member {user_id} is in {len(groups[user_id])} group(s)")
 
-    async def _group_filter(self) -> Outcome:
+    async def _group_filter(self) -> Verdict:
         found = await self.client.search_groups(GroupField.DISPLAY_NAME, self.name)
         expect(
             not found,
@@ -65,14 +65,14 @@ class RestProbes(UpstreamProbes[RestUpstream]):
         )
         return ok("no match for a random name, as expected")
 
-    async def _group_members(self) -> Outcome:
+    async def _group_members(self) -> Verdict:
         page = await self.client.list_groups(0, 1)
         if not page.items:
             return skip("the account has no group yet (--write creates one)")
         members = await self.client.list_members(page.items[0].id)
         return ok(f"group {page.items[0].id} has {len(members)} member(s)")
 
-    async def _shapes(self) -> Outcome:
+    async def _shapes(self) -> Verdict:
         seen = self.client.shapes
         parts = [
             f"ids {seen.ids or 'not seen (no team member listed)'}",
@@ -84,7 +84,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
 
     # ------------------------------------------------------------------ writes (--write)
 
-    async def _delete_user(self) -> Outcome:
+    async def _delete_user(self) -> Verdict:
         if self._user is None:
             return skip("needs the team member created above")
         if not await self._deleted(self._user.id):

@@ -12,10 +12,10 @@ import httpx
 from bridge.deadline import deadline_in
 from bridge.modyo.probes import (
     PROBE_DEADLINE_SECONDS,
-    Outcome,
     Probe,
     ProbeFailed,
     UpstreamProbes,
+    Verdict,
     expect,
     ok,
     skip,
@@ -30,17 +30,17 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
 
     # ------------------------------------------------------------------ read-only
 
-    async def _token(self) -> Outcome:
+    async def _token(self) -> Verdict:
         health = await self.client.health()
         expect(health is not UpstreamHealth.TOKEN_REJECTED, "Modyo rejected the API token")
         expect(health is UpstreamHealth.UP, "Modyo did not answer GET /api/admin/profile")
         return ok("the token is valid")
 
-    async def _list_groups(self) -> Outcome:
+    async def _list_groups(self) -> Verdict:
         listed = await super()._list_groups()
         return listed[0], f"{listed[1]}; group queries read this listing (Modyo has no filter)"
 
-    async def _group_by_id(self) -> Outcome:
+    async def _group_by_id(self) -> Verdict:
         page = await self.client.list_groups(0, 1)
         if not page.items:
             return skip("the account has no group yet (--write creates one)")
@@ -48,7 +48,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
 
     # ------------------------------------------------------------------ writes (--write)
 
-    async def _add_member(self) -> Outcome:
+    async def _add_member(self) -> Verdict:
         added = await super()._add_member()
         if self._user is None or self._group is None:
             return added
@@ -60,7 +60,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
         )
         return ok("listed in the group, and the user lists the group")
 
-    async def _delete_user(self) -> Outcome:
+    async def _delete_user(self) -> Verdict:
         if self._user is None:
             return skip("needs the user created above")
         await self.client.delete_user(self._user.id)

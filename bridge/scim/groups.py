@@ -224,7 +224,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
     async def scan_upstream(self, limit: int) -> list[GroupRecord]:
         return await self.context.upstream.scan_groups(limit)
 
-    def held_value(self, record: GroupRecord, field: GroupField | None) -> str | None:
+    def field_value(self, record: GroupRecord, field: GroupField | None) -> str | None:
         held: dict[GroupField | None, str | None] = {
             None: record.id,
             GroupField.DISPLAY_NAME: record.display_name,

@@ -21,7 +21,7 @@ from scim2_models import Email, MutabilityException, Name, PatchOperation
 from bridge.scim.mapping import best_email
 from bridge.scim.models import ENTRA_POLICY, BridgeEmail, BridgeUser, UserPatch
 from bridge.scim.pathless import expanded
-from bridge.scim.unheld import Holding
+from bridge.scim.unheld import HeldAttributes
 from bridge.upstream import UserField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"  # invisible separator: never sent by Entra
@@ -52,7 +52,7 @@ def _fresh_probe() -> BridgeUser:
 
 
 def user_changes(
-    patch: UserPatch, holding: Holding[BridgeUser]
+    patch: UserPatch, holding: HeldAttributes[BridgeUser]
 ) -> dict[UserField, str | bool | None]:
     """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
     Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""

@@ -113,7 +113,7 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
     async def scan_upstream(self, limit: int) -> list[UserRecord]:
         return await self.context.upstream.scan_users(limit)
 
-    def held_value(self, record: UserRecord, field: UserField | None) -> str | None:
+    def field_value(self, record: UserRecord, field: UserField | None) -> str | None:
         held: dict[UserField | None, str | None] = {
             None: record.id,
             UserField.USER_NAME: record.user_name,
