@@ -30,7 +30,7 @@ from bridge.modyo.fake import FakeModyo, FakeModyoScim, Faults, FaultyModyo
 from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import scim_error
 from bridge.modyo.scim import TOMBSTONE, TOMBSTONE_DOMAIN
-from tests.conftest import MODYO_TOKEN, bridge_client
+from tests.harness import MODYO_TOKEN, bridge_client
 from tests.hooks import HookedModyo, VirtualClock
 
 Api = Literal["rest", "scim"]

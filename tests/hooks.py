@@ -74,13 +74,3 @@ class HookedModyo(FaultyModyo):
             self.injected["lost_502"] += 1
             return Served(FakeResponse(502, {"errors": ["Bad gateway"]}), applied=True)
         return await super().serve(method, path, query, body, headers)
-
-
-async def until(condition: Callable[[], bool], turns: int = 10_000) -> None:
-    """Let the other tasks run until ``condition()`` holds; fails (never hangs) if it does not
-    within ``turns`` turns of the event loop."""
-    for _ in range(turns):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")

@@ -20,7 +20,7 @@ from bridge.modyo.fake import (
     mock_transport,
 )
 from bridge.modyo.fake.base import FakeResponse
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
 from tests.servers import uvicorn_serving
 
 BROKEN = FakeResponse(422, {"errors": ["broken on purpose"]})

@@ -12,7 +12,7 @@ import pytest
 
 from bridge.modyo.fake import FakeModyo, FaultyModyo, Variant
 from tests import entra
-from tests.conftest import MODYO_TOKEN, assert_scim_error, bridge_client, make_settings
+from tests.harness import MODYO_TOKEN, assert_scim_error, bridge_client, make_settings
 
 VARIANTS = [
     Variant(),

@@ -23,7 +23,7 @@ from bridge.scim import queries, unheld
 from bridge.scim.auth import FailureThrottle
 from bridge.scim.models import UserResponseParameters
 from tests import entra
-from tests.conftest import (
+from tests.harness import (
     MODYO_URL,
     SECOND_TOKEN,
     SECOND_TOKEN_NAME,

@@ -16,7 +16,7 @@ from bridge.scim.errors import MAX_DETAIL
 from bridge.scim.unheld import forget_noted
 from tests import entra
 from tests.backends import Backend, differs
-from tests.conftest import assert_scim_error, create_group, create_user
+from tests.harness import assert_scim_error, create_group, create_user
 
 # Upstream-neutral edge checks (hostile bodies, surrogates, bounded details) run in rest mode;
 # what reaches Modyo (PATCH forms, booleans, members, addresses) runs in both.

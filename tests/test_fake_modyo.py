@@ -21,7 +21,8 @@ from asgi_lifespan import LifespanManager
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.faults import Served
-from tests.conftest import MODYO_TOKEN, MODYO_URL, until
+from tests.harness import MODYO_TOKEN, MODYO_URL
+from tests.waits import until
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}

@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from bridge.modyo.fake import FakeModyoApp, FakeModyoScim, Faults, FaultyModyo, mock_transport
 from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import ERROR_URN, LIST_URN, PATCH_URN, SCIM_PREFIX
-from tests.conftest import MODYO_TOKEN, MODYO_URL
+from tests.harness import MODYO_TOKEN, MODYO_URL
 
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
 SCIM_JSON = "application/scim+json; charset=utf-8"

@@ -16,7 +16,7 @@ from bridge.scim.attributes import served
 from bridge.scim.filters import MAX_LOOKUPS, compile_filter, user_filterable
 from tests import entra
 from tests.backends import Backend, LoggedScim, differs, membership_lookup
-from tests.conftest import (
+from tests.harness import (
     MODYO_TOKEN,
     assert_scim_error,
     bridge_client,

@@ -45,7 +45,7 @@ from bridge.modyo.fake import FakeModyo, FakeModyoScim, mock_transport
 from bridge.scim.errors import MAX_DETAIL
 from tests import entra, hostile
 from tests.backends import Api, Backend, new_backend
-from tests.conftest import MODYO_TOKEN, MODYO_URL, SECOND_TOKEN, TOKEN, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, SECOND_TOKEN, TOKEN, make_settings
 from tests.servers import uvicorn_serving
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
@@ -179,7 +179,7 @@ def check_answer(sent: Sent, answer: Answer) -> None:
 
 
 def _check_error(sent: Sent, status: int, answer: Answer) -> None:
-    """RFC 7644 §3.12, as tests/conftest.py's ``assert_scim_error`` reads it (an answer to
+    """RFC 7644 §3.12, as tests/harness.py's ``assert_scim_error`` reads it (an answer to
     HEAD has no content, RFC 9110 §9.3.2)."""
     assert answer.header(b"content-type") == b"application/scim+json", answer.headers
     if sent.method == "HEAD":

@@ -11,7 +11,7 @@ from bridge.modyo.fake import FakeModyo, mock_transport
 from bridge.scim.requests import PAST_EVERY_LISTING
 from tests import entra
 from tests.backends import Backend, cost, differs
-from tests.conftest import MODYO_URL, assert_scim_error, create_group, create_user
+from tests.harness import MODYO_URL, assert_scim_error, create_group, create_user
 from tests.hostile import ABSURD_START_INDEXES
 from tests.scim_mode import Recording
 
@@ -484,7 +484,7 @@ async def test_full_entra_group_lifecycle(scim: httpx.AsyncClient, backend: Back
 
 async def test_a_modyo_that_ignores_group_search_still_yields_the_exact_group() -> None:
     from bridge.modyo.fake import FaultyModyo
-    from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
+    from tests.harness import MODYO_TOKEN, bridge_client, make_settings
 
     fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)
     for n in range(120):

@@ -39,9 +39,9 @@ from tests.replicas import (
     SCIM_TOKEN,
     FakeModyoProcess,
     Replica,
-    eventually,
     running,
 )
+from tests.waits import eventually
 
 RSS_BOUND_MB = 24.0
 """What one bounded attack may add to the bridge's resident memory (interpreter arenas and

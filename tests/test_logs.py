@@ -16,7 +16,7 @@ from bridge.logs import MASK, Redactor, mask
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.modyo.fake.base import FakeResponse
 from tests import entra
-from tests.conftest import (
+from tests.harness import (
     MODYO_TOKEN,
     MODYO_URL,
     TOKEN,

@@ -39,8 +39,9 @@ from bridge.upstream import (
     UserField,
     UserRecord,
 )
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
-from tests.hooks import HookedModyo, VirtualClock, until
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.hooks import HookedModyo, VirtualClock
+from tests.waits import until
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}

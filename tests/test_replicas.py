@@ -24,22 +24,21 @@ import httpx
 import pytest
 
 from tests import entra
-from tests.conftest import assert_scim_error
+from tests.harness import assert_scim_error
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.replicas import (
     CREATE,
     HANG_GUARD_SECONDS,
-    POLL_SECONDS,
     Background,
     FakeModyoProcess,
     ProxyThread,
     Replica,
     RoundRobin,
     abandon_create,
-    eventually,
     leave_create,
     running,
 )
+from tests.waits import POLL_SECONDS, eventually
 
 WRITES = ("POST /team_members", "PUT /team_members/:id", "DELETE /team_members/:id")
 

@@ -18,7 +18,7 @@ from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import RAILS_500
 from bridge.modyo.scim import TOMBSTONE
 from tests import entra
-from tests.conftest import MODYO_URL, assert_scim_error, create_group, create_user
+from tests.harness import MODYO_URL, assert_scim_error, create_group, create_user
 from tests.scim_mode import Recording, scim_bridge, scim_fake, scim_service, serving
 
 __all__ = ["scim_bridge", "scim_fake", "scim_service"]  # fixtures used below

@@ -30,7 +30,7 @@ from bridge.upstream import (
     UserField,
     UserRecord,
 )
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
 from tests.scim_mode import Recording, Sent
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -28,7 +28,7 @@ from bridge.readiness import Readiness
 from bridge.scim.errors import SharedStoreUnavailable
 from bridge.scim.locks import CreateLocks, KeyedLocks
 from tests import entra
-from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings, no_rounds
+from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings, no_rounds
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.servers import logged
 

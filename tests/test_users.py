@@ -11,7 +11,7 @@ from bridge.modyo.fake import FakeModyo
 from bridge.scim.unheld import forget_noted
 from tests import entra
 from tests.backends import Backend, cost, differs
-from tests.conftest import BASE, assert_scim_error, create_user
+from tests.harness import BASE, assert_scim_error, create_user
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 
