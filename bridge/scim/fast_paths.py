@@ -72,7 +72,7 @@ class FastPaths:
         self._creates = {UserField.USER_NAME, UserField.EMAIL, UserField.ACTIVE} <= held
 
     def user_values(self, body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
-        """The values of Entra's create body (R5): userName, one work email, name parts,
+        """The values of Entra's create body: userName, one work email, name parts,
         externalId, active, an empty ``roles`` and ``meta.resourceType``; None for anything else.
         Booleans and the email are read by the same functions the models use
         (:func:`entra_boolean`, :func:`email_syntax`)."""

@@ -90,8 +90,8 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         return ScimResponse(list_response(resources, total, window.start_index))
 
     async def patch(self, request: Request) -> Response:
-        """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
-        checked before the first write, and re-sending it converges."""
+        """Modify (RFC 7644 §3.5.2): every Entra form; 204 (docs/design/entra.md, Groups).
+        The whole PATCH is checked before the first write, and re-sending it converges."""
         body = await self.read_body(request)
         check_operations(body, self.context.limits.max_patch_operations)
         plan = self.fast.group_plan(body)
@@ -298,7 +298,7 @@ def _wants_members(params: Parameters | None) -> bool:
 
 
 def _only_members_excluded(params: Parameters) -> bool:
-    """``excludedAttributes=members`` alone, Entra's group read (R15, R17): rendered directly,
+    """``excludedAttributes=members`` alone, Entra's group read: rendered directly,
     as ``members`` is then absent (tests/test_mapping.py holds this equal to the models)."""
     excluded = {str(path).lower() for path in params.excluded_attributes or ()}
     return params.attributes is None and excluded <= {"members"}
