@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -160,7 +162,18 @@ SHARED_STORE_UP = Gauge(
     "scim_bridge_shared_store_up",
     "1 when the last call to the shared idempotency store (Redis) succeeded, else 0",
     multiprocess_mode="livemin",
+    registry=None,  # exported once a Redis link exists (export_shared_store_up)
 )
+
+
+def export_shared_store_up() -> None:
+    """Export :data:`SHARED_STORE_UP`: only a bridge with the shared store (Redis) has one to
+    report; with the memory backend a 0 would read as an outage. (Workers, whose metrics go
+    through multiprocess files, always have Redis.)"""
+    with contextlib.suppress(ValueError):  # already registered: by an earlier link
+        REGISTRY.register(SHARED_STORE_UP)
+
+
 SHARED_STORE_REFUSED = Counter(
     "scim_bridge_shared_store_refused_writes_total",
     "Writes answered 503 because the shared idempotency store (Redis) did not answer",

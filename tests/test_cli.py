@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.cli import _dev_token
+from bridge.cli import _dev_token, main
 from bridge.config import token_problem
 from tests import entra
 from tests.processes import (
@@ -44,6 +45,35 @@ def test_dev_serves_scim_with_the_fake_modyo_inside() -> None:
         output = process.communicate(timeout=10)[0]
     assert f"Tenant URL:   {base}" in output
     assert f"Secret Token: {SCIM_TOKEN}" in output
+    lines = output.splitlines()
+    listening = next(n for n, line in enumerate(lines) if "Uvicorn running on" in line)
+    assert lines.index(f"  Tenant URL:   {base}") > listening  # the banner once it listens
+
+
+def test_a_port_in_use_is_one_line_and_no_banner() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "dev", "--port", str(port)],
+            capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""  # no banner for a server that never listened
+    assert result.stderr.splitlines() == [
+        f"scim-bridge dev: cannot listen on 127.0.0.1:{port} (server): Address already in use"
+    ]
+
+
+def test_dev_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["dev", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("listen address (default: 127.0.0.1)", "listen port (default: 8000)",
+                    "(modyo.api) (default: rest)", "Retry-After of 429s (s) (default: 1.0)",
+                    "share of 429 (default: 0.0)"):  # fmt: skip
+        assert default in shown, default
 
 
 def test_dev_generates_a_token_when_none_is_given() -> None:
@@ -258,6 +288,84 @@ def test_check_fails_with_a_rejected_token_and_does_not_print_it() -> None:
     assert set(rows.values()) == {"skip"}  # nothing else can be known without a valid token
     assert "401" in result.stdout and "scim-bridge check --explain" in result.stdout
     assert "not-the-right-token" not in result.stdout + result.stderr
+
+
+def test_check_needs_only_the_modyo_section_of_a_file_with_others(tmp_path: Path) -> None:
+    """The file ``serve`` reads may hold sections ``check`` has no use for, even unfinished
+    ones (tokens still to come from a secret store): it probes all the same."""
+    with fake_modyo() as modyo_url:
+        config = tmp_path / "bridge.toml"
+        config.write_text(
+            f'[scim]\ntokens = {{ entra = "not yet" }}\n[idempotency]\nbackend = "redis"\n'
+            f'[modyo]\nbase_url = "{modyo_url}"\ntoken = "{FAKE_TOKEN}"\n'
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "check", "--config", str(config)],
+            capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _rows(result.stdout)["token accepted (GET /api/admin/profile)"] == "ok"
+
+
+def test_check_json_is_one_document() -> None:
+    with fake_modyo() as modyo_url:
+        result = _check(modyo_url, "--json", "--write")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)  # the whole output: no table, no "configuration: ok"
+    configured, other = report["configured"], report["other"]
+    assert (configured["api"], configured["failed"], configured["left_behind"]) == (
+        "rest",
+        False,
+        [],
+    )
+    rows = {row["check"]: row["result"] for row in configured["results"]}
+    assert all(rows[name] == "ok" for name in WRITE_PROBES), rows
+    assert (other["api"], other["offered"]) == ("scim", False)
+
+
+def test_check_interrupted_prints_what_it_did_and_what_it_cleaned_up() -> None:
+    """Ctrl-C while a write is under way (a group create held at the fake): the lines of the
+    probes done so far are out already, the throw-away team member is deleted, and the
+    report says so, without a traceback."""
+    with fake_modyo() as modyo_url, httpx.Client(base_url=modyo_url, headers=FAKE_AUTH) as fake:
+        assert fake.post("/__fake__/hold", json={"route": "POST /groups"}).status_code == 204
+        with subprocess.Popen(
+            [sys.executable, "-m", "bridge", "check", "--write"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve_env(modyo_url),
+        ) as process:  # fmt: skip
+            try:
+                wait_until(
+                    lambda: fake.get("/__fake__/calls").json()["held"].get("POST /groups"),
+                    "check's group create held at the fake",
+                )
+                process.send_signal(signal.SIGINT)
+                out, err = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+        members = fake.get("/api/admin/team_members").json()["meta"]["total_entries"]
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert _rows(out)["create team member (POST /team_members)"] == "ok"  # printed as done
+    [said] = [line for line in out.splitlines() if line.startswith("interrupted: ")]
+    assert said.startswith("interrupted: deleted team member ")
+    assert members == 0
+
+
+def test_check_into_a_closed_pipe_ends_without_a_traceback() -> None:
+    """``check --explain | head``: the reader is gone before everything is written."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that has already gone: every write fails
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "check", "--explain"],
+            stdout=write, stderr=subprocess.PIPE, text=True, env=clean_env(), timeout=60,
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert result.stderr == ""
+    assert result.returncode == 1
 
 
 def test_check_explain_lists_every_probe() -> None:

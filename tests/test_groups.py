@@ -182,6 +182,7 @@ async def test_add_one_and_many_members_then_read_back(scim: httpx.AsyncClient) 
     ana, bob, eva = await _users(scim, "ana", "bob", "eva")
     response = await _patch(scim, group["id"], entra.op("Add", "members", entra.members(ana)))
     assert response.status_code == 204 and response.content == b""
+    assert "content-type" not in response.headers  # no content to describe (RFC 9110 §8.3)
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(bob, eva)))
     assert await _member_ids(scim, group["id"]) == {ana, bob, eva}
 

@@ -49,6 +49,7 @@ def test_metrics_are_served_only_on_the_internal_listener() -> None:
             metrics = httpx.get(f"{inside}/metrics")
             assert metrics.status_code == 200
             assert 'operation="users.query"' in metrics.text
+            assert "scim_bridge_shared_store_up" not in metrics.text  # no Redis: nothing to report
             for path in ("/scim/Users", "/healthz"):  # nothing of the SCIM listener's
                 missing = httpx.get(f"{inside}{path}", headers=headers)
                 assert missing.status_code == 404
@@ -60,6 +61,12 @@ def test_metrics_are_served_only_on_the_internal_listener() -> None:
             output, _ = process.communicate(timeout=20)
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Traceback" not in output
+    [started] = [line for line in output.splitlines() if "scim-bridge serving:" in line]
+    assert (  # one start-up line: where, from what, to which Modyo
+        "config BRIDGE_* variables only; SCIM path /scim; Modyo 127.0.0.1 (modyo.api = rest); "
+        f"store memory; workers 1; listeners SCIM http://127.0.0.1:{port}, internal "
+        f"127.0.0.1:{internal}"
+    ) in started
 
 
 def test_without_an_internal_port_metrics_are_nowhere_and_the_log_says_so() -> None:

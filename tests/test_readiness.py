@@ -131,7 +131,7 @@ async def test_results_older_than_the_maximum_age_are_not_trusted(rig: Rig) -> N
     assert response.json() == {"status": "unready", "reason": "stale"}
 
 
-async def test_each_change_of_state_is_logged_once_at_error_level(
+async def test_each_change_of_state_is_logged_once_and_a_recovery_at_info(
     rig: Rig, log_output: LogOutput
 ) -> None:
     log_output.configure(secrets=[MODYO_TOKEN])
@@ -152,7 +152,7 @@ async def test_each_change_of_state_is_logged_once_at_error_level(
         ("info", None),
         ("error", "modyo_unreachable"),
         ("error", "modyo_token_rejected"),
-        ("error", None),
+        ("info", None),  # the recovery is good news, not an alarm
     ]
     assert "recovered from modyo_token_rejected" in changes[-1]["message"]
     assert MODYO_TOKEN not in log_output.text

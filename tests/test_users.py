@@ -417,6 +417,7 @@ async def test_delete_is_204_then_gone_for_scim(scim: httpx.AsyncClient, backend
     created = await create_user(scim, "gone@contoso.com")
     response = await scim.delete(f"/Users/{created['id']}")
     assert response.status_code == 204 and response.content == b""
+    assert "content-type" not in response.headers  # no content to describe (RFC 9110 §8.3)
     assert_scim_error(await scim.get(f"/Users/{created['id']}"), 404)
     found = await scim.get("/Users", params={"filter": 'userName eq "gone@contoso.com"'})
     assert found.json()["totalResults"] == 0

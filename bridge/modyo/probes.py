@@ -87,9 +87,16 @@ class Probe(Generic[S]):
     """When it fails, the later probes cannot tell anything (the token)."""
 
 
-async def run_probes(target: S, probes: Sequence[Probe[S]], *, write: bool) -> list[Result]:
-    """One result per probe, in order; a probe raising an upstream error (or
-    :class:`ProbeFailed`) fails, and after an essential failure the others are skipped."""
+async def run_probes(
+    target: S,
+    probes: Sequence[Probe[S]],
+    *,
+    write: bool,
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """One result per probe, in order, each also handed to ``on_result`` as it completes; a
+    probe raising an upstream error (or :class:`ProbeFailed`) fails, and after an essential
+    failure the others are skipped."""
     results: list[Result] = []
     blocked: str | None = None
     for probe in probes:
@@ -100,6 +107,8 @@ async def run_probes(target: S, probes: Sequence[Probe[S]], *, write: bool) -> l
         else:
             verdict = await _run(probe, target)
         results.append(Result(probe.name, *verdict, essential=probe.essential))
+        if on_result is not None:
+            on_result(results[-1])
         if verdict[0] is Kind.FAIL and probe.essential:
             blocked = probe.name
     return results
@@ -124,6 +133,8 @@ class UpstreamProbes(Generic[U]):
     client: U
     suffix: str = field(default_factory=lambda: secrets.token_hex(6))
     leftovers: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    """What :meth:`clean_up` removed (said when ``check`` is interrupted)."""
     _user: UserRecord | None = None
     _group: GroupRecord | None = None
     _user_deleted: bool = False
@@ -228,6 +239,7 @@ class UpstreamProbes(Generic[U]):
             try:
                 with deadline_in(PROBE_DEADLINE_SECONDS):
                     await self.client.delete_group(self._group.id)
+                self.removed.append(f"deleted group {self._group.id} ({self._group.display_name})")
             except NotFound:
                 pass
             except (UpstreamError, httpx.HTTPError) as exc:

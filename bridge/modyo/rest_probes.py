@@ -120,6 +120,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
         try:
             with deadline_in(PROBE_DEADLINE_SECONDS):
                 if await self._deleted(user.id):
+                    self.removed.append(f"deleted team member {user.id} ({user.user_name})")
                     return
                 await self.client.update_user(
                     user.id,

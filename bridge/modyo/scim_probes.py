@@ -88,6 +88,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
         except (UpstreamError, httpx.HTTPError) as exc:
             self.leftovers.append(f"user {user.id} ({user.user_name}), not removed: {exc}")
             return
+        self.removed.append(f"deactivated user {user.id} ({user.user_name})")
         self.leftovers.append(f"user {user.id} stays in Modyo, deactivated and marked deleted")
 
 
