@@ -31,7 +31,7 @@ GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 def user_body(user_name: str) -> dict[str, Any]:
-    """Entra's POST /Users (entra-scim-behaviour.md R5)."""
+    """Entra's POST /Users (docs/design/entra.md, Users: Create)."""
     return {
         "schemas": [USER, ENTERPRISE],
         "externalId": f"ext-{user_name}",

@@ -508,7 +508,7 @@ def _size_cases(insiders: list[Any], outsiders: list[Any]) -> dict[str, Any]:
 
 
 def group_sizes(bench: Bench) -> list[dict[str, Any]]:
-    """Issue 3's table: add one member, remove one, add 25 in one PATCH, on groups of 10,
+    """The group-size table: add one member, remove one, add 25 in one PATCH, on groups of 10,
     1,000 and 50,000 members. Each measured PATCH is undone (unmeasured) before the next."""
     bench.phase = "group sizes"
     rows = []

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import ssl
+import sys
 import tomllib
 import typing
 from collections.abc import Iterator, Mapping
@@ -922,17 +923,19 @@ class Settings(_Configuration):
 
 
 class CheckSettings(_Configuration):
-    """What ``scim-bridge check`` needs: ``[modyo]`` (and ``[retry]``). The other sections
-    are validated when present, and ``[scim]`` may be absent (check serves no SCIM)."""
+    """What ``scim-bridge check`` needs: ``[modyo]`` (and ``[retry]``), validated. The
+    server's other sections may be present, as in the file ``serve`` reads, incomplete or
+    not (check serves nothing, so their values are not read); an unknown section is refused
+    as in :class:`Settings`."""
 
-    server: ServerSettings = ServerSettings()
-    internal: InternalSettings = InternalSettings()
-    scim: ScimSettings | None = None
+    server: dict[str, Any] | None = None
+    internal: dict[str, Any] | None = None
+    scim: dict[str, Any] | None = None
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
-    idempotency: IdempotencySettings = IdempotencySettings()
-    journal: JournalSettings = JournalSettings()
-    admin: AdminSettings = AdminSettings()
+    idempotency: dict[str, Any] | None = None
+    journal: dict[str, Any] | None = None
+    admin: dict[str, Any] | None = None
 
 
 class JournalReadSettings(_Configuration):
@@ -947,6 +950,7 @@ class JournalReadSettings(_Configuration):
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
+    admin: AdminSettings = AdminSettings()
 
 
 Config = TypeVar("Config", bound=_Configuration)
@@ -985,6 +989,8 @@ def load_settings(path: Path | None, model: Any = Settings, **overrides: Any) ->
     """
     if path is not None:
         _check_readable_toml(path)
+    for warning in variable_warnings(os.environ):
+        print(f"scim-bridge: warning: {warning}", file=sys.stderr)
     unreadable = json_variable_problems(os.environ)
     if unreadable:
         raise ConfigError(unreadable)
@@ -999,6 +1005,44 @@ def load_settings(path: Path | None, model: Any = Settings, **overrides: Any) ->
         raise ConfigError([line for error in errors for line in _describe(error)]) from None
     except SettingsError as exc:  # backstop: json_variable_problems reads what it reads
         raise ConfigError([f"the {ENV_PREFIX}* variables cannot be read: {exc}"]) from None
+
+
+def variable_warnings(environ: Mapping[str, str]) -> list[str]:
+    """The ``BRIDGE_*`` variables that name no section, each by its own name (a warning:
+    another tool may own it), with the setting it resembles when it has one ``_`` where
+    ``__`` separates the section and the key (``BRIDGE_MODYO_TOKEN``, which would leave
+    ``modyo.token`` unset). A variable naming a key its section lacks is refused by the
+    section, as that key in the TOML file is, and named as the variable."""
+    sections = _variable_sections()
+    known = {f"{ENV_PREFIX}{section}__{key}" for section, keys in sections.items() for key in keys}
+    warnings: list[str] = []
+    for raw in sorted(environ):
+        name = raw.upper()
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section = name[len(ENV_PREFIX) :].partition("__")[0]
+        if section in sections:
+            continue  # an unknown key is refused by its section, named as this variable
+        resembles = sorted(candidate for candidate in known if candidate.replace("__", "_") == name)
+        if resembles:
+            warnings.append(f"{raw} is ignored: did you mean {resembles[0]} (two underscores)?")
+        else:
+            warnings.append(f"{raw} is ignored: no setting reads it")
+    return warnings
+
+
+def _variable_sections() -> dict[str, set[str]]:
+    """Each section's upper-case name and the keys a variable may name under it (secret keys
+    also with their file suffix)."""
+    found: dict[str, set[str]] = {}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        keys = {key.upper() for key in model.model_fields}
+        keys |= {f"{key}{FILE_SUFFIX}".upper() for key in _secret_fields(model)}
+        found[section.upper()] = keys
+    return found
 
 
 def json_variable_problems(environ: Mapping[str, str]) -> list[str]:
@@ -1077,7 +1121,10 @@ def _describe(error: Any) -> list[str]:
     if not loc:  # a rule across sections: its message names the keys
         return [_phrase(error)]
     if error["type"] == "extra_forbidden":
-        return [f"{location}: unknown setting (see config.example.toml for valid keys)"]
+        variable = f"{ENV_PREFIX}{'__'.join(part.upper() for part in loc)}"
+        named = {name.upper(): name for name in os.environ}.get(variable)
+        where = f"{named} ({location})" if named else location
+        return [f"{where}: unknown setting (see config.example.toml for valid keys)"]
     return [f"{location}: {_phrase(error)}"]
 
 

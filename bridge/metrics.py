@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -35,9 +37,10 @@ def method_label(method: str) -> str:
 
 class Labelled:
     """A metric whose labelled children are looked up once and then kept: prometheus-client's
-    ``labels()`` costs ~2 µs a call (about 5% of a GET's CPU, profiled). Label values come
-    from small fixed sets (methods mapped by :func:`method_label`, operations, statuses, Modyo
-    calls, configured token names), never from a client's text, so the cache is small."""
+    ``labels()`` is a measurable share of a GET's CPU (docs/performance.md, Costs the code
+    avoids). Label values come from small fixed sets (methods mapped by :func:`method_label`,
+    operations, statuses, Modyo calls, configured token names), never from a client's text,
+    so the cache is small."""
 
     def __init__(self, metric: Any) -> None:
         self.metric = metric
@@ -159,7 +162,18 @@ SHARED_STORE_UP = Gauge(
     "scim_bridge_shared_store_up",
     "1 when the last call to the shared idempotency store (Redis) succeeded, else 0",
     multiprocess_mode="livemin",
+    registry=None,  # exported once a Redis link exists (export_shared_store_up)
 )
+
+
+def export_shared_store_up() -> None:
+    """Export :data:`SHARED_STORE_UP`: only a bridge with the shared store (Redis) has one to
+    report; with the memory backend a 0 would read as an outage. (Workers, whose metrics go
+    through multiprocess files, always have Redis.)"""
+    with contextlib.suppress(ValueError):  # already registered: by an earlier link
+        REGISTRY.register(SHARED_STORE_UP)
+
+
 SHARED_STORE_REFUSED = Counter(
     "scim_bridge_shared_store_refused_writes_total",
     "Writes answered 503 because the shared idempotency store (Redis) did not answer",

@@ -24,7 +24,7 @@ SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 
 def is_safe_id(raw: str) -> bool:
     """Whether ``raw`` can be a resource's id: an opaque token of a path-safe alphabet, at
-    most 64 characters (docs/modyo-contract.md C13). Modyo's integer ids and the uuids its
+    most 64 characters (docs/design/modyo-contract.md C13). Modyo's integer ids and the uuids its
     console and its SCIM server use fit; a ``/``, ``?``, ``#``, ``%``, ``..``, a control
     character (CR, LF) or a longer text cannot, in either ``modyo.api``, so no such text is
     ever put in a Modyo URL."""

@@ -1,4 +1,4 @@
-"""Both upstreams behind one test interface (issue 10 item 5): the SCIM-side suites run once
+"""Both upstreams behind one test interface: the SCIM-side suites run once
 against the REST fake (``modyo.api = "rest"``) and once against the fake of Modyo's SCIM server
 (``modyo.api = "scim"``), and state what they prove in upstream-neutral terms.
 
@@ -27,10 +27,10 @@ from typing import Any, Final, Literal
 
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyo, FakeModyoScim, Faults, FaultyModyo
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import scim_error
-from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.scim import TOMBSTONE, TOMBSTONE_DOMAIN
-from tests.conftest import MODYO_TOKEN, bridge_client
+from tests.harness import MODYO_TOKEN, bridge_client
 from tests.hooks import HookedModyo, VirtualClock
 
 Api = Literal["rest", "scim"]

@@ -22,7 +22,7 @@ from bridge.edge.readiness import Readiness
 from bridge.journal.history import MemoryHistory
 from bridge.journal.privacy import Privacy
 from bridge.journal.record import JournalRecord
-from tests.conftest import make_settings
+from tests.harness import make_settings
 from tests.servers import uvicorn_serving
 
 ADMIN_TOKEN = "admin-console-token-0123456789-abcdefgh"

@@ -1,4 +1,4 @@
-"""Requests exactly as Microsoft Entra ID sends them (entra-scim-behaviour.md §2, §4)."""
+"""Requests exactly as Microsoft Entra ID sends them (docs/design/entra.md)."""
 
 from __future__ import annotations
 

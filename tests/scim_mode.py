@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from bridge.config import Settings
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyoScim, FaultyModyo, mock_transport
-from tests.conftest import BASE, MODYO_TOKEN, MODYO_URL, TOKEN, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, app_client, make_settings
 
 
 def scim_mode_settings(**sections: dict[str, Any]) -> Settings:
@@ -44,15 +43,7 @@ async def serving(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real ASGI app in scim mode, started, its Modyo calls sent to ``transport``."""
     app = create_app(settings or scim_mode_settings(), modyo_transport=transport)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=BASE,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        ) as client,
-    ):
+    async with app_client(app) as client:
         yield client
 
 

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
@@ -21,10 +20,9 @@ from bridge.scim.fast_paths import FastPaths
 from bridge.scim.unheld import forget_noted
 from bridge.upstream import UserField
 from tests import entra
-from tests.conftest import (
-    BASE,
+from tests.harness import (
     MODYO_URL,
-    TOKEN,
+    app_client,
     assert_scim_error,
     make_settings,
     quiet_readiness,
@@ -51,11 +49,8 @@ async def narrowed(fake: FakeModyo) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         settings, upstream=WithoutFormattedName(http), readiness=quiet_readiness(settings)
     )
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(transport=transport, base_url=BASE, headers=headers) as client:
-            yield client
+    async with app_client(app) as client:
+        yield client
 
 
 def _user_schema(body: dict[str, object]) -> dict[str, object]:

@@ -21,7 +21,7 @@ from tests.backends import (
     _scim_operations,
     cost,
 )
-from tests.conftest import create_group, create_user
+from tests.harness import create_group, create_user
 
 UPSTREAMS = Path(__file__).resolve().parents[1] / "docs" / "design" / "upstreams.md"
 

@@ -24,7 +24,7 @@ from bench.checks import PhaseError
 from bench.runner import OPS, QUICK, SCIM_TOKEN, Bench, run_guarded, scan_path
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo, mock_transport
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings, quiet_readiness
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings, quiet_readiness
 from tests.servers import uvicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,12 +4,24 @@ failure. In-process against the fake Modyo, with scripted failures."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+
 import pytest
 
 from bridge.modyo.check import run_check
-from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, Variant, mock_transport
-from bridge.modyo.fake.state import FakeResponse
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+from bridge.modyo.fake import (
+    FakeModyo,
+    FakeModyoApp,
+    FakeModyoScim,
+    FaultyModyo,
+    Variant,
+    mock_transport,
+)
+from bridge.modyo.fake.base import FakeResponse
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.servers import uvicorn_serving
 
 BROKEN = FakeResponse(422, {"errors": ["broken on purpose"]})
 
@@ -158,3 +170,28 @@ async def test_a_misconfigured_api_fails_and_names_the_one_to_set(
     assert status == 1
     assert "  FAIL  " in line(out, "list team members")
     assert out.rstrip().endswith('this Modyo offers the other interface: set modyo.api = "scim"')
+
+
+async def test_a_probe_fails_under_python_optimize() -> None:
+    """``python -O`` strips ``assert``: the probes fail explicitly, so ``scim-bridge check``
+    still fails against a Modyo that ignores the userName filter."""
+    fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)
+    fake.seed_members(1)  # what an ignored filter answers for any userName
+    async with uvicorn_serving(FakeModyoApp(FaultyModyo(fake))) as port:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+        env |= {"BRIDGE_MODYO__BASE_URL": f"http://127.0.0.1:{port}",
+                "BRIDGE_MODYO__TOKEN": MODYO_TOKEN}  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-O", "-m", "bridge", "check",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(60):
+                out, err = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 1, out.decode() + err.decode()
+    assert "  FAIL  " in line(out.decode(), "team member filter honoured")
+    assert "the filter is ignored" in out.decode()

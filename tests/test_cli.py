@@ -10,140 +10,76 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bridge.config import token_problem
-from bridge.run.cli import _dev_token
+from bridge.run.cli import _dev_token, main
 from tests import entra
-
-SCIM_TOKEN = "cli-test-token-0123456789-abcdefghij"
-FAKE_TOKEN = "cli-fake-modyo-token"
-FAKE_AUTH = {"Authorization": f"Bearer {FAKE_TOKEN}"}  # its API and its control plane
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    return env | extra
-
-
-@contextmanager
-def _running(
-    args: list[str], ready_url: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    """``python -m bridge ARGS``, once ``ready_url`` answers; stopped, and its pipe closed, on
-    exit."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "bridge", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env or _env(),
-        cwd=cwd,
-    ) as process:
-        try:
-            _wait_until_answering(process, ready_url, args)
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_answering(process: subprocess.Popen[str], url: str, args: list[str]) -> None:
-    """Poll ``url`` until the server answers; between polls, wait on the process itself, so
-    that a server that exits (a bad port, a crash) fails the test at once with its output."""
-    for _ in range(200):  # 200 polls of 0.1 s: a server that never answers fails, not hangs
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            pass
-        try:
-            process.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            continue
-        break
-    output = process.communicate()[0] if process.poll() is not None else ""
-    raise AssertionError(f"{args} did not start:\n{output}")
-
-
-@contextmanager
-def _fake_modyo(*extra: str) -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with _running(["fake-modyo", "--port", str(port), "--token", FAKE_TOKEN, *extra], f"{url}/"):
-        yield url
-
-
-def _serve_env(modyo_url: str, token: str = FAKE_TOKEN, port: int = 8000) -> dict[str, str]:
-    return _env(
-        BRIDGE_SCIM__TOKENS=json.dumps({"cli": SCIM_TOKEN}),
-        BRIDGE_MODYO__BASE_URL=modyo_url,
-        BRIDGE_MODYO__TOKEN=token,
-        BRIDGE_SERVER__PORT=str(port),
-        BRIDGE_RETRY__MAX_ATTEMPTS="2",
-    )
-
-
-def _lifecycle(base: str) -> None:
-    """Entra's user lifecycle: query, create, patch, disable, re-enable, delete."""
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {SCIM_TOKEN}"}) as client:
-        query = {"filter": 'userName eq "cli@contoso.com"'}
-        assert client.get("/Users", params=query).json()["totalResults"] == 0
-        created = client.post("/Users", json=entra.user("cli@contoso.com"))
-        assert created.status_code == 201, created.text
-        url = f"/Users/{created.json()['id']}"
-        patched = client.patch(url, json=entra.patch(entra.op("Replace", "name.givenName", "Cli")))
-        assert patched.json()["name"]["givenName"] == "Cli"
-        assert (
-            client.patch(url, json=entra.patch(entra.op("Replace", "active", "False"))).json()[
-                "active"
-            ]
-            is False
-        )
-        assert (
-            client.patch(url, json=entra.patch(entra.op("Replace", "active", "True"))).json()[
-                "active"
-            ]
-            is True
-        )
-        assert client.get("/Users", params=query).json()["totalResults"] == 1
-        assert client.delete(url).status_code == 204
-        assert client.get(url).status_code == 404
+from tests.processes import (
+    FAKE_AUTH,
+    FAKE_TOKEN,
+    SCIM_TOKEN,
+    clean_env,
+    entra_lifecycle,
+    fake_modyo,
+    healthcheck,
+    running,
+    serve_env,
+)
+from tests.servers import free_port
+from tests.waits import wait_until
 
 
 def test_dev_serves_scim_with_the_fake_modyo_inside() -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/scim"
-    with _running(
+    with running(
         ["dev", "--port", str(port), "--token", SCIM_TOKEN], f"http://127.0.0.1:{port}/healthz"
     ) as process:
-        _lifecycle(base)
+        entra_lifecycle(base)
         process.terminate()
         output = process.communicate(timeout=10)[0]
     assert f"Tenant URL:   {base}" in output
     assert f"Secret Token: {SCIM_TOKEN}" in output
+    lines = output.splitlines()
+    listening = next(n for n, line in enumerate(lines) if "Uvicorn running on" in line)
+    assert lines.index(f"  Tenant URL:   {base}") > listening  # the banner once it listens
+
+
+def test_a_port_in_use_is_one_line_and_no_banner() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "dev", "--port", str(port)],
+            capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stdout == ""  # no banner for a server that never listened
+    assert result.stderr.splitlines() == [
+        f"scim-bridge dev: cannot listen on 127.0.0.1:{port} (server): Address already in use"
+    ]
+
+
+def test_dev_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["dev", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in ("listen address (default: 127.0.0.1)", "listen port (default: 8000)",
+                    "(modyo.api) (default: rest)", "Retry-After of 429s (s) (default: 1.0)",
+                    "share of 429 (default: 0.0)"):  # fmt: skip
+        assert default in shown, default
 
 
 def test_dev_generates_a_token_when_none_is_given() -> None:
-    port = _free_port()
-    with _running(["dev", "--port", str(port)], f"http://127.0.0.1:{port}/healthz") as process:
-        health = _healthcheck(process.pid, _env())
+    port = free_port()
+    with running(["dev", "--port", str(port)], f"http://127.0.0.1:{port}/healthz") as process:
+        health = healthcheck(process.pid, clean_env())
         process.terminate()
         output = process.communicate(timeout=10)[0]
     token = next(line.split(": ", 1)[1] for line in output.splitlines() if "Secret Token:" in line)
@@ -152,12 +88,12 @@ def test_dev_generates_a_token_when_none_is_given() -> None:
 
 
 def test_serve_against_fake_modyo_over_real_http() -> None:
-    with _fake_modyo() as modyo_url:
-        port = _free_port()
-        with _running(
-            ["serve"], f"http://127.0.0.1:{port}/healthz", env=_serve_env(modyo_url, port=port)
+    with fake_modyo() as modyo_url:
+        port = free_port()
+        with running(
+            ["serve"], f"http://127.0.0.1:{port}/healthz", env=serve_env(modyo_url, port=port)
         ):
-            _lifecycle(f"http://127.0.0.1:{port}/scim")
+            entra_lifecycle(f"http://127.0.0.1:{port}/scim")
 
 
 def test_dev_tokens_never_start_with_a_dash_and_meet_the_token_rules() -> None:
@@ -178,7 +114,7 @@ def test_dev_tokens_never_start_with_a_dash_and_meet_the_token_rules() -> None:
 def test_serve_with_nothing_configured_names_each_required_variable(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "serve"],
-        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=30, check=False,
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[1:] == [
@@ -194,7 +130,7 @@ def test_serve_with_nothing_configured_names_each_required_variable(tmp_path: Pa
 def test_serve_refuses_a_port_out_of_range_in_one_line(port: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "serve", "--port", port],
-        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+        capture_output=True, text=True, env=clean_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -206,23 +142,16 @@ def test_serve_refuses_a_port_out_of_range_in_one_line(port: str) -> None:
 NEVER_CALLED_MODYO = "http://127.0.0.1:9"  # /healthz never calls Modyo
 
 
-def _healthcheck(pid: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", "healthcheck", "--pid", str(pid)],
-        capture_output=True, text=True, env=env, timeout=30, check=False,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("source", ["toml", "environment", "flags"])
 def test_healthcheck_follows_the_address_serve_listens_on(tmp_path: Path, source: str) -> None:
     """Flags beat ``BRIDGE_SERVER__*``, which beat the TOML file: for ``serve`` and for the
     ``healthcheck`` of the container image, which reads serve's command line."""
-    toml_port, env_port, flag_port = _free_port(), _free_port(), _free_port()
+    toml_port, env_port, flag_port = free_port(), free_port(), free_port()
     (tmp_path / "bridge.toml").write_text(
         f'[server]\nhost = "{"localhost" if source == "flags" else "127.0.0.1"}"\n'
         f"port = {toml_port}\n"
     )
-    env = _serve_env(NEVER_CALLED_MODYO)
+    env = serve_env(NEVER_CALLED_MODYO)
     del env["BRIDGE_SERVER__PORT"]
     args = ["serve", "--config", "bridge.toml"]  # relative: read from serve's directory
     port = toml_port
@@ -232,25 +161,25 @@ def test_healthcheck_follows_the_address_serve_listens_on(tmp_path: Path, source
         args += ["--host", "127.0.0.1", "--port", str(flag_port)]
         port = flag_port
     url = f"http://127.0.0.1:{port}/healthz"
-    with _running(args, url, env=env, cwd=tmp_path) as process:
-        result = _healthcheck(process.pid, env)
+    with running(args, url, env=env, cwd=tmp_path) as process:
+        result = healthcheck(process.pid, env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"healthy: GET {url} answered 200\n"
 
 
 def test_healthcheck_is_unhealthy_when_nothing_answers_or_no_server_runs() -> None:
-    port = _free_port()
-    env = _serve_env(NEVER_CALLED_MODYO, port=port)
+    port = free_port()
+    env = serve_env(NEVER_CALLED_MODYO, port=port)
     with subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.stdin.read()", "serve", "--port", str(port)],
         stdin=subprocess.PIPE,
     ) as silent:  # looks like serve, listens nowhere
-        result = _healthcheck(silent.pid, env)
+        result = healthcheck(silent.pid, env)
         assert silent.stdin is not None
         silent.stdin.close()
     assert result.returncode == 1
     assert result.stderr == f"unhealthy: GET http://127.0.0.1:{port}/healthz: ConnectError\n"
-    result = _healthcheck(os.getpid(), env)
+    result = healthcheck(os.getpid(), env)
     assert result.returncode == 1
     assert result.stderr == f"unhealthy: process {os.getpid()} is not scim-bridge serve or dev\n"
 
@@ -260,7 +189,7 @@ def test_serve_with_a_bad_config_prints_one_line_per_problem(tmp_path: Path) -> 
     config.write_text('[scim]\ntokens = ["tiny"]\n[modyo]\nbase_url = "nope"\n')
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "serve", "--config", str(config)],
-        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+        capture_output=True, text=True, env=clean_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -276,7 +205,7 @@ def test_serve_with_a_bad_config_prints_one_line_per_problem(tmp_path: Path) -> 
 def _check(modyo_url: str, *args: str, token: str = FAKE_TOKEN) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bridge", "check", *args],
-        capture_output=True, text=True, env=_serve_env(modyo_url, token), timeout=60, check=False,
+        capture_output=True, text=True, env=serve_env(modyo_url, token), timeout=60, check=False,
     )  # fmt: skip
 
 
@@ -305,8 +234,8 @@ WRITE_PROBES = [
 
 
 def test_check_is_read_only_by_default_and_needs_only_the_modyo_section() -> None:
-    with _fake_modyo() as modyo_url:
-        env = {k: v for k, v in _serve_env(modyo_url).items() if k != "BRIDGE_SCIM__TOKENS"}
+    with fake_modyo() as modyo_url:
+        env = {k: v for k, v in serve_env(modyo_url).items() if k != "BRIDGE_SCIM__TOKENS"}
         result = subprocess.run(
             [sys.executable, "-m", "bridge", "check"],
             capture_output=True, text=True, env=env, timeout=60, check=False,
@@ -322,7 +251,7 @@ def test_check_is_read_only_by_default_and_needs_only_the_modyo_section() -> Non
 
 
 def test_check_write_proves_every_write_and_leaves_nothing_behind() -> None:
-    with _fake_modyo() as modyo_url:
+    with fake_modyo() as modyo_url:
         result = _check(modyo_url, "--write")
         auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
         members = httpx.get(f"{modyo_url}/api/admin/team_members", headers=auth).json()
@@ -335,7 +264,7 @@ def test_check_write_proves_every_write_and_leaves_nothing_behind() -> None:
 
 
 def test_check_without_hard_delete_warns_and_deactivates_what_it_cannot_delete() -> None:
-    with _fake_modyo("--no-delete") as modyo_url:
+    with fake_modyo("--no-delete") as modyo_url:
         result = _check(modyo_url, "--write")
         auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
         members = httpx.get(f"{modyo_url}/api/admin/team_members", headers=auth).json()
@@ -351,7 +280,7 @@ def test_check_without_hard_delete_warns_and_deactivates_what_it_cannot_delete()
 
 
 def test_check_fails_with_a_rejected_token_and_does_not_print_it() -> None:
-    with _fake_modyo() as modyo_url:
+    with fake_modyo() as modyo_url:
         result = _check(modyo_url, token="not-the-right-token")
     assert result.returncode == 1
     rows = _rows(result.stdout)
@@ -361,10 +290,88 @@ def test_check_fails_with_a_rejected_token_and_does_not_print_it() -> None:
     assert "not-the-right-token" not in result.stdout + result.stderr
 
 
+def test_check_needs_only_the_modyo_section_of_a_file_with_others(tmp_path: Path) -> None:
+    """The file ``serve`` reads may hold sections ``check`` has no use for, even unfinished
+    ones (tokens still to come from a secret store): it probes all the same."""
+    with fake_modyo() as modyo_url:
+        config = tmp_path / "bridge.toml"
+        config.write_text(
+            f'[scim]\ntokens = {{ entra = "not yet" }}\n[idempotency]\nbackend = "redis"\n'
+            f'[modyo]\nbase_url = "{modyo_url}"\ntoken = "{FAKE_TOKEN}"\n'
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "check", "--config", str(config)],
+            capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _rows(result.stdout)["token accepted (GET /api/admin/profile)"] == "ok"
+
+
+def test_check_json_is_one_document() -> None:
+    with fake_modyo() as modyo_url:
+        result = _check(modyo_url, "--json", "--write")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)  # the whole output: no table, no "configuration: ok"
+    configured, other = report["configured"], report["other"]
+    assert (configured["api"], configured["failed"], configured["left_behind"]) == (
+        "rest",
+        False,
+        [],
+    )
+    rows = {row["check"]: row["result"] for row in configured["results"]}
+    assert all(rows[name] == "ok" for name in WRITE_PROBES), rows
+    assert (other["api"], other["offered"]) == ("scim", False)
+
+
+def test_check_interrupted_prints_what_it_did_and_what_it_cleaned_up() -> None:
+    """Ctrl-C while a write is under way (a group create held at the fake): the lines of the
+    probes done so far are out already, the throw-away team member is deleted, and the
+    report says so, without a traceback."""
+    with fake_modyo() as modyo_url, httpx.Client(base_url=modyo_url, headers=FAKE_AUTH) as fake:
+        assert fake.post("/__fake__/hold", json={"route": "POST /groups"}).status_code == 204
+        with subprocess.Popen(
+            [sys.executable, "-m", "bridge", "check", "--write"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=serve_env(modyo_url),
+        ) as process:  # fmt: skip
+            try:
+                wait_until(
+                    lambda: fake.get("/__fake__/calls").json()["held"].get("POST /groups"),
+                    "check's group create held at the fake",
+                )
+                process.send_signal(signal.SIGINT)
+                out, err = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+        members = fake.get("/api/admin/team_members").json()["meta"]["total_entries"]
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert _rows(out)["create team member (POST /team_members)"] == "ok"  # printed as done
+    [said] = [line for line in out.splitlines() if line.startswith("interrupted: ")]
+    assert said.startswith("interrupted: deleted team member ")
+    assert members == 0
+
+
+def test_check_into_a_closed_pipe_ends_without_a_traceback() -> None:
+    """``check --explain | head``: the reader is gone before everything is written."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that has already gone: every write fails
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "check", "--explain"],
+            stdout=write, stderr=subprocess.PIPE, text=True, env=clean_env(), timeout=60,
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert result.stderr == ""
+    assert result.returncode == 1
+
+
 def test_check_explain_lists_every_probe() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "check", "--explain"],
-        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+        capture_output=True, text=True, env=clean_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0
     assert all(f"{name} [--write]" in result.stdout for name in WRITE_PROBES)
@@ -375,7 +382,7 @@ def test_check_explain_lists_every_probe() -> None:
 def test_fake_modyo_refuses_impossible_fault_rates(args: list[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "fake-modyo", *args],
-        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+        capture_output=True, text=True, env=clean_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "fault options" in result.stderr
 
@@ -385,9 +392,9 @@ def test_fake_modyo_draws_its_token_per_start_and_its_control_plane_needs_it() -
     API and its control plane (``/__fake__/``) refuse anything else."""
     drawn = []
     for _ in range(2):
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
-        with _running(["fake-modyo", "--port", str(port)], f"{url}/") as process:
+        with running(["fake-modyo", "--port", str(port)], f"{url}/") as process:
             assert process.stdout is not None
             banner = process.stdout.readline()
             token = banner.rsplit("/__fake__/: ", 1)[1].split(")", 1)[0]
@@ -405,8 +412,8 @@ def test_fake_modyo_draws_its_token_per_start_and_its_control_plane_needs_it() -
 def test_fake_modyo_listens_beyond_loopback_only_when_told() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "fake-modyo", "--host", "0.0.0.0",
-         "--port", str(_free_port())],
-        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+         "--port", str(free_port())],
+        capture_output=True, text=True, env=clean_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--allow-remote" in result.stderr and result.stdout == ""
@@ -415,17 +422,16 @@ def test_fake_modyo_listens_beyond_loopback_only_when_told() -> None:
 def test_fake_modyo_stops_on_sigterm_with_a_hanging_request_in_flight() -> None:
     """Orchestrators stop with SIGTERM; uvicorn's graceful shutdown waits for requests in
     flight, so a hang (``--hang-rate``) is answered 503 and the process exits."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["fake-modyo", "--port", str(port), "--token", FAKE_TOKEN, "--hang-rate", "1"]
-    with _running(args, f"{url}/__fake__/calls") as process, ThreadPoolExecutor(1) as pool:
+    with running(args, f"{url}/__fake__/calls") as process, ThreadPoolExecutor(1) as pool:
         auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
         pending = pool.submit(httpx.get, f"{url}/api/admin/profile", headers=auth, timeout=60)
-        for _ in range(100_000):  # the fake says when the request is hanging
-            if httpx.get(f"{url}/__fake__/calls", headers=auth).json()["injected"].get("hang"):
-                break
-        else:
-            raise AssertionError("the request never reached the fake")
+        wait_until(  # the fake says when the request is hanging
+            lambda: httpx.get(f"{url}/__fake__/calls", headers=auth).json()["injected"].get("hang"),
+            "the request hanging at the fake",
+        )
         process.send_signal(signal.SIGTERM)
         answer = pending.result(timeout=60)
         output = process.communicate(timeout=60)[0]
@@ -436,11 +442,11 @@ def test_fake_modyo_stops_on_sigterm_with_a_hanging_request_in_flight() -> None:
 
 
 def test_serve_log_level_debug_logs_each_modyo_call_under_the_request_id() -> None:
-    with _fake_modyo() as modyo_url:
-        port = _free_port()
+    with fake_modyo() as modyo_url:
+        port = free_port()
         healthz = f"http://127.0.0.1:{port}/healthz"
-        env = _serve_env(modyo_url, port=port)
-        with _running(["serve", "--log-level", "debug"], healthz, env=env) as process:
+        env = serve_env(modyo_url, port=port)
+        with running(["serve", "--log-level", "debug"], healthz, env=env) as process:
             response = httpx.get(
                 f"http://127.0.0.1:{port}/scim/Users",
                 headers={"Authorization": f"Bearer {SCIM_TOKEN}", "X-Request-Id": "cli-trace-1"},
@@ -467,12 +473,12 @@ def test_serve_takes_the_public_host_from_a_trusted_proxy() -> None:
     """``serve`` as a TLS proxy reaches it (from 127.0.0.1, the default trusted address):
     the Location names the public scheme and host (one of ``server.allowed_hosts``), not
     the bridge's own address."""
-    with _fake_modyo() as modyo_url:
-        port = _free_port()
+    with fake_modyo() as modyo_url:
+        port = free_port()
         healthz = f"http://127.0.0.1:{port}/healthz"
-        env = _serve_env(modyo_url, port=port)
+        env = serve_env(modyo_url, port=port)
         env["BRIDGE_SERVER__ALLOWED_HOSTS"] = '["scim.bank.example"]'
-        with _running(["serve"], healthz, env=env):
+        with running(["serve"], healthz, env=env):
             response = httpx.post(
                 f"http://127.0.0.1:{port}/scim/Users",
                 json=entra.user("proxied@contoso.com"),

@@ -383,3 +383,24 @@ def test_journal_settings_load_and_the_key_file_is_a_secret(
     assert journal.key is not None and journal.key.get_secret_value() == JOURNAL_KEY
     assert JOURNAL_KEY in settings.secret_values() and JOURNAL_KEY not in repr(settings)
     assert (journal.values, journal.max_bytes, journal.keep_files) == ("hashed", 104_857_600, 20)
+
+
+def test_a_variable_naming_no_setting_is_reported_by_its_own_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key its section lacks is refused, as the variable an operator set; a name that is
+    no section is warned about, with the setting it resembles (one ``_`` for ``__``)."""
+    monkeypatch.setenv("BRIDGE_MODYO_TOKEN", "looks-right")  # modyo.token would stay unset
+    monkeypatch.setenv("BRIDGE_SOMETHING_ELSE", "1")
+    monkeypatch.setenv("BRIDGE_MODYO__TOKN", "typo")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_write(tmp_path, VALID))
+    assert refused.value.problems == [
+        "BRIDGE_MODYO__TOKN (modyo.tokn): unknown setting (see config.example.toml for valid keys)"
+    ]
+    assert capsys.readouterr().err.splitlines() == [
+        "scim-bridge: warning: BRIDGE_MODYO_TOKEN is ignored: did you mean BRIDGE_MODYO__TOKEN "
+        "(two underscores)?",
+        "scim-bridge: warning: BRIDGE_SOMETHING_ELSE is ignored: no setting reads it",
+    ]
+    assert "looks-right" not in capsys.readouterr().err + str(refused.value)

@@ -1,5 +1,5 @@
 """The public scim2-tester conformance checks, against the bridge served over real HTTP, in
-both upstream modes (issue 10 item 5): in front of the REST fake and in front of the fake of
+both upstream modes: in front of the REST fake and in front of the fake of
 Modyo's SCIM server. What it finds is what Modyo cannot hold, mode by mode (tests/backends.py
 DIFFERENCES): the one email is primary (both), members carry their Modyo ``display`` (both),
 and in scim mode an ``externalId`` cannot change after creation (a clear 400, not a silent
@@ -20,7 +20,8 @@ from scim2_tester import CheckResult, Status, check_server
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
 from tests.backends import APIS, Api, differs
-from tests.conftest import MODYO_TOKEN, MODYO_URL, TOKEN, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, TOKEN, make_settings
+from tests.servers import free_port
 
 IMMUTABLE_EXTERNAL_ID = "externalId only when it is created and cannot change it"
 
@@ -45,9 +46,7 @@ def api(request: pytest.FixtureRequest) -> Api:
 
 @pytest.fixture(scope="module")
 def bridge_url(api: Api) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     fake = FakeModyo(token=MODYO_TOKEN) if api == "rest" else FakeModyoScim(token=MODYO_TOKEN)
     service = FaultyModyo(fake)
     settings = make_settings(modyo={"api": api})

@@ -25,7 +25,6 @@ from bridge.console.status import checks
 from bridge.edge.app import create_app
 from bridge.edge.readiness import Readiness
 from bridge.journal.history import EventFilter, MemoryHistory
-from tests.conftest import MODYO_TOKEN, TOKEN, make_settings
 from tests.console import (
     ADMIN_NAME,
     ADMIN_TOKEN,
@@ -37,6 +36,7 @@ from tests.console import (
     journal_event,
     sign_in,
 )
+from tests.harness import MODYO_TOKEN, TOKEN, make_settings
 
 PAGES = ["/", "/activity", "/errors", "/charts", "/configuration", "/safety",
          "/activity.csv", "/activity.jsonl", "/events/req-1"]  # fmt: skip
@@ -416,7 +416,7 @@ async def test_the_safety_slot_without_and_with_a_panel(history: MemoryHistory) 
 
 async def test_no_console_path_answers_on_the_scim_listener(modyo: Any) -> None:
     from bridge.modyo.fake import mock_transport
-    from tests.conftest import MODYO_URL
+    from tests.harness import MODYO_URL
 
     settings = console_settings()
     app = create_app(settings, modyo_transport=mock_transport(modyo, MODYO_URL))

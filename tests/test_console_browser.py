@@ -41,7 +41,6 @@ from bridge.edge.readiness import Readiness
 from bridge.journal.history import MemoryHistory
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests import entra
-from tests.conftest import MODYO_TOKEN, MODYO_URL, TOKEN
 from tests.console import (
     ADMIN_NAME,
     ADMIN_TOKEN,
@@ -50,6 +49,7 @@ from tests.console import (
     journal_event,
     served,
 )
+from tests.harness import MODYO_TOKEN, MODYO_URL, TOKEN
 
 WAIT_SECONDS = 30.0
 """The hang guard of every wait for the browser (a download, a page)."""

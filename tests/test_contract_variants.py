@@ -1,5 +1,5 @@
-"""The SCIM side under every shape Modyo documents for its answers (modyo-admin-api.md §3.5,
-§5.1): error envelopes as objects, translated strings or the 2022 hash (422); creates
+"""The SCIM side under every shape Modyo documents for its answers (docs/design/modyo-contract.md
+C8, C13): error envelopes as objects, translated strings or the 2022 hash (422); creates
 answered 200 or 201; deletes answered 204 or 200 ``{}``; objects addressed by integer id or
 by uuid. Each variant runs Entra's whole lifecycle and must end with the same answers."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from bridge.modyo.fake import FakeModyo, FaultyModyo, Variant
 from tests import entra
-from tests.conftest import MODYO_TOKEN, assert_scim_error, bridge_client, make_settings
+from tests.harness import MODYO_TOKEN, assert_scim_error, bridge_client, make_settings
 
 VARIANTS = [
     Variant(),

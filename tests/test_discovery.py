@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests import entra
-from tests.conftest import BASE, assert_scim_error
+from tests.harness import BASE, assert_scim_error
 
 pytestmark = pytest.mark.upstreams("rest", "scim")  # the bridge's own in either mode (F6)
 

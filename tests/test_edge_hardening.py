@@ -23,7 +23,7 @@ from bridge.scim import queries, unheld
 from bridge.scim.auth import FailureThrottle
 from bridge.scim.models import UserResponseParameters
 from tests import entra
-from tests.conftest import (
+from tests.harness import (
     MODYO_URL,
     SECOND_TOKEN,
     SECOND_TOKEN_NAME,
@@ -315,7 +315,7 @@ async def test_no_long_client_text_becomes_a_cache_entry(scim: httpx.AsyncClient
     """The caches of attribute paths and response parameters keep Entra's few short texts,
     never a client's long ones (each entry was a copy of up to a megabyte)."""
     queries._cached_parameters.cache_clear()
-    unheld._cached_holds.cache_clear()
+    unheld._cached_is_held.cache_clear()
     for number in range(50):
         attributes = f"userName,{number:04d}" + "x" * 2000
         answer = await scim.post(
@@ -325,7 +325,7 @@ async def test_no_long_client_text_becomes_a_cache_entry(scim: httpx.AsyncClient
         user = entra.user(f"long{number}@contoso.com") | {f"k{number}" + "y" * 2000: "v"}
         assert (await scim.post("/Users", json=user)).status_code == 201
     assert queries._cached_parameters.cache_info().currsize == 0
-    cached = unheld._cached_holds.cache_info().currsize
+    cached = unheld._cached_is_held.cache_info().currsize
     assert cached < 50  # the short, repeated paths of the creates only
     assert queries.response_parameters(UserResponseParameters, "userName", None) is not None
     assert queries._cached_parameters.cache_info().currsize == 1

@@ -19,7 +19,7 @@ from asgi_lifespan import LifespanManager
 
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo
-from tests.conftest import (
+from tests.harness import (
     MODYO_TOKEN,
     TOKEN,
     LogOutput,

@@ -11,12 +11,12 @@ import httpx
 import pytest
 
 from bridge.modyo.fake import FakeModyo
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from bridge.scim.errors import MAX_DETAIL
 from bridge.scim.unheld import forget_noted
 from tests import entra
 from tests.backends import Backend, differs
-from tests.conftest import assert_scim_error, create_group, create_user
+from tests.harness import assert_scim_error, create_group, create_user
 
 # Upstream-neutral edge checks (hostile bodies, surrogates, bounded details) run in rest mode;
 # what reaches Modyo (PATCH forms, booleans, members, addresses) runs in both.
@@ -250,7 +250,7 @@ async def test_every_path_form_works_in_both_positions(
     read: Any,
 ) -> None:
     """As a ``path``, and as a key of a path-less value (Entra's aadOptscim062020 form,
-    entra-scim-behaviour.md §0 item 5): applied, and read back by a GET. (scim mode: a
+    docs/design/entra.md, The two PATCH dialects): applied, and read back by a GET. (scim mode: a
     change of externalId is 400 in either position, the difference "externalId patchable".)"""
     user = await create_user(scim, "start@contoso.com")
     operation = (

@@ -1,5 +1,5 @@
 """The fake Modyo honours the contract the bridge assumes and the quirks Modyo documents
-(/work/shared/reference/modyo-admin-api.md §3.1, §5.1): envelope, silent clamps, ``only[]``,
+(docs/design/modyo-contract.md §2, §3): envelope, silent clamps, ``only[]``,
 ``{"errors": [...]}`` with 409 by default, ``401 {}``; plus its fault injection and adapters."""
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
-from bridge.modyo.fake.faults import Outcome
-from bridge.modyo.fake.state import FakeResponse
-from tests.conftest import MODYO_TOKEN, MODYO_URL, until
+from bridge.modyo.fake.base import FakeResponse
+from bridge.modyo.fake.faults import Served
+from tests.harness import MODYO_TOKEN, MODYO_URL
+from tests.waits import until
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
@@ -729,7 +730,7 @@ async def serve(
     path: str,
     body: Any = None,
     query: Iterable[tuple[str, str]] = (),
-) -> Outcome:
+) -> Served:
     raw = b"" if body is None else json.dumps(body).encode()
     return await service.serve(method, API + path, list(query), raw, AUTH)
 
@@ -928,7 +929,7 @@ async def test_lose_next_applies_then_drops_only_the_named_route(fake: FakeModyo
     lost = await serve(service, "POST", "/groups", {"name": "g1"})
     kept = await serve(service, "POST", "/groups", {"name": "g2"})
     assert read.response is not None and read.response.status == 200
-    assert lost == Outcome(response=None, applied=True)
+    assert lost == Served(response=None, applied=True)
     assert kept.response is not None and kept.response.status == 201
     assert sorted(group["name"] for group in fake.groups.values()) == ["g1", "g2"]
     assert service.injected == {"lost_connection": 1}
@@ -939,10 +940,10 @@ async def test_rate_limit_rejects_requests_beyond_the_bucket(fake: FakeModyo) ->
     service = FaultyModyo(fake, Faults(rate_limit_rps=4), clock=lambda: now[0])
     names = (f"g{n}" for n in range(100))
 
-    async def burst(size: int) -> list[Outcome]:
+    async def burst(size: int) -> list[Served]:
         return [await serve(service, "POST", "/groups", {"name": next(names)}) for _ in range(size)]
 
-    def statuses(outcomes: list[Outcome]) -> list[int | None]:
+    def statuses(outcomes: list[Served]) -> list[int | None]:
         return [o.response.status if o.response else None for o in outcomes]
 
     first = await burst(6)  # one instant: the bucket holds one second's worth, 4

@@ -1,5 +1,5 @@
 """The fake of Modyo's own SCIM server (``FakeModyoScim``): the documented behaviour and gaps
-(modyo-admin-api.md §2a, §5.2), each GUESS its docstring names, and the shared surface that
+(docs/design/modyo-contract.md §9), each GUESS its docstring names, and the shared surface that
 faults, the control plane and both adapters use."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from bridge.modyo.fake import FakeModyoApp, FakeModyoScim, Faults, FaultyModyo, mock_transport
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import ERROR_URN, LIST_URN, PATCH_URN, SCIM_PREFIX
-from bridge.modyo.fake.state import FakeResponse
-from tests.conftest import MODYO_TOKEN, MODYO_URL
+from tests.harness import MODYO_TOKEN, MODYO_URL
 
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
 SCIM_JSON = "application/scim+json; charset=utf-8"

@@ -35,7 +35,7 @@ from scim2_models.path import (
 from bridge.modyo.fake import FakeModyo, FaultyModyo
 from bridge.scim.models import BridgeUser
 from tests import entra
-from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
+from tests.harness import MODYO_TOKEN, bridge_client, make_settings
 
 UserFilter = ScimFilter[BridgeUser]
 

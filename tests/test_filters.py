@@ -16,7 +16,7 @@ from bridge.scim.attributes import served
 from bridge.scim.filters import MAX_LOOKUPS, compile_filter, user_filterable
 from tests import entra
 from tests.backends import Backend, LoggedScim, cost, differs, membership_lookup
-from tests.conftest import (
+from tests.harness import (
     MODYO_TOKEN,
     assert_scim_error,
     bridge_client,
@@ -493,7 +493,7 @@ async def test_a_modyo_that_ignores_search_parameters_still_yields_exact_answers
         assert await _names(scim, 'name.familyName sw "o"') == [OMALLEY]
 
 
-def test_entra_lookups_compare_the_held_value_without_rendering() -> None:
+def test_entra_lookups_compare_the_field_value_without_rendering() -> None:
     """Entra's matching filters take the one-comparison path (no resource per candidate)."""
     filterable = user_filterable(served(RestUpstream.holds))
     for expression in ('userName eq "a"', "externalId eq jyoung", 'id eq "7"', 'emails eq "a@b.c"'):

@@ -16,7 +16,7 @@ from bridge.edge.app import create_app
 from bridge.edge.forwarded import forwarded_host
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests import entra
-from tests.conftest import MODYO_URL, TOKEN, LogOutput, make_settings, quiet_readiness
+from tests.harness import MODYO_URL, TOKEN, LogOutput, make_settings, quiet_readiness
 from tests.servers import uvicorn_serving
 
 PUBLIC = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "scim.bank.example"}

@@ -22,7 +22,7 @@ from bridge.modyo.group_directory import MemoryGroupDirectory
 from bridge.modyo.upstreams import scim_upstream
 from bridge.upstream import GroupField, GroupRecord
 from tests import entra
-from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, no_rounds
+from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error, no_rounds
 from tests.redis_servers import RedisServer
 from tests.scim_mode import scim_fake, scim_mode_settings
 

@@ -1,4 +1,4 @@
-"""/Groups: Entra's group requests (entra-scim-behaviour.md §2 R15-R22, §4), over the real app."""
+"""/Groups: Entra's group requests (docs/design/entra.md, Groups), over the real app."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bridge.modyo.fake import FakeModyo, mock_transport
 from bridge.scim.requests import PAST_EVERY_LISTING
 from tests import entra
 from tests.backends import Backend, cost, differs
-from tests.conftest import MODYO_URL, assert_scim_error, create_group, create_user
+from tests.harness import MODYO_URL, assert_scim_error, create_group, create_user
 from tests.hostile import ABSURD_START_INDEXES
 from tests.scim_mode import Recording
 
@@ -182,6 +182,7 @@ async def test_add_one_and_many_members_then_read_back(scim: httpx.AsyncClient) 
     ana, bob, eva = await _users(scim, "ana", "bob", "eva")
     response = await _patch(scim, group["id"], entra.op("Add", "members", entra.members(ana)))
     assert response.status_code == 204 and response.content == b""
+    assert "content-type" not in response.headers  # no content to describe (RFC 9110 §8.3)
     await _patch(scim, group["id"], entra.op("Add", "members", entra.members(bob, eva)))
     assert await _member_ids(scim, group["id"]) == {ana, bob, eva}
 
@@ -484,7 +485,7 @@ async def test_full_entra_group_lifecycle(scim: httpx.AsyncClient, backend: Back
 
 async def test_a_modyo_that_ignores_group_search_still_yields_the_exact_group() -> None:
     from bridge.modyo.fake import FaultyModyo
-    from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
+    from tests.harness import MODYO_TOKEN, bridge_client, make_settings
 
     fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)
     for n in range(120):

@@ -38,11 +38,11 @@ from tests.replicas import (
     HOST,
     MODYO_TOKEN,
     SCIM_TOKEN,
-    FakeModyo,
+    FakeModyoProcess,
     Replica,
-    eventually,
     running,
 )
+from tests.waits import eventually
 
 RSS_BOUND_MB = 24.0
 """What one bounded attack may add to the bridge's resident memory (interpreter arenas and
@@ -54,7 +54,7 @@ THROTTLE_TABLE = 100
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
 
 
-class ScimFake(FakeModyo):
+class ScimFake(FakeModyoProcess):
     """``scim-bridge fake-modyo --api scim``: Modyo's own SCIM server."""
 
     def __init__(self, directory: Path) -> None:
@@ -68,7 +68,7 @@ _FAKE_AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}  # the fake's control pl
 
 @dataclass
 class Rig:
-    fake: FakeModyo
+    fake: FakeModyoProcess
     bridge: Replica
 
     @property
@@ -119,7 +119,7 @@ class Rigs:
 
     def get(self, api: str) -> Rig:
         if api not in self.started:
-            fake = FakeModyo(self.directory) if api == "rest" else ScimFake(self.directory)
+            fake = FakeModyoProcess(self.directory) if api == "rest" else ScimFake(self.directory)
             bridge = Replica(
                 f"bridge-{api}",
                 self.directory,

@@ -23,7 +23,7 @@ from bridge.store import redis_link
 from bridge.store.answers import Flight, MemoryStore, Outcome, StoredAnswer
 from tests import entra
 from tests.backends import Backend, membership_lookup
-from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error
+from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error
 from tests.redis_servers import RedisServer
 from tests.servers import logged, uvicorn_serving
 

@@ -21,27 +21,27 @@ import pytest
 
 from bridge.config import ConfigError, load_settings
 from bridge.run.server import MAX_REFUSING
-from tests.test_cli import (
+from tests.processes import (
     FAKE_AUTH,
     SCIM_TOKEN,
-    _fake_modyo,
-    _free_port,
-    _running,
-    _serve_env,
-    _wait_until_answering,
+    fake_modyo,
+    running,
+    serve_env,
+    wait_until_answering,
 )
+from tests.servers import free_port
+from tests.waits import wait_until
 
 FILE_LIMIT = 300  # the open-files limit (soft and hard) the flooded bridge runs under
 FLOOD = 320  # half-open connections to the internal listener: more than the limit
 INTERNAL_CAP = 8  # internal.max_connections
-HANG_GUARD = 2000  # polls of 0.05 s before a wait fails
 
 
 def test_metrics_are_served_only_on_the_internal_listener() -> None:
-    with _fake_modyo() as modyo_url:
-        port, internal = _free_port(), _free_port()
-        env = _serve_env(modyo_url, port=port) | {"BRIDGE_INTERNAL__PORT": str(internal)}
-        with _running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env) as process:
+    with fake_modyo() as modyo_url:
+        port, internal = free_port(), free_port()
+        env = serve_env(modyo_url, port=port) | {"BRIDGE_INTERNAL__PORT": str(internal)}
+        with running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env) as process:
             base, inside = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{internal}"
             headers = {"Authorization": f"Bearer {SCIM_TOKEN}"}
             assert httpx.get(f"{base}/scim/Users", headers=headers).status_code == 200
@@ -49,6 +49,7 @@ def test_metrics_are_served_only_on_the_internal_listener() -> None:
             metrics = httpx.get(f"{inside}/metrics")
             assert metrics.status_code == 200
             assert 'operation="users.query"' in metrics.text
+            assert "scim_bridge_shared_store_up" not in metrics.text  # no Redis: nothing to report
             for path in ("/scim/Users", "/healthz"):  # nothing of the SCIM listener's
                 missing = httpx.get(f"{inside}{path}", headers=headers)
                 assert missing.status_code == 404
@@ -60,13 +61,19 @@ def test_metrics_are_served_only_on_the_internal_listener() -> None:
             output, _ = process.communicate(timeout=20)
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Traceback" not in output
+    [started] = [line for line in output.splitlines() if "scim-bridge serving:" in line]
+    assert (  # one start-up line: where, from what, to which Modyo
+        "config BRIDGE_* variables only; SCIM path /scim; Modyo 127.0.0.1 (modyo.api = rest); "
+        f"store memory; workers 1; listeners SCIM http://127.0.0.1:{port}, internal "
+        f"127.0.0.1:{internal}"
+    ) in started
 
 
 def test_without_an_internal_port_metrics_are_nowhere_and_the_log_says_so() -> None:
-    with _fake_modyo() as modyo_url:
-        port = _free_port()
-        env = _serve_env(modyo_url, port=port)
-        with _running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env) as process:
+    with fake_modyo() as modyo_url:
+        port = free_port()
+        env = serve_env(modyo_url, port=port)
+        with running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env) as process:
             assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 404
             process.send_signal(signal.SIGTERM)
             output, _ = process.communicate(timeout=20)
@@ -128,7 +135,7 @@ def _serving_under_a_file_limit(env: dict[str, str], url: str) -> Iterator[subpr
         preexec_fn=limit,
     ) as process:
         try:
-            _wait_until_answering(process, url, ["serve"])
+            wait_until_answering(process, url, ["serve"])
             yield process
         finally:
             process.terminate()
@@ -155,9 +162,9 @@ def test_a_flood_of_the_internal_listener_leaves_scim_answering() -> None:
     INTERNAL_CAP of them and refuses the rest, its share of files stays bounded, and the SCIM
     listener answers, Modyo calls included. Without the cap (a plain uvicorn there) the
     flood took every file and SCIM answered nothing."""
-    port, internal = _free_port(), _free_port()
-    with _fake_modyo() as modyo_url, ExitStack() as held:
-        env = _serve_env(modyo_url, port=port) | {
+    port, internal = free_port(), free_port()
+    with fake_modyo() as modyo_url, ExitStack() as held:
+        env = serve_env(modyo_url, port=port) | {
             "BRIDGE_INTERNAL__PORT": str(internal),
             "BRIDGE_INTERNAL__MAX_CONNECTIONS": str(INTERNAL_CAP),
             "BRIDGE_SERVER__MAX_CONNECTIONS": "32",
@@ -171,12 +178,12 @@ def test_a_flood_of_the_internal_listener_leaves_scim_answering() -> None:
                 for _ in range(FLOOD)
             ]
             answered: set[int] = set()
-            for _ in range(HANG_GUARD):  # until all but the admitted ones are turned away
+
+            def turned_away() -> bool:  # all but the admitted ones
                 _settled(flood, answered)
-                if len(answered) >= FLOOD - INTERNAL_CAP:
-                    break
-            else:
-                raise AssertionError(f"{len(answered)} of {FLOOD} flood connections settled")
+                return len(answered) >= FLOOD - INTERNAL_CAP
+
+            wait_until(turned_away, f"{FLOOD - INTERNAL_CAP} of {FLOOD} flood connections settled")
             during = _open_files(bridge.pid)
             assert len(answered) == FLOOD - INTERNAL_CAP  # the admitted ones are held
             assert during <= before + INTERNAL_CAP + MAX_REFUSING < FILE_LIMIT
@@ -190,15 +197,15 @@ def test_a_flood_of_the_internal_listener_leaves_scim_answering() -> None:
             assert after == calls + 1  # the query reached Modyo
 
             held.close()  # the flood ends: the internal listener serves again
-            for _ in range(HANG_GUARD):
+
+            def metrics_served() -> bool:
                 try:
                     metrics = httpx.get(f"http://127.0.0.1:{internal}/metrics", timeout=10)
                 except httpx.HTTPError:
-                    continue
-                if metrics.status_code == 200:
-                    break
-            else:
-                raise AssertionError("the internal listener did not serve after the flood")
+                    return False
+                return metrics.status_code == 200
+
+            wait_until(metrics_served, "the internal listener serving after the flood")
             bridge.terminate()
             output = bridge.communicate(timeout=20)[0]
     assert "Too many open files" not in output and "Traceback" not in output, output

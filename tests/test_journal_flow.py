@@ -22,7 +22,7 @@ from bridge.journal.verify import verify
 from bridge.modyo.fake import Faults
 from tests import entra
 from tests.backends import DIFFERENCES, Backend
-from tests.conftest import TOKEN_NAME, LogOutput, assert_scim_error, create_group, create_user
+from tests.harness import TOKEN_NAME, LogOutput, assert_scim_error, create_group, create_user
 from tests.test_idempotency import vanishing
 
 pytestmark = pytest.mark.upstreams("rest", "scim")

@@ -17,7 +17,7 @@ import bridge.scim.mapping
 import bridge.scim.users
 from tests import entra
 from tests.backends import Backend
-from tests.conftest import assert_scim_error, create_group
+from tests.harness import assert_scim_error, create_group
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 MAX_FILTER_LENGTH = 4096  # the defaults of the settings (config.example.toml)

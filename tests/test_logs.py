@@ -14,9 +14,9 @@ from starlette.types import Receive, Scope, Send
 
 from bridge.logs import MASK, Redactor, mask
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from tests import entra
-from tests.conftest import (
+from tests.harness import (
     MODYO_TOKEN,
     MODYO_URL,
     TOKEN,

@@ -20,7 +20,7 @@ from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.modyo import retry
 from bridge.modyo.fake import FakeModyo, Faults, mock_transport
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream, _failure
 from bridge.modyo.retry import RetryPolicy, parse_retry_after
@@ -39,8 +39,9 @@ from bridge.upstream import (
     UserField,
     UserRecord,
 )
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
-from tests.hooks import HookedModyo, VirtualClock, until
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.hooks import HookedModyo, VirtualClock
+from tests.waits import until
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
@@ -668,6 +669,25 @@ async def test_a_read_waits_out_a_429_before_retrying() -> None:
     assert bench.fake.calls == {"GET /team_members/:id": 3}
     assert bench.clock.waits[0] == 1.0  # Retry-After: 1 was honoured, never called earlier
     assert len(bench.clock.waits) == 2 and bench.clock.waits[1] < 1  # then a backoff
+
+
+async def test_the_retry_metric_names_each_status_it_retried() -> None:
+    """The ``reason`` label is the status Modyo answered (given by the code that saw it, not
+    read back from a message)."""
+    from prometheus_client import REGISTRY
+
+    def retried(reason: str) -> float:
+        labels = {"call": "GET /team_members/:id", "reason": reason}
+        return REGISTRY.get_sample_value("scim_bridge_modyo_retries_total", labels) or 0.0
+
+    before = {reason: retried(reason) for reason in ("429", "502", "503")}
+    async with rig() as bench:
+        member = seed_member(bench.fake, "ana@contoso.com")
+        bench.fake.script("GET /team_members/:id", _throttled("0"), _down(502), _down(503))
+        await bench.client.get_user(str(member["id"]))
+    assert {reason: retried(reason) - before[reason] for reason in before} == {
+        "429": 1.0, "502": 1.0, "503": 1.0
+    }  # fmt: skip
 
 
 async def test_a_read_succeeds_despite_a_high_429_rate() -> None:

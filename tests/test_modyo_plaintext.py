@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from bridge.config import ConfigError, is_loopback, load_settings
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
-from tests.conftest import MODYO_TOKEN, TOKEN, LogOutput, bridge_client, make_settings
+from tests.harness import MODYO_TOKEN, TOKEN, LogOutput, bridge_client, make_settings
 
 REFUSED_PLAINTEXT = "modyo: modyo.base_url is http://, which sends the Modyo token in plaintext"
 REFUSED_UNVERIFIED = "modyo: modyo.verify_tls = false accepts any certificate"

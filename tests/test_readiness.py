@@ -18,16 +18,16 @@ from bridge.config import Settings
 from bridge.edge.app import create_app
 from bridge.edge.readiness import Readiness
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
-from tests.conftest import (
+from tests.harness import (
     MODYO_TOKEN,
     MODYO_URL,
-    TOKEN,
     LogOutput,
+    app_client,
     make_settings,
     no_rounds,
-    until,
 )
 from tests.servers import uvicorn_serving
+from tests.waits import eventually, until
 
 ROOT = "http://bridge.test"
 
@@ -62,14 +62,7 @@ async def rig(fake: FakeModyo) -> AsyncIterator[Rig]:
     app = create_app(
         settings, modyo_transport=mock_transport(service, MODYO_URL), readiness=readiness
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=f"{ROOT}/scim",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as client,
-    ):
+    async with app_client(app, base_url=f"{ROOT}/scim") as client:
         yield Rig(client, readiness, service, clock)
 
 
@@ -138,7 +131,7 @@ async def test_results_older_than_the_maximum_age_are_not_trusted(rig: Rig) -> N
     assert response.json() == {"status": "unready", "reason": "stale"}
 
 
-async def test_each_change_of_state_is_logged_once_at_error_level(
+async def test_each_change_of_state_is_logged_once_and_a_recovery_at_info(
     rig: Rig, log_output: LogOutput
 ) -> None:
     log_output.configure(secrets=[MODYO_TOKEN])
@@ -159,7 +152,7 @@ async def test_each_change_of_state_is_logged_once_at_error_level(
         ("info", None),
         ("error", "modyo_unreachable"),
         ("error", "modyo_token_rejected"),
-        ("error", None),
+        ("info", None),  # the recovery is good news, not an alarm
     ]
     assert "recovered from modyo_token_rejected" in changes[-1]["message"]
     assert MODYO_TOKEN not in log_output.text
@@ -194,22 +187,22 @@ async def test_the_background_task_follows_modyo_over_real_http(fake: FakeModyo)
         app = create_app(_settings(f"http://127.0.0.1:{modyo_port}"))
         async with uvicorn_serving(app) as port, httpx.AsyncClient() as client:
             readyz = f"http://127.0.0.1:{port}/readyz"
-            last: list[httpx.Response] = []
 
-            async def answers(expected: dict[str, str]) -> bool:
-                last[:] = [await client.get(readyz)]
-                return bool(last[0].json() == expected)
+            async def answer() -> httpx.Response:
+                return await client.get(readyz)
 
-            for _ in range(10_000):  # a probe runs every 0.2 s
-                if await answers({"status": "ready"}):
-                    break
-            assert last[0].status_code == 200
+            async def ready() -> bool:
+                return bool((await answer()).json() == {"status": "ready"})
+
+            async def token_rejected() -> bool:
+                expected = {"status": "unready", "reason": "modyo_token_rejected"}
+                return bool((await answer()).json() == expected)
+
+            await eventually(ready, "/readyz ready")  # a probe runs every 0.2 s
+            assert (await answer()).status_code == 200
             fake.token = "revoked-in-modyo"
-            for _ in range(10_000):
-                if await answers({"status": "unready", "reason": "modyo_token_rejected"}):
-                    break
-            assert last[0].status_code == 503
-            assert last[0].json()["reason"] == "modyo_token_rejected"
+            await eventually(token_rejected, "/readyz: the Modyo token rejected")
+            assert (await answer()).status_code == 503
 
 
 async def test_readyz_needs_no_token_and_is_not_under_the_scim_path(rig: Rig) -> None:

@@ -16,15 +16,17 @@ import pytest
 from bridge.config import Settings
 from bridge.deadline import deadline_in
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.http import ModyoHttp, never_sent
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.upstream import Unavailable, UserField
 from tests import entra
 from tests.backends import Backend, differs
-from tests.conftest import MODYO_URL, assert_scim_error, create_group, make_settings
-from tests.hooks import VirtualClock, until
+from tests.harness import MODYO_URL, assert_scim_error, create_group, make_settings
+from tests.hooks import VirtualClock
+from tests.servers import free_port
+from tests.waits import until
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 
@@ -479,11 +481,7 @@ async def test_a_refused_connection_is_known_never_sent_even_through_aiohttp(
 ) -> None:
     """httpx-aiohttp turns every aiohttp connection error into ConnectTimeout; the bridge
     tells a refused connection (safe to re-send, even a create) from a dropped one."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"
     settings = make_settings(
         modyo={"base_url": closed, "transport": "aiohttp"}, retry={"max_attempts": 2}
     )

@@ -1,4 +1,4 @@
-"""Several replicas, one truth (issue 12 item 4): two real ``scim-bridge serve`` processes
+"""Several replicas, one truth: two real ``scim-bridge serve`` processes
 sharing one real redis-server and one real ``scim-bridge fake-modyo``, driven over real HTTP.
 
 Every Modyo write is counted at the fake (its ``/__fake__/calls``), and Modyo's final state is
@@ -28,22 +28,21 @@ import redis.asyncio as aioredis
 from bridge.journal import EventFilter
 from bridge.journal.redis_history import RedisHistory
 from tests import entra
-from tests.conftest import assert_scim_error
+from tests.harness import assert_scim_error
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.replicas import (
     CREATE,
     HANG_GUARD_SECONDS,
-    POLL_SECONDS,
     Background,
-    FakeModyo,
+    FakeModyoProcess,
     ProxyThread,
     Replica,
     RoundRobin,
     abandon_create,
-    eventually,
     leave_create,
     running,
 )
+from tests.waits import POLL_SECONDS, eventually
 
 WRITES = ("POST /team_members", "PUT /team_members/:id", "DELETE /team_members/:id")
 
@@ -82,7 +81,7 @@ def journal_events(cluster: Cluster, replica: str) -> list[dict[str, Any]]:
 
 @dataclass
 class Cluster:
-    fake: FakeModyo
+    fake: FakeModyoProcess
     proxy: ProxyThread
     redis: RedisServer
     a: Replica
@@ -107,7 +106,7 @@ def cluster_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clus
     redis = RedisServer(directory / "redis")
     topology = SentinelTopology(directory / "sentinel")
     sentinel = Background(topology.start)  # ~7 s of discovery, overlapping the rest
-    fake = FakeModyo(directory)
+    fake = FakeModyoProcess(directory)
     try:
         redis.start()
         with ProxyThread(fake.port) as proxy:

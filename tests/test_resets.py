@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyoApp
 from tests import entra
 from tests.backends import Backend, wire, write_methods
-from tests.conftest import BASE, TOKEN
+from tests.harness import app_client
 from tests.servers import ResetProxy, uvicorn_serving
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
@@ -45,14 +44,7 @@ async def rig(backend: Backend) -> AsyncIterator[Rig]:
             settings = backend.with_settings(
                 modyo={"base_url": f"http://127.0.0.1:{port}", "transport": "aiohttp"}
             )
-            async with (
-                LifespanManager(create_app(settings)) as manager,
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=manager.app),
-                    base_url=BASE,
-                    headers={"Authorization": f"Bearer {TOKEN}"},
-                ) as scim,
-            ):
+            async with app_client(create_app(settings)) as scim:
                 yield Rig(backend, proxy, scim)
 
 

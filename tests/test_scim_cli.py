@@ -14,21 +14,22 @@ from bridge.edge.app import create_app
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.scim import ScimUpstream
 from bridge.modyo.upstreams import modyo_upstream
-from tests.conftest import make_settings
-from tests.test_cli import FAKE_TOKEN, SCIM_TOKEN, _free_port, _lifecycle, _running, _serve_env
+from tests.harness import make_settings
+from tests.processes import FAKE_TOKEN, SCIM_TOKEN, entra_lifecycle, running, serve_env
+from tests.servers import free_port
 
 
 def test_serve_against_fake_modyo_scim_over_real_http() -> None:
-    modyo_port, port = _free_port(), _free_port()
+    modyo_port, port = free_port(), free_port()
     modyo_url = f"http://127.0.0.1:{modyo_port}"
     fake = ["fake-modyo", "--api", "scim", "--port", str(modyo_port), "--token", FAKE_TOKEN]
-    with _running(fake, f"{modyo_url}/") as modyo:
+    with running(fake, f"{modyo_url}/") as modyo:
         auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
         listed = httpx.get(f"{modyo_url}/api/admin/scim/Users", headers=auth)
         assert listed.headers["content-type"].startswith("application/scim+json")
-        env = _serve_env(modyo_url, port=port) | {"BRIDGE_MODYO__API": "scim"}
-        with _running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env):
-            _lifecycle(f"http://127.0.0.1:{port}/scim")
+        env = serve_env(modyo_url, port=port) | {"BRIDGE_MODYO__API": "scim"}
+        with running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env):
+            entra_lifecycle(f"http://127.0.0.1:{port}/scim")
         calls = httpx.get(f"{modyo_url}/__fake__/calls", headers=auth).json()["calls"]
         assert calls["PATCH /scim/Users/:id"] >= 3 and "DELETE /scim/Users/:id" not in calls
         modyo.terminate()
@@ -36,11 +37,11 @@ def test_serve_against_fake_modyo_scim_over_real_http() -> None:
 
 
 def test_dev_with_the_scim_api_serves_the_whole_lifecycle() -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}/scim"
     args = ["dev", "--modyo-api", "scim", "--port", str(port), "--token", SCIM_TOKEN]
-    with _running(args, f"http://127.0.0.1:{port}/healthz") as process:
-        _lifecycle(base)
+    with running(args, f"http://127.0.0.1:{port}/healthz") as process:
+        entra_lifecycle(base)
         process.terminate()
         output = process.communicate(timeout=10)[0]
     assert "fake Modyo SCIM API in memory" in output

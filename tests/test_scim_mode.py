@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from bridge.modyo.fake import FakeModyoScim, FaultyModyo, mock_transport
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import RAILS_500
-from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.scim import TOMBSTONE
 from tests import entra
-from tests.conftest import MODYO_URL, assert_scim_error, create_group, create_user
+from tests.harness import MODYO_URL, assert_scim_error, create_group, create_user
 from tests.scim_mode import Recording, scim_bridge, scim_fake, scim_service, serving
 
 __all__ = ["scim_bridge", "scim_fake", "scim_service"]  # fixtures used below
@@ -290,7 +290,7 @@ async def test_entra_group_lifecycle(
     assert (
         await _patch_group(scim, gid, entra.op("Remove", "members", entra.members(ana)))
     ).status_code == 204
-    assert await _member_ids(scim, gid) == {bob, eva}  # only the listed member left (§0 item 4)
+    assert await _member_ids(scim, gid) == {bob, eva}  # only the listed member left (Entra's form)
     await _patch_group(scim, gid, entra.op("remove", f'members[value eq "{bob}"]', no_value=True))
     assert await _member_ids(scim, gid) == {eva}
     assert (

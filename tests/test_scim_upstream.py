@@ -14,8 +14,8 @@ import pytest
 
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyoScim, Faults, FaultyModyo, mock_transport
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.scim_state import LIST_URN, RAILS_404, RAILS_500, scim_error
-from bridge.modyo.fake.state import FakeResponse
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.retry import RetryPolicy
 from bridge.modyo.scim import MEDIA_TYPE, SCIM, TOMBSTONE, ScimUpstream, tombstone
@@ -30,7 +30,7 @@ from bridge.upstream import (
     UserField,
     UserRecord,
 )
-from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
 from tests.scim_mode import Recording, Sent
 
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"

@@ -19,7 +19,7 @@ from bridge.modyo.check import run_check
 from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
 from bridge.modyo.scim import MEDIA_TYPE
 from tests import entra
-from tests.conftest import MODYO_TOKEN, MODYO_URL, LogOutput, bridge_client, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, LogOutput, bridge_client, make_settings
 
 SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 PROXY_USER, PROXY_PASSWORD = "egress-user", "proxy-password-0123"

@@ -35,8 +35,9 @@ from bridge.run.server import (
     server_config,
 )
 from tests import entra
-from tests.conftest import MODYO_URL, TOKEN, make_settings
+from tests.harness import MODYO_URL, TOKEN, make_settings
 from tests.servers import free_port
+from tests.waits import wait_until
 
 PARSERS = pytest.mark.parametrize("parser", ["httptools", "h11"])
 SAFETY_SECONDS = 60  # a hang guard on every read: a broken server fails the test, never hangs it
@@ -558,9 +559,7 @@ def _wait_for(
 
 
 def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     token = "sigint-test-token-0123456789-abcdefgh"
     internal = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
@@ -585,9 +584,10 @@ def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() ->
             "\r\n\r\n".encode()
         )
         metrics = f"http://127.0.0.1:{internal}/metrics"
-        for _ in range(10_000):  # until the request has reached the fake Modyo, which hangs
-            if "scim_bridge_modyo_in_flight 1.0" in httpx.get(metrics).text:
-                break
+        wait_until(  # the request has reached the fake Modyo, which hangs
+            lambda: "scim_bridge_modyo_in_flight 1.0" in httpx.get(metrics).text,
+            "the request in flight at Modyo",
+        )
         process.send_signal(signal.SIGINT)
         _wait_for(lines, "Waiting for connections to close", seen)
         process.send_signal(signal.SIGINT)

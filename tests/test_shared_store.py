@@ -29,7 +29,7 @@ from bridge.store.redis_answers import RedisStore
 from bridge.store.redis_link import RedisLink, connect
 from bridge.store.redis_locks import RedisLocks
 from tests import entra
-from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings, no_rounds
+from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings, no_rounds
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.servers import logged
 

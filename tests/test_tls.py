@@ -27,9 +27,11 @@ from bridge.edge.app import internal_app
 from bridge.modyo.fake import FaultyModyo
 from bridge.run.server import Server, internal_config
 from tests import entra
-from tests.conftest import TOKEN, make_settings
-from tests.test_cli import _fake_modyo, _free_port, _healthcheck, _serve_env
+from tests.harness import TOKEN, make_settings
+from tests.processes import fake_modyo, healthcheck, serve_env
+from tests.servers import free_port
 from tests.test_server import SAFETY_SECONDS, bridge
+from tests.waits import wait_until
 
 GUARD = 400  # new connections tried before a wait for the replaced certificate fails
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: bridge\r\n\r\n"
@@ -282,9 +284,9 @@ def test_a_listener_s_certificate_and_key_must_load(volume: SecretVolume, tmp_pa
 
 def test_the_image_healthcheck_speaks_tls_to_a_tls_listener(volume: SecretVolume) -> None:
     """``scim-bridge healthcheck`` (the Dockerfile's HEALTHCHECK) follows serve to https."""
-    with _fake_modyo() as modyo_url:
-        port = _free_port()
-        env = _serve_env(modyo_url, port=port) | {
+    with fake_modyo() as modyo_url:
+        port = free_port()
+        env = serve_env(modyo_url, port=port) | {
             "BRIDGE_SERVER__TLS_CERT_FILE": str(volume.cert),
             "BRIDGE_SERVER__TLS_KEY_FILE": str(volume.key),
         }
@@ -295,10 +297,12 @@ def test_the_image_healthcheck_speaks_tls_to_a_tls_listener(volume: SecretVolume
             env=env,
         ) as process:
             try:
-                for _ in range(GUARD):  # until it serves (or exits)
-                    result = _healthcheck(process.pid, env)
-                    if result.returncode == 0 or process.poll() is not None:
-                        break
+
+                def served_or_exited() -> subprocess.CompletedProcess[str] | None:
+                    result = healthcheck(process.pid, env)
+                    return result if result.returncode == 0 or process.poll() is not None else None
+
+                result = wait_until(served_or_exited, "serve answering the healthcheck")
             finally:
                 process.terminate()
                 process.wait(timeout=SAFETY_SECONDS)

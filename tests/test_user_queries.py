@@ -11,7 +11,7 @@ from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.scim.requests import PAST_EVERY_LISTING
 from tests import entra
 from tests.backends import Backend, differs
-from tests.conftest import MODYO_URL, assert_scim_error, create_user
+from tests.harness import MODYO_URL, assert_scim_error, create_user
 from tests.hostile import ABSURD_START_INDEXES
 from tests.scim_mode import Recording
 
@@ -256,7 +256,7 @@ async def test_a_modyo_that_ignores_search_parameters_still_yields_exact_matches
 ) -> None:
     """Correctness never rests on Modyo's filtering: every candidate is re-checked against the
     SCIM filter, and every page is read (docs/design/modyo-contract.md, assumption on filters)."""
-    from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
+    from tests.harness import MODYO_TOKEN, bridge_client, make_settings
 
     fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)
     fake.seed_members(150, prefix="noise")  # two pages of unrelated team members

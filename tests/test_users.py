@@ -1,4 +1,4 @@
-"""/Users: every request Entra sends (entra-scim-behaviour.md §2 R1-R14), over the real app."""
+"""/Users: every request Entra sends (docs/design/entra.md, Users), over the real app."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bridge.modyo.fake import FakeModyo
 from bridge.scim.unheld import forget_noted
 from tests import entra
 from tests.backends import Backend, cost, differs
-from tests.conftest import BASE, assert_scim_error, create_user
+from tests.harness import BASE, assert_scim_error, create_user
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 
@@ -417,6 +417,7 @@ async def test_delete_is_204_then_gone_for_scim(scim: httpx.AsyncClient, backend
     created = await create_user(scim, "gone@contoso.com")
     response = await scim.delete(f"/Users/{created['id']}")
     assert response.status_code == 204 and response.content == b""
+    assert "content-type" not in response.headers  # no content to describe (RFC 9110 §8.3)
     assert_scim_error(await scim.get(f"/Users/{created['id']}"), 404)
     found = await scim.get("/Users", params={"filter": 'userName eq "gone@contoso.com"'})
     assert found.json()["totalResults"] == 0

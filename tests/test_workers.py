@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 
 from tests import entra
+from tests.processes import SCIM_TOKEN, fake_modyo, serve_env
 from tests.redis_servers import RedisServer
-from tests.test_cli import SCIM_TOKEN, _fake_modyo, _free_port, _serve_env
+from tests.servers import free_port
 
 STARTED = "Application startup complete."
 STARTUP_GUARD_SECONDS = 120.0
@@ -95,9 +96,9 @@ def _parent(pid: int) -> int:
 def test_two_workers_serve_one_port_and_share_redis(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    port, metrics_port = _free_port(), _free_port()
-    with _fake_modyo() as modyo_url:
-        env = _serve_env(modyo_url, port=port) | {
+    port, metrics_port = free_port(), free_port()
+    with fake_modyo() as modyo_url:
+        env = serve_env(modyo_url, port=port) | {
             "BRIDGE_SERVER__WORKERS": "2",
             "BRIDGE_INTERNAL__PORT": str(metrics_port),
             "BRIDGE_IDEMPOTENCY__BACKEND": "redis",
@@ -181,7 +182,7 @@ def _until_both_answered(
 
 
 def test_several_workers_without_redis_are_refused_in_one_line() -> None:
-    env = _serve_env("http://127.0.0.1:9") | {"BRIDGE_SERVER__WORKERS": "3"}
+    env = serve_env("http://127.0.0.1:9") | {"BRIDGE_SERVER__WORKERS": "3"}
     result = subprocess.run(
         [sys.executable, "-m", "bridge", "serve"],
         capture_output=True, text=True, env=env, timeout=60, check=False,

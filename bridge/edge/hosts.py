@@ -30,7 +30,7 @@ _HOST: Final = re.compile(
 )
 
 
-def host_problem(values: list[bytes], http_version: str) -> str | None:
+def host_header_problem(values: list[bytes], http_version: str) -> str | None:
     """Why these ``Host`` values cannot be served, or None. Never echoes them."""
     if not values:
         return None if http_version == "1.0" else "the request has no Host header"
@@ -58,7 +58,7 @@ class HostCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             hosts = [value for name, value in scope["headers"] if name == b"host"]
-            problem = host_problem(hosts, str(scope.get("http_version", "1.1")))
+            problem = host_header_problem(hosts, str(scope.get("http_version", "1.1")))
             if problem is not None:
                 await error_response(BadRequest(detail=problem))(scope, receive, send)
                 return

@@ -19,7 +19,7 @@ would change nothing more). Errors are never kept: they may depend on a state th
 "Never reached its client" is what the ASGI server tells: an ``http.disconnect`` received
 before the last body chunk was sent. A TCP proxy in front may hide a client's disconnect (it
 keeps its own connection to the bridge open), and an answer written to the socket just before
-the client vanished counts as delivered: README, Reliability, states this limit.
+the client vanished counts as delivered: docs/design/reliability.md states this limit.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ class _Client:
         """Send ``answer`` unless the client has gone; whether it was sent.
 
         No event-loop pass in the common case: each pass waits behind every other ready
-        request, about 1.5-3 ms at concurrency 16 (README, Performance: the write phases),
+        request (docs/performance.md, Costs the code avoids),
         and an answer is as good as delivered once the watcher has seen no disconnect. Only
         a watcher that has not started yet (the app answered without awaiting anything) is
         given one pass, to read a disconnect the server already holds."""

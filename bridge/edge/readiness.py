@@ -150,8 +150,8 @@ class Readiness:
                 result,
                 extra={"check": name, "reason": result},
             )
-        elif previous is not _NEVER_RAN:
-            log.error(
+        elif previous is not _NEVER_RAN:  # good news: info, not an alarm
+            log.info(
                 "ready again: %s recovered from %s",
                 name,
                 previous,

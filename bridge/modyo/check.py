@@ -15,7 +15,10 @@ them, and always removes them at the end; anything left behind is listed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,12 +31,14 @@ from bridge.modyo.rest_probes import REST_PROBES, RestProbes
 from bridge.modyo.scim_probes import SCIM_PROBES, ScimProbes
 from bridge.modyo.upstreams import Api, rest_upstream, scim_upstream
 
+PROBES: dict[Api, Sequence[Probe[Any]]] = {"rest": REST_PROBES, "scim": SCIM_PROBES}
 TITLES = {"rest": "Modyo REST API (modyo.api = \"rest\")",
           "scim": "Modyo's SCIM server (modyo.api = \"scim\")"}  # fmt: skip
 
 
 class ProbeSet(Protocol):
     leftovers: list[str]
+    removed: list[str]
 
     async def clean_up(self) -> None: ...
 
@@ -57,7 +62,7 @@ class Table:
 def explain() -> str:
     """Every probe and what it proves (``scim-bridge check --explain``)."""
     lines = []
-    for api, probes in (("rest", REST_PROBES), ("scim", SCIM_PROBES)):
+    for api, probes in PROBES.items():
         lines.append(f"{TITLES[api]}; [--write]: proved only by check --write")
         for probe in probes:
             lines.append(f"  {probe.name}{' [--write]' if probe.writes else ''}")
@@ -76,21 +81,48 @@ async def run_check(
     *,
     write: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    as_json: bool = False,
 ) -> int:
-    """Probe both interfaces, print two tables, and return the exit status: 1 when a probe of
-    the configured interface failed (provisioning would break), else 0."""
+    """Probe both interfaces and return the exit status: 1 when a probe of the configured
+    interface failed (provisioning would break), else 0. The configured interface's table is
+    printed a line at a time, as each probe completes; the other's once probed. ``as_json``:
+    one JSON document at the end instead (``check --json``)."""
     other: Api = "rest" if modyo.api == "scim" else "scim"
-    configured = await _probe(modyo.api, modyo, retry, transport, write=write)
-    also = await _probe(other, modyo, retry, transport, write=False)
     where = f"at {modyo.base_url}"
     if modyo.proxy_url is not None:
         where += f" (through {redact_url(modyo.proxy_url.get_secret_value())})"
-    _print_table(f"{TITLES[modyo.api]} {where}", configured.results, configured.leftovers)
-    _say("")
-    _print_other(f"{TITLES[other]}, read-only", also)
-    if not configured.offered and also.offered:
-        _say(f'\nthis Modyo offers the other interface: set modyo.api = "{other}"')
+    title = f"{TITLES[modyo.api]} {where}"
+    on_result = None
+    if not as_json:
+        width = max(len(probe.name) for probe in PROBES[modyo.api])
+        _say(title)
+        _say(f"{'CHECK'.ljust(width)}  RESULT  DETAIL")
+        on_result = functools.partial(_print_row, width)
+    configured = await _probe(modyo.api, modyo, retry, transport, write=write, on_result=on_result)
+    also = await _probe(other, modyo, retry, transport, write=False)
+    if as_json:
+        _say(json.dumps({"configured": _json(configured, title), "other": _json(also, None)}))
+    else:
+        _print_end(configured.results, configured.leftovers)
+        _say("")
+        _print_other(f"{TITLES[other]}, read-only", also)
+        if not configured.offered and also.offered:
+            _say(f'\nthis Modyo offers the other interface: set modyo.api = "{other}"')
     return 1 if configured.failed else 0
+
+
+def _json(table: Table, title: str | None) -> dict[str, Any]:
+    return {
+        "api": table.api,
+        **({"title": title} if title else {}),
+        "offered": table.offered,
+        "failed": table.failed,
+        "results": [
+            {"check": result.check, "result": result.kind.value, "detail": mask(result.detail)}
+            for result in table.results
+        ],
+        "left_behind": [mask(leftover) for leftover in table.leftovers],
+    }
 
 
 async def _probe(
@@ -100,22 +132,34 @@ async def _probe(
     transport: httpx.AsyncBaseTransport | None,
     *,
     write: bool,
+    on_result: Callable[[Result], None] | None = None,
 ) -> Table:
     target: Any
-    probes: Sequence[Probe[Any]]
     if api == "scim":
         client: Any = scim_upstream(modyo, retry, transport)
-        target, probes = ScimProbes(client), SCIM_PROBES
+        target = ScimProbes(client)
     else:
         client = rest_upstream(modyo, retry, transport)
-        target, probes = RestProbes(client), REST_PROBES
+        target = RestProbes(client)
     probe_set: ProbeSet = target
     async with client.connected():
         try:
-            results = await run_probes(target, probes, write=write)
-        finally:
+            results = await run_probes(target, PROBES[api], write=write, on_result=on_result)
+        except asyncio.CancelledError:  # Ctrl-C: clean up, then say what was done
             await probe_set.clean_up()
+            _say_interrupted(probe_set, write=write)
+            raise
+        await probe_set.clean_up()
     return Table(api, results, probe_set.leftovers)
+
+
+def _say_interrupted(probe_set: ProbeSet, *, write: bool) -> None:
+    if not write:
+        _say("interrupted: nothing was written (read-only), nothing to clean up")
+        return
+    _say("interrupted: " + ("; ".join(probe_set.removed) or "nothing had been created yet"))
+    for leftover in probe_set.leftovers:
+        _say(f"left behind: {leftover}")
 
 
 def _print_other(title: str, table: Table) -> None:
@@ -131,7 +175,15 @@ def _print_table(title: str, results: list[Result], leftovers: list[str]) -> Non
     _say(title)
     _say(f"{'CHECK'.ljust(width)}  RESULT  DETAIL")
     for result in results:
-        _say(f"{result.check.ljust(width)}  {result.kind.value:6}  {result.detail}")
+        _print_row(width, result)
+    _print_end(results, leftovers)
+
+
+def _print_row(width: int, result: Result) -> None:
+    _say(f"{result.check.ljust(width)}  {result.kind.value:6}  {result.detail}")
+
+
+def _print_end(results: list[Result], leftovers: list[str]) -> None:
     for leftover in leftovers:
         _say(f"left behind: {leftover}")
     counts = {kind: sum(result.kind is kind for result in results) for kind in Kind}
@@ -150,4 +202,4 @@ def _say(line: str) -> None:
     """Print one line of the report. Its details quote Modyo's own words (a refusal's
     message, a proxy's reason), which may quote the request Modyo got: every secret is masked
     as in log lines (``bridge.logs.mask``)."""
-    print(mask(line))
+    print(mask(line), flush=True)  # each line as its probe completes, even into a pipe

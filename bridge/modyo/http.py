@@ -354,11 +354,15 @@ class ModyoHttp:
                 if never_sent(exc):  # no connection: always safe to repeat
                     if failure is not None:
                         raise Retryable(failure.detail, kind=failure.kind) from None
-                    raise Retryable(f"connect_error ({type(exc).__name__})") from None
+                    raise Retryable(
+                        f"connect_error ({type(exc).__name__})", kind="connect_error"
+                    ) from None
                 if repeat is Repeat.UNSAFE:
                     raise UnknownOutcome(call) from None
                 uncertain = True
-                raise Retryable(f"transport_error ({type(exc).__name__})") from None
+                raise Retryable(
+                    f"transport_error ({type(exc).__name__})", kind="transport_error"
+                ) from None
             if response.status_code == 407:  # a forward proxy's answer, for http:// Modyo
                 raise BadGateway(
                     f"Modyo cannot be reached for {call}: "
@@ -369,6 +373,7 @@ class ModyoHttp:
             if response.status_code == 429:  # rejected, not applied
                 raise Retryable(
                     "429 throttled",
+                    kind="429",
                     retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
             if response.status_code in RETRIED_STATUSES:
@@ -376,7 +381,11 @@ class ModyoHttp:
                     raise UnknownOutcome(call)
                 uncertain = True
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise Retryable(f"{response.status_code} from Modyo", retry_after=retry_after)
+                raise Retryable(
+                    f"{response.status_code} from Modyo",
+                    kind=str(response.status_code),
+                    retry_after=retry_after,
+                )
             return response
 
         try:
@@ -394,7 +403,8 @@ class ModyoHttp:
         """One HTTP exchange, queued behind the in-flight bound, cut at the deadline; counted
         in the request's state, kept there for the journal (the call's name, its status,
         attempt and duration) and, at debug level, logged (never a body or a header)."""
-        assert self._client is not None, "ModyoHttp.connected() is not open"
+        if self._client is None:  # a caller outside ``connected()``: a bug, not a state
+            raise RuntimeError("ModyoHttp.connected() is not open")
         left = deadline.remaining()
         if left is not None and left <= 0:
             raise Unavailable(f"the request deadline passed before {call}", retry_after=1)

@@ -14,9 +14,11 @@ from bridge.deadline import deadline_in
 from bridge.modyo.probes import (
     PREFIX,
     PROBE_DEADLINE_SECONDS,
-    Outcome,
     Probe,
+    ProbeFailed,
     UpstreamProbes,
+    Verdict,
+    expect,
     ok,
     skip,
     warn,
@@ -40,36 +42,37 @@ class RestProbes(UpstreamProbes[RestUpstream]):
 
     # ------------------------------------------------------------------ read-only
 
-    async def _profile(self) -> Outcome:
+    async def _profile(self) -> Verdict:
         profile = await self.client.profile()
         owner = profile.get("username") or profile.get("email") or profile.get("id")
         return ok(f"token owner: {owner}")
 
-    async def _memberships(self) -> Outcome:
+    async def _memberships(self) -> Verdict:
         page = await self.client.list_users(0, 1)
         if not page.items:
             return skip("the account has no team member yet (--write creates one)")
         user_id = page.items[0].id
         groups = await self.client.memberships([user_id])
-        assert user_id in groups, "a lookup by ids[] did not return the team member"
+        expect(user_id in groups, "a lookup by ids[] did not return the team member")
         return ok(f"team member {user_id} is in {len(groups[user_id])} group(s)")
 
-    async def _group_filter(self) -> Outcome:
+    async def _group_filter(self) -> Verdict:
         found = await self.client.search_groups(GroupField.DISPLAY_NAME, self.name)
-        assert not found, (
+        expect(
+            not found,
             f"a search for a non-existent group name returned {len(found)} group(s): "
-            "the filter is ignored"
+            "the filter is ignored",
         )
         return ok("no match for a random name, as expected")
 
-    async def _group_members(self) -> Outcome:
+    async def _group_members(self) -> Verdict:
         page = await self.client.list_groups(0, 1)
         if not page.items:
             return skip("the account has no group yet (--write creates one)")
         members = await self.client.list_members(page.items[0].id)
         return ok(f"group {page.items[0].id} has {len(members)} member(s)")
 
-    async def _shapes(self) -> Outcome:
+    async def _shapes(self) -> Verdict:
         seen = self.client.shapes
         parts = [
             f"ids {seen.ids or 'not seen (no team member listed)'}",
@@ -77,11 +80,11 @@ class RestProbes(UpstreamProbes[RestUpstream]):
             f"deletes {seen.delete_status or 'not seen (--write)'}",
             f"error envelope {seen.errors or 'not seen (--write)'}",
         ]
-        return ok("; ".join(parts) + ": each handled (docs C8, C13)")
+        return ok("; ".join(parts) + ": each handled")
 
     # ------------------------------------------------------------------ writes (--write)
 
-    async def _delete_user(self) -> Outcome:
+    async def _delete_user(self) -> Verdict:
         if self._user is None:
             return skip("needs the team member created above")
         if not await self._deleted(self._user.id):
@@ -91,7 +94,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
             await self.client.get_user(self._user.id)
         except NotFound:
             return ok("deleted; it reads 404 afterwards")
-        raise AssertionError("the deleted team member can still be read")
+        raise ProbeFailed("the deleted team member can still be read")
 
     async def _deleted(self, user_id: str) -> bool:
         """Delete the team member; False when this Modyo cannot: a 405, or a 404 for a member
@@ -117,6 +120,7 @@ class RestProbes(UpstreamProbes[RestUpstream]):
         try:
             with deadline_in(PROBE_DEADLINE_SECONDS):
                 if await self._deleted(user.id):
+                    self.removed.append(f"deleted team member {user.id} ({user.user_name})")
                     return
                 await self.client.update_user(
                     user.id,

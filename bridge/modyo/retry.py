@@ -33,14 +33,13 @@ MIN_ATTEMPT_SECONDS = 0.05
 class Retryable(Exception):
     """An attempt failed in a way that a later identical attempt may not."""
 
-    def __init__(
-        self, reason: str, *, retry_after: float | None = None, kind: str | None = None
-    ) -> None:
+    def __init__(self, reason: str, *, kind: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-        self.kind = kind or reason.split(" ", 1)[0]
-        """The retry metric's label ("429", "502", "connection_refused"...)."""
+        self.kind = kind
+        """The retry metric's label ("429", "502", "connection_refused"...): given by the
+        caller, never read back from ``reason``'s text."""
         self.planned_wait = 0.0
 
 
@@ -78,8 +77,8 @@ class RetryPolicy:
         """Await ``attempt()`` until it succeeds or the policy gives up (re-raising the last
         :class:`Retryable`, whose ``retry_after`` says when trying again makes sense).
 
-        The first attempt runs on its own: building tenacity's machinery costs about 75 µs
-        per call (profiled), which the common case, a first attempt that succeeds, skips.
+        The first attempt runs on its own: the common case, a first attempt that succeeds,
+        skips building tenacity's machinery (docs/performance.md, Costs the code avoids).
         A failed first attempt is handed to tenacity as its attempt 1, so waits, stops and
         logs are tenacity's from then on."""
         try:

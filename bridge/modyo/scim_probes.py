@@ -10,7 +10,16 @@ from dataclasses import dataclass
 import httpx
 
 from bridge.deadline import deadline_in
-from bridge.modyo.probes import PROBE_DEADLINE_SECONDS, Outcome, Probe, UpstreamProbes, ok, skip
+from bridge.modyo.probes import (
+    PROBE_DEADLINE_SECONDS,
+    Probe,
+    ProbeFailed,
+    UpstreamProbes,
+    Verdict,
+    expect,
+    ok,
+    skip,
+)
 from bridge.modyo.scim import ScimUpstream
 from bridge.upstream import NotFound, UpstreamError, UpstreamHealth, UserRecord
 
@@ -21,17 +30,17 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
 
     # ------------------------------------------------------------------ read-only
 
-    async def _token(self) -> Outcome:
+    async def _token(self) -> Verdict:
         health = await self.client.health()
-        assert health is not UpstreamHealth.TOKEN_REJECTED, "Modyo rejected the API token"
-        assert health is UpstreamHealth.UP, "Modyo did not answer GET /api/admin/profile"
+        expect(health is not UpstreamHealth.TOKEN_REJECTED, "Modyo rejected the API token")
+        expect(health is UpstreamHealth.UP, "Modyo did not answer GET /api/admin/profile")
         return ok("the token is valid")
 
-    async def _list_groups(self) -> Outcome:
+    async def _list_groups(self) -> Verdict:
         listed = await super()._list_groups()
         return listed[0], f"{listed[1]}; group queries read this listing (Modyo has no filter)"
 
-    async def _group_by_id(self) -> Outcome:
+    async def _group_by_id(self) -> Verdict:
         page = await self.client.list_groups(0, 1)
         if not page.items:
             return skip("the account has no group yet (--write creates one)")
@@ -39,18 +48,19 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
 
     # ------------------------------------------------------------------ writes (--write)
 
-    async def _add_member(self) -> Outcome:
+    async def _add_member(self) -> Verdict:
         added = await super()._add_member()
         if self._user is None or self._group is None:
             return added
         groups = await self.client.memberships([self._user.id])
-        assert self._group.id in groups.get(self._user.id, frozenset()), (
+        expect(
+            self._group.id in groups.get(self._user.id, frozenset()),
             "the user does not list the group in its 'groups': member removals and membership "
-            "checks rely on it (docs/design/modyo-contract.md §9, SA5)"
+            "checks rely on it (docs/design/modyo-contract.md §9, SA5)",
         )
         return ok("listed in the group, and the user lists the group")
 
-    async def _delete_user(self) -> Outcome:
+    async def _delete_user(self) -> Verdict:
         if self._user is None:
             return skip("needs the user created above")
         await self.client.delete_user(self._user.id)
@@ -66,7 +76,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
                 "deactivated and marked deleted (Modyo's SCIM DELETE does not work); it reads "
                 "404 afterwards, and its userName can be created again"
             )
-        raise AssertionError("the deleted user can still be read")
+        raise ProbeFailed("the deleted user can still be read")
 
     async def remove_user(self, user: UserRecord) -> None:
         """The bridge's deletion: deactivated and marked deleted (it stays in Modyo)."""
@@ -78,6 +88,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
         except (UpstreamError, httpx.HTTPError) as exc:
             self.leftovers.append(f"user {user.id} ({user.user_name}), not removed: {exc}")
             return
+        self.removed.append(f"deactivated user {user.id} ({user.user_name})")
         self.leftovers.append(f"user {user.id} stays in Modyo, deactivated and marked deleted")
 
 

@@ -11,16 +11,19 @@ import io
 import logging
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from bridge import __version__
 from bridge.config import (
+    ENV_PREFIX,
     CheckSettings,
     ConfigError,
     Settings,
@@ -54,8 +57,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
+    except CannotListen as exc:
+        print(f"scim-bridge {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # stdout closed early (``check --explain | head``): no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
+        return 1
+
+
+class CannotListen(Exception):
+    """A listener's address is taken: one line, before anything starts."""
+
+
+class _DefaultsShown(argparse.HelpFormatter):
+    """``--help`` names each option's default (those that have one and do not say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        shown = action.help or ""
+        absent = action.default is None or action.default is False
+        if absent or action.default == argparse.SUPPRESS or "(default" in shown:
+            return action.help
+        return f"{shown} (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,9 +131,11 @@ def _parser() -> argparse.ArgumentParser:
     _log_level_option(serve, "server.log_level")
     serve.set_defaults(command="serve", run=_serve)
 
-    dev = commands.add_parser("dev", help="run the bridge with an in-process fake Modyo")
-    dev.add_argument("--host", type=_host, default="127.0.0.1")
-    dev.add_argument("--port", type=_port, default=8000)
+    dev = commands.add_parser(
+        "dev", help="run the bridge with an in-process fake Modyo", formatter_class=_DefaultsShown
+    )
+    dev.add_argument("--host", type=_host, default="127.0.0.1", help="listen address")
+    dev.add_argument("--port", type=_port, default=8000, help="listen port")
     dev.add_argument("--token", type=_token, help="the SCIM bearer token (generated if omitted)")
     _log_level_option(dev, "info")
     dev.add_argument(
@@ -120,14 +147,16 @@ def _parser() -> argparse.ArgumentParser:
     _fault_options(dev)
     dev.set_defaults(command="dev", run=_dev)
 
-    fake = commands.add_parser("fake-modyo", help="serve the fake Modyo over HTTP")
+    fake = commands.add_parser(
+        "fake-modyo", help="serve the fake Modyo over HTTP", formatter_class=_DefaultsShown
+    )
     fake.add_argument(
         "--host",
         type=_host,
         default="127.0.0.1",
         help="listen address (loopback unless --allow-remote)",
     )
-    fake.add_argument("--port", type=_port, default=8001)
+    fake.add_argument("--port", type=_port, default=8001, help="listen port")
     fake.add_argument(
         "--token",
         help="the Modyo API token it accepts, also needed by its control plane /__fake__/ "
@@ -166,6 +195,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--explain", action="store_true", help="list every probe and what it proves, and exit"
+    )
+    check.add_argument(
+        "--json", action="store_true", help="one JSON document instead of the tables"
     )
     check.set_defaults(command="check", run=_check)
 
@@ -453,7 +485,6 @@ def _serve(args: argparse.Namespace) -> int:
     from bridge.edge.app import create_app
     from bridge.edge.readiness import Readiness
 
-    settings = _serve_settings(args)
     level = args.log_level or settings.server.log_level
     configure_logging(level, settings.server.log_format, settings.secret_values())
     if settings.server.workers > 1:
@@ -461,6 +492,7 @@ def _serve(args: argparse.Namespace) -> int:
         from bridge.run.workers import Source, run_workers
 
         server, internal = settings.server, settings.internal
+        _refuse_ports_in_use(settings)
         listener = None
         if internal.port is not None:  # served by the supervisor, adding up the workers
             ensure_file_descriptors(internal.max_connections)
@@ -478,8 +510,47 @@ def _serve(args: argparse.Namespace) -> int:
     link = connect(settings.idempotency) if settings.idempotency.backend == "redis" else None
     journal = journal_for(settings, link)  # its recent history is what the console lists
     app = create_app(settings, readiness=readiness, shared_store=link, journal=journal)
-    _run(app, settings, readiness, journal.history if journal else None)
+    history = journal.history if journal else None
+    _run(app, settings, readiness, history, on_started=lambda: _say_started(args.config, settings))
     return 0
+
+
+def _say_started(config: Path | None, settings: Settings) -> None:
+    """``serve``'s one start-up line: where it serves, from what, to which Modyo."""
+    server, internal = settings.server, settings.internal
+    scheme = "https" if server.tls_cert_file is not None else "http"
+    listeners = f"SCIM {scheme}://{_local_address(server.host)}:{server.port}"
+    if internal.port is not None:
+        listeners += f", internal {_local_address(internal.host)}:{internal.port}"
+    modyo = urlsplit(str(settings.modyo.base_url)).hostname
+    summary = (
+        f"scim-bridge serving: config {config or f'{ENV_PREFIX}* variables only'}; SCIM path "
+        f"{server.base_path}; Modyo {modyo} (modyo.api = {settings.modyo.api}); store "
+        f"{settings.idempotency.backend}; workers {server.workers}; listeners {listeners}"
+    )
+    logging.getLogger("bridge.run.server").info(summary)
+
+
+def _refuse_ports_in_use(settings: Settings) -> None:
+    """One line, before anything starts, when a listener's port is taken (uvicorn would log
+    the bind error among its start-up and shutdown lines)."""
+    listeners = [("server", settings.server.host, settings.server.port)]
+    if settings.internal.port is not None:
+        listeners.append(("internal", settings.internal.host, settings.internal.port))
+    _refuse_in_use(listeners)
+
+
+def _refuse_in_use(listeners: list[tuple[str, str, int]]) -> None:
+    for name, host, port in listeners:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise CannotListen(
+                    f"cannot listen on {host}:{port} ({name}): {exc.strerror}"
+                ) from None
 
 
 def _serve_settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
@@ -594,16 +665,15 @@ def _dev(args: argparse.Namespace) -> int:
     service = FaultyModyo(fake, faults)
     app = create_app(settings, modyo_transport=mock_transport(service, DEV_MODYO_URL))
     configure_logging(args.log_level or "info", "text", settings.secret_values())
-    print(
+    base = f"http://{_local_address(args.host)}:{args.port}{settings.server.base_path}"
+    banner = (
         f"\nscim-bridge dev server (fake Modyo {args.modyo_api.upper()} API in memory: data is "
         "lost on exit)\n"
-        f"  Tenant URL:   http://{args.host}:{args.port}{settings.server.base_path}\n"
+        f"  Tenant URL:   {base}\n"
         f"  Secret Token: {token}\n"
-        f"  Try:  curl -H 'Authorization: Bearer {token}' "
-        f"http://{args.host}:{args.port}{settings.server.base_path}/Users\n",
-        flush=True,
+        f"  Try:  curl -H 'Authorization: Bearer {token}' {base}/Users\n"
     )
-    _run(app, settings)
+    _run(app, settings, on_started=lambda: print(banner, flush=True))  # once it listens
     return 0
 
 
@@ -640,6 +710,7 @@ def _fake_modyo(args: argparse.Namespace) -> int:
         fake = FakeModyoScim(token=token, seed=args.seed)
     else:
         fake = FakeModyo(token=token, seed=args.seed, delete_team_members=not args.no_delete)
+    _refuse_in_use([("fake-modyo", args.host, args.port)])
     configure_logging("warning", "text", [token])
     if not is_loopback(args.host):
         logging.getLogger("bridge.fake").warning(
@@ -682,8 +753,10 @@ def _check(args: argparse.Namespace) -> int:
         print(explain())
         return 0
     settings = load_settings(args.config, CheckSettings)  # [scim] is not needed to probe
-    print("configuration: ok")
-    return asyncio.run(run_check(settings.modyo, settings.retry, write=args.write))
+    if not args.json:
+        print("configuration: ok", flush=True)
+    checking = run_check(settings.modyo, settings.retry, write=args.write, as_json=args.json)
+    return asyncio.run(checking)
 
 
 def _internal_app(
@@ -702,21 +775,26 @@ def _internal_app(
 
 
 def _run(
-    app: Any, settings: Settings, readiness: Readiness | None = None, history: History | None = None
+    app: Any,
+    settings: Settings,
+    readiness: Readiness | None = None,
+    history: History | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
     is set (docs/operator/listeners.md)."""
     from bridge.run.server import serve
 
     internal = settings.internal
+    _refuse_ports_in_use(settings)
     _say_where_metrics_are(settings)
     # Everything imported and built so far lives as long as the process: freezing it keeps
-    # the garbage collector from re-scanning it on every full collection. Measured on the
-    # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
+    # the garbage collector from re-scanning it on every full collection (docs/performance.md,
+    # Costs the code avoids).
     gc.collect()
     gc.freeze()
     listener = (_internal_app(settings, readiness, history), internal) if internal.port else None
-    serve(app, settings.server, listener)
+    serve(app, settings.server, listener, on_started=on_started)
 
 
 def _say_where_metrics_are(settings: Settings) -> None:

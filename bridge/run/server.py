@@ -1,7 +1,7 @@
 """The HTTP server under the ASGI app: uvicorn, configured for Entra, load balancers and abuse.
 
-Parsing. httptools (llhttp, in C) parses every request: h11, pure Python, costs ~60 µs more
-CPU per request (``python -m bench``, section ``parsers``). A request whose head httptools
+Parsing. httptools (llhttp, in C) parses every request: h11, pure Python, costs more CPU per
+request (docs/performance.md, Costs the code avoids). A request whose head httptools
 refuses (a lowercase or unknown method, say) is handed, bytes and all, to h11 on the same
 connection: h11 accepts any method token, so the app's router answers 405 with the ``Allow``
 of the path, and what h11 refuses too gets a 400 ``invalidSyntax`` naming the problem.
@@ -700,6 +700,14 @@ class Server(uvicorn.Server):
     uvicorn hands the stopping signal on to the process."""
 
     companion: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
+    on_started: Callable[[], None] | None = None
+    """Called once the listener listens and the app has started (what ``dev`` and ``serve``
+    print then)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         context: _Context | None = getattr(self.config.http_protocol_class, "context", None)
@@ -827,12 +835,19 @@ Internal = tuple[ASGIApp, InternalSettings]
 """The internal listener: its app (``bridge.edge.app.internal_app``) and settings."""
 
 
-def serve(app: ASGIApp, server: ServerSettings, internal: Internal | None = None) -> None:
+def serve(
+    app: ASGIApp,
+    server: ServerSettings,
+    internal: Internal | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
     """Serve ``app`` until SIGINT or SIGTERM (a second SIGINT stops without waiting), and
-    the internal listener beside it when given."""
+    the internal listener beside it when given; ``on_started`` once the SCIM listener
+    listens."""
     caps = [server.max_connections] + ([internal[1].max_connections] if internal else [])
     ensure_file_descriptors(*caps)
     main = Server(server_config(app, server))
+    main.on_started = on_started
     if internal is None:
         main.run()
         return

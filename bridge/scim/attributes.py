@@ -2,10 +2,11 @@
 
 The upstream declares the fields it can store (:class:`bridge.upstream.Holdings`). This module
 names each field's SCIM attribute once (:data:`USER_PATHS`, :data:`GROUP_PATHS`: the mapping
-table of README and of Modyo's Azure guide) and derives from the two everything the SCIM side
-needs, as scim2-server registers its schemas once and feeds validation and discovery from them:
+table of docs/operator/connect-entra.md and of Modyo's Azure guide) and derives from the two
+everything the SCIM side needs, as scim2-server registers its schemas once and feeds validation
+and discovery from them:
 
-- the attributes kept before validation, the rest accepted and ignored (:class:`Holding`);
+- the attributes kept before validation, the rest accepted and ignored (:class:`HeldAttributes`);
 - what ``/Schemas`` advertises (RFC 7643 §7);
 - the paths Entra's fast paths may write;
 - the attributes a filter may look up upstream.
@@ -21,7 +22,7 @@ from typing import Final
 from scim2_models import Group
 
 from bridge.scim.models import BridgeUser, GroupPath, UserPath
-from bridge.scim.unheld import Holding
+from bridge.scim.unheld import HeldAttributes
 from bridge.upstream import GroupField, Holdings, UserField
 
 USER_PATHS: Final[Mapping[UserField, str]] = {
@@ -52,8 +53,8 @@ class Served:
     """Everything the SCIM side derives from one :class:`Holdings`."""
 
     holds: Holdings
-    user: Holding[BridgeUser]
-    group: Holding[Group]
+    user: HeldAttributes[BridgeUser]
+    group: HeldAttributes[Group]
     user_schema: SchemaKeep
     group_schema: SchemaKeep
     user_scalars: Mapping[str, UserField]
@@ -72,13 +73,13 @@ def served(holds: Holdings) -> Served:
     held_email = UserField.EMAIL in holds.user
     return Served(
         holds=holds,
-        user=Holding(
+        user=HeldAttributes(
             "User",
             BridgeUser,
             UserPath,
             _model_fields(UserPath, [*user_paths, *(EMAIL_COMPANIONS if held_email else ())]),
         ),
-        group=Holding("Group", Group, GroupPath, _model_fields(GroupPath, [*group_paths,
+        group=HeldAttributes("Group", Group, GroupPath, _model_fields(GroupPath, [*group_paths,
                                                                           *MEMBER_PATHS])),
         user_schema=_schema_keep([*user_paths, *(EMAIL_COMPANIONS if held_email else ())]),
         group_schema=_schema_keep([*group_paths, *MEMBER_PATHS]),

@@ -3,7 +3,7 @@
 They describe exactly what the bridge supports: the schemas list only the attributes the
 upstream holds (``bridge.scim.attributes``; the others are accepted and ignored), so a client
 (scim2-tester, Microsoft's validator, Entra's gallery suite) tests what is real. Group support
-is advertised here, which is how Entra's validation detects it (entra-scim-behaviour.md §2 R2).
+is advertised here, which is how Entra's validation detects it (docs/design/entra.md, Validators).
 """
 
 from __future__ import annotations

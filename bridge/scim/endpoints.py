@@ -122,7 +122,7 @@ class ResourceEndpoints(Generic[R, F]):
                 record
                 async for batch in batches(candidates)
                 for record in batch
-                if compiled.equals(self.held_value(record, field))
+                if compiled.equals(self.field_value(record, field))
             ]
         return await self.evaluate(compiled, candidates)
 
@@ -139,7 +139,7 @@ class ResourceEndpoints(Generic[R, F]):
             else:
                 records = await self.search_upstream(lookup.field, lookup.value)
             for record in records:
-                found.setdefault(self.held_value(record, None), record)
+                found.setdefault(self.field_value(record, None), record)
         return list(found.values())
 
     async def _scan(self) -> list[R]:
@@ -167,7 +167,7 @@ class ResourceEndpoints(Generic[R, F]):
     async def scan_upstream(self, limit: int) -> list[R]:
         raise NotImplementedError
 
-    def held_value(self, record: R, field: F | None) -> str | None:
+    def field_value(self, record: R, field: F | None) -> str | None:
         """The record's value of ``field`` (None: its id)."""
         raise NotImplementedError
 

@@ -1,8 +1,8 @@
 """Entra's everyday request bodies, read without building pydantic models.
 
-Profiled (README, Performance): validating a PatchOp with scim2-models costs ~85 µs and applying
-it to the user probe ~180 µs, most of a user PATCH's CPU; validating a create ~150 µs. Entra's
-traffic is a few fixed shapes (entra-scim-behaviour.md §2 R5, R7-R13, R18-R20): its create
+Validating a PatchOp with scim2-models and applying it to the user probe is most of a user
+PATCH's CPU, and validating a create is costly too (docs/performance.md, Costs the code
+avoids). Entra's traffic is a few fixed shapes (docs/design/entra.md): its create
 body, ``Replace``/``Add`` of one held scalar attribute, ``active`` as a boolean or
 ``"True"``/``"False"``, and member ``Add``/``Remove`` with a value list or
 ``members[value eq "id"]``. This module recognises exactly those shapes and returns what the
@@ -72,7 +72,7 @@ class FastPaths:
         self._creates = {UserField.USER_NAME, UserField.EMAIL, UserField.ACTIVE} <= held
 
     def user_values(self, body: dict[str, Any]) -> dict[UserField, str | bool | None] | None:
-        """The values of Entra's create body (R5): userName, one work email, name parts,
+        """The values of Entra's create body: userName, one work email, name parts,
         externalId, active, an empty ``roles`` and ``meta.resourceType``; None for anything else.
         Booleans and the email are read by the same functions the models use
         (:func:`entra_boolean`, :func:`email_syntax`)."""

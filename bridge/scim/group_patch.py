@@ -1,4 +1,4 @@
-"""Group PATCH (RFC 7644 §3.5.2; Entra's forms in entra-scim-behaviour.md §2 R18-R20, §4) turned
+"""Group PATCH (RFC 7644 §3.5.2; Entra's forms in docs/design/entra.md, Groups) turned
 into a plan: attribute changes plus membership steps, with no upstream call.
 
 Membership steps are read from the operations themselves, never by applying them to the whole
@@ -30,7 +30,7 @@ from scim2_models.path import CompareOperator, Comparison, FilterNode, LogicalEx
 
 from bridge.scim.models import ENTRA_POLICY, GroupPatch, GroupPath
 from bridge.scim.pathless import expanded
-from bridge.scim.unheld import Holding
+from bridge.scim.unheld import HeldAttributes
 from bridge.upstream import GroupField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"
@@ -77,7 +77,7 @@ class GroupPlan:
         return members
 
 
-def plan_group_patch(patch: GroupPatch, holding: Holding[Group]) -> GroupPlan:
+def plan_group_patch(patch: GroupPatch, holding: HeldAttributes[Group]) -> GroupPlan:
     """Read a validated ``PatchOp[Group]``; raises SCIM exceptions for forms it cannot honour."""
     plan = GroupPlan()
     other_operations = []
@@ -164,7 +164,7 @@ def _filtered_ids(node: FilterNode) -> tuple[str, ...]:
 
 
 def _attribute_changes(
-    patch: GroupPatch, operations: list[PatchOperation[Group]], holding: Holding[Group]
+    patch: GroupPatch, operations: list[PatchOperation[Group]], holding: HeldAttributes[Group]
 ) -> dict[GroupField, str | None]:
     probe = Group(id="probe", display_name=UNTOUCHED, external_id=UNTOUCHED)
     kept = [part for op in operations if (part := holding.operation(op)) is not None]

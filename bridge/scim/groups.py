@@ -1,4 +1,4 @@
-"""``/Groups`` (RFC 7644 §3; Entra's requests R15-R22 in entra-scim-behaviour.md §2).
+"""``/Groups`` (RFC 7644 §3; Entra's requests in docs/design/entra.md, Groups).
 
 Membership changes cost upstream calls proportional to the members they name, never to the
 group's size: the member list is read only when it is asked for, or when a PATCH replaces or
@@ -96,8 +96,8 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         return ScimResponse(list_response(resources, total, window.start_index))
 
     async def patch(self, request: Request) -> Response:
-        """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
-        checked before the first write, and re-sending it converges."""
+        """Modify (RFC 7644 §3.5.2): every Entra form; 204 (docs/design/entra.md, Groups).
+        The whole PATCH is checked before the first write, and re-sending it converges."""
         body = await self.read_body(request)
         check_operations(body, self.context.limits.max_patch_operations)
         plan = self.fast.group_plan(body)
@@ -240,7 +240,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
     async def scan_upstream(self, limit: int) -> list[GroupRecord]:
         return await self.context.upstream.scan_groups(limit)
 
-    def held_value(self, record: GroupRecord, field: GroupField | None) -> str | None:
+    def field_value(self, record: GroupRecord, field: GroupField | None) -> str | None:
         held: dict[GroupField | None, str | None] = {
             None: record.id,
             GroupField.DISPLAY_NAME: record.display_name,
@@ -314,7 +314,7 @@ def _wants_members(params: Parameters | None) -> bool:
 
 
 def _only_members_excluded(params: Parameters) -> bool:
-    """``excludedAttributes=members`` alone, Entra's group read (R15, R17): rendered directly,
+    """``excludedAttributes=members`` alone, Entra's group read: rendered directly,
     as ``members`` is then absent (tests/test_mapping.py holds this equal to the models)."""
     excluded = {str(path).lower() for path in params.excluded_attributes or ()}
     return params.attributes is None and excluded <= {"members"}

@@ -49,7 +49,7 @@ def user_resource(record: UserRecord, location: str) -> BridgeUser:
 def user_json(record: UserRecord, location: str) -> dict[str, Any]:
     """The JSON of :func:`user_resource`, built directly: what scim2-models dumps for it in
     a response with no ``attributes`` parameter (tests hold the two equal). Rendering through
-    the models costs ~250 µs per user (profiled), most of a GET's CPU; this costs ~10."""
+    the models is most of a GET's CPU (docs/performance.md, Costs the code avoids)."""
     body: dict[str, Any] = {"schemas": [USER_SCHEMA], "id": record.id}
     if record.external_id is not None:
         body["externalId"] = record.external_id

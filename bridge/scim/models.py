@@ -1,10 +1,11 @@
 """The SCIM resource models the bridge reads and writes (scim2-models), and Entra's policy.
 
 ``ENTRA_POLICY`` is how scim2-models tolerates Entra's deviations from RFC 7644
-(entra-scim-behaviour.md §4): unknown attributes are accepted and dropped (an error would be
-retried by Entra forever), ``Remove`` on ``members`` with a ``value`` list removes only the
-listed members, and ``Replace emails[type eq "work"].value`` creates the work email when there
-is none. Capitalised ``op`` values and ``"False"`` strings are accepted by scim2-models itself.
+(docs/design/entra.md, The two PATCH dialects): unknown attributes are accepted and dropped (an
+error would be retried by Entra forever), ``Remove`` on ``members`` with a ``value`` list
+removes only the listed members, and ``Replace emails[type eq "work"].value`` creates the work
+email when there is none. Capitalised ``op`` values and ``"False"`` strings are accepted by
+scim2-models itself.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ BOOLEAN_TEXTS: Final = {"true": True, "false": False}
 
 def entra_boolean(value: Any) -> Any:
     """A SCIM boolean (RFC 7643 §2.3.2) as Entra sends one: a JSON boolean, or the strings
-    ``"True"``/``"False"`` in any case (entra-scim-behaviour.md §0 item 3). Anything else
+    ``"True"``/``"False"`` in any case (docs/design/entra.md, The two PATCH dialects). Anything else
     (``"yes"``, ``"1"``, ``"on"``, ``1``) is not what it claims to be: refused, not guessed."""
     if value is None or isinstance(value, bool):
         return value

@@ -3,7 +3,7 @@
 Entra's compliant mode (``aadOptscim062020``) sends a multi-attribute update as one path-less
 ``replace`` whose keys are attribute paths: dotted (``name.givenName``), URN-prefixed
 (``urn:…:enterprise:2.0:User:department``) or with a value filter
-(``emails[type eq "work"].value``) (entra-scim-behaviour.md §0 item 5, §4). RFC 7644 reads a
+(``emails[type eq "work"].value``) (docs/design/entra.md, The two PATCH dialects). RFC 7644 reads a
 path-less value's keys as attributes of the resource, so each key is resolved as a full
 attribute path: the operation becomes one per key, each then treated exactly like an
 operation that came with that path (held and applied, unheld and ignored, or refused as

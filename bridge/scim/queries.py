@@ -62,7 +62,7 @@ def response_parameters(
     model: type[Parameters], attributes: str | None, excluded: str | None
 ) -> Parameters | None:
     """``attributes`` / ``excludedAttributes`` (RFC 7644 §3.9), comma-separated; None when
-    neither is given. Building the model costs ~40 µs, and Entra sends the same
+    neither is given. Building the model is costly, and Entra sends the same
     ``excludedAttributes=members`` on every group read, so results are cached (bounded in
     entries and in the length of each; the models are never modified)."""
     if len(attributes or "") + len(excluded or "") > MAX_CACHED_TEXT:

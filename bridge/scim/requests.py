@@ -18,7 +18,7 @@ from starlette.requests import Request
 from bridge.metrics import REQUEST_LIMITS
 from bridge.scim.errors import PayloadTooLarge, from_validation
 from bridge.scim.models import ENTRA_POLICY
-from bridge.scim.unheld import Holding
+from bridge.scim.unheld import HeldAttributes
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -125,7 +125,7 @@ async def off_loop(work: Callable[[], T]) -> T:
     return await asyncio.to_thread(work)
 
 
-def resource_from(payload: dict[str, Any], holding: Holding[M], context: Context) -> M:
+def resource_from(payload: dict[str, Any], holding: HeldAttributes[M], context: Context) -> M:
     """A POST/PUT body, without what the upstream cannot hold, validated under Entra's
     policy (SCIM 400 on any problem)."""
     body = holding.body(payload)

@@ -20,8 +20,9 @@ class ScimResponse(Response):
 
 
 def no_content() -> Response:
-    """204 (DELETE, group PATCH): no body, but the SCIM media type all the same."""
-    return Response(status_code=204, headers={"Content-Type": SCIM_MEDIA_TYPE})
+    """204 (DELETE, group PATCH): no content, so no ``Content-Type`` either (RFC 9110
+    §8.3, §15.3.5: the header describes content a 204 cannot have)."""
+    return Response(status_code=204)
 
 
 def list_response(resources: list[dict[str, Any]], total: int, start_index: int) -> dict[str, Any]:

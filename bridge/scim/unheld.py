@@ -44,20 +44,20 @@ def note_unheld(resource: str, attribute: str) -> None:
     )
 
 
-def _holds(holding: Holding[Any], text: str) -> bool:
-    """Resolving a path costs ~20 µs; the names Entra sends are few, so answers are cached
+def _is_held(holding: HeldAttributes[Any], text: str) -> bool:
+    """Resolving a path is costly; the names Entra sends are few, so answers are cached
     (bounded, and keyed by the exact text: the cache cannot change an answer)."""
     if len(text) > MAX_KEPT_TEXT:
         return _resolves_to_held(holding, text)
-    return _cached_holds(holding, text)
+    return _cached_is_held(holding, text)
 
 
 @lru_cache(maxsize=4096)
-def _cached_holds(holding: Holding[Any], text: str) -> bool:
+def _cached_is_held(holding: HeldAttributes[Any], text: str) -> bool:
     return _resolves_to_held(holding, text)
 
 
-def _resolves_to_held(holding: Holding[Any], text: str) -> bool:
+def _resolves_to_held(holding: HeldAttributes[Any], text: str) -> bool:
     try:
         binding = holding.path_class(text).resolve()
     except SCIMException:
@@ -68,7 +68,7 @@ def _resolves_to_held(holding: Holding[Any], text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Holding(Generic[M]):
+class HeldAttributes(Generic[M]):
     """Which attributes of one resource type Modyo holds: ``held`` lists (field, sub-field)
     pairs of ``model``; ``path_class`` parses attribute paths against it."""
 
@@ -78,11 +78,11 @@ class Holding(Generic[M]):
     held: Collection[tuple[str, str | None]]
 
     def holds(self, path: object) -> bool:
-        return _holds(self, str(path))
+        return _is_held(self, str(path))
 
     def holds_key(self, key: str) -> bool:
         """Whether a body key or a path-less PATCH key (``name.givenName``, a URN...) is held."""
-        return key.lower() in _KEPT_KEYS or _holds(self, key)
+        return key.lower() in _KEPT_KEYS or _is_held(self, key)
 
     def body(self, payload: dict[str, Any]) -> dict[str, Any]:
         """A POST/PUT body without the attributes Modyo cannot hold."""

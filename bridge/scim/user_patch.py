@@ -1,4 +1,4 @@
-"""User PATCH (RFC 7644 §3.5.2, in every form Entra sends: entra-scim-behaviour.md §4) turned
+"""User PATCH (RFC 7644 §3.5.2, in every form Entra sends: docs/design/entra.md) turned
 into the upstream changes it implies, without reading the user first.
 
 scim2-models applies the operations, so its semantics (and Entra's tolerated deviations:
@@ -21,7 +21,7 @@ from scim2_models import Email, MutabilityException, Name, PatchOperation
 from bridge.scim.mapping import best_email
 from bridge.scim.models import ENTRA_POLICY, BridgeEmail, BridgeUser, UserPatch
 from bridge.scim.pathless import expanded
-from bridge.scim.unheld import Holding
+from bridge.scim.unheld import HeldAttributes
 from bridge.upstream import UserField
 
 UNTOUCHED: Final = "\u2063scim-bridge:untouched"  # invisible separator: never sent by Entra
@@ -43,7 +43,7 @@ _PROBE: Final = _probe()
 
 
 def _fresh_probe() -> BridgeUser:
-    """A copy of the probe: shallow copies of each level are ~20x cheaper than a deep copy."""
+    """A copy of the probe: shallow copies of each level, much cheaper than a deep copy."""
     probe = _PROBE.model_copy()
     assert _PROBE.name is not None and _PROBE.emails is not None
     probe.name = _PROBE.name.model_copy()
@@ -52,7 +52,7 @@ def _fresh_probe() -> BridgeUser:
 
 
 def user_changes(
-    patch: UserPatch, holding: Holding[BridgeUser]
+    patch: UserPatch, holding: HeldAttributes[BridgeUser]
 ) -> dict[UserField, str | bool | None]:
     """The upstream changes a validated ``PatchOp[User]`` makes (empty when it changes nothing
     Modyo holds). Raises scim2-models' SCIM exceptions on values it refuses."""

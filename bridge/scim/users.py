@@ -1,4 +1,4 @@
-"""``/Users`` (RFC 7644 §3; Entra's requests R1-R14 in entra-scim-behaviour.md §2)."""
+"""``/Users`` (RFC 7644 §3; Entra's requests in docs/design/entra.md, Users)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
     async def scan_upstream(self, limit: int) -> list[UserRecord]:
         return await self.context.upstream.scan_users(limit)
 
-    def held_value(self, record: UserRecord, field: UserField | None) -> str | None:
+    def field_value(self, record: UserRecord, field: UserField | None) -> str | None:
         held: dict[UserField | None, str | None] = {
             None: record.id,
             UserField.USER_NAME: record.user_name,

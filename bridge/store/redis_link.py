@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from bridge import deadline
 from bridge.config import IdempotencySettings
-from bridge.metrics import SHARED_STORE_UP
+from bridge.metrics import SHARED_STORE_UP, export_shared_store_up
 from bridge.store.errors import StoreUnavailable
 
 log = logging.getLogger("bridge.idempotency")
@@ -86,6 +86,7 @@ class RedisLink:
     def __init__(
         self, client: redis.Redis, key_prefix: str, also_close: list[redis.Redis] | None = None
     ) -> None:
+        export_shared_store_up()
         self.client = client
         self.prefix = key_prefix
         self.reachable: bool | None = None
@@ -146,4 +147,4 @@ class RedisLink:
                 extra={"reason": "shared_store_unreachable", "error": type(failure).__name__},
             )
         elif previous is not None:
-            log.warning("shared store reachable again: writes are accepted")
+            log.info("shared store reachable again: writes are accepted")

@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl, quote
 
 from starlette.types import Receive, Scope, Send
 
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.control import PREFIX, authorised, control
-from bridge.modyo.fake.faults import FaultyModyo, Outcome
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.faults import FaultyModyo, Served
 
 _UNAUTHORISED: Final = FakeResponse(
     401, {"errors": ["the control plane needs the fake's token: Authorization: Bearer <token>"]}
@@ -56,7 +56,7 @@ class FakeModyoApp:
                 answer = control(self.service, scope["method"], path, bytes(body))
             else:
                 answer = _UNAUTHORISED
-            outcome = Outcome(answer, False)
+            outcome = Served(answer, False)
         else:
             outcome = await self.service.serve(scope["method"], path, query, bytes(body), headers)
         if outcome.response is None:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.faults import FaultyModyo
-from bridge.modyo.fake.state import FakeResponse
 
 PREFIX = "/__fake__/"
 

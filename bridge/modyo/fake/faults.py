@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.service import FakeService
-from bridge.modyo.fake.state import FakeResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,10 @@ class Drop(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class Served:
+    """What the faulty fake did with one request: its answer, and whether the fake applied
+    it (an applied write whose answer is lost is the case the bridge must survive)."""
+
     response: FakeResponse | None  # None when the connection is dropped
     applied: bool
 
@@ -177,7 +180,7 @@ class FaultyModyo:
         query: Iterable[tuple[str, str]],
         body: bytes,
         headers: Mapping[str, str],
-    ) -> Outcome:
+    ) -> Served:
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -192,7 +195,7 @@ class FaultyModyo:
         query: Iterable[tuple[str, str]],
         body: bytes,
         headers: Mapping[str, str],
-    ) -> Outcome:
+    ) -> Served:
         faults = self.faults
         route = self.fake.route_name(method, path)
         if route is not None and self._held.get(route):
@@ -208,33 +211,33 @@ class FaultyModyo:
             self._lose_next[route] -= 1
             self.fake.handle(method, path, query, body, headers)
             self.injected["lost_connection"] += 1
-            return Outcome(None, applied=True)
+            return Served(None, applied=True)
         if not faults.active:
-            return Outcome(self.fake.handle(method, path, query, body, headers), applied=True)
+            return Served(self.fake.handle(method, path, query, body, headers), applied=True)
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.hang_rate and self._random.random() < faults.hang_rate:
             self.injected["hang"] += 1
             await self._stopping().wait()  # never answers until the server stops
-            return Outcome(SHUTTING_DOWN, applied=False)
+            return Served(SHUTTING_DOWN, applied=False)
         if faults.rate_limit_rps and not self._take_token():
             self.injected["rate_limited"] += 1
-            return Outcome(self._throttled(max(1.0, 1.0 / faults.rate_limit_rps)), applied=False)
+            return Served(self._throttled(max(1.0, 1.0 / faults.rate_limit_rps)), applied=False)
         if faults.throttle_rate and self._random.random() < faults.throttle_rate:
             self.injected["throttled"] += 1
-            return Outcome(self._throttled(faults.retry_after_seconds), applied=False)
+            return Served(self._throttled(faults.retry_after_seconds), applied=False)
         if faults.error_rate and self._random.random() < faults.error_rate:
             self.injected["error"] += 1
             status = self._random.choice((502, 503, 504))  # the transient ones
-            return Outcome(FakeResponse(status, {"errors": ["Service unavailable"]}), False)
+            return Served(FakeResponse(status, {"errors": ["Service unavailable"]}), False)
         response = self.fake.handle(method, path, query, body, headers)
         if faults.lost_response_rate and self._random.random() < faults.lost_response_rate:
             drop = self._random.choice(tuple(Drop))
             self.injected[f"lost_{drop.value}"] += 1
             if drop is Drop.BAD_GATEWAY:
-                return Outcome(FakeResponse(502, {"errors": ["Bad gateway"]}), applied=True)
-            return Outcome(None, applied=True)
-        return Outcome(response, applied=True)
+                return Served(FakeResponse(502, {"errors": ["Bad gateway"]}), applied=True)
+            return Served(None, applied=True)
+        return Served(response, applied=True)
 
     def _throttled(self, retry_after: float) -> FakeResponse:
         return FakeResponse(

@@ -1,7 +1,8 @@
 """A stateful, in-memory Modyo SCIM 2.0 server (``/api/admin/scim``): Modyo's own SCIM
 endpoint, documented gaps included (docs/design/modyo-contract.md §9).
 
-Documented [SCIM L86-L102] (modyo-admin-api.md §1, §2a, §4, §5.2) and reproduced exactly:
+Documented by Modyo (docs/design/modyo-contract.md §9, with its sources) and reproduced
+exactly:
 
 - ``GET/POST /Users``, ``GET/PATCH /Users/:id``; ``GET/POST /Groups``,
   ``GET/PATCH/DELETE /Groups/:id``; ``GET /Schemas`` (User and Group core schemas).
@@ -46,21 +47,17 @@ Every routed request is counted in ``calls`` (``"PATCH /scim/Groups/:id"``...); 
 
 from __future__ import annotations
 
-import hmac
 import json
-import random
 import re
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 from urllib.parse import unquote
 
-from bridge.modyo.fake.state import EMAIL_PATTERN, MODYO_OFFSET, USERNAME_PATTERN, FakeResponse
+from bridge.modyo.fake.base import Failure, FakeBase, FakeResponse
+from bridge.modyo.fake.state import EMAIL_PATTERN, USERNAME_PATTERN
 
 SCIM_PREFIX = "/api/admin/scim"
 PROFILE_PATH = "/api/admin/profile"
@@ -98,13 +95,8 @@ def _scim(status: int, body: Any = None) -> FakeResponse:
     return FakeResponse(status, body, media_type=SCIM_MEDIA_TYPE)
 
 
-class _Failure(Exception):
-    def __init__(self, response: FakeResponse) -> None:
-        self.response = response
-
-
-def _fail(status: int, detail: str, scim_type: str | None = None) -> _Failure:
-    return _Failure(scim_error(status, detail, scim_type))
+def _fail(status: int, detail: str, scim_type: str | None = None) -> Failure:
+    return Failure(scim_error(status, detail, scim_type))
 
 
 NOT_FOUND_PAGE = FakeResponse(404, RAILS_404, media_type=HTML_MEDIA_TYPE)
@@ -121,8 +113,10 @@ class _Query:
         return None
 
 
-class FakeModyoScim:
+class FakeModyoScim(FakeBase):
     """The SCIM server's state and request handler (one event loop; not thread-safe)."""
+
+    prefix = SCIM_PREFIX
 
     def __init__(
         self,
@@ -131,17 +125,13 @@ class FakeModyoScim:
         seed: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.token = token
-        self._clock = clock
-        self._random = random.Random(seed)
+        super().__init__(token, seed=seed, clock=clock)
         self.users: dict[str, Json] = {}
         self.groups: dict[str, Json] = {}
         self._user_by_name: dict[str, str] = {}
         self._user_by_email: dict[str, str] = {}
         self._group_members: dict[str, dict[str, None]] = {}
         self._user_groups: dict[str, dict[str, None]] = {}
-        self.calls: Counter[str] = Counter()
-        self._scripted: dict[str, list[FakeResponse]] = {}
         table: list[tuple[str, str, Callable[..., FakeResponse]]] = [
             ("GET", "/Users", self._list_users),
             ("POST", "/Users", self._create_user),
@@ -155,19 +145,15 @@ class FakeModyoScim:
             ("DELETE", "/Groups/:id", self._delete_group),
             ("GET", "/Schemas", self._schemas),
         ]
-        self._routes = [
-            (method, re.compile(template.replace(":id", "([^/]+)")),
-             f"{method} /scim{template}", handler)
-            for method, template, handler in table
-        ]  # fmt: skip
+        self._route([(method, template, f"{method} /scim{template}", handler)
+                     for method, template, handler in table])  # fmt: skip
 
     # ------------------------------------------------------------------ dispatch
 
     def route_name(self, method: str, path: str) -> str | None:
         if method == "GET" and path == PROFILE_PATH:
             return "GET /profile"
-        matched = self._match(method, path)
-        return matched[0] if matched else None
+        return super().route_name(method, path)
 
     def handle(
         self,
@@ -183,8 +169,7 @@ class FakeModyoScim:
         if method == "GET" and path == PROFILE_PATH:
             if not self._authorised(headers or {}):
                 return FakeResponse(401, {})
-            self.calls["GET /profile"] += 1
-            return FakeResponse(200, dict(PROFILE))
+            return self._count("GET /profile") or FakeResponse(200, dict(PROFILE))
         if not (path == SCIM_PREFIX or path.startswith(SCIM_PREFIX + "/")):
             return NOT_FOUND_PAGE
         if not self._authorised(headers or {}):
@@ -192,41 +177,20 @@ class FakeModyoScim:
         matched = self._match(method, path)
         if matched is None:
             return NOT_FOUND_PAGE
-        name, handler, args = matched
-        self.calls[name] += 1
-        if self._scripted.get(name):
-            return self._scripted[name].pop(0)
+        scripted = self._count(matched.name)
+        if scripted is not None:
+            return scripted
         try:
             payload = _json_body(body) if method in ("POST", "PATCH") else {}
-            return handler(*args, query=_Query(list(query)), payload=payload)
-        except _Failure as failure:
+            return matched.handler(*matched.args, query=_Query(list(query)), payload=payload)
+        except Failure as failure:
             return failure.response
 
-    def _match(
-        self, method: str, path: str
-    ) -> tuple[str, Callable[..., FakeResponse], tuple[str, ...]] | None:
-        relative = path[len(SCIM_PREFIX) :].rstrip("/")
-        for route_method, pattern, name, handler in self._routes:
-            found = pattern.fullmatch(relative)
-            if found and route_method == method:
-                return name, handler, tuple(unquote(part) for part in found.groups())
-        return None
-
-    def _authorised(self, headers: Mapping[str, str]) -> bool:
-        lowered = {key.lower(): value for key, value in headers.items()}
-        scheme, _, credential = lowered.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credential.encode(), self.token.encode()
-        )
+    def _segment(self, raw: str) -> str:
+        """An id is one percent-encoded segment: decoded."""
+        return unquote(raw)
 
     # ------------------------------------------------------------------ helpers
-
-    def _now(self) -> str:
-        moment = datetime.fromtimestamp(self._clock(), tz=UTC).astimezone(MODYO_OFFSET)
-        return moment.isoformat(timespec="milliseconds")
-
-    def _new_id(self) -> str:
-        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
     def _list(
         self, rows: Iterable[Json], total: int, query: _Query, render: Callable[[Json], Json]
@@ -302,7 +266,7 @@ class FakeModyoScim:
             _apply_user_value(user, key.lower(), value, create=True)
         self._validate_user(user, current_id=None)
         now = self._now()
-        user.update(id=self._new_id(), created=now, lastModified=now)
+        user.update(id=self._new_uuid(), created=now, lastModified=now)
         self._store_user(user)
         return _scim(201, self._user_view(user))
 
@@ -409,7 +373,7 @@ class FakeModyoScim:
             raise _fail(400, "externalId must be a string", "invalidValue")
         members = self._known_members(fields.get("members") or [])
         now = self._now()
-        group: Json = {"id": self._new_id(), "displayName": name, "externalId": external_id,
+        group: Json = {"id": self._new_uuid(), "displayName": name, "externalId": external_id,
                        "created": now, "lastModified": now}  # fmt: skip
         self.groups[group["id"]] = group
         self._group_members[group["id"]] = {}
@@ -510,7 +474,7 @@ class FakeModyoScim:
         now = self._now()
         for number in range(count):
             address = f"{prefix}{number}@example.com"
-            user: Json = {"id": self._new_id(), "userName": address, "externalId": None,
+            user: Json = {"id": self._new_uuid(), "userName": address, "externalId": None,
                           "name": {}, "email": address, "active": True,
                           "created": now, "lastModified": now}  # fmt: skip
             self._validate_user(user, current_id=None)
@@ -540,14 +504,6 @@ class FakeModyoScim:
 
     def group_member_ids(self, group_id: str) -> set[str]:
         return set(self._group_members[group_id])
-
-    def reset_calls(self) -> None:
-        self.calls.clear()
-
-    def script(self, route: str, *responses: FakeResponse) -> None:
-        """Answer the next calls to ``route`` (a ``calls`` key) with ``responses``, without
-        applying them."""
-        self._scripted.setdefault(route, []).extend(responses)
 
 
 @dataclass(slots=True)

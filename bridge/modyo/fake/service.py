@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from bridge.modyo.fake.state import FakeResponse
+from bridge.modyo.fake.base import FakeResponse
 
 
 class FakeService(Protocol):

@@ -16,57 +16,28 @@ adapters in ``fake.app`` and ``fake.router`` put it behind ASGI and respx.
 
 from __future__ import annotations
 
-import hmac
 import json
-import random
 import re
 import sys
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from dataclasses import dataclass
 from typing import Any
+
+from bridge.modyo.fake.base import Failure, FakeBase, FakeResponse
 
 API_PREFIX = "/api/admin"
 DEFAULT_PER_PAGE = 10
 MAX_PER_PAGE = 100
 MAX_IDS_PER_MEMBERSHIP_CALL = 100
-MODYO_OFFSET = timezone(timedelta(hours=-3))  # Modyo's examples carry -03:00 offsets.
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9|#@%._\-'+/]+$")  # [ROLES L23]
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 Json = dict[str, Any]
 
 
-JSON_MEDIA_TYPE = "application/json; charset=utf-8"
-
-
-@dataclass(slots=True)
-class FakeResponse:
-    status: int
-    body: Any = None  # JSON-serialisable, text (sent as is), or None for an empty body
-    headers: dict[str, str] = field(default_factory=dict)
-    media_type: str = JSON_MEDIA_TYPE
-
-    def content(self) -> bytes:
-        if self.body is None:
-            return b""
-        if isinstance(self.body, str):
-            return self.body.encode()
-        return json.dumps(self.body).encode()
-
-
-class _Failure(Exception):
-    """Ends a request with the given response (Rails' rescue_from, in short)."""
-
-    def __init__(self, response: FakeResponse) -> None:
-        self.response = response
-
-
-def _errors(status: int, *errors: Any) -> _Failure:
-    return _Failure(FakeResponse(status, {"errors": list(errors)}))
+def _errors(status: int, *errors: Any) -> Failure:
+    return Failure(FakeResponse(status, {"errors": list(errors)}))
 
 
 def _field_error(name: str, message: str, code: str, **extra: Any) -> Json:
@@ -79,7 +50,7 @@ NOT_FOUND = FakeResponse(404, {})
 @dataclass(frozen=True, slots=True)
 class Variant:
     """How a given Modyo answers, among the shapes its documentation allows
-    (modyo-admin-api.md §3.5, §5.1; docs/design/modyo-contract.md C8, C13):
+    (docs/design/modyo-contract.md §2, C8 and C13, with their sources):
 
     - ``errors``: ``objects`` (the draft's ``{"field", "messages", "details"}``), ``strings``
       (translated messages, ``"Username has already been taken"``), or ``hash`` (the 2022
@@ -142,8 +113,10 @@ class _Query:
         return [value for key, value in self.pairs if key == f"{name}[]"]
 
 
-class FakeModyo:
+class FakeModyo(FakeBase):
     """The fake's state and its request handler. Not thread-safe; one event loop is enough."""
+
+    prefix = API_PREFIX
 
     OWNER = {"id": 1, "uuid": "00000000-0000-4000-8000-000000000001", "username": "scim-admin"}
 
@@ -158,13 +131,11 @@ class FakeModyo:
         ignore_filters: bool = False,
         variant: Variant | None = None,
     ) -> None:
-        self.token = token
+        super().__init__(token, seed=seed, clock=clock)
         self.variant = variant or Variant()
         self._by_uuid: dict[str, int] = {}
         self.delete_team_members = delete_team_members
         self.ignore_filters = ignore_filters  # a Modyo that silently ignores search params
-        self._clock = clock
-        self._random = random.Random(seed)
         self._next_member_id = first_id
         self._next_group_id = first_id // 20 + 1
         self.team_members: dict[int, Json] = {}
@@ -175,9 +146,7 @@ class FakeModyo:
         self._group_members: dict[int, dict[int, None]] = {}
         self._member_groups: dict[int, set[int]] = {}
         self._member_snapshots: dict[int, list[int]] = {}
-        self.calls: Counter[str] = Counter()
-        self._scripted: dict[str, list[FakeResponse]] = {}
-        table: list[tuple[str, str, str, Callable[..., FakeResponse]]] = [
+        self._route([
             ("GET", "/profile", "GET /profile", self._profile),
             ("GET", "/team_members", "GET /team_members", self._list_members),
             ("POST", "/team_members", "POST /team_members", self._create_member),
@@ -197,18 +166,9 @@ class FakeModyo:
              self._add_group_members),
             ("DELETE", "/groups/:id/team_members/:member_id",
              "DELETE /groups/:id/team_members/:member_id", self._remove_group_member),
-        ]  # fmt: skip
-        self._routes = [
-            (method, re.compile(re.sub(r":\w+", "([^/]+)", template)), name, handler)
-            for method, template, name, handler in table
-        ]
+        ])  # fmt: skip
 
     # ------------------------------------------------------------------ dispatch
-
-    def route_name(self, method: str, path: str) -> str | None:
-        """The counter key of a request (``"GET /team_members/:id"``), or None if unrouted."""
-        matched = self._match(method, path)
-        return matched[0] if matched else None
 
     def handle(
         self,
@@ -225,54 +185,24 @@ class FakeModyo:
             return FakeResponse(401, {})
         matched = self._match(method, path)
         if matched is None:
-            return self._unrouted(method, path)
-        name, handler, args = matched
-        self.calls[name] += 1
-        if self._scripted.get(name):
-            return self._scripted[name].pop(0)
+            if self._routed_elsewhere(path):
+                return FakeResponse(405, {"errors": [f"{method} is not allowed here"]})
+            return FakeResponse(404, {"errors": ["Not found"]})
+        scripted = self._count(matched.name)
+        if scripted is not None:
+            return scripted
         try:
             payload = _json_body(body) if method in ("POST", "PUT", "PATCH") else {}
-            return handler(*args, query=_Query(list(query)), payload=payload)
-        except _Failure as failure:
+            return matched.handler(*matched.args, query=_Query(list(query)), payload=payload)
+        except Failure as failure:
             return self.variant.styled(failure.response)
 
-    def _match(
-        self, method: str, path: str
-    ) -> tuple[str, Callable[..., FakeResponse], tuple[str, ...]] | None:
-        relative = path[len(API_PREFIX) :].rstrip("/")
-        for route_method, pattern, name, handler in self._routes:
-            found = pattern.fullmatch(relative)
-            if found and route_method == method:
-                return name, handler, found.groups()
-        return None
-
-    def _unrouted(self, method: str, path: str) -> FakeResponse:
-        relative = path[len(API_PREFIX) :].rstrip("/")
-        if any(pattern.fullmatch(relative) for _, pattern, _, _ in self._routes):
-            return FakeResponse(405, {"errors": [f"{method} is not allowed here"]})
-        return FakeResponse(404, {"errors": ["Not found"]})
-
-    def _authorised(self, headers: Mapping[str, str]) -> bool:
-        lowered = {key.lower(): value for key, value in headers.items()}
-        supplied = lowered.get("authorization", "")
-        scheme, _, credential = supplied.partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(credential.encode(), self.token.encode())
-
     # ------------------------------------------------------------------ helpers
-
-    def _now(self) -> str:
-        moment = datetime.fromtimestamp(self._clock(), tz=UTC).astimezone(MODYO_OFFSET)
-        return moment.isoformat(timespec="milliseconds")
-
-    def _new_uuid(self) -> str:
-        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
     def _lookup(self, table: dict[int, Json], raw_id: str) -> Json:
         found = table.get(self._resolve(raw_id) or 0)
         if found is None:
-            raise _Failure(NOT_FOUND)
+            raise Failure(NOT_FOUND)
         return found
 
     def _resolve(self, raw: Any) -> int | None:
@@ -645,14 +575,6 @@ class FakeModyo:
             members[member_id] = None
             self._member_groups.setdefault(member_id, set()).add(group_id)
         self._member_snapshots.pop(group_id, None)
-
-    def reset_calls(self) -> None:
-        self.calls.clear()
-
-    def script(self, route: str, *responses: FakeResponse) -> None:
-        """Answer the next calls to ``route`` (a ``calls`` key) with ``responses``, without
-        applying them: a test's way to fail one precise step."""
-        self._scripted.setdefault(route, []).extend(responses)
 
 
 _SEARCH_PARAMS = frozenset({"username", "email", "external_id", "name"})
