@@ -33,9 +33,10 @@ from bridge.idempotency.redis_link import RedisLink, connect
 from bridge.idempotency.redis_locks import RedisLocks
 from bridge.idempotency.redis_store import RedisStore
 from bridge.metrics import SHARED_STORE_REFUSED, metrics_endpoint
-from bridge.modyo.upstreams import modyo_upstream
+from bridge.modyo.upstreams import modyo_upstream, write_calls
 from bridge.observe import RequestObserver
 from bridge.readiness import Readiness, upstream_check
+from bridge.safety import SafetyEdge, safety_rails
 from bridge.scim.auth import BearerAuth
 from bridge.scim.context import ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
@@ -70,12 +71,18 @@ def create_app(
         upstream = modyo_upstream(
             settings.modyo.api, settings.modyo, settings.retry, modyo_transport
         )
+    idempotency = settings.idempotency
+    link = shared_store
+    if link is None and idempotency.backend == "redis":
+        link = connect(idempotency)
+    rails = safety_rails(settings, upstream, link, write_calls(settings.modyo.api))
+    upstream = rails.upstream
     if readiness is None:
         readiness = Readiness(
             settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
         )
     readiness.add("modyo", upstream_check(upstream, "modyo"))
-    idempotency = settings.idempotency
+    readiness.detail(rails.dry_run_status)
     store: IdempotencyStore = MemoryStore(idempotency.max_entries, idempotency.ttl_seconds)
     context = ScimContext(
         upstream=upstream,
@@ -83,9 +90,6 @@ def create_app(
         max_filter_scan=settings.scim.max_filter_scan,
         public_url=str(settings.server.public_url) if settings.server.public_url else None,
     )
-    link = shared_store
-    if link is None and idempotency.backend == "redis":
-        link = connect(idempotency)
     if link is not None:
         store = RedisStore(link, idempotency.ttl_seconds, idempotency.lock_ttl_seconds)
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
@@ -132,7 +136,7 @@ def create_app(
         },
     )
     observed = RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
-    return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
+    return SafetyEdge(ForwardedHeaders(observed, settings.server.forwarded_allow_ips), rails)
 
 
 class _Mount(Mount):

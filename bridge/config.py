@@ -17,7 +17,7 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, overload
+from typing import Annotated, Any, Final, Literal, TypeVar, overload
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -176,6 +176,12 @@ class ModyoSettings(_Section):
     client_cert: FilePath | None = None
     """PEM client certificate (mTLS), with its key unless ``client_key`` is given."""
     client_key: FilePath | None = None
+    dry_run: bool = False
+    """Rehearse: reads go to Modyo, no write ever does; writes are planned in an overlay
+    that later reads see (docs/operator/first-cycle.md). ``serve --dry-run`` sets it."""
+    dry_run_max_changes: int = Field(20_000, ge=1, le=1_000_000)
+    """Planned changes the overlay holds (a member added or removed counts one); beyond,
+    writes are answered 503 with a reason."""
 
     @field_validator("token")
     @classmethod
@@ -284,6 +290,25 @@ class IdempotencySettings(_Section):
                 "idempotency.redis_sentinels and idempotency.redis_sentinel_service)"
             )
         return self
+
+
+class SafetySettings(_Section):
+    """The brake on destructive changes: per rolling window, at most this many of each kind
+    are applied; beyond, they are held (503) until an administrator releases the brake
+    (docs/operator/first-cycle.md). A threshold of 0 holds every change of its kind."""
+
+    enabled: bool = True
+    window_minutes: float = Field(60.0, gt=0, le=10_080)
+    max_disables: int = Field(50, ge=0, le=1_000_000)
+    """Users set ``active: false`` (an already disabled user is not counted)."""
+    max_deletes: int = Field(25, ge=0, le=1_000_000)
+    max_group_deletes: int = Field(5, ge=0, le=1_000_000)
+    max_member_removals: int = Field(250, ge=0, le=1_000_000)
+    privileged_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100
+    )
+    """Groups (Modyo ids or displayNames, ignoring case) whose new members are counted."""
+    max_privileged_additions: int = Field(10, ge=0, le=1_000_000)
 
 
 MIN_JOURNAL_KEY_LENGTH: Final = 32
@@ -434,6 +459,7 @@ class Settings(_Configuration):
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
+    safety: SafetySettings = SafetySettings()
 
     @model_validator(mode="after")
     def _workers_share_a_store(self) -> Settings:
@@ -462,6 +488,7 @@ class CheckSettings(_Configuration):
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
+    safety: SafetySettings = SafetySettings()
 
 
 Config = TypeVar("Config", bound=_Configuration)

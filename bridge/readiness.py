@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
 from starlette.requests import Request
@@ -56,6 +56,12 @@ class Readiness:
         self._results: dict[str, str | object | None] = {}
         self._completed_at: float | None = None
         self._round: asyncio.Future[None] | None = None
+        self._details: list[Callable[[], Mapping[str, object]]] = []
+
+    def detail(self, fields: Callable[[], Mapping[str, object]]) -> None:
+        """Fields every ``/readyz`` answer carries besides its verdict (``{"dry_run":
+        true}``), read when it answers."""
+        self._details.append(fields)
 
     def add(self, name: str, check: Check) -> None:
         """Register a check (``readiness.add("modyo", upstream_check(upstream))``)."""
@@ -101,9 +107,11 @@ class Readiness:
         """``GET /readyz``: the cached verdict; no authentication, no upstream call."""
         reason = self.reason()
         headers = {"Cache-Control": "no-store"}
+        details = {key: value for fields in self._details for key, value in fields().items()}
         if reason is None:
-            return JSONResponse({"status": "ready"}, headers=headers)
-        return JSONResponse({"status": "unready", "reason": reason}, 503, headers=headers)
+            return JSONResponse({"status": "ready", **details}, headers=headers)
+        body = {"status": "unready", "reason": reason, **details}
+        return JSONResponse(body, 503, headers=headers)
 
     async def _every_interval(self) -> AsyncIterator[None]:
         while True:

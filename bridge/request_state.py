@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -22,6 +22,11 @@ class RequestState:
     """The resource the request names, or the one a create made."""
     upstream_calls: int = 0
     upstream_retries: int = 0
+    withheld: str | None = None
+    """``planned`` (a dry run) or ``held`` (the brake): a write the safety rails kept from
+    Modyo (``bridge.safety``); ``withheld_calls`` are the calls (method, path template) it
+    would have made."""
+    withheld_calls: list[tuple[str, str]] = field(default_factory=list)
 
 
 _current: ContextVar[RequestState | None] = ContextVar("scim_bridge_request", default=None)

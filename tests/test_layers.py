@@ -1,5 +1,6 @@
 """Dependencies run one way: edge -> SCIM -> upstream interface <- Modyo, over the journal
-(which either side may feed) and a shared base. No module imports from a layer above it, and
+(which either side may feed) and a shared base; the safety rails wrap the upstream interface
+for the edge, below the SCIM side, and see neither side. No module imports from a layer above it, and
 the SCIM and Modyo sides never see each other (README, Development)."""
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ ALLOWED = {
     "base": {"base"},
     "journal": {"base", "journal"},
     "upstream": {"base", "upstream"},
+    "safety": {"base", "journal", "upstream", "safety"},
     "scim": {"base", "journal", "upstream", "scim"},
     "modyo": {"base", "journal", "upstream", "modyo"},
-    "edge": {"base", "journal", "upstream", "scim", "modyo", "edge"},
+    "edge": {"base", "journal", "upstream", "safety", "scim", "modyo", "edge"},
 }
 
 
@@ -29,6 +31,8 @@ def layer(module: str) -> str:
         return "upstream"
     if module.startswith("bridge.journal"):
         return "journal"
+    if module.startswith("bridge.safety"):
+        return "safety"
     if module.startswith("bridge.scim"):
         return "scim"
     if module.startswith("bridge.modyo"):
@@ -80,4 +84,8 @@ def test_the_rule_sees_a_violation() -> None:
     assert layer("bridge.idempotency.redis_link") not in ALLOWED["journal"]
     assert layer("bridge.scim.errors") not in ALLOWED["journal"]
     assert layer("bridge.journal.record") in ALLOWED["scim"]
+    assert layer("bridge.safety.overlay") not in ALLOWED["scim"]
+    assert layer("bridge.scim.errors") not in ALLOWED["safety"]
+    assert layer("bridge.modyo.rest") not in ALLOWED["safety"]
+    assert layer("bridge.idempotency.redis_link") not in ALLOWED["safety"]
     assert known("bridge.scim.errors.InternalError") == "bridge.scim.errors"
