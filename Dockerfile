@@ -27,7 +27,10 @@ RUN pip install --no-cache-dir --no-index --find-links /wheels --require-hashes 
     && pip install --no-cache-dir --no-index --no-deps /wheels/scim_bridge-*.whl \
     && rm -rf /wheels /tmp/app.txt
 USER 10001
-EXPOSE 8000
+# 8000: the SCIM listener (what your ingress routes Entra to). 9100: the internal listener
+# (/metrics) once internal.port = 9100 and internal.host = "0.0.0.0" are set (it is off, and
+# on loopback, by default): publish it to your scraper only, never where Entra comes.
+EXPOSE 8000 9100
 # Probes /healthz where the running serve listens: its flags (PID 1's command line), then
 # BRIDGE_SERVER__* and its TOML file, as serve resolves them.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["scim-bridge", "healthcheck"]

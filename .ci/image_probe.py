@@ -1,8 +1,9 @@
 """HTTP probes for .ci/image, run in the containers' network namespace with the project's venv.
 
-image_probe.py ready URL        wait (at most 60 s) until URL answers 200
-image_probe.py scim BASE TOKEN  one SCIM create and query, which must reach the fake Modyo
-image_probe.py calls MODYO      print the fake Modyo's call counters
+image_probe.py ready URL [TOKEN]  wait (at most 60 s) until URL answers 200 (to Bearer TOKEN)
+image_probe.py scim BASE TOKEN    one SCIM create and query, which must reach the fake Modyo
+image_probe.py calls MODYO TOKEN  print the fake Modyo's call counters (its control plane
+                                  takes the fake's token)
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import httpx
 READY_SECONDS = 60.0
 
 
-def ready(url: str) -> None:
+def ready(url: str, token: str | None = None) -> None:
     deadline = time.monotonic() + READY_SECONDS
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     while True:
         try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=2, trust_env=False).status_code == 200:
                 print(f"ready: GET {url} answered 200")
                 return
         except httpx.HTTPError:
@@ -52,8 +54,9 @@ def scim(base: str, token: str) -> None:
     print(f"scim: POST /Users 201 (id {created.json()['id']}), the userName query finds it")
 
 
-def calls(modyo: str) -> None:
-    answer = httpx.get(f"{modyo}/__fake__/calls", timeout=5, trust_env=False)
+def calls(modyo: str, token: str) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = httpx.get(f"{modyo}/__fake__/calls", headers=headers, timeout=5, trust_env=False)
     _expect(answer, 200, "GET /__fake__/calls")
     print(f"fake Modyo calls: {answer.json()['calls']}")
 

@@ -1,7 +1,12 @@
 """The ceiling: a minimal passthrough proxy making the Modyo calls each benchmarked operation
-minimally needs under docs/modyo-contract.md, with the bridge's own HTTP client and transport,
-and no SCIM work (no validation, mapping, filter parsing or error handling). ``--api scim``
-makes the calls of Modyo's SCIM server (§9) instead of the REST API's.
+minimally needs under docs/design/modyo-contract.md, and no SCIM work (no validation, mapping,
+filter parsing or error handling). ``--api scim`` makes the calls of Modyo's SCIM server (§9)
+instead of the REST API's.
+
+It builds its own HTTP client, as a minimal proxy would (httpx over the httpx-aiohttp
+transport, the bridge's default stack, every option set here), and imports nothing from
+``bridge``: a cost added to the bridge's shared plumbing cannot also slow the ceiling down
+and hide in bridge ÷ ceiling.
 
     python -m bench.ceiling --port 8002 --modyo-url http://127.0.0.1:8001 --token T [--api scim]
 """
@@ -13,32 +18,65 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 import uvicorn
-from pydantic import AnyHttpUrl, SecretStr
+from httpx_aiohttp import AiohttpTransport
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bridge.config import ModyoSettings
-from bridge.modyo.http import build_http_client
-
 API = "/api/admin"
 SCIM = "/api/admin/scim"
 ORDER = {"per_page": "100", "sort_by": "id", "order": "asc"}
 PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+CONNECTIONS = 64  # as many as the bridge's default pool (modyo.max_connections)
 
 
-def create_ceiling(modyo: ModyoSettings) -> Starlette:
+@dataclass(frozen=True)
+class Upstream:
+    """Where the ceiling sends its calls, and how."""
+
+    base_url: str
+    token: str
+    transport: str = "aiohttp"  # or "httpx": httpx's own connection pool
+
+
+def ceiling_client(upstream: Upstream, media_type: str = "application/json") -> httpx.AsyncClient:
+    """The ceiling's client: keep-alive connections to Modyo, its bearer token, no retries, no
+    proxy, no environment read (``trust_env`` off on both layers: a proxy in front of Modyo
+    would be configured explicitly, once)."""
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    transport: httpx.AsyncBaseTransport
+    if upstream.transport == "aiohttp":
+        transport = AiohttpTransport(
+            limits=limits,
+            client=lambda: aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=CONNECTIONS), trust_env=False
+            ),
+        )
+    else:
+        transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    return httpx.AsyncClient(
+        base_url=upstream.base_url,
+        transport=transport,
+        headers={"Authorization": f"Bearer {upstream.token}", "Accept": media_type},
+        timeout=httpx.Timeout(30.0),
+        trust_env=False,
+    )
+
+
+def create_ceiling(upstream: Upstream) -> Starlette:
     http: httpx.AsyncClient
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal http
-        async with build_http_client(modyo) as client:
+        async with ceiling_client(upstream) as client:
             http = client
             yield
 
@@ -105,14 +143,14 @@ def create_ceiling(modyo: ModyoSettings) -> Starlette:
     return _app(users, user, groups, group, lifespan, scan)
 
 
-def create_scim_ceiling(modyo: ModyoSettings) -> Starlette:
+def create_scim_ceiling(upstream: Upstream) -> Starlette:
     """The same four routes over Modyo's SCIM server, with the calls §9 needs at least."""
     http: httpx.AsyncClient
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal http
-        async with build_http_client(modyo, media_type="application/scim+json") as client:
+        async with ceiling_client(upstream, "application/scim+json") as client:
             http = client
             yield
 
@@ -180,19 +218,34 @@ def create_scim_ceiling(modyo: ModyoSettings) -> Starlette:
         await http.patch(f"{SCIM}/Groups/{request.path_params['group_id']}", json=body)
         return Response(status_code=204)
 
-    return _app(users, user, groups, group, lifespan)
+    async def scan(request: Request) -> Response:
+        """Every user, read as the bridge reads Modyo's SCIM listing for a filter it cannot
+        search (100 from startIndex 1, then the other pages 8 at a time), decoded, counted."""
+        first = await http.get(f"{SCIM}/Users", params={"startIndex": "1", "count": "100"})
+        body = first.json()
+        step, gate = len(body["Resources"]) or 1, asyncio.Semaphore(8)
+
+        async def page(start: int) -> int:
+            async with gate:
+                params = {"startIndex": str(start), "count": str(step)}
+                return len((await http.get(f"{SCIM}/Users", params=params)).json()["Resources"])
+
+        starts = range(1 + step, body["totalResults"] + 1, step)
+        rest = await asyncio.gather(*(page(start) for start in starts))
+        total = len(body["Resources"]) + sum(rest)
+        return Response(json.dumps({"totalResults": total}), media_type="application/scim+json")
+
+    return _app(users, user, groups, group, lifespan, scan)
 
 
-def _app(
-    users: Any, user: Any, groups: Any, group: Any, lifespan: Any, scan: Any = None
-) -> Starlette:
+def _app(users: Any, user: Any, groups: Any, group: Any, lifespan: Any, scan: Any) -> Starlette:
     routes = [
         Route("/scim/Users", users, methods=["GET", "POST"]),
         Route("/scim/Users/{user_id}", user, methods=["GET", "PATCH"]),
         Route("/scim/Groups", groups, methods=["GET"]),
         Route("/scim/Groups/{group_id}", group, methods=["PATCH"]),
     ]
-    if scan is not None:  # the scan path (REST only: the bench's scan section)
+    if scan is not None:  # the bench's scan section
         routes.append(Route("/scim/scan/Users", scan, methods=["GET"]))
     return Starlette(routes=routes, lifespan=lifespan)
 
@@ -205,11 +258,9 @@ def main() -> None:
     parser.add_argument("--transport", default="aiohttp", choices=["aiohttp", "httpx"])
     parser.add_argument("--api", default="rest", choices=["rest", "scim"])
     args = parser.parse_args()
-    settings = ModyoSettings(
-        base_url=AnyHttpUrl(args.modyo_url), token=SecretStr(args.token), transport=args.transport
-    )
+    upstream = Upstream(args.modyo_url, args.token, args.transport)
     uvicorn.run(
-        create_scim_ceiling(settings) if args.api == "scim" else create_ceiling(settings),
+        create_scim_ceiling(upstream) if args.api == "scim" else create_ceiling(upstream),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

@@ -2,9 +2,12 @@
 
 Closed loop (``concurrency`` workers, each sending its next request when the previous one is
 answered) or open loop (``rate`` requests per second, whatever the answers), a warm-up, then a
-measured window. It prints one JSON object: requests, errors, rps, latency percentiles and the
-fake Modyo's call counters for the window. aiohttp keeps the client cheaper than the servers
-it measures (performance-notes.md: ~3,000 req/s on one core).
+measured window: ``warmup`` and ``duration`` seconds, or, given ``requests`` (closed loop only),
+``warmup_requests`` answers and then ``requests`` answers, whatever time they take (the same
+work on any machine). It prints one JSON object: requests, errors, rps, latency percentiles,
+the fake Modyo's call counters for the window, and ``exhausted`` when a finite request stream
+(``add_member``: each user added to each group once) ran out before the window ended.
+aiohttp keeps the client cheaper than the servers it measures (~3,000 req/s on one core).
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ def requests_for(op: str, data: dict[str, Any], tag: str) -> Iterator[Request]:
         for user, n in zip(itertools.cycle(users), counter, strict=False):
             operation = {"op": "Replace", "path": "name.givenName", "value": f"Given {tag} {n}"}
             yield "PATCH", f"/Users/{user['id']}", {"schemas": [PATCH], "Operations": [operation]}
-    elif op == "add_member":  # every request adds a user not yet in the group
-        pairs = ((g, u) for u in itertools.cycle(data["member_pool"]) for g in groups)
+    elif op == "add_member":  # every request adds a user not yet in the group: finite
+        pairs = ((g, u) for u in data["member_pool"] for g in groups)
         for group, user in pairs:
             value = [{"$ref": None, "value": str(user["id"])}]
             adding: dict[str, Any] = {"op": "Add", "path": "members", "value": value}
@@ -85,19 +88,27 @@ def requests_for(op: str, data: dict[str, Any], tag: str) -> Iterator[Request]:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, warmup_requests: int = 0, requests: int = 0) -> None:
         self.sent = 0
         self.measuring = False
+        self.exhausted = False
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
+        self._warmup_requests, self._requests = warmup_requests, requests
+        self.warm = asyncio.Event()  # counted windows: the warm-up's answers are in
+        self.full = asyncio.Event()  # counted windows: the window's answers are in
 
     def record(self, status: int, seconds: float) -> None:
         self.sent += 1
+        if self.sent >= self._warmup_requests:
+            self.warm.set()
         if not self.measuring:
             return
         if status >= 400:
             self.errors[str(status)] = self.errors.get(str(status), 0) + 1
         self.latencies.append(seconds)
+        if self._requests and len(self.latencies) >= self._requests:
+            self.full.set()
 
 
 async def send(
@@ -130,32 +141,42 @@ async def modyo_counters(
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
     stream = requests_for(spec["op"], spec["data"], spec.get("tag", "t"))
-    recorder = Recorder()
+    counted = bool(spec.get("requests"))
+    recorder = Recorder(spec.get("warmup_requests", 0), spec.get("requests", 0))
     headers = {"Content-Type": "application/scim+json"}
     if spec.get("token"):
         headers["Authorization"] = f"Bearer {spec['token']}"
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with (
         aiohttp.ClientSession(headers=headers, connector=connector) as session,
-        aiohttp.ClientSession() as control,
+        aiohttp.ClientSession(  # the fake Modyo's control plane takes its token
+            headers={"Authorization": f"Bearer {spec.get('modyo_token', '')}"}
+        ) as control,
     ):
         loop = open_loop if spec.get("rate") else closed_loop
         stop = asyncio.Event()
 
         async def window() -> tuple[float, dict[str, Any]]:
-            await asyncio.sleep(spec["warmup"])
+            await (recorder.warm.wait() if counted else asyncio.sleep(spec["warmup"]))
             await modyo_counters(control, spec.get("modyo"), reset=True)
             recorder.measuring = True
             started = time.perf_counter()
-            await asyncio.sleep(spec["duration"])
+            await (recorder.full.wait() if counted else asyncio.sleep(spec["duration"]))
             recorder.measuring = False
             elapsed = time.perf_counter() - started
             counters = await modyo_counters(control, spec.get("modyo"), reset=False)
             stop.set()
             return elapsed, counters
 
-        (elapsed, counters), _ = await asyncio.gather(
-            window(), loop(session, spec, stream, recorder, stop)
+        async def ended() -> None:  # a finite stream ran out: the window cannot complete
+            await loop(session, spec, stream, recorder, stop)
+            if not stop.is_set():
+                recorder.exhausted = True
+                recorder.warm.set()
+                recorder.full.set()
+
+        (elapsed, counters), _ = await asyncio.wait_for(
+            asyncio.gather(window(), ended()), spec.get("timeout", 600)
         )
     return summarise(recorder, elapsed, counters)
 
@@ -169,7 +190,10 @@ async def closed_loop(
 ) -> None:
     async def worker() -> None:
         while not stop.is_set():
-            await send(session, spec, next(stream), recorder)
+            request = next(stream, None)
+            if request is None:
+                return
+            await send(session, spec, request, recorder)
 
     await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
 
@@ -185,7 +209,10 @@ async def open_loop(
     pending: set[asyncio.Task[None]] = set()
     next_at = time.perf_counter()
     while not stop.is_set():
-        task = asyncio.create_task(send(session, spec, next(stream), recorder))
+        request = next(stream, None)
+        if request is None:
+            break
+        task = asyncio.create_task(send(session, spec, request, recorder))
         pending.add(task)
         task.add_done_callback(pending.discard)
         next_at += interval
@@ -213,6 +240,7 @@ def summarise(recorder: Recorder, elapsed: float, counters: dict[str, Any]) -> d
         "p99_ms": percentile(values, 0.99) * 1000,
         "modyo_calls": (total / len(values)) if total is not None and values else None,
         "modyo_breakdown": counters.get("calls"),
+        "exhausted": recorder.exhausted,
     }
 
 
@@ -225,7 +253,14 @@ def main(argv: list[str] | None = None) -> None:
         runner: Callable[..., Any] = uvloop.run
     except ImportError:
         runner = asyncio.run
-    print(json.dumps(runner(run(spec))))
+    try:
+        result = runner(run(spec))
+    except TimeoutError:
+        raise SystemExit(
+            f"bench.load: {spec['op']} on {spec['base']} did not end within "
+            f"{spec.get('timeout', 600)} s"
+        ) from None
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

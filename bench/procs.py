@@ -12,6 +12,20 @@ from typing import IO
 
 import httpx
 
+PRIORITY = -20  # nice: the highest scheduling priority
+
+
+def raise_priority() -> str:
+    """Run this process, and every process it starts from now on, at the highest scheduling
+    priority (nice -20; root or CAP_SYS_NICE), so that other processes on a shared machine
+    take the measured servers' CPU less often: a server's CPU time per request grows when it
+    is switched out mid-request. Says what it got."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)
+    except PermissionError:
+        return f"nice {os.getpriority(os.PRIO_PROCESS, 0)} (not allowed to raise it)"
+    return f"nice {PRIORITY}"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -64,9 +78,32 @@ class Process:
         return float("nan")
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time the process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the process has used so far, every thread's (a thread pool's too).
+
+        The scheduler's nanosecond count of each live thread (``/proc/PID/task/*/schedstat``),
+        where the kernel keeps it; else user plus system time in clock ticks (``/proc/PID/
+        stat``, 10 ms steps: too coarse for a window of a few thousand trivial requests).
+        Threads come and go: a thread's time counts while it lives (the bridge's and the
+        ceiling's are long-lived: the event loop and the default executor's pool)."""
+        threads = list(Path(f"/proc/{self.pid}/task").glob("*/schedstat"))
+        if not threads:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0
+        for stat in threads:
+            try:
+                total += int(stat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):  # the thread ended meanwhile
+                continue
+        return total / 1e9
+
+    def preemptions(self) -> int:
+        """Times the process's main thread was switched out while it could still run (the
+        kernel's ``nonvoluntary_ctxt_switches``): more when other processes want its CPU."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("nonvoluntary_ctxt_switches:"):
+                return int(line.split()[1])
+        return 0
 
     def stop(self) -> None:
         stop(self.popen, self._log)

@@ -1,12 +1,16 @@
-"""``python -m bench [--quick] [--json PATH] [--modyo-api rest|scim]``: the bridge, side by side
-with its ceiling and its peer, in one run on this machine, against the fake of Modyo's REST API
-or of its SCIM server (``modyo.api``).
+"""``python -m bench [--quick] [--json PATH] [--modyo-api rest|scim] [--ci [--write-baseline]]``:
+the bridge, side by side with its ceiling and its peer, in one run on this machine, against the
+fake of Modyo's REST API or of its SCIM server (``modyo.api``); and its CPU per request relative
+to a trivial endpoint's, against the committed baseline (``--ci``: that alone, judged;
+docs/performance.md).
 
 Processes (all on 127.0.0.1): ``scim-bridge fake-modyo``; ``scim-bridge serve`` (one uvicorn
-worker) pointed at it; the ceiling (``bench.ceiling``: a minimal passthrough with the same HTTP
-client and transport, no SCIM work); the peer (``scim2-server``, python-scim's in-memory
-reference server); and a load generator per measurement (``bench.load``). Absolute figures
-drift on shared machines: compare the ratios, which come from one run.
+worker) pointed at it; the ceiling (``bench.ceiling``: a minimal passthrough with its own HTTP
+client over the same transport, no SCIM work); the peer (``scim2-server``, python-scim's
+in-memory reference server); the trivial endpoint (``bench.layer``); and a load generator per
+measurement (``bench.load``). Absolute figures drift on shared machines: compare the ratios,
+which come from one run. A phase that finds its world other than it needs stops the run with
+one line (``bench.checks``).
 """
 
 from __future__ import annotations
@@ -15,25 +19,40 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.checks import PhaseError, expect
+from bench.cpu import (
+    BASELINE,
+    TOLERANCE,
+    baseline_record,
+    load_baseline,
+    over_tolerance,
+    print_relative,
+    relative_cpu,
+)
 from bench.load import user_body
-from bench.procs import Process, free_port
+from bench.procs import Process, free_port, raise_priority
 from bench.stores import RedisServer, measure_stores, print_stores
 
 SCIM_TOKEN = "bench-scim-token-0123456789"
 MODYO_TOKEN = "bench-modyo-token"
+MODYO_AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}  # the fake's API and control plane
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
-MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (§7 for REST, §9 for SCIM)
+# per SCIM request, under docs/design/modyo-contract.md (§7 for REST, §9 for SCIM)
+MIN_MODYO_CALLS = {
     "rest": {"get_user": 1, "filter_user": 1, "create_user": 1, "patch_user": 1,
              "add_member": 2, "filter_group": 1},
     # SCIM: a PATCH reads the user first (deleted users, exact diff); the 10 benchmark groups
@@ -43,6 +62,12 @@ MIN_MODYO_CALLS = {  # per SCIM request, under docs/modyo-contract.md (§7 for R
 }  # fmt: skip
 GROUP_SIZES = (10, 1_000, 50_000)
 SEEDED_USERS = 6000
+BENCH_GROUPS = 10  # the groups every op's data names (add_member cycles over them)
+ADD_RATE_BOUND = 5_000
+"""Member adds per second no target reaches here (each is 2 calls to the one-process fake
+Modyo): a measured window gets a fresh pool large enough for that rate, so every add adds a
+user not yet in the group on any machine; the load generator reports a pool used up
+(``exhausted``), which fails the phase instead of measuring repeated adds."""
 SCAN_FILTER = (
     'userName sw "seed59" and (emails.value co "example.com" or emails.value co "example.org")'
 )
@@ -60,6 +85,13 @@ class Profile:
     added_latency_seconds: float
     group_repetitions: int
     scan_repetitions: int
+    cpu_rounds: int  # the relative CPU section (bench/cpu.py): rounds of counted windows
+    cpu_requests: int  # answers per counted window of a bridge operation
+    cpu_concurrency: int = 1  # requests in flight in those windows
+    warmup_requests: int = 300  # answers before a counted window starts
+
+
+LOAD_TIMEOUT_SECONDS = 300  # a load window that has not ended by then fails its phase
 
 
 QUICK = Profile(
@@ -70,6 +102,8 @@ QUICK = Profile(
     added_latency_seconds=4.0,
     group_repetitions=9,
     scan_repetitions=5,
+    cpu_rounds=2,
+    cpu_requests=1_000,
 )
 FULL = Profile(
     warmup=1.5,
@@ -79,6 +113,19 @@ FULL = Profile(
     added_latency_seconds=20.0,
     group_repetitions=31,
     scan_repetitions=15,
+    cpu_rounds=4,
+    cpu_requests=2_000,
+)
+CI = Profile(  # --ci: the relative CPU section alone
+    warmup=0.5,
+    duration=2.0,
+    concurrency=16,
+    levels=(16,),
+    added_latency_seconds=0,
+    group_repetitions=0,
+    scan_repetitions=0,
+    cpu_rounds=4,
+    cpu_requests=1_000,
 )
 
 
@@ -95,6 +142,8 @@ class Bench:
         self.by_target: dict[str, Process] = {}
         self.run_tag = 0
         self.fresh_users: list[dict[str, Any]] = []
+        self.pools_seeded = 0
+        self.phase = "start-up"  # named in a PhaseError
 
     # ------------------------------------------------------------------ processes
 
@@ -117,6 +166,7 @@ class Bench:
                 self.log_dir,
             )
         )
+        self.by_target["modyo"] = self.processes[-1]
 
     def bridge_env(
         self, port: int, transport: str = "aiohttp", parser: str = "httptools"
@@ -198,25 +248,50 @@ class Bench:
 
     def seed_modyo(self, users: int, groups: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
         body = {"users": users, "prefix": prefix, "groups": groups}
-        seeded: dict[str, Any] = httpx.post(
-            f"{self.modyo}/__fake__/seed", json=body, timeout=300
-        ).json()
+        answer = httpx.post(
+            f"{self.modyo}/__fake__/seed", json=body, headers=MODYO_AUTH, timeout=300
+        )
+        expect(
+            self.phase,
+            answer.status_code == 201,
+            f"the fake Modyo to seed {users} users and {len(groups)} groups (201)",
+            f"{answer.status_code} {answer.text[:200]}",
+        )
+        seeded: dict[str, Any] = answer.json()
         return seeded
 
     def modyo_data(self) -> dict[str, Any]:
-        seeded = self.seed_modyo(
-            SEEDED_USERS, [{"name": f"Bench Group {n}", "members": 0} for n in range(10)], "seed"
-        )
+        """The known world: ``SEEDED_USERS`` team members (the scan reads them all) and
+        ``BENCH_GROUPS`` empty groups; the first 1,000 users are what the ops read and write,
+        the others the first fresh users for member adds."""
+        groups = [{"name": f"Bench Group {n}", "members": 0} for n in range(BENCH_GROUPS)]
+        seeded = self.seed_modyo(SEEDED_USERS, groups, "seed")
         users = [{"id": u["id"], "userName": u["username"]} for u in seeded["users"]]
         self.fresh_users = users[1000:]  # each add_member run takes a slice nobody added yet
         groups = [{"id": g["id"], "displayName": g["name"]} for g in seeded["groups"]]
         return {"users": users[:1000], "groups": groups}
 
     def fresh_pool(self, count: int) -> list[dict[str, Any]]:
+        """``count`` users no group has yet: the rest of the known world's, then users seeded
+        for it (which is why the scan, which needs to know how many users exist, runs first)."""
+        if len(self.fresh_users) < count:
+            self.pools_seeded += 1
+            seeded = self.seed_modyo(max(count, 5_000), [], f"pool{self.pools_seeded}-")
+            self.fresh_users += [
+                {"id": u["id"], "userName": u["username"]} for u in seeded["users"]
+            ]
         pool, self.fresh_users = self.fresh_users[:count], self.fresh_users[count:]
-        if len(pool) < count:
-            raise RuntimeError("the benchmark ran out of fresh users to add to groups")
         return pool
+
+    def pool_size(self, requests: int | None, duration: float | None) -> int:
+        """Fresh users for one add_member window: one per ``BENCH_GROUPS`` adds (each user is
+        added to each group once), for exactly the adds a counted window makes, or as many
+        as ``ADD_RATE_BOUND`` would make in a timed one."""
+        if requests is not None:  # and the answers in flight when the window closes
+            adds = requests + self.profile.warmup_requests + self.profile.concurrency
+        else:
+            adds = int(ADD_RATE_BOUND * (self.profile.warmup + (duration or self.profile.duration)))
+        return -(-adds // BENCH_GROUPS)
 
     def peer_data(self) -> dict[str, Any]:
         base = f"http://127.0.0.1:{self.peer_port}/v2"
@@ -265,12 +340,19 @@ class Bench:
         concurrency: int | None = None,
         rate: float | None = None,
         duration: float | None = None,
+        requests: int | None = None,
     ) -> dict[str, Any]:
+        """One window of ``op`` on ``target`` by a load-generator process (``bench.load``):
+        timed (``duration``), or counted (``requests`` answers after the profile's
+        ``warmup_requests``). With the server's CPU time over the whole load, per answer.
+        A window whose target answered an error, or whose add_member pool ran out, fails the
+        phase: its figures would not be of the operation named."""
         self.run_tag += 1
         base = self.bases()[target]
         data = dict(data)
         if op == "add_member":
-            data["member_pool"] = self.fresh_pool(500) if target != "peer" else data["users"]
+            pool = self.pool_size(requests, duration)
+            data["member_pool"] = self.fresh_pool(pool) if target != "peer" else data["users"]
         spec = {
             "base": base,
             "token": MODYO_TOKEN if target == "modyo" else SCIM_TOKEN,
@@ -280,23 +362,53 @@ class Bench:
             "rate": rate,
             "warmup": self.profile.warmup,
             "duration": duration or self.profile.duration,
+            "requests": requests,
+            "warmup_requests": self.profile.warmup_requests,
+            "timeout": LOAD_TIMEOUT_SECONDS,
             "tag": f"{target}{self.run_tag}",
             "modyo": self.modyo if target in ("bridge", "ceiling") else None,
+            "modyo_token": MODYO_TOKEN,  # its control plane's too
         }
+        what = f"{op} on {target}"
         process = self.by_target.get(target)
         cpu_before = process.cpu_seconds() if process else 0.0
-        output = subprocess.run(
-            [sys.executable, "-m", "bench.load"],
-            input=json.dumps(spec),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=600,
-        )
+        preempted_before = process.preemptions() if process else 0
+        try:
+            output = subprocess.run(
+                [sys.executable, "-m", "bench.load"],
+                input=json.dumps(spec),
+                capture_output=True,
+                text=True,
+                timeout=LOAD_TIMEOUT_SECONDS + 30,
+            )
+        except subprocess.TimeoutExpired:
+            raise PhaseError(
+                self.phase, f"{what} to end within {LOAD_TIMEOUT_SECONDS} s", "no end"
+            ) from None
+        last = (output.stderr.strip().splitlines() or ["nothing on stderr"])[-1]
+        expect(self.phase, output.returncode == 0, f"{what} to run", last)
         result: dict[str, Any] = json.loads(output.stdout)
         if process is not None and result["requests_with_warmup"]:
             spent = process.cpu_seconds() - cpu_before
             result["cpu_us_per_request"] = spent / result["requests_with_warmup"] * 1e6
+            preempted = process.preemptions() - preempted_before
+            result["preemptions_per_request"] = preempted / result["requests_with_warmup"]
+        expect(
+            self.phase,
+            not result["exhausted"],
+            f"{what}: each add a user not yet in the group ({len(data['member_pool'])} "
+            f"fresh users x {BENCH_GROUPS} groups)"
+            if op == "add_member"
+            else what,
+            f"the window wanted more adds ({result['requests_with_warmup']} answered)",
+        )
+        expect(
+            self.phase,
+            not result["errors"],
+            f"{what}: no error answers",
+            f"{sum(result['errors'].values())} of {result['requests']} "
+            f"(by status: {result['errors']})",
+        )
         return result
 
     def bases(self) -> dict[str, str]:
@@ -311,15 +423,17 @@ class Bench:
 
     def set_modyo_latency(self, milliseconds: float) -> None:
         httpx.put(
-            f"{self.modyo}/__fake__/faults", json={"latency_ms": milliseconds}
+            f"{self.modyo}/__fake__/faults", json={"latency_ms": milliseconds}, headers=MODYO_AUTH
         ).raise_for_status()
 
     def modyo_calls(self) -> dict[str, int]:
-        calls: dict[str, int] = httpx.get(f"{self.modyo}/__fake__/calls").json()["calls"]
+        calls: dict[str, int] = httpx.get(
+            f"{self.modyo}/__fake__/calls", headers=MODYO_AUTH
+        ).json()["calls"]
         return calls
 
     def reset_modyo_calls(self) -> None:
-        httpx.post(f"{self.modyo}/__fake__/reset-calls").raise_for_status()
+        httpx.post(f"{self.modyo}/__fake__/reset-calls", headers=MODYO_AUTH).raise_for_status()
 
 
 # ---------------------------------------------------------------------- sections
@@ -330,6 +444,7 @@ def throughput(
 ) -> dict[str, Any]:
     """Every op on bridge and ceiling (0 ms Modyo latency at every concurrency level, 20 ms at
     the main one) and on the peer (in memory)."""
+    bench.phase = "throughput"
     results: dict[str, Any] = {}
     for latency in (0, 20):
         bench.set_modyo_latency(latency)
@@ -350,6 +465,7 @@ def throughput(
 def added_latency(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
     """Bridge-added latency at Entra's 25 req/s with 20 ms of Modyo latency: the bridge's
     GET /Users/{id} against a direct GET of the same team member."""
+    bench.phase = "added latency"
     bench.set_modyo_latency(20)
     duration = bench.profile.added_latency_seconds
     via_bridge = bench.measure("bridge", "get_user", modyo_data, rate=25, duration=duration)
@@ -393,6 +509,7 @@ def _size_cases(insiders: list[Any], outsiders: list[Any]) -> dict[str, Any]:
 def group_sizes(bench: Bench) -> list[dict[str, Any]]:
     """Issue 3's table: add one member, remove one, add 25 in one PATCH, on groups of 10,
     1,000 and 50,000 members. Each measured PATCH is undone (unmeasured) before the next."""
+    bench.phase = "group sizes"
     rows = []
     base = f"http://127.0.0.1:{bench.bridge_port}/scim"
     reps = bench.profile.group_repetitions
@@ -415,8 +532,14 @@ def group_sizes(bench: Bench) -> list[dict[str, Any]]:
                     response = client.patch(f"/Groups/{group_id}", json=measured)
                     latencies.append((time.perf_counter() - started) * 1000)
                     calls.append(sum(bench.modyo_calls().values()))
-                    assert response.status_code == 204, response.text
-                    assert client.patch(f"/Groups/{group_id}", json=undo).status_code == 204
+                    undone = client.patch(f"/Groups/{group_id}", json=undo)
+                    for step, answer in (("the PATCH", response), ("its undo", undone)):
+                        expect(
+                            "group sizes",
+                            answer.status_code == 204,
+                            f"{label} on the group of {size}: 204 to {step}",
+                            f"{answer.status_code} {answer.text[:200]}",
+                        )
                 latencies.sort()
                 rows.append(
                     {
@@ -435,11 +558,34 @@ def group_sizes(bench: Bench) -> list[dict[str, Any]]:
     return rows
 
 
+SCAN_MATCHES = 111  # SCAN_FILTER over the seeded users
+MAX_FILTER_SCAN = 10_000  # the bridge's scim.max_filter_scan (its default: the bench sets none)
+
+
 def scan_path(bench: Bench) -> dict[str, Any]:
     """The scan path: ``SCAN_FILTER`` over the 6,000 seeded team members, sequential requests,
     on the bridge (read every page, render and evaluate every user) and on the ceiling (read
-    and decode the same pages), at 0 and 20 ms of Modyo latency. Runs before anything creates
-    users, so every request scans exactly ``SEEDED_USERS``."""
+    and decode the same pages), at 0 and 20 ms of Modyo latency. It needs the known world
+    (exactly ``SEEDED_USERS`` users, within ``scim.max_filter_scan``), so it runs before
+    anything creates users, and checks that it does."""
+    bench.phase = "scan"
+    with httpx.Client(headers={"Authorization": f"Bearer {SCIM_TOKEN}"}, timeout=60) as client:
+        listing = client.get(f"{bench.bases()['bridge']}/Users", params={"count": "0"})
+    expect(
+        "scan",
+        listing.status_code == 200 and listing.json().get("totalResults") == SEEDED_USERS,
+        f"exactly the {SEEDED_USERS:,} seeded users in Modyo (the scan runs before anything "
+        "creates users)",
+        f"{listing.status_code}, totalResults {listing.json().get('totalResults')}"
+        if listing.status_code == 200
+        else f"{listing.status_code} {listing.text[:200]}",
+    )
+    expect(
+        "scan",
+        SEEDED_USERS <= MAX_FILTER_SCAN,
+        f"at most scim.max_filter_scan ({MAX_FILTER_SCAN:,}) users to scan",
+        f"{SEEDED_USERS:,}",
+    )
     reps = bench.profile.scan_repetitions
     targets = {
         "bridge": (bench.bridge_port, "/scim/Users", {"filter": SCAN_FILTER, "count": "10"}),
@@ -455,14 +601,14 @@ def scan_path(bench: Bench) -> dict[str, Any]:
                 headers={"Authorization": f"Bearer {SCIM_TOKEN}"},
                 timeout=120,
             ) as client:
-                client.get(path, params=params).raise_for_status()  # warm-up
+                _scanned(target, client.get(path, params=params))  # warm-up
                 bench.reset_modyo_calls()
                 cpu_before, latencies = process.cpu_seconds(), []
                 for _ in range(reps):
                     started = time.perf_counter()
                     response = client.get(path, params=params)
                     latencies.append(time.perf_counter() - started)
-                    response.raise_for_status()
+                    _scanned(target, response)
                 cpu = process.cpu_seconds() - cpu_before
                 calls = sum(bench.modyo_calls().values()) / reps
             median = statistics.median(latencies)
@@ -483,16 +629,39 @@ def scan_path(bench: Bench) -> dict[str, Any]:
         bridge, ceiling = results[f"bridge|{latency}"], results[f"ceiling|{latency}"]
         bridge["ratio_ceiling"] = bridge["objects_per_second"] / ceiling["objects_per_second"]
     bench.set_modyo_latency(0)
-    assert results["bridge|0"]["total_results"] == 111, results["bridge|0"]
     return results
+
+
+def _scanned(target: str, response: httpx.Response) -> None:
+    """A scan answer of the known world: the bridge's matches, the ceiling's count."""
+    wanted = SCAN_MATCHES if target == "bridge" else SEEDED_USERS
+    saw = f"{response.status_code} {response.text[:200]}"
+    if response.status_code == 200:
+        saw = f"totalResults {response.json().get('totalResults')}"
+    expect(
+        "scan",
+        response.status_code == 200 and response.json().get("totalResults") == wanted,
+        f"the {target} to answer 200 with totalResults {wanted}",
+        saw,
+    )
 
 
 def entra_cycle(bench: Bench) -> dict[str, Any]:
     """1,000 users, 50 groups of 40 members, as Entra's first cycle sends them: query then
     create each user, query then create each group, then member adds (10 per PATCH)."""
+    bench.phase = "Entra cycle"
     base = f"http://127.0.0.1:{bench.bridge_port}/scim"
     headers = {"Authorization": f"Bearer {SCIM_TOKEN}", "Content-Type": "application/scim+json"}
     users_count, groups_count, members_per_group, batch = 1000, 50, 40, 10
+
+    def answered(what: str, response: httpx.Response, status: int) -> httpx.Response:
+        expect(
+            "Entra cycle",
+            response.status_code == status,
+            f"{status} to {what}",
+            f"{response.status_code} {response.text[:200]}",
+        )
+        return response
 
     async def cycle() -> float:
         async with httpx.AsyncClient(
@@ -505,18 +674,28 @@ def entra_cycle(bench: Bench) -> dict[str, Any]:
             async def user(n: int) -> None:
                 async with gate:
                     name = f"cycle{n}@contoso.com"
-                    found = (
-                        await client.get("/Users", params={"filter": f'userName eq "{name}"'})
-                    ).json()
-                    assert found["totalResults"] == 0
+                    query = {"filter": f'userName eq "{name}"'}
+                    found = await client.get("/Users", params=query)
+                    expect(
+                        "Entra cycle",
+                        answered(f"the query of {name}", found, 200).json()["totalResults"] == 0,
+                        f"no user {name} before the cycle creates it",
+                        found.text[:200],
+                    )
                     response = await client.post("/Users", json=user_body(name))
-                    ids[n] = response.json()["id"]
+                    ids[n] = answered(f"the create of {name}", response, 201).json()["id"]
 
             async def group(n: int) -> None:
                 async with gate:
                     name = f"Cycle Group {n}"
                     params = {"excludedAttributes": "members", "filter": f'displayName eq "{name}"'}
-                    assert (await client.get("/Groups", params=params)).json()["totalResults"] == 0
+                    found = await client.get("/Groups", params=params)
+                    expect(
+                        "Entra cycle",
+                        answered(f"the query of {name}", found, 200).json()["totalResults"] == 0,
+                        f"no group {name} before the cycle creates it",
+                        found.text[:200],
+                    )
                     created = await client.post(
                         "/Groups",
                         json={
@@ -524,7 +703,7 @@ def entra_cycle(bench: Bench) -> dict[str, Any]:
                             "displayName": name,
                         },
                     )
-                    group_ids[n] = created.json()["id"]
+                    group_ids[n] = answered(f"the create of {name}", created, 201).json()["id"]
 
             async def members(n: int, first: int) -> None:
                 async with gate:
@@ -535,9 +714,8 @@ def entra_cycle(bench: Bench) -> dict[str, Any]:
                         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                         "Operations": [{"op": "Add", "path": "members", "value": value}],
                     }
-                    assert (
-                        await client.patch(f"/Groups/{group_ids[n]}", json=body)
-                    ).status_code == 204
+                    patched = await client.patch(f"/Groups/{group_ids[n]}", json=body)
+                    answered(f"a member add to {group_ids[n]}", patched, 204)
 
             started = time.perf_counter()
             await asyncio.gather(*(user(n) for n in range(users_count)))
@@ -575,6 +753,7 @@ def group_queries(bench: Bench) -> list[dict[str, Any]]:
     """Entra's group query (R15: displayName eq, excludedAttributes=members) as the account's
     groups grow: the groups the run made so far, then 1,000 and 10,000 (sequential, Modyo 0 ms).
     The REST contract searches by name; Modyo's SCIM server has no group filter."""
+    bench.phase = "group queries"
     rows = []
     base = f"http://127.0.0.1:{bench.bridge_port}/scim"
     headers = {"Authorization": f"Bearer {SCIM_TOKEN}"}
@@ -594,7 +773,12 @@ def group_queries(bench: Bench) -> list[dict[str, Any]]:
                 response = client.get("/Groups", params=params)
                 latencies.append((time.perf_counter() - started) * 1000)
                 calls.append(sum(bench.modyo_calls().values()))
-                assert response.json()["totalResults"] == 1, response.text
+                expect(
+                    "group queries",
+                    response.status_code == 200 and response.json()["totalResults"] == 1,
+                    f"200 with totalResults 1 to the query of {name}",
+                    f"{response.status_code} {response.text[:200]}",
+                )
             latencies.sort()
             rows.append(
                 {
@@ -614,6 +798,7 @@ def group_queries(bench: Bench) -> list[dict[str, Any]]:
 
 def transports(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
     """The same bridge with the httpx pool instead of aiohttp, to justify the default."""
+    bench.phase = "transports"
     results = {}
     for transport in ("httpx", "aiohttp"):
         bridge = bench.start_bridge(transport)
@@ -634,6 +819,7 @@ def parsers(bench: Bench, modyo_data: dict[str, Any]) -> dict[str, Any]:
     uvicorn and under the bridge's protocols and BodyReader), whose CPU per request is the
     layer's own cost. Two rounds each, ABBA, so drift on a shared machine weighs on both
     alike; each figure is the mean of its two windows."""
+    bench.phase = "parsers"
     windows: dict[str, list[dict[str, Any]]] = {}
     for parser in ("httptools", "h11", "h11", "httptools"):
         bridge = bench.start_bridge(parser=parser)
@@ -798,44 +984,177 @@ def print_tables(result: dict[str, Any]) -> None:
         )
 
 
+def run_guarded(
+    profile: Profile, api: str, body: Callable[[Bench], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """``body`` on a fresh Bench; its processes stopped whatever happens. A phase that fails
+    prints one line (the phase, what it expected, what it saw) and the directory where the
+    processes' logs are kept; the result is then None. Logs of a run that ends are removed."""
+    logs = Path(tempfile.mkdtemp(prefix="scim-bridge-bench-"))
+    bench = Bench(profile, logs, api)
+    print(f"scheduling priority: {raise_priority()}", flush=True)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        result = body(bench)
+    except PhaseError as error:
+        print(f"\nbench failed: {error}\n  process logs: {logs}", file=sys.stderr, flush=True)
+        return None
+    except (httpx.HTTPError, OSError, RuntimeError, ValueError, KeyError) as error:
+        print(
+            f"\nbench failed: phase {bench.phase}: {type(error).__name__}: {error}\n"
+            f"  process logs: {logs}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    finally:
+        bench.stop()
+    shutil.rmtree(logs, ignore_errors=True)
+    return result
+
+
+def _terminated(number: int, frame: object) -> None:
+    """SIGTERM: leave through the ``finally`` blocks, which stop every process started."""
+    raise SystemExit(128 + number)
+
+
+def write_json(path: Path | None, result: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+        print(f"results written to {path}")
+
+
 def parsers_only(profile: Profile, json_path: Path | None) -> int:
-    with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
-        bench = Bench(profile, Path(logs))
-        try:
-            print("starting fake Modyo; seeding...", flush=True)
-            bench.start_modyo()
-            results = parsers(bench, bench.modyo_data())
-        finally:
-            bench.stop()
+    def body(bench: Bench) -> dict[str, Any]:
+        print("starting fake Modyo; seeding...", flush=True)
+        bench.start_modyo()
+        return parsers(bench, bench.modyo_data())
+
+    results = run_guarded(profile, "rest", body)
+    if results is None:
+        return 1
     print_parsers(results)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"parsers": results}, indent=2))
-        print(f"results written to {json_path}")
+    write_json(json_path, {"parsers": results})
     return 0
 
 
 def stores_only(profile: Profile, json_path: Path | None, rounds: int) -> int:
     """``--stores``: the idempotency store section alone (bench/stores.py)."""
-    with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
-        bench = Bench(profile, Path(logs))
-        server: RedisServer | None = None
-        try:
-            print("starting fake Modyo and redis-server; seeding...", flush=True)
-            bench.start_modyo()
-            data = bench.modyo_data()
-            server = RedisServer(Path(logs))
-            results = measure_stores(bench, data, server.url, OPS, rounds)
-        finally:
-            bench.stop()
-            if server is not None:
-                server.stop()
+    server: RedisServer | None = None
+
+    def body(bench: Bench) -> dict[str, Any]:
+        nonlocal server
+        print("starting fake Modyo and redis-server; seeding...", flush=True)
+        bench.start_modyo()
+        data = bench.modyo_data()
+        server = RedisServer(bench.log_dir)
+        bench.phase = "stores"
+        return measure_stores(bench, data, server.url, OPS, rounds)
+
+    try:
+        results = run_guarded(profile, "rest", body)
+    finally:
+        if server is not None:
+            server.stop()
+    if results is None:
+        return 1
     print_stores(results)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"stores": results}, indent=2))
-        print(f"results written to {json_path}")
+    write_json(json_path, {"stores": results})
     return 0
+
+
+def ci(json_path: Path | None, write_baseline: bool) -> int:
+    """``--ci``: the relative CPU of every op (bench/cpu.py) against ``bench/baseline.json``;
+    exit 1 when one rose more than ``TOLERANCE`` (or there is no baseline to judge by).
+    ``--write-baseline`` records this run's figures as the baseline instead."""
+
+    def body(bench: Bench) -> dict[str, Any]:
+        print("starting fake Modyo and the bridge; seeding...", flush=True)
+        bench.start_modyo()
+        data = bench.modyo_data()
+        bench.start_bridge()
+        print("relative CPU (counted windows, Modyo 0 ms):", flush=True)
+        return relative_cpu(bench, data, OPS)
+
+    started = time.monotonic()
+    figures = run_guarded(CI, "rest", body)
+    if figures is None:
+        return 1
+    baseline = load_baseline()
+    print_relative(figures, baseline)
+    print(f"\nbenchmark wall time: {time.monotonic() - started:.0f} s")
+    write_json(json_path, {"relative_cpu": figures})
+    if write_baseline:
+        BASELINE.write_text(json.dumps(baseline_record(figures), indent=2) + "\n")
+        print(f"baseline written to {BASELINE}")
+        return 0
+    if baseline is None:
+        print(f"bench --ci: no baseline to judge by ({BASELINE})", file=sys.stderr)
+        return 1
+    over = over_tolerance(figures, baseline)
+    if over:
+        print(
+            f"bench --ci: relative CPU per request rose more than {TOLERANCE:.0%} over the "
+            f"baseline for: {', '.join(over)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"bench --ci: every op within +{TOLERANCE:.0%} of the baseline")
+    return 0
+
+
+def full_run(bench: Bench) -> dict[str, Any]:
+    """Every section, in an order that keeps each one's world known: the scan first (it must
+    read exactly the seeded users); then the relative CPU, on a bridge and a fake Modyo as
+    fresh as ``--ci``'s, so that the baseline judges both alike (measured after the
+    throughput windows, the writes' figures came out 20-35% above ``--ci``'s); then the other
+    sections on the run's main bridge, then those that start bridges of their own."""
+    print("starting fake Modyo, ceiling and peer; seeding...", flush=True)
+    bench.start_modyo()
+    modyo_data = bench.modyo_data()
+    bench.start_ceiling()
+    bench.start_peer()
+    bench.phase = "peer seeding"
+    peer_data = bench.peer_data()
+    bridge = bench.start_bridge()
+    print("scan path (a filter Modyo cannot search, 6,000 users):", flush=True)
+    scan = scan_path(bench)
+    print("relative CPU (counted windows, Modyo 0 ms):", flush=True)
+    relative = relative_cpu(bench, modyo_data, OPS)
+    print("throughput (target|op|Modyo latency ms|concurrency):", flush=True)
+    raw = throughput(bench, modyo_data, peer_data)
+    latency = added_latency(bench, modyo_data)
+    print("group sizes:", flush=True)
+    sizes = group_sizes(bench)
+    cycle = entra_cycle(bench)
+    print("group queries:", flush=True)
+    queries = group_queries(bench)
+    rss = bridge.peak_rss_mb()
+    bench.stop(bridge)
+    print("transports and HTTP parsers (bridges of their own):", flush=True)
+    transport_results = transports(bench, modyo_data)
+    parser_results = parsers(bench, modyo_data)
+    profile = bench.profile
+    return {
+        "ops": summary(profile, raw),
+        "relative_cpu": relative,
+        "added_latency_ms": {"p50": latency["p50"], "p99": latency["p99"]},
+        "rss_mb": rss,
+        "cycle": {k: cycle[k] for k in ("seconds", "modyo_calls", "min_modyo_calls")},
+        "scan": scan,
+        "concurrency": profile.concurrency,
+        "cpu_us_per_request": cpu_per_request(profile, raw),
+        "quick": profile is QUICK,
+        "added_latency_detail": latency,
+        "cycle_detail": cycle,
+        "transports": transport_results,
+        "parsers": parser_results,
+        "group_sizes": sizes,
+        "group_queries": queries,
+        "modyo_api": bench.api,
+        "raw": raw,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -862,63 +1181,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of the --stores comparison (default 3)"
     )
+    parser.add_argument(
+        "--ci",
+        action="store_true",
+        help="only the relative CPU per request of every op, judged against "
+        f"bench/{BASELINE.name}: exit 1 when one rose more than {TOLERANCE * 100:.0f}%%",
+    )
+    parser.add_argument(
+        "--write-baseline",
+        action="store_true",
+        help=f"with --ci: record this run's figures in bench/{BASELINE.name}",
+    )
     args = parser.parse_args(argv)
+    if args.write_baseline and not args.ci:
+        parser.error("--write-baseline goes with --ci")
+    if args.ci:
+        return ci(args.json, args.write_baseline)
     if args.stores:
         return stores_only(QUICK if args.quick else FULL, args.json, args.rounds)
     if args.parsers_only:
         return parsers_only(QUICK if args.quick else FULL, args.json)
     if importlib.util.find_spec("scim2_server") is None:
         parser.error("the peer is missing: .venv/bin/pip install -r requirements/dev.txt")
-    profile = QUICK if args.quick else FULL
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="scim-bridge-bench-") as logs:
-        bench = Bench(profile, Path(logs), args.modyo_api)
-        try:
-            print("starting fake Modyo, ceiling and peer; seeding...", flush=True)
-            bench.start_modyo()
-            modyo_data = bench.modyo_data()
-            bench.start_ceiling()
-            bench.start_peer()
-            peer_data = bench.peer_data()
-            transport_results = transports(bench, modyo_data)
-            parser_results = parsers(bench, modyo_data)
-            bridge = bench.start_bridge()
-            print("scan path (a filter Modyo cannot search, 6,000 users):", flush=True)
-            scan = scan_path(bench)
-            print("throughput (target|op|Modyo latency ms|concurrency):", flush=True)
-            raw = throughput(bench, modyo_data, peer_data)
-            latency = added_latency(bench, modyo_data)
-            print("group sizes:", flush=True)
-            sizes = group_sizes(bench)
-            cycle = entra_cycle(bench)
-            print("group queries:", flush=True)
-            queries = group_queries(bench)
-            rss = bridge.peak_rss_mb()
-        finally:
-            bench.stop()
-    result = {
-        "ops": summary(profile, raw),
-        "added_latency_ms": {"p50": latency["p50"], "p99": latency["p99"]},
-        "rss_mb": rss,
-        "cycle": {k: cycle[k] for k in ("seconds", "modyo_calls", "min_modyo_calls")},
-        "scan": scan,
-        "concurrency": profile.concurrency,
-        "cpu_us_per_request": cpu_per_request(profile, raw),
-        "quick": args.quick,
-        "added_latency_detail": latency,
-        "cycle_detail": cycle,
-        "transports": transport_results,
-        "parsers": parser_results,
-        "group_sizes": sizes,
-        "group_queries": queries,
-        "modyo_api": args.modyo_api,
-        "raw": raw,
-        "wall_seconds": time.monotonic() - started,
-    }
+    result = run_guarded(QUICK if args.quick else FULL, args.modyo_api, full_run)
+    if result is None:
+        return 1
+    result["wall_seconds"] = time.monotonic() - started
     print_tables(result)
+    print_relative(result["relative_cpu"], load_baseline())
     print(f"\nbenchmark wall time: {result['wall_seconds']:.0f} s")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-        print(f"results written to {args.json}")
+    write_json(args.json, result)
     return 0

@@ -9,8 +9,9 @@ the SCIM endpoints.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
@@ -32,7 +33,7 @@ from bridge.idempotency import IdempotencyMiddleware, IdempotencyStore, MemorySt
 from bridge.idempotency.redis_link import RedisLink, connect
 from bridge.idempotency.redis_locks import RedisLocks
 from bridge.idempotency.redis_store import RedisStore
-from bridge.metrics import SHARED_STORE_REFUSED, metrics_endpoint
+from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream, write_calls
 from bridge.observe import RequestObserver
 from bridge.readiness import Readiness, upstream_check
@@ -53,6 +54,8 @@ from bridge.scim.errors import (
 from bridge.scim.groups import GroupEndpoints
 from bridge.scim.users import UserEndpoints
 from bridge.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("bridge.app")
 
 
 def create_app(
@@ -83,6 +86,9 @@ def create_app(
         )
     readiness.add("modyo", upstream_check(upstream, "modyo"))
     readiness.detail(rails.dry_run_status)
+    insecure = settings.modyo.insecure
+    readiness.warnings = [f"modyo_{what}" for what in insecure]
+    MODYO_INSECURE.set(1 if insecure else 0)
     store: IdempotencyStore = MemoryStore(idempotency.max_entries, idempotency.ttl_seconds)
     context = ScimContext(
         upstream=upstream,
@@ -98,6 +104,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
+        if insecure:
+            _warn_insecure(settings, insecure)
         try:
             async with connected(), readiness.running():
                 yield
@@ -120,8 +128,6 @@ def create_app(
         method_route("/healthz", None, GET=("healthz", healthz)),
         method_route("/readyz", None, GET=("readyz", readiness.endpoint)),
     ]
-    if settings.server.metrics_enabled and settings.server.metrics_port is None:
-        routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
     scim_edge = BodyReader(BearerAuth(scim, tokens), settings.server)  # bodies read once
     routes.append(_Mount(settings.server.base_path, app=scim_edge))
     handled = ExceptionMiddleware(
@@ -137,6 +143,23 @@ def create_app(
     )
     observed = RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
     return SafetyEdge(ForwardedHeaders(observed, settings.server.forwarded_allow_ips), rails)
+
+
+def _warn_insecure(settings: Settings, insecure: tuple[str, ...]) -> None:
+    """Once per start: what ``modyo.allow_insecure`` lets through (docs/operator/listeners.md)."""
+    url = settings.modyo.base_url
+    risks = {
+        "plaintext": "travels in plaintext (modyo.base_url is http://)",
+        "unverified_tls": "goes to whoever presents a certificate (modyo.verify_tls = false)",
+    }
+    log.warning(
+        "modyo.allow_insecure: the Modyo token, and every user's data, %s to %s:%s; anyone "
+        "on that path can read or change them",
+        " and ".join(risks[what] for what in insecure),
+        url.host,
+        url.port,
+        extra={"insecure": list(insecure)},
+    )
 
 
 class _Mount(Mount):
@@ -162,12 +185,19 @@ class _Routed:
         await self.app(scope, receive, send)
 
 
-def metrics_app() -> ASGIApp:
-    """``/metrics`` alone, for its own listener (``server.metrics_port``): reachable by the
-    scraper on the internal network only, never through the ingress Entra uses."""
-    return ExceptionMiddleware(
-        Router(routes=[method_route("/metrics", None, GET=("metrics", metrics_endpoint))]),
-        handlers={HTTPException: _http_error},
+def internal_app(settings: Settings, mounted: Sequence[BaseRoute] = ()) -> ASGIApp:
+    """The internal listener's app (``[internal]``): ``/metrics`` (``server.metrics_enabled``)
+    and whatever else ``mounted`` holds (a ``Mount`` of an admin console, say), reachable by
+    the scraper and the operators on the internal network only, never through the ingress
+    Entra uses; the SCIM endpoints are not there (docs/operator/listeners.md)."""
+    routes: list[BaseRoute] = []
+    if settings.server.metrics_enabled:
+        routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
+    routes.extend(mounted)
+    return _Routed(  # 404 and 405 in SCIM form, as on the SCIM listener
+        ExceptionMiddleware(
+            Router(routes=routes, redirect_slashes=False), handlers={HTTPException: _http_error}
+        )
     )
 
 

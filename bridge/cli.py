@@ -24,9 +24,9 @@ from bridge import __version__
 from bridge.config import (
     CheckSettings,
     ConfigError,
-    ServerSettings,
     Settings,
     host_problem,
+    is_loopback,
     load_settings,
     token_problem,
 )
@@ -35,7 +35,7 @@ from bridge.logs import configure_logging
 if TYPE_CHECKING:
     from bridge.workers import Source
 
-DEV_MODYO_URL = "http://modyo.fake"
+DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
 SERVER_COMMANDS = ("serve", "dev")  # the commands whose address ``healthcheck`` probes
 
@@ -122,9 +122,23 @@ def _parser() -> argparse.ArgumentParser:
     dev.set_defaults(command="dev", run=_dev)
 
     fake = commands.add_parser("fake-modyo", help="serve the fake Modyo over HTTP")
-    fake.add_argument("--host", type=_host, default="127.0.0.1")
+    fake.add_argument(
+        "--host",
+        type=_host,
+        default="127.0.0.1",
+        help="listen address (loopback unless --allow-remote)",
+    )
     fake.add_argument("--port", type=_port, default=8001)
-    fake.add_argument("--token", default="fake-modyo-token", help="the Modyo API token it accepts")
+    fake.add_argument(
+        "--token",
+        help="the Modyo API token it accepts, also needed by its control plane /__fake__/ "
+        "(generated and printed if omitted)",
+    )
+    fake.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --host be a non-loopback address (a container, a lab); never in production",
+    )
     fake.add_argument(
         "--api",
         choices=["rest", "scim"],
@@ -456,18 +470,20 @@ def _serve(args: argparse.Namespace) -> int:
     level = args.log_level or settings.server.log_level
     configure_logging(level, settings.server.log_format, settings.secret_values())
     if settings.server.workers > 1:
-        from bridge.app import metrics_app
-        from bridge.server import side_server
+        from bridge.app import internal_app
+        from bridge.server import ensure_file_descriptors, internal_server
         from bridge.workers import Source, run_workers
 
-        server = settings.server
-        metrics = None
-        if server.metrics_enabled and server.metrics_port:
-            metrics = functools.partial(side_server, metrics_app(), server)
+        server, internal = settings.server, settings.internal
+        listener = None
+        if internal.port is not None:  # served by the supervisor, adding up the workers
+            ensure_file_descriptors(internal.max_connections)
+            listener = functools.partial(internal_server, internal_app(settings), internal, server)
+        _say_where_metrics_are(settings)
         source = Source(args.config, _server_flags(args), args.log_level)
-        run_workers(source, server.workers, server.host, server.port, metrics)
+        run_workers(source, server.workers, server.host, server.port, listener)
         return 0
-    _run(create_app(settings), settings.server)
+    _run(create_app(settings), settings)
     return 0
 
 
@@ -530,17 +546,27 @@ def _healthcheck(args: argparse.Namespace) -> int:
     server = _server_args(argv)
     if server is None:
         return _unhealthy(f"process {args.pid} is not scim-bridge {' or '.join(SERVER_COMMANDS)}")
+    scheme = "http"
     if server.command == "serve":
         try:
             settings = _serve_settings(server, cwd=proc / "cwd")
         except ConfigError as exc:
             return _unhealthy(f"the configuration cannot be used: {'; '.join(exc.problems)}")
         host, port = settings.server.host, settings.server.port
+        if settings.server.tls_cert_file is not None:
+            scheme = "https"
     else:
         host, port = server.host, server.port
-    url = f"http://{_local_address(host)}:{port}/healthz"
+    url = f"{scheme}://{_local_address(host)}:{port}/healthz"
     try:
-        status = httpx.get(url, timeout=args.timeout, trust_env=False).status_code
+        # Liveness of the local process only: no credential is sent, and its certificate
+        # names the public host, not this address, so it is not verified here.
+        status = httpx.get(
+            url,
+            timeout=args.timeout,
+            trust_env=False,
+            verify=False,  # noqa: S501
+        ).status_code
     except httpx.HTTPError as exc:
         return _unhealthy(f"GET {url}: {type(exc).__name__}")
     if status != 200:
@@ -611,7 +637,7 @@ def _dev(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}{settings.server.base_path}/Users\n",
         flush=True,
     )
-    _run(app, settings.server)
+    _run(app, settings)
     return 0
 
 
@@ -626,19 +652,38 @@ def _dev_token(draw: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> s
 
 
 def _fake_modyo(args: argparse.Namespace) -> int:
+    """The fake Modyo over HTTP, for development, tests and benchmarks: never a production
+    component. It listens on loopback unless ``--allow-remote`` (and says so); its token,
+    which its control plane needs too, is drawn per start unless given, and printed once."""
+    if not is_loopback(args.host) and not args.allow_remote:
+        raise ConfigError(
+            [
+                f"fake-modyo --host {args.host} is not a loopback address: anyone who reaches "
+                "it could read and change the fake; add --allow-remote if that is what you "
+                "want (a container, a lab)"
+            ]
+        )
     from bridge.modyo.fake import FakeModyo, FakeModyoApp, FakeModyoScim, FaultyModyo
     from bridge.modyo.fake.service import FakeService
 
     faults = _faults(args)
+    token = args.token or _dev_token()
     fake: FakeService
     if args.api == "scim":
-        fake = FakeModyoScim(token=args.token, seed=args.seed)
+        fake = FakeModyoScim(token=token, seed=args.seed)
     else:
-        fake = FakeModyo(token=args.token, seed=args.seed, delete_team_members=not args.no_delete)
-    configure_logging("warning", "text", [args.token])
+        fake = FakeModyo(token=token, seed=args.seed, delete_team_members=not args.no_delete)
+    configure_logging("warning", "text", [token])
+    if not is_loopback(args.host):
+        logging.getLogger("bridge.fake").warning(
+            "fake-modyo listens on %s, beyond this host (--allow-remote): it is a test "
+            "double with a control plane, never a production component",
+            args.host,
+        )
     print(
         f"fake Modyo {args.api.upper()} API on http://{args.host}:{args.port} "
-        f"(API token: {args.token})" + (f"; faults: {faults}" if faults.active else ""),
+        f"(API token, also for /__fake__/: {token})"
+        + (f"; faults: {faults}" if faults.active else ""),
         flush=True,
     )
     app = FakeModyoApp(FaultyModyo(fake, faults))
@@ -674,16 +719,29 @@ def _check(args: argparse.Namespace) -> int:
     return asyncio.run(run_check(settings.modyo, settings.retry, write=args.write))
 
 
-def _run(app: Any, server: ServerSettings) -> None:
+def _run(app: Any, settings: Settings) -> None:
+    """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
+    is set (docs/operator/listeners.md)."""
+    from bridge.app import internal_app
+    from bridge.server import serve
+
+    internal = settings.internal
+    _say_where_metrics_are(settings)
     # Everything imported and built so far lives as long as the process: freezing it keeps
     # the garbage collector from re-scanning it on every full collection. Measured on the
     # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
-    from bridge.app import metrics_app
-    from bridge.server import serve
-
     gc.collect()
     gc.freeze()
-    serve(app, server, metrics_app() if server.metrics_enabled and server.metrics_port else None)
+    serve(app, settings.server, (internal_app(settings), internal) if internal.port else None)
+
+
+def _say_where_metrics_are(settings: Settings) -> None:
+    """``/metrics`` is never on the SCIM listener: without an internal one it is nowhere."""
+    if settings.server.metrics_enabled and settings.internal.port is None:
+        logging.getLogger("bridge.server").info(
+            "/metrics is not served: set internal.port to serve it on the internal listener "
+            "(docs/operator/listeners.md)"
+        )
 
 
 def _fast_server() -> dict[str, Any]:

@@ -17,7 +17,7 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, TypeVar, overload
+from typing import Annotated, Any, Final, Literal, Self, TypeVar, overload
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -39,6 +39,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bridge.logs import remember_secrets
+
 ENV_PREFIX = "BRIDGE_"
 MIN_TOKEN_LENGTH = 16
 _HOSTNAME: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
@@ -58,6 +60,21 @@ def host_problem(host: str) -> str | None:
     return None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: ``localhost`` or a loopback address
+    (127.0.0.0/8, ``::1``, RFC 6890), so what is sent to it never leaves the host. Other
+    ``*.localhost`` names are not trusted: a resolver may send them anywhere."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
 def token_problem(token: str) -> str | None:
     """Why ``token`` cannot be a SCIM bearer token: too short to be a secret, or holding
     what no ``Authorization`` header carries intact (leading or trailing whitespace, control
@@ -69,8 +86,64 @@ def token_problem(token: str) -> str | None:
     return None
 
 
+def _walk(value: Any) -> Iterator[Any]:
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _walk(getattr(value, name))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk(item)
+    else:
+        yield value
+
+
+def _secret_forms(secret: str) -> list[str]:
+    """How a secret may appear in text: itself, or for a URL its password (as written in the
+    URL and decoded) and the base64 ``user:password`` a Basic ``Proxy-Authorization`` carries."""
+    if "://" not in secret:
+        return [secret]
+    parts = urlsplit(secret)
+    if parts.password is None:
+        return []  # a URL without credentials holds nothing secret
+    user, password = unquote(parts.username or ""), unquote(parts.password)
+    written = parts.netloc.rsplit("@", 1)[0].partition(":")[2]
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return [password, written, basic]
+
+
+def check_tls_pair(cert: Path | None, key: Path | None, section: str) -> None:
+    """A listener's certificate chain and key load (``key`` None: it is in ``cert``)."""
+    if key is not None and cert is None:
+        raise ValueError(f"{section}.tls_key_file is set without {section}.tls_cert_file")
+    if cert is None:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"{section}.tls_cert_file (with {section}.tls_key_file) is not a PEM certificate "
+            f"chain and its private key ({exc.reason})"
+        ) from None
+
+
 class _Section(BaseModel):
+    """A table of the configuration; a field's docstring is its description
+    (docs/reference/configuration.md is generated from them)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _secrets_are_masked(self) -> Self:
+        """From the moment a section holding a secret is valid, the secret is masked in every
+        log line, SCIM error detail and ``check`` line (``bridge.logs.mask``): however the
+        settings were built (a file, the environment, a test), nothing can print it first."""
+        remember_secrets(
+            form
+            for value in _walk(self)
+            if isinstance(value, SecretStr)
+            for form in _secret_forms(value.get_secret_value())
+        )
+        return self
 
 
 def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> SplitResult:
@@ -90,27 +163,63 @@ def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> Split
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
+    """Interface uvicorn listens on (``0.0.0.0`` in a container); ``serve --host`` beats it."""
     port: int = Field(8000, ge=1, le=65535)
+    """Port of the SCIM listener; ``serve --port`` beats it."""
+    tls_cert_file: FilePath | None = None
+    """PEM certificate chain: the SCIM listener then speaks TLS 1.2+ only, and takes a
+    replaced certificate (cert-manager's renewal) for new connections, without a restart."""
+    tls_key_file: FilePath | None = None
+    """Its private key (PEM), unless ``tls_cert_file`` holds it."""
     base_path: str = "/scim"
+    """Path of the SCIM endpoints: Entra's Tenant URL is the public host plus this path."""
     public_url: AnyHttpUrl | None = None
+    """Public scheme and host for ``Location`` and ``meta.location``; unset: the request's
+    own, or a trusted proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-Host``."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Larger request bodies are refused with 413, from ``Content-Length``, before reading."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """``debug`` adds one line per Modyo call; ``serve --log-level`` beats it."""
     log_format: Literal["json", "text"] = "json"
+    """One JSON object per line on stderr, or plain text for people."""
     metrics_enabled: bool = True
-    metrics_port: int | None = Field(None, ge=1, le=65535)
-    """Serve ``/metrics`` on this port of ``host`` instead of beside the SCIM endpoints."""
+    """Serve ``/metrics`` on the internal listener (``[internal]``), never on this one."""
     forwarded_allow_ips: str = "127.0.0.1"
+    """Comma-separated IPs or CIDRs (``*``: any) of the proxies whose ``X-Forwarded-Proto``,
+    ``-Host`` and ``-For`` are trusted; other clients' are ignored."""
     readiness_interval_seconds: float = Field(5.0, gt=0, le=300)
     """How often the background readiness probes run (each is cut after this long)."""
     readiness_max_age_seconds: float = Field(15.0, gt=0, le=3600)
     """``/readyz`` is 503 when the last completed probes are older than this."""
     keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
+    """How long an idle connection is kept open: longer than the load balancer's idle timeout."""
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    """A request head must arrive within it: a silent connection is closed, a partial head
+    gets 408."""
     body_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    """A request body must arrive within it (and the request deadline), else 408."""
     max_connections: int = Field(512, ge=1, le=100_000)
+    """Client connections at once; one more is answered 503 with ``Retry-After`` and closed."""
     http_parser: Literal["httptools", "h11"] = "httptools"
+    """HTTP/1.1 parser: ``httptools`` (requests it refuses are re-read by h11) or ``h11``."""
     workers: int = Field(1, ge=1, le=64)
     """uvicorn worker processes; more than one needs ``idempotency.backend = "redis"``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_port_moved(cls, data: Any) -> Any:
+        """``server.metrics_port`` served ``/metrics`` on ``server.host``; the internal
+        listener has a host of its own, loopback by default. Taking the old key as an alias
+        would move a scraper's target from every interface to loopback without a word:
+        it is refused, in one line saying what to set instead."""
+        if isinstance(data, dict) and "metrics_port" in data:
+            raise ValueError(
+                "server.metrics_port (BRIDGE_SERVER__METRICS_PORT) is now internal.port "
+                "(BRIDGE_INTERNAL__PORT), on internal.host, which is 127.0.0.1 unless set: "
+                'set internal.host = "0.0.0.0" too if the scraper is on another host '
+                "(docs/operator/listeners.md)"
+            )
+        return data
 
     @field_validator("host")
     @classmethod
@@ -128,6 +237,11 @@ class ServerSettings(_Section):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _certificate_loads(self) -> ServerSettings:
+        check_tls_pair(self.tls_cert_file, self.tls_key_file, "server")
+        return self
+
+    @model_validator(mode="after")
     def _readiness_results_outlive_a_round(self) -> ServerSettings:
         """A round takes up to one interval, then waits one: results are refreshed at least
         every two intervals, so a shorter maximum age would flap."""
@@ -139,11 +253,49 @@ class ServerSettings(_Section):
         return self
 
 
+class InternalSettings(_Section):
+    """The internal listener: ``/metrics`` (and what else must never face the internet), on
+    an address of its own, with the SCIM listener's protocols, timeouts and limits but its
+    own connection cap, so that a flood of it cannot starve SCIM (docs/operator/listeners.md).
+    Off while ``port`` is unset."""
+
+    host: str = "127.0.0.1"
+    """Address of the internal listener: loopback, or the pod's address for a scraper that a
+    NetworkPolicy admits; never where Entra (the internet) comes."""
+    port: int | None = Field(None, ge=1, le=65535)
+    """Port of the internal listener (``/metrics``); unset: no internal listener."""
+    max_connections: int = Field(16, ge=1, le=1000)
+    """Connections to the internal listener at once; one more is answered 503 and closed."""
+    tls_cert_file: FilePath | None = None
+    """PEM certificate chain: the internal listener speaks TLS 1.2+ only (as the SCIM one)."""
+    tls_key_file: FilePath | None = None
+    """Its private key (PEM), unless ``tls_cert_file`` holds it."""
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_a_host(cls, value: str) -> str:
+        problem = host_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _certificate_loads(self) -> InternalSettings:
+        check_tls_pair(self.tls_cert_file, self.tls_key_file, "internal")
+        return self
+
+
 class ScimSettings(_Section):
     tokens: list[SecretStr] = Field(min_length=1)
+    """Bearer tokens Entra may present (its Secret Token), 16 characters or more; several at
+    once allow a rotation."""
     max_page_size: int = Field(100, ge=1, le=1000)
+    """Largest page of a query (the cap of ``count``, advertised as ``maxResults``)."""
     request_deadline_seconds: float = Field(20.0, gt=0, le=300)
+    """Every SCIM request ends by then; past it, 503 with ``Retry-After``."""
     max_filter_scan: int = Field(10_000, ge=0, le=1_000_000)
+    """Most users or groups a filter Modyo cannot search is evaluated over; beyond, 400
+    ``tooMany`` (0: never scan)."""
 
     @field_validator("tokens")
     @classmethod
@@ -157,17 +309,30 @@ class ScimSettings(_Section):
 
 class ModyoSettings(_Section):
     base_url: AnyHttpUrl
+    """Your Modyo account's URL, such as ``https://acme.modyo.cloud``."""
     token: SecretStr
+    """API access token of a dedicated Modyo admin, never in Entra's provisioning scope."""
     api: Literal["rest", "scim"] = "rest"
     """Which Modyo interface the bridge calls: the Administration REST API under
-    ``/api/admin``, or Modyo's own SCIM server under ``/api/admin/scim`` (README, "REST vs
-    SCIM upstream")."""
+    ``/api/admin``, or Modyo's own SCIM server under ``/api/admin/scim``
+    (docs/design/upstreams.md)."""
     connect_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    """Seconds to open a connection to Modyo."""
     read_timeout_seconds: float = Field(15.0, gt=0, le=300)
+    """Seconds to wait for each read of a Modyo answer."""
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """HTTP transport under httpx: aiohttp (faster under concurrency) or httpx's own pool."""
     max_connections: int = Field(64, ge=1, le=1000)
+    """Connections kept open to Modyo."""
     max_in_flight: int = Field(32, ge=1, le=1000)
+    """Modyo calls in flight at once, across all SCIM requests; more wait, within the deadline."""
     verify_tls: bool = True
+    """Verify Modyo's TLS certificate (leave it on outside local tests)."""
+    allow_insecure: bool = False
+    """Let the token travel in plaintext (an ``http://`` base URL) or over unverified TLS
+    (``verify_tls = false``) to a Modyo beyond this host; either needs it unless Modyo is on
+    a loopback address. In effect, it is logged at warning on start, listed in ``/readyz``
+    and ``scim_bridge_modyo_insecure`` is 1 (docs/operator/listeners.md)."""
     proxy_url: SecretStr | None = None
     """Egress proxy (``http://[user:password@]host:port``); unset: ``HTTPS_PROXY``,
     ``HTTP_PROXY`` and ``NO_PROXY`` decide. A secret: it may carry a password."""
@@ -176,6 +341,7 @@ class ModyoSettings(_Section):
     client_cert: FilePath | None = None
     """PEM client certificate (mTLS), with its key unless ``client_key`` is given."""
     client_key: FilePath | None = None
+    """PEM private key of ``client_cert``, when it is not in the same file."""
     dry_run: bool = False
     """Rehearse: reads go to Modyo, no write ever does; writes are planned in an overlay
     that later reads see (docs/operator/first-cycle.md). ``serve --dry-run`` sets it."""
@@ -211,6 +377,35 @@ class ModyoSettings(_Section):
                 raise ValueError(f"holds no PEM CA certificate ({exc.reason})") from None
         return path
 
+    @property
+    def insecure(self) -> tuple[str, ...]:
+        """What ``allow_insecure`` lets through here (``plaintext``, ``unverified_tls``):
+        nothing when Modyo is on a loopback address, where nothing leaves the host."""
+        if is_loopback(self.base_url.host or ""):
+            return ()
+        found = ("plaintext",) if self.base_url.scheme == "http" else ()
+        return found + (("unverified_tls",) if not self.verify_tls else ())
+
+    @model_validator(mode="after")
+    def _no_plaintext_by_accident(self) -> ModyoSettings:
+        """Plain HTTP or unverified TLS to a Modyo beyond this host exposes the token (and
+        every user's data) to whoever is on the path: only with ``allow_insecure``."""
+        if self.allow_insecure:
+            return self
+        if "plaintext" in self.insecure:
+            raise ValueError(
+                "modyo.base_url is http://, which sends the Modyo token in plaintext: use "
+                "https://, or set modyo.allow_insecure = true to accept that (http:// to a "
+                "loopback address, 127.0.0.1, ::1 or localhost, needs no flag)"
+            )
+        if "unverified_tls" in self.insecure:
+            raise ValueError(
+                "modyo.verify_tls = false accepts any certificate, an interceptor's "
+                "included; trust your CA with modyo.ca_file instead, or set "
+                "modyo.allow_insecure = true to accept that"
+            )
+        return self
+
     @model_validator(mode="after")
     def _client_certificate_loads(self) -> ModyoSettings:
         if self.client_key is not None and self.client_cert is None:
@@ -228,24 +423,32 @@ class ModyoSettings(_Section):
 
 class RetrySettings(_Section):
     max_attempts: int = Field(5, ge=1, le=20)
+    """Attempts per Modyo call (1: no retry)."""
     backoff_initial_seconds: float = Field(0.2, ge=0, le=30)
+    """First wait of the exponential backoff (with jitter) between attempts."""
     backoff_max_seconds: float = Field(5.0, ge=0, le=120)
+    """Longest wait of the backoff."""
     retry_after_cap_seconds: float = Field(10.0, ge=0, le=300)
+    """Longest ``Retry-After`` the bridge waits out; a longer one goes to Entra in a 503."""
 
 
 class IdempotencySettings(_Section):
     enabled: bool = True
+    """Replay the answer of an identical write whose client never got it, and run identical
+    concurrent writes once."""
     ttl_seconds: float = Field(600.0, gt=0, le=86_400)
+    """How long an undelivered answer is kept for the retry."""
     max_entries: int = Field(10_000, ge=1, le=10_000_000)
     """The memory store's bound (Redis is bounded by its TTLs and ``maxmemory``)."""
     backend: Literal["memory", "redis"] = "memory"
     """Where answers, single-flight and create locks live: this process, or a Redis shared
-    by every replica (README, High availability)."""
+    by every replica (docs/operator/high-availability.md)."""
     redis_url: SecretStr | None = None
     """``redis://[:password@]host:port/db`` or ``rediss://`` (TLS); a secret (its password)."""
     redis_sentinels: list[str] = Field(default_factory=list)
     """Sentinels (``host:port``) that name the primary of ``redis_sentinel_service``."""
     redis_sentinel_service: str | None = None
+    """The service (primary name) the sentinels monitor."""
     key_prefix: str = Field("scim-bridge:", min_length=1, max_length=100)
     """Prefix of every key, so one Redis can serve several groups of bridges."""
     lock_ttl_seconds: float = Field(10.0, gt=0, le=300)
@@ -320,6 +523,7 @@ class JournalSettings(_Section):
     hash (docs/reference/journal.md)."""
 
     enabled: bool = False
+    """Write the journal: one event per SCIM write and per failed read."""
     file: Path | None = None
     """JSON-lines files (one per replica, rotated by size); unset: its own stream on stdout."""
     max_bytes: int = Field(104_857_600, ge=65_536, le=10_737_418_240)
@@ -454,12 +658,22 @@ class Settings(_Configuration):
     """The whole configuration; sections mirror the tables of ``config.example.toml``."""
 
     server: ServerSettings = ServerSettings()
+    internal: InternalSettings = InternalSettings()
     scim: ScimSettings
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
     safety: SafetySettings = SafetySettings()
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> Settings:
+        if self.internal.port is not None and self.internal.port == self.server.port:
+            raise ValueError(
+                f"internal.port and server.port are both {self.server.port}: the internal "
+                "listener needs a port of its own"
+            )
+        return self
 
     @model_validator(mode="after")
     def _workers_share_a_store(self) -> Settings:
@@ -483,6 +697,7 @@ class CheckSettings(_Configuration):
     are validated when present, and ``[scim]`` may be absent (check serves no SCIM)."""
 
     server: ServerSettings = ServerSettings()
+    internal: InternalSettings = InternalSettings()
     scim: ScimSettings | None = None
     modyo: ModyoSettings
     retry: RetrySettings = RetrySettings()
@@ -492,31 +707,6 @@ class CheckSettings(_Configuration):
 
 
 Config = TypeVar("Config", bound=_Configuration)
-
-
-def _walk(value: Any) -> Iterator[Any]:
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _walk(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _walk(item)
-    else:
-        yield value
-
-
-def _secret_forms(secret: str) -> list[str]:
-    """How a secret may appear in text: itself, or for a URL its password (as written in the
-    URL and decoded) and the base64 ``user:password`` a Basic ``Proxy-Authorization`` carries."""
-    if "://" not in secret:
-        return [secret]
-    parts = urlsplit(secret)
-    if parts.password is None:
-        return []  # a URL without credentials holds nothing secret
-    user, password = unquote(parts.username or ""), unquote(parts.password)
-    written = parts.netloc.rsplit("@", 1)[0].partition(":")[2]
-    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return [password, written, basic]
 
 
 def redact_url(url: str) -> str:

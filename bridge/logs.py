@@ -1,11 +1,16 @@
 """Logging: one JSON object per line (or plain text) on stderr, each line written while serving
 a request carrying its ``request_id``, and every known secret masked in the line as written.
 
-The bridge never puts a token or a request body in a log record on purpose; :class:`Redactor`
-is the last line of defence for what still gets there (an exception's text or traceback, a
+The bridge never puts a token or a request body in a log record on purpose; :func:`mask` is
+the last line of defence for what still gets there (an exception's text or traceback, a
 library's message, an ``extra`` field). It masks the *formatted* line, so the message, its
 arguments, every extra field and the traceback are covered alike, for every logger (uvicorn's
 included: they all write through the one root handler).
+
+:func:`mask` is also the one masking of every other text that leaves the process with words
+it did not write itself (Modyo's error messages, a proxy's reason phrase): SCIM error
+details (``bridge.scim.errors``) and ``scim-bridge check``'s output. The secrets it knows are
+the process's: every settings section adds its own when it is validated (``bridge.config``).
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ class TextFormatter(logging.Formatter):
 
 
 class Redactor:
-    """The secrets the process knows, masked in any text. :meth:`add` takes more at any time
-    (each part of the bridge that holds a secret, such as a store's password, adds it)."""
+    """Secrets, masked in any text. :meth:`add` takes more at any time (each part of the
+    bridge that holds a secret, such as a store's password, adds it)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._forms: list[str] = []
@@ -69,8 +74,9 @@ class Redactor:
             return
         written = {secret, repr(secret)[1:-1]}  # a repr escapes it (KeyError, tracebacks)
         written |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in written}  # JSON
-        self._forms.extend(form for form in written if form not in self._forms)
-        self._forms.sort(key=len, reverse=True)  # a secret containing another goes first
+        new = [form for form in written if form not in self._forms]
+        if new:  # replaced whole: a thread masking meanwhile reads the old list or the new one
+            self._forms = sorted([*self._forms, *new], key=len, reverse=True)  # longest first
 
     def __call__(self, text: str) -> str:
         for form in self._forms:
@@ -79,16 +85,32 @@ class Redactor:
         return text
 
 
-class RedactingFormatter(logging.Formatter):
-    """Formats with ``inner``, then masks every secret in the finished line."""
+SECRETS: Final = Redactor()
+"""The secrets this process knows: those of every configuration it validated, and those given
+to :func:`configure_logging`."""
 
-    def __init__(self, inner: logging.Formatter, redact: Redactor) -> None:
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    """Mask ``secrets`` from now on, wherever :func:`mask` applies."""
+    for secret in secrets:
+        SECRETS.add(secret)
+
+
+def mask(text: str) -> str:
+    """``text`` with every secret this process knows replaced by :data:`MASK`: the masking of
+    log lines, of SCIM error details and of ``check``'s output alike."""
+    return SECRETS(text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with ``inner``, then masks every secret in the finished line (:func:`mask`)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
         super().__init__()
         self.inner = inner
-        self.redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.redact(self.inner.format(record))
+        return mask(self.inner.format(record))
 
 
 class RequestContext(logging.Filter):
@@ -107,9 +129,10 @@ def configure_logging(
 ) -> logging.Handler:
     """One handler on the root logger (every logger propagates to it), writing to ``stream``
     (stderr by default); returns it."""
+    remember_secrets(secrets)
     handler = logging.StreamHandler(stream or sys.stderr)
     inner = JsonFormatter() if fmt == "json" else TextFormatter()
-    handler.setFormatter(RedactingFormatter(inner, Redactor(secrets)))
+    handler.setFormatter(RedactingFormatter(inner))
     handler.addFilter(RequestContext())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -90,6 +90,12 @@ UPSTREAM_TOKEN_VALID = Gauge(
     "1 when the upstream accepted the bridge's token at the last probe it answered, else 0",
     multiprocess_mode="livemin",
 )
+MODYO_INSECURE = Gauge(
+    "scim_bridge_modyo_insecure",
+    "1 when modyo.allow_insecure lets the Modyo token travel in plaintext or over unverified "
+    "TLS, else 0",
+    multiprocess_mode="livemax",
+)
 IDEMPOTENCY = Labelled(
     Counter(
         "scim_bridge_idempotency_total",

@@ -56,6 +56,9 @@ class Readiness:
         self._results: dict[str, str | object | None] = {}
         self._completed_at: float | None = None
         self._round: asyncio.Future[None] | None = None
+        self.warnings: list[str] = []
+        """Known weaknesses that do not make the bridge unready (``modyo_plaintext``), listed
+        in every ``/readyz`` answer."""
         self._details: list[Callable[[], Mapping[str, object]]] = []
 
     def detail(self, fields: Callable[[], Mapping[str, object]]) -> None:
@@ -107,10 +110,11 @@ class Readiness:
         """``GET /readyz``: the cached verdict; no authentication, no upstream call."""
         reason = self.reason()
         headers = {"Cache-Control": "no-store"}
-        details = {key: value for fields in self._details for key, value in fields().items()}
+        noted: dict[str, object] = {"warnings": self.warnings} if self.warnings else {}
+        noted.update(item for fields in self._details for item in fields().items())
         if reason is None:
-            return JSONResponse({"status": "ready", **details}, headers=headers)
-        body = {"status": "unready", "reason": reason, **details}
+            return JSONResponse({"status": "ready", **noted}, headers=headers)
+        body = {"status": "unready", "reason": reason, **noted}
         return JSONResponse(body, 503, headers=headers)
 
     async def _every_interval(self) -> AsyncIterator[None]:

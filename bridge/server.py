@@ -29,6 +29,14 @@ only once a request head has arrived, so connections that never send a byte woul
 descriptors unbounded. The server layer closes gracefully: answer, half-close, drop what
 still comes in, close on the client's EOF or after :data:`CLOSE_LINGER_SECONDS`; closing
 with unread input would reset the connection, and the client could lose the answer.
+
+Listeners. The SCIM listener (``server.*``) and the internal one (``[internal]``: metrics)
+run these protocols each with its own ``max_connections``, so a flood of one cannot take the
+file descriptors of the other. TLS (``tls_cert_file``) is done here too, after admission: a
+handshake holds one of ``max_connections`` and must end within the header timeout, which
+then runs on for the request head; over the cap a TLS connection is closed unanswered (an
+answer would need a handshake). The certificate comes from ``bridge.tls``, re-read when its
+files change. docs/operator/listeners.md.
 """
 
 from __future__ import annotations
@@ -39,10 +47,11 @@ import logging
 import socket
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import h11
 import httptools
@@ -53,8 +62,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bridge.body import RequestTimeout
-from bridge.config import ServerSettings
+from bridge.config import InternalSettings, ServerSettings
 from bridge.scim.errors import HeaderedException, error_response
+from bridge.tls import TlsFiles
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.flow_control import FlowControl
@@ -145,8 +155,10 @@ class _Context:
     header_timeout: float
     body_timeout: float
     max_connections: int
+    tls: TlsFiles | None = None
     fallback: type[ScimH11Protocol] | None = None
     refused: set[asyncio.Transport] = field(default_factory=set)  # answered 503, closing
+    handshaking: set[_Guarded] = field(default_factory=set)  # admitted, TLS under way
     rejections: _Rejections = field(default_factory=_Rejections)
     refusal: bytes = field(  # rendered once: refusals come in floods (no Date: RFC 9110 §6.6.1)
         default_factory=lambda: _answer_bytes(
@@ -211,25 +223,69 @@ class _Guarded:
         self._head_timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._body_linger: asyncio.TimerHandle | None = None
+        self._handshaking: asyncio.Task[None] | None = None  # TLS listeners: the handshake
 
     def _admitted(self, transport: asyncio.Transport) -> bool:
-        """Admit the connection, or answer 503 and close it (over ``max_connections``)."""
+        """Admit the connection, or answer 503 and close it (over ``max_connections``,
+        counting those still in their TLS handshake; over TLS the refusal is closing at
+        once: an answer would need a handshake first)."""
         context = self.context
-        if len(self.connections) < context.max_connections or (
-            sum(not c.transport.is_closing() for c in self.connections) < context.max_connections
+        handshaking = len(context.handshaking)
+        if len(self.connections) + handshaking < context.max_connections or (
+            sum(not c.transport.is_closing() for c in self.connections) + handshaking
+            < context.max_connections
         ):
             return True
         self.transport = transport
         self._refused = True
         self._discarding = True
         context.rejections.note(self.loop, f"{context.max_connections} connections open")
-        if len(context.refused) >= MAX_REFUSING:
+        if len(context.refused) >= MAX_REFUSING or context.tls is not None:
             transport.close()
             return False
         context.refused.add(transport)
         transport.write(context.refusal)
         self._close_gracefully()
         return False
+
+    def _secure(self, raw: asyncio.Transport, connect: Callable[[asyncio.Transport], None]) -> None:
+        """An admitted connection of a TLS listener: the handshake first, counted among the
+        connections and bounded by the header timer (which then runs on for the head), then
+        uvicorn's ``connect`` with the TLS transport."""
+        self.transport = raw
+        self.context.handshaking.add(self)
+        self._arm_head_timer()
+        self._handshaking = self.loop.create_task(self._handshake(raw, connect))
+
+    async def _handshake(
+        self, raw: asyncio.Transport, connect: Callable[[asyncio.Transport], None]
+    ) -> None:
+        context = self.context
+        if context.tls is None:  # only TLS listeners get here
+            raise RuntimeError("a TLS handshake on a plain listener")
+        handover = _Handover()
+        try:
+            secure = await self.loop.start_tls(
+                raw,
+                handover,
+                context.tls.current(),
+                server_side=True,
+                ssl_handshake_timeout=context.header_timeout,
+            )
+        except OSError as exc:  # ssl.SSLError, a reset, the handshake timeout
+            self._cancel_timers()
+            raw.close()
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            context.rejections.note(self.loop, f"TLS handshake failed ({reason})")
+            return
+        finally:
+            context.handshaking.discard(self)
+        if secure is None or secure.is_closing():  # closed during the handshake (its timer)
+            self._cancel_timers()
+            return
+        secure.set_protocol(self)  # type: ignore[arg-type]
+        connect(secure)
+        handover.hand_to(self)  # type: ignore[arg-type]
 
     def _arm_head_timer(self, deadline: float | None = None) -> None:
         self._head_deadline = deadline or self.loop.time() + self.context.header_timeout
@@ -300,6 +356,46 @@ class _Guarded:
             self.context.refused.discard(self.transport)
 
 
+class _Handover(asyncio.Protocol):
+    """The protocol of a TLS connection between the end of its handshake and the start of
+    HTTP's: asyncio reads on at once (a request may come with the client's last handshake
+    message), so what arrives is held, then handed to the HTTP protocol."""
+
+    def __init__(self) -> None:
+        self.target: asyncio.Protocol | None = None
+        self.held = bytearray()
+        self.ended = False
+        self.lost = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.target is not None:
+            self.target.data_received(data)
+        else:
+            self.held += data
+
+    def eof_received(self) -> bool | None:
+        if self.target is not None:
+            return self.target.eof_received()
+        self.ended = True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.target is not None:
+            self.target.connection_lost(exc)
+        else:
+            self.lost = True
+
+    def hand_to(self, protocol: asyncio.Protocol) -> None:
+        self.target = protocol
+        if self.held:
+            protocol.data_received(bytes(self.held))
+            self.held.clear()
+        if self.ended:
+            protocol.eof_received()
+        if self.lost:
+            protocol.connection_lost(None)
+
+
 class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
     """uvicorn's httptools protocol with the bridge's limits and SCIM answers."""
 
@@ -313,9 +409,13 @@ class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         self._head_chunks: list[bytes] | None = []  # None: where the head began is unknown
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self._admitted(transport):
-            super().connection_made(transport)
-            self._arm_head_timer()
+        if not self._admitted(transport):
+            return
+        if self.context.tls is not None:
+            self._secure(transport, super().connection_made)
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._guard_lost()
@@ -494,9 +594,13 @@ class ScimH11Protocol(_Guarded, H11Protocol):
         self.logger = _H11_LOG  # its refusals are logged by _Rejections, not one by one
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self._admitted(transport):
-            super().connection_made(transport)
-            self._arm_head_timer()
+        if not self._admitted(transport):
+            return
+        if self.context.tls is not None:
+            self._secure(transport, super().connection_made)
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
 
     def take_over(self, transport: asyncio.Transport, head: bytes, deadline: float | None) -> None:
         """Continue a connection httptools started, from the first byte of its current head."""
@@ -591,12 +695,18 @@ class _EndQuietly:
 
 class Server(uvicorn.Server):
     """uvicorn's server; on a forced exit it still answers what is in flight and closes the
-    app (the Modyo client) instead of leaving both to be cancelled with tracebacks."""
+    app (the Modyo client) instead of leaving both to be cancelled with tracebacks. A
+    ``companion`` (the internal listener, served in the same loop) stops with it, before
+    uvicorn hands the stopping signal on to the process."""
+
+    companion: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         context: _Context | None = getattr(self.config.http_protocol_class, "context", None)
         for refused in list(context.refused if context else ()):
             refused.close()
+        for handshaking in list(context.handshaking if context else ()):
+            handshaking.transport.close()
         await super().shutdown(sockets)
         if self.force_exit:
             in_flight = list(self.server_state.tasks)
@@ -604,6 +714,11 @@ class Server(uvicorn.Server):
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await self.lifespan.shutdown()
+        if self.companion is not None:
+            other, serving = self.companion
+            other.should_exit = True
+            other.force_exit = self.force_exit
+            await serving
 
 
 def loop_name() -> str:
@@ -616,11 +731,46 @@ def loop_name() -> str:
 
 
 def server_config(app: ASGIApp, server: ServerSettings) -> uvicorn.Config:
-    """uvicorn's configuration for the bridge, protocols included."""
+    """uvicorn's configuration for the SCIM listener, protocols (and TLS) included."""
+    tls = _tls(server.tls_cert_file, server.tls_key_file, "SCIM")
+    return _listener_config(app, server.host, server.port, server, server.max_connections, tls)
+
+
+def _tls(cert: Path | None, key: Path | None, listener: str) -> TlsFiles | None:
+    return None if cert is None else TlsFiles(cert, key, listener)
+
+
+def internal_config(
+    app: ASGIApp, internal: InternalSettings, server: ServerSettings
+) -> uvicorn.Config:
+    """The internal listener (``[internal]``): the SCIM listener's protocols, parser and
+    timeouts (``server.*``), with its own address and connection cap, and so its own share of
+    file descriptors (docs/operator/listeners.md)."""
+    if internal.port is None:
+        raise ValueError("internal.port is not set: there is no internal listener")
+    tls = _tls(internal.tls_cert_file, internal.tls_key_file, "internal")
+    return _listener_config(
+        app, internal.host, internal.port, server, internal.max_connections, tls, lifespan="off"
+    )
+
+
+def _listener_config(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    server: ServerSettings,
+    max_connections: int,
+    tls: TlsFiles | None,
+    lifespan: Literal["on", "off"] = "on",
+) -> uvicorn.Config:
+    """The TLS of a listener is the server layer's (``bridge.tls``), not uvicorn's: a
+    handshake is then counted among ``max_connections`` and bounded by the header timeout,
+    and the certificate is read again when its files change."""
     context = _Context(
         header_timeout=server.header_timeout_seconds,
         body_timeout=server.body_timeout_seconds,
-        max_connections=server.max_connections,
+        max_connections=max_connections,
+        tls=tls,
     )
 
     class H11(ScimH11Protocol):
@@ -633,12 +783,12 @@ def server_config(app: ASGIApp, server: ServerSettings) -> uvicorn.Config:
     context.fallback = H11
     return uvicorn.Config(
         _EndQuietly(app),
-        host=server.host,
-        port=server.port,
+        host=host,
+        port=port,
         loop=loop_name(),
         http=H11 if server.http_parser == "h11" else HttpTools,
         ws="none",
-        lifespan="on",
+        lifespan=lifespan,  # the internal listener's apps live in the SCIM app's lifespan
         log_config=None,
         access_log=False,
         proxy_headers=False,  # the app handles X-Forwarded-* itself (bridge/forwarded.py)
@@ -649,14 +799,15 @@ def server_config(app: ASGIApp, server: ServerSettings) -> uvicorn.Config:
     )
 
 
-def ensure_file_descriptors(max_connections: int) -> None:
-    """Raise the open-files soft limit to what ``max_connections`` needs (up to the hard
-    limit), so the bridge refuses connections in SCIM form before ``accept()`` fails."""
+def ensure_file_descriptors(*max_connections: int) -> None:
+    """Raise the open-files soft limit to what the listeners need (up to the hard limit):
+    each its ``max_connections`` and its refusals under way, plus :data:`FD_RESERVE`, so the
+    bridge refuses connections in SCIM form before ``accept()`` fails."""
     if sys.platform == "win32":
         return
     import resource
 
-    needed = max_connections + MAX_REFUSING + FD_RESERVE
+    needed = sum(cap + MAX_REFUSING for cap in max_connections) + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return
@@ -665,57 +816,50 @@ def ensure_file_descriptors(max_connections: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     if target < needed:
         log.warning(
-            "server.max_connections needs %d open files, the limit is %d: raise it "
-            "(ulimit -n) or lower server.max_connections",
+            "max_connections (server, internal) need %d open files, the limit is %d: raise "
+            "it (ulimit -n) or lower max_connections",
             needed,
             target,
         )
 
 
-def serve(app: ASGIApp, server: ServerSettings, metrics: ASGIApp | None = None) -> None:
+Internal = tuple[ASGIApp, InternalSettings]
+"""The internal listener: its app (``bridge.app.internal_app``) and settings."""
+
+
+def serve(app: ASGIApp, server: ServerSettings, internal: Internal | None = None) -> None:
     """Serve ``app`` until SIGINT or SIGTERM (a second SIGINT stops without waiting), and
-    ``metrics`` on ``server.metrics_port`` beside it when given."""
-    ensure_file_descriptors(server.max_connections)
+    the internal listener beside it when given."""
+    caps = [server.max_connections] + ([internal[1].max_connections] if internal else [])
+    ensure_file_descriptors(*caps)
     main = Server(server_config(app, server))
-    if metrics is None or server.metrics_port is None:
+    if internal is None:
         main.run()
         return
-    side = side_server(metrics, server)
+    side = internal_server(*internal, server)
 
     async def both() -> None:
         listener = asyncio.create_task(side.serve())
+        main.companion = (side, listener)  # stopped by main's shutdown
         try:
             await main.serve()
         finally:
-            side.should_exit = True
-            await listener
+            if not listener.done():  # main never started
+                side.should_exit = True
+                await listener
 
     with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
         runner.run(both())
 
 
-def side_server(metrics: ASGIApp, server: ServerSettings) -> uvicorn.Server:
-    """``/metrics`` on ``server.metrics_port``: stopped by whoever runs it, not by signals."""
-    assert server.metrics_port is not None
-    return _SideServer(
-        uvicorn.Config(
-            metrics,
-            host=server.host,
-            port=server.metrics_port,
-            loop=loop_name(),
-            http="h11",
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-        )
-    )
+def internal_server(app: ASGIApp, internal: InternalSettings, server: ServerSettings) -> Server:
+    """The internal listener's server: stopped by whoever runs it, not by signals."""
+    return _InternalServer(internal_config(app, internal, server))
 
 
-class _SideServer(uvicorn.Server):
-    """A second listener of the same process: it leaves the signals to the main server,
-    which stops it when it stops."""
+class _InternalServer(Server):
+    """A second listener of the same process: it leaves the signals to the main server (or
+    the workers' supervisor), which stops it when it stops."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

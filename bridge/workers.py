@@ -9,8 +9,8 @@ server layer on the inherited socket. The kernel spreads connections over the wo
 The parent supervises: SIGTERM or SIGINT is handed to every worker as SIGTERM, each finishes
 its requests in flight and exits (a second Ctrl-C reaches the workers from the terminal and
 stops them at once); a worker that dies otherwise is replaced. Metrics: the workers write
-prometheus-client's multiprocess files in one directory, and ``/metrics`` (on any worker, or
-on ``server.metrics_port``, which the parent serves) adds them up.
+prometheus-client's multiprocess files in one directory, and ``/metrics``, on the internal
+listener (``[internal]``), which the parent serves, adds them up.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ class Source:
     log_level: str | None
 
 
-def run_workers(source: Source, workers: int, host: str, port: int, metrics: Any) -> None:
-    """Serve with ``workers`` processes until SIGTERM or SIGINT; ``metrics`` is the
-    ``/metrics`` app to serve on ``server.metrics_port`` (or None)."""
+def run_workers(source: Source, workers: int, host: str, port: int, internal: Any) -> None:
+    """Serve with ``workers`` processes until SIGTERM or SIGINT; ``internal`` builds the
+    internal listener's server, which this process runs (or is None)."""
     listener = _bind(host, port)
     spawn = multiprocessing.get_context("spawn")
     stopping = threading.Event()
@@ -67,7 +67,7 @@ def run_workers(source: Source, workers: int, host: str, port: int, metrics: Any
         return process
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    with _metrics_directory(), _side_metrics(metrics) as side:
+    with _metrics_directory(), _internal_listener(internal) as side:
         try:
             processes.extend(start() for _ in range(workers))
             log.info("serving with %d workers", workers, extra={"pids": [p.pid for p in processes]})
@@ -122,9 +122,9 @@ def _mark_dead(pid: int | None) -> None:
 
 
 @contextlib.contextmanager
-def _side_metrics(metrics: Any) -> Iterator[Any]:
-    """``server.metrics_port`` in the parent, in a thread of its own."""
-    if metrics is None:
+def _internal_listener(internal: Any) -> Iterator[Any]:
+    """The internal listener in the parent, in a thread of its own."""
+    if internal is None:
         yield None
         return
     ready, result = threading.Event(), {}
@@ -132,12 +132,12 @@ def _side_metrics(metrics: Any) -> Iterator[Any]:
     def run() -> None:
         import asyncio
 
-        server = metrics()
+        server = internal()
         result["server"] = server
         ready.set()
         asyncio.run(server.serve())
 
-    thread = threading.Thread(target=run, name="scim-bridge metrics", daemon=True)
+    thread = threading.Thread(target=run, name="scim-bridge internal listener", daemon=True)
     thread.start()
     ready.wait()
 

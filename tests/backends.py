@@ -11,8 +11,9 @@ How a test opts in: conftest's ``backend`` fixture (and the ``scim`` client, whi
 is parametrized ``rest``/``scim`` in every module marked ``pytest.mark.upstreams("rest",
 "scim")``; a test about the REST contract itself (exact paths, payloads, a REST-only quirk of
 the fake) is marked ``upstreams("rest")``. Every expectation that differs by mode is in ONE
-place, :data:`DIFFERENCES` and :data:`COSTS` below, each row naming the README row
-("REST vs SCIM upstream") or docs/modyo-contract.md §9 entry that documents it.
+place, :data:`DIFFERENCES` and :data:`COSTS` below, each row naming the row of
+docs/design/upstreams.md ("REST vs SCIM upstream") or the docs/design/modyo-contract.md §9
+entry that documents it.
 """
 
 from __future__ import annotations
@@ -58,36 +59,38 @@ DIFFERENCES: Final[dict[str, Difference]] = {
     "user delete": Difference(
         "hard delete",
         "deactivated and tombstoned",
-        'README "DELETE user"; docs/modyo-contract.md §9.3 F3',
+        'upstreams.md "DELETE user"; docs/design/modyo-contract.md §9.3 F3',
     ),
     # PATCH/PUT of externalId: applied, or 400 invalidValue before any write.
     "externalId patchable": Difference(
-        True, False, 'README "Change `externalId`"; docs/modyo-contract.md §9.3 F8'
+        True, False, 'upstreams.md "Change `externalId`"; docs/design/modyo-contract.md §9.3 F8'
     ),
     # A work-email filter: sent to Modyo's email search (one call), or evaluated by the bridge
     # over the listing (Modyo's SCIM server has no email filter).
     "email filter pushed down": Difference(
-        True, False, 'README "Query users by work email"; docs/modyo-contract.md §9.5'
+        True, False, 'upstreams.md "Query users by work email"; docs/design/modyo-contract.md §9.5'
     ),
     # GET /Users without a filter: exact windows and totalResults, or Modyo's windows less
     # the deleted (tombstoned) users in each: short pages, totalResults discounting only the
     # deleted users of the page's own window. Exact would need the whole listing per page.
     "exact listing windows": Difference(
-        True, False, 'README "List users without a filter, after deletes"; §9.3 F3'
+        True, False, 'upstreams.md "List users without a filter, after deletes"; §9.3 F3'
     ),
     # Which ids reach Modyo: integers only (another id is 404 without a call), or any string
     # but "", "." and ".." (opaque ids, one percent-encoded path segment).
-    "opaque ids": Difference(False, True, 'README "Ids"; docs/modyo-contract.md §9.1 S5'),
+    "opaque ids": Difference(
+        False, True, 'upstreams.md "Ids"; docs/design/modyo-contract.md §9.1 S5'
+    ),
     # Group queries: Modyo searches, or the bridge reads the whole listing.
     "group filter pushed down": Difference(
-        True, False, 'README "Query groups by `displayName` / `externalId`"; §9.3 F4'
+        True, False, 'upstreams.md "Query groups by `displayName` / `externalId`"; §9.3 F4'
     ),
     # What a Modyo refusal of a read becomes (status -> SCIM status, scimType): REST's 400 is
     # the bridge's own fault (502), SCIM's 400 and 409 carry the client's values (§9.3 F7).
     "error mapping": Difference(
         {500: (502, None), 400: (502, None), 403: (502, None), 409: (400, "invalidValue")},
         {500: (502, None), 400: (400, "invalidValue"), 403: (502, None), 409: (409, "uniqueness")},
-        'README "Errors"; docs/modyo-contract.md §2 (rest), §9.3 F7 (scim)',
+        'upstreams.md "Errors"; docs/design/modyo-contract.md §2 (rest), §9.3 F7 (scim)',
     ),
 }
 
@@ -98,9 +101,9 @@ def differs(name: str, api: Api) -> Any:
 
 
 COSTS: Final[dict[str, Difference]] = {
-    # Logical Modyo calls per SCIM request where the modes differ (docs/modyo-contract.md
-    # §9.5; README "Modyo calls per SCIM request"). Where they are equal the tests state the
-    # count once, for both.
+    # Logical Modyo calls per SCIM request where the modes differ (docs/design/modyo-contract.md
+    # §9.5; docs/design/upstreams.md, "Modyo calls per SCIM request"). Where they are equal the
+    # tests state the count once, for both.
     "user patch": Difference(
         {"user.update": 1}, {"user.read": 1, "user.update": 1}, '§9.5 "PATCH /Users/{id}"'
     ),
@@ -372,6 +375,15 @@ def wire(api: Api, operation: str, **ids: str) -> tuple[str, str]:
 
 def write_methods(api: Api) -> frozenset[str]:
     return frozenset(method for method, _ in WIRE[api].values())
+
+
+def new_backend(api: Api, settings: Settings) -> Backend:
+    """A backend in mode ``api`` over a fresh fake, for a fixture that outlives a test
+    (conftest's ``backend`` is built per test from its fixtures)."""
+    if api == "rest":
+        fake = FakeModyo(token=MODYO_TOKEN)
+        return RestBackend(fake, FaultyModyo(fake), settings)
+    return ScimBackend(settings)
 
 
 class RestBackend(Backend):

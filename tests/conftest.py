@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 TOKEN = "test-scim-token-0123456789"
 SECOND_TOKEN = "rotated-scim-token-9876543210"
-MODYO_URL = "http://modyo.test"
+MODYO_URL = "http://localhost:9"  # loopback: plain HTTP needs no modyo.allow_insecure
 MODYO_TOKEN = "test-modyo-token-secret"
 BASE = "http://bridge.test/scim"
 
@@ -84,13 +84,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``backend`` (and so ``scim``) runs once per mode its closest ``upstreams`` marker
-    names: a module marks both, a REST-contract test in it marks ``rest`` alone."""
-    if "backend" not in metafunc.fixturenames:
-        return
+    names: a module marks both, a REST-contract test in it marks ``rest`` alone. A module
+    that builds one app per mode and shares it between tests (tests/test_fuzz.py) takes
+    ``api`` instead: the mode, a module-scoped parameter."""
     marker = metafunc.definition.get_closest_marker("upstreams")
     apis = tuple(marker.args) if marker else ("rest",)
-    if apis != ("rest",):
-        metafunc.parametrize("backend", apis, indirect=True, ids=apis)
+    if "backend" in metafunc.fixturenames:
+        if apis != ("rest",):
+            metafunc.parametrize("backend", apis, indirect=True, ids=apis)
+    elif "api" in metafunc.fixturenames and marker is not None:
+        metafunc.parametrize("api", apis, ids=apis, scope="module")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ lines and header lines for the wire."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Final
 from urllib.parse import quote
@@ -51,16 +52,13 @@ ODD_CHARACTERS: Final = [
     "\u00df",  # ß: upper() changes its length
 ]
 LONE_SURROGATES: Final = ["\ud800", "\udfff"]  # sent as escapes: the body check refuses them
+_LONE: Final = st.sampled_from(LONE_SURROGATES)
+_PIECES: Final = st.sampled_from(ODD_CHARACTERS) | st.text(max_size=8)
 odd_text = st.lists(
-    st.integers(0, 29).flatmap(
-        lambda n: (
-            st.sampled_from(LONE_SURROGATES)
-            if n == 0
-            else st.sampled_from(ODD_CHARACTERS) | st.text(max_size=8)
-        )
-    ),
-    max_size=6,
+    st.integers(0, 29).flatmap(lambda n: _LONE if n == 0 else _PIECES), max_size=6
 ).map("".join)
+"""Odd text; the strategies a flatmap picks from are built once (building them per draw
+cost more than the rest of the draw)."""
 numbers = (
     st.integers(-(2**70), 2**70)
     | st.sampled_from([0, -1, 2**31, 2**63, -(2**63) - 1, 10**40])
@@ -141,6 +139,18 @@ def entra_body(draw: st.DrawFn, kind: str, user_id: str) -> Any:
     for key in draw(st.lists(st.sampled_from(SEARCH_KEYS), unique=True)):
         search[key] = draw(FILTERS if key == "filter" else json_values)
     return search
+
+
+@functools.cache
+def any_bodies(user_id: str) -> st.SearchStrategy[bytes | None]:
+    """No body, random JSON, bytes, or one of Entra's bodies mutated (built once per user)."""
+    entra_bodies = st.sampled_from(KINDS).flatmap(lambda kind: entra_body(kind, user_id))
+    return (
+        st.none()
+        | json_values.flatmap(encoded)
+        | st.binary(max_size=200)
+        | entra_bodies.flatmap(mutated).flatmap(encoded)
+    )
 
 
 SEARCH_KEYS: Final = ["filter", "startIndex", "count", "attributes", "excludedAttributes",
@@ -263,6 +273,8 @@ FILTERS: Final = (
     | st.just('userName eq "' + "a" * 10_000 + '"')
 )
 """Filters from random tokens (hostile quoting, escapes), deep parentheses, long values."""
+ABSURD_START_INDEXES: Final = ["9223372036854775709", "9" * 5000]
+"""What a fuzzer sent (the largest 64-bit integer less 98), and more digits than ``int()`` reads."""
 QUERY_VALUES: Final = (
     st.sampled_from(["0", "-1", "1", "100", "101", "2147483648", "9" * 30, "9" * 5000, "1e5",
                      "0x10", " 1", "1_000", "\u0661\u0662", "\u00b2", "NaN", "", "1.5", "+3"])
@@ -399,8 +411,8 @@ ROUTED: Final = [  # every route and method the bridge serves, with real and unk
 
 def endpoints() -> st.SearchStrategy[tuple[str, str]]:
     """A route the bridge serves (three times in four), or any method on any path."""
-    anything = st.tuples(st.sampled_from(METHODS), paths())
-    return st.integers(0, 3).flatmap(lambda n: anything if n == 0 else st.sampled_from(ROUTED))
+    anything, routed = st.tuples(st.sampled_from(METHODS), paths()), st.sampled_from(ROUTED)
+    return st.integers(0, 3).flatmap(lambda n: anything if n == 0 else routed)
 
 
 WRITES: Final = [  # (method, path, the kind of body), some on purpose to the wrong endpoint
@@ -482,7 +494,8 @@ FIELD_VALUES: Final = st.lists(
 
 def mostly(valid: list[bytes], broken: list[bytes]) -> st.SearchStrategy[bytes]:
     """A valid value nine times in ten, else a broken one."""
-    return st.integers(0, 9).flatmap(lambda n: st.sampled_from(broken if n == 0 else valid))
+    valid_values, broken_values = st.sampled_from(valid), st.sampled_from(broken)
+    return st.integers(0, 9).flatmap(lambda n: broken_values if n == 0 else valid_values)
 
 
 def targets() -> st.SearchStrategy[bytes]:
@@ -494,3 +507,18 @@ def targets() -> st.SearchStrategy[bytes]:
 def header_lines() -> st.SearchStrategy[list[bytes]]:
     request_id_lines = FIELD_VALUES.map(lambda value: b"X-Request-Id: " + value)
     return st.lists(mostly(LINES, BROKEN_LINES) | request_id_lines, max_size=3)
+
+
+# --------------------------------------------------------------------------- the fakes of Modyo
+
+NUMBER_TEXTS: Final = (
+    st.sampled_from([*ABSURD_START_INDEXES, str(2**63), str(2**63 - 1), str(-(2**63)),
+                     "-" + "9" * 5000, "--5", "-", "+", "00001", "1e3", "\u00b2", "\u0661"])
+    | QUERY_VALUES
+)  # fmt: skip
+"""What a number in a query string or a path can be: absurd, signed twice, superscript..."""
+ODD_IDS: Final = NUMBER_TEXTS | odd_text | st.sampled_from([".", "..", "%2e%2e", "%", "%ff", "%00"])
+FAKE_FILTERS: Final = FILTERS | st.sampled_from(
+    ['userName eq "\\q"', 'userName eq "\\u12"', 'externalId eq "\t"', 'userName eq "\\ud800"']
+)
+"""Filters for the fake of Modyo's SCIM server, with escapes JSON does not read."""

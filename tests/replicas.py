@@ -136,7 +136,13 @@ class FakeModyo(Process):
         self.wait_answering(f"{self.url}/__fake__/calls")
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, trust_env=False, timeout=HANG_GUARD_SECONDS)
+        """A client of its API and its control plane (both take the fake's token)."""
+        return httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {MODYO_TOKEN}"},
+            trust_env=False,
+            timeout=HANG_GUARD_SECONDS,
+        )
 
     async def calls(self) -> dict[str, Any]:
         async with self.client() as client:
@@ -252,7 +258,7 @@ class Replica(Process):
         store: Mapping[str, Any],
         settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port, self.internal_port = free_port(), free_port()
         self.modyo_url, self.store = modyo_url, dict(store)
         sections = self._sections()
         for section, values in (settings or {}).items():
@@ -279,6 +285,7 @@ class Replica(Process):
                 "readiness_interval_seconds": 0.2,
                 "readiness_max_age_seconds": 1.0,
             },
+            "internal": {"host": HOST, "port": self.internal_port},  # its /metrics
             "scim": {"tokens": [SCIM_TOKEN], "request_deadline_seconds": 20.0},
             "modyo": {"base_url": self.modyo_url, "token": MODYO_TOKEN},
             "retry": {
@@ -304,9 +311,11 @@ class Replica(Process):
         )
 
     async def metric(self, name: str, **labels: str) -> float:
-        """A sample of this replica's ``/metrics`` (0 when it was never set)."""
+        """A sample of this replica's ``/metrics`` (0 when it was never set), from its
+        internal listener."""
+        metrics = f"http://{HOST}:{self.internal_port}/metrics"
         async with httpx.AsyncClient(trust_env=False, timeout=HANG_GUARD_SECONDS) as client:
-            text = (await client.get(f"{self.url}/metrics")).text
+            text = (await client.get(metrics)).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and all(

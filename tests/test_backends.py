@@ -1,6 +1,6 @@
 """The test interface over both upstreams (tests/backends.py) says what each fake does: every
 route of each fake is a logical operation, and every mode difference the suites rely on is a
-row of README's "REST vs SCIM upstream" table."""
+row of the "REST vs SCIM upstream" table (docs/design/upstreams.md)."""
 
 from __future__ import annotations
 
@@ -23,22 +23,22 @@ from tests.backends import (
 )
 from tests.conftest import create_group, create_user
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+UPSTREAMS = Path(__file__).resolve().parents[1] / "docs" / "design" / "upstreams.md"
 
 
-def _readme_rows() -> set[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## REST vs SCIM upstream", 1)[1].split("\n## ", 1)[0]
+def _table_rows() -> set[str]:
+    text = UPSTREAMS.read_text(encoding="utf-8")
+    section = text.split("## Two upstreams", 1)[1].split("\n## ", 1)[0]
     return {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
 
 
 @pytest.mark.parametrize("name", sorted(DIFFERENCES))
-def test_every_difference_is_a_row_of_the_readme_table(name: str) -> None:
-    cited = re.findall(r'README "([^"]+)"', DIFFERENCES[name].documented)
-    assert cited, f"{name}: cites no README row"
-    rows = _readme_rows()
+def test_every_difference_is_a_row_of_the_upstreams_table(name: str) -> None:
+    cited = re.findall(r'upstreams.md "([^"]+)"', DIFFERENCES[name].documented)
+    assert cited, f"{name}: cites no row of docs/design/upstreams.md"
+    rows = _table_rows()
     for row in cited:
-        assert row in rows, f"{name}: README has no row {row!r}"
+        assert row in rows, f"{name}: docs/design/upstreams.md has no row {row!r}"
 
 
 def test_every_cost_cites_its_source() -> None:

@@ -23,6 +23,7 @@ from tests import entra
 
 SCIM_TOKEN = "cli-test-token-0123456789"
 FAKE_TOKEN = "cli-fake-modyo-token"
+FAKE_AUTH = {"Authorization": f"Bearer {FAKE_TOKEN}"}  # its API and its control plane
 
 
 def _free_port() -> int:
@@ -299,7 +300,7 @@ def test_check_is_read_only_by_default_and_needs_only_the_modyo_section() -> Non
             [sys.executable, "-m", "bridge", "check"],
             capture_output=True, text=True, env=env, timeout=60, check=False,
         )  # fmt: skip
-        calls = httpx.get(f"{modyo_url}/__fake__/calls").json()["calls"]
+        calls = httpx.get(f"{modyo_url}/__fake__/calls", headers=FAKE_AUTH).json()["calls"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert calls and all(name.startswith("GET ") for name in calls), calls  # nothing written
     rows = _rows(result.stdout)
@@ -368,6 +369,38 @@ def test_fake_modyo_refuses_impossible_fault_rates(args: list[str]) -> None:
     assert result.returncode == 2 and "fault options" in result.stderr
 
 
+def test_fake_modyo_draws_its_token_per_start_and_its_control_plane_needs_it() -> None:
+    """No public default token: each start draws one, prints it once, and both the fake's
+    API and its control plane (``/__fake__/``) refuse anything else."""
+    drawn = []
+    for _ in range(2):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        with _running(["fake-modyo", "--port", str(port)], f"{url}/") as process:
+            assert process.stdout is not None
+            banner = process.stdout.readline()
+            token = banner.rsplit("/__fake__/: ", 1)[1].split(")", 1)[0]
+            drawn.append(token)
+            for refused in (None, "fake-modyo-token", FAKE_TOKEN):
+                headers = {"Authorization": f"Bearer {refused}"} if refused else {}
+                for path in ("/__fake__/calls", "/api/admin/profile"):
+                    assert httpx.get(f"{url}{path}", headers=headers).status_code == 401, path
+            auth = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(f"{url}/__fake__/calls", headers=auth).status_code == 200
+            assert httpx.get(f"{url}/api/admin/profile", headers=auth).status_code == 200
+    assert len(set(drawn)) == 2 and all(len(token) >= 16 for token in drawn)
+
+
+def test_fake_modyo_listens_beyond_loopback_only_when_told() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "fake-modyo", "--host", "0.0.0.0",
+         "--port", str(_free_port())],
+        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--allow-remote" in result.stderr and result.stdout == ""
+
+
 def test_fake_modyo_stops_on_sigterm_with_a_hanging_request_in_flight() -> None:
     """Orchestrators stop with SIGTERM; uvicorn's graceful shutdown waits for requests in
     flight, so a hang (``--hang-rate``) is answered 503 and the process exits."""
@@ -378,7 +411,7 @@ def test_fake_modyo_stops_on_sigterm_with_a_hanging_request_in_flight() -> None:
         auth = {"Authorization": f"Bearer {FAKE_TOKEN}"}
         pending = pool.submit(httpx.get, f"{url}/api/admin/profile", headers=auth, timeout=60)
         for _ in range(100_000):  # the fake says when the request is hanging
-            if httpx.get(f"{url}/__fake__/calls").json()["injected"].get("hang"):
+            if httpx.get(f"{url}/__fake__/calls", headers=auth).json()["injected"].get("hang"):
                 break
         else:
             raise AssertionError("the request never reached the fake")

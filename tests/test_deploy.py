@@ -220,7 +220,7 @@ def test_requests_and_limits_are_set(deployment: str) -> None:
 
 
 def test_bridge_memory_covers_the_benchmark_peak() -> None:
-    """README, Performance: peak RSS 89.5 MB over the whole benchmark run."""
+    """docs/performance.md: peak RSS 89.5 MB over the whole benchmark run."""
     resources = _container("scim-bridge")["resources"]
     assert _quantity(resources["requests"]["memory"]) > 89.5e6
     assert _quantity(resources["limits"]["memory"]) >= 2 * 89.5e6
@@ -255,7 +255,8 @@ def test_service_serves_scim_on_80_and_metrics_only_on_their_own_service() -> No
     assert metrics["selector"] == BRIDGE
     assert [p["targetPort"] for p in metrics["ports"]] == ["metrics"]
     metrics_port = _container_port(container, "metrics")
-    assert _env(container)["BRIDGE_SERVER__METRICS_PORT"]["value"] == str(metrics_port)
+    assert _env(container)["BRIDGE_INTERNAL__PORT"]["value"] == str(metrics_port)
+    assert _env(container)["BRIDGE_INTERNAL__HOST"]["value"] == "0.0.0.0"  # for the scraper
     template = _resource("Deployment", "scim-bridge")["spec"]["template"]
     assert template["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
     assert metrics_port != _container_port(container, "http")
@@ -337,7 +338,22 @@ def test_network_policies_let_only_the_bridge_reach_redis() -> None:
     bridge = _resource("NetworkPolicy", "scim-bridge")["spec"]
     assert bridge["podSelector"]["matchLabels"] == BRIDGE
     egress_ports = {p["port"] for rule in bridge["egress"] for p in rule["ports"]}
-    assert egress_ports == {53, 6379, 443}
+    assert egress_ports == {53, 6379, 443, 3128}  # DNS, Redis, Modyo, the egress proxy
+
+
+def test_only_the_scraper_reaches_the_internal_listener() -> None:
+    """Whatever reaches the SCIM port (the Ingress controller) does not reach /metrics: the
+    rule admitting the internal listener's port names its sources, and no rule admits it
+    from anywhere."""
+    bridge = _resource("NetworkPolicy", "scim-bridge")["spec"]
+    rules = {p["port"]: rule for rule in bridge["ingress"] for p in rule["ports"]}
+    assert set(rules) == {"http", "metrics"}
+    assert "from" not in rules["http"]  # the Ingress controller, wherever it runs
+    (source,) = rules["metrics"]["from"]
+    assert source["namespaceSelector"]["matchLabels"] and source["podSelector"]["matchLabels"]
+    assert [p["port"] for p in rules["metrics"]["ports"]] == ["metrics"]
+    service = _resource("Service", "scim-bridge")["spec"]
+    assert "metrics" not in [p["targetPort"] for p in service["ports"]]
 
 
 # Compose (the laptop demo)
@@ -356,6 +372,19 @@ def test_compose_runs_two_bridges_behind_the_load_balancer() -> None:
         (name, _option(bridge["command"], "--port")) for name, bridge in bridges.items()
     }
     assert any(port.endswith(":80") for port in services["lb"]["ports"])
+
+
+def test_compose_load_balancer_reaches_the_scim_listener_only() -> None:
+    """The internal listener (/metrics) is on another port, which nginx never routes to and
+    no bridge publishes."""
+    nginx = set(re.findall(r"^\s*server\s+[\w.-]+:(\d+)", NGINX_CONF.read_text(), re.M))
+    for bridge in _compose_bridges().values():
+        mounted = {v.split(":")[1]: v.split(":")[0] for v in bridge["volumes"]}
+        toml = tomllib.loads((ROOT / mounted[_option(bridge["command"], "--config")]).read_text())
+        internal = str(toml["internal"]["port"])
+        assert internal != _option(bridge["command"], "--port") and internal not in nginx
+        assert "ports" not in bridge
+        _assert_valid_settings(toml)
 
 
 def test_compose_bridges_use_the_image_healthcheck() -> None:

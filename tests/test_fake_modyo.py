@@ -775,7 +775,7 @@ async def test_a_partial_faults_put_changes_only_the_given_fields() -> None:
     expected = [(await serve(reference, "GET", "/profile")).response for _ in range(20)]
     service = FaultyModyo(FakeModyo(token=MODYO_TOKEN), faults)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL
+        transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL, headers=AUTH
     ) as control:
         first = [(await serve(service, "GET", "/profile")).response for _ in range(10)]
         changed = await control.put("/__fake__/faults", json={"retry_after_seconds": 3})
@@ -789,6 +789,29 @@ async def test_a_partial_faults_put_changes_only_the_given_fields() -> None:
             refused = await control.put("/__fake__/faults", json=body)
             assert refused.status_code == 422 and refused.json()["errors"]
         assert (await control.get("/__fake__/faults")).json()["seed"] == 8  # unchanged
+
+
+async def test_the_control_plane_needs_the_fake_s_token(fake: FakeModyo) -> None:
+    """Read or change nothing without ``Bearer <token>``; the token is the one the fake had
+    when the app was built, so revoking the API token (a test's move) keeps control."""
+    app = FakeModyoApp(FaultyModyo(fake))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=MODYO_URL
+    ) as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token"},
+            {"Authorization": MODYO_TOKEN},
+        ):
+            for method, action in (("GET", "calls"), ("PUT", "faults"), ("POST", "seed")):
+                refused = await client.request(
+                    method, f"/__fake__/{action}", json={"users": 1}, headers=headers
+                )
+                assert refused.status_code == 401, (method, action, headers)
+        assert fake.team_members == {}  # the seed was refused
+        fake.token = "revoked-and-replaced"
+        calls = await client.get("/__fake__/calls", headers=AUTH)
+        assert calls.status_code == 200 and calls.json()["total"] == 0
 
 
 async def test_a_hanging_request_is_answered_503_once_the_server_stops(fake: FakeModyo) -> None:
@@ -818,7 +841,7 @@ async def test_a_held_route_waits_unapplied_until_released_over_the_control_plan
     calls`` counts it as ``held``, ``POST release`` lets it go on; other routes pass."""
     service = FaultyModyo(fake)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL
+        transport=httpx.ASGITransport(app=FakeModyoApp(service)), base_url=MODYO_URL, headers=AUTH
     ) as client:
         refused = await client.post("/__fake__/hold", json={"route": 3})
         assert refused.status_code == 422 and refused.json()["errors"]

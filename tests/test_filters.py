@@ -473,7 +473,7 @@ async def test_a_modyo_that_ignores_search_parameters_still_yields_exact_answers
     clock: Clock,
 ) -> None:
     """Correctness never rests on Modyo's search: every candidate is checked against the
-    whole filter (docs/modyo-contract.md, assumption on filters)."""
+    whole filter (docs/design/modyo-contract.md, assumption on filters)."""
     fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True, clock=clock)
     fake.seed_members(150, prefix="noise")
     async with bridge_client(FaultyModyo(fake), make_settings()) as scim:

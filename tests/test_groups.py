@@ -7,10 +7,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.modyo.fake import FakeModyo
+from bridge.modyo.fake import FakeModyo, mock_transport
+from bridge.scim.requests import PAST_EVERY_LISTING
 from tests import entra
 from tests.backends import Backend, cost, differs
-from tests.conftest import assert_scim_error, create_group, create_user
+from tests.conftest import MODYO_URL, assert_scim_error, create_group, create_user
+from tests.hostile import ABSURD_START_INDEXES
+from tests.scim_mode import Recording
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 
@@ -138,6 +141,25 @@ async def test_groups_page_with_start_index_and_count(scim: httpx.AsyncClient) -
     second = (await scim.get("/Groups", params={"startIndex": 6, "count": 5})).json()
     assert first["totalResults"] == second["totalResults"] == 7
     assert [g["id"] for g in first["Resources"] + second["Resources"]] == ids
+
+
+@pytest.mark.parametrize("start", ABSURD_START_INDEXES, ids=["int64", "5000-digits"])
+async def test_a_start_index_past_every_listing_is_an_empty_page_of_groups(
+    backend: Backend, start: str
+) -> None:
+    """As for users (tests/test_user_queries.py): an empty page with the total, from one
+    count-only listing call, in both modes."""
+    backend.seed_group("Team", backend.seed_users(2))
+    recording = Recording(mock_transport(backend.modyo, MODYO_URL))
+    async with backend.client(transport=recording) as scim:
+        response = await scim.get("/Groups", params={"startIndex": start})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["totalResults"], body["itemsPerPage"], body["Resources"]) == (1, 0, [])
+    assert body["startIndex"] == PAST_EVERY_LISTING
+    assert len(recording.sent) == 1, recording.sent
+    numbers = [int(value) for _, value in recording.sent[0].params if value.isdigit()]
+    assert numbers and max(numbers) <= 1, recording.sent
 
 
 async def test_members_are_listed_completely_page_by_page(

@@ -10,8 +10,12 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount, Route
 
-from bridge.app import create_app
+from bridge.app import create_app, internal_app
+from bridge.config import Settings
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
@@ -162,12 +166,22 @@ async def test_modyo_unavailable_is_503_with_retry_after(fake: FakeModyo) -> Non
     assert down.injected["error"] == 3  # every attempt was made, then it gave up
 
 
-async def test_health_and_metrics_need_no_token(scim: httpx.AsyncClient) -> None:
+async def _internal_get(settings: Settings, path: str) -> httpx.Response:
+    """``path`` from the internal listener's app (``[internal]``), without a token."""
+    transport = httpx.ASGITransport(app=internal_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
+        return await client.get(path)
+
+
+async def test_health_needs_no_token_and_metrics_are_only_on_the_internal_listener(
+    scim: httpx.AsyncClient, settings: Settings
+) -> None:
     root = str(scim.base_url).removesuffix("/scim/")
     health = await scim.get(f"{root}/healthz", headers={"Authorization": ""})
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     await scim.get("/Users")
-    metrics = await scim.get(f"{root}/metrics", headers={"Authorization": ""})
+    assert (await scim.get(f"{root}/metrics")).status_code == 404  # never beside SCIM
+    metrics = await _internal_get(settings, "/metrics")
     assert metrics.status_code == 200
     assert (
         'scim_bridge_requests_total{method="GET",operation="users.query",status="200"}'
@@ -176,10 +190,24 @@ async def test_health_and_metrics_need_no_token(scim: httpx.AsyncClient) -> None
     assert "scim_bridge_modyo_calls_total" in metrics.text
 
 
-async def test_metrics_can_be_turned_off(modyo: FaultyModyo) -> None:
-    async with bridge_client(modyo, make_settings(server={"metrics_enabled": False})) as client:
-        response = await client.get("http://bridge.test/metrics")
+async def test_metrics_can_be_turned_off() -> None:
+    response = await _internal_get(make_settings(server={"metrics_enabled": False}), "/metrics")
     assert response.status_code == 404
+    assert response.headers["content-type"] == "application/scim+json"
+
+
+async def test_the_internal_listener_takes_more_apps() -> None:
+    """An admin console (say) is a Mount of the internal app, beside /metrics."""
+
+    async def console(request: Request) -> Response:
+        return PlainTextResponse("console")
+
+    app = internal_app(make_settings(), [Mount("/admin", routes=[Route("/", console)])])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://internal"
+    ) as client:
+        assert (await client.get("/admin/")).text == "console"
+        assert (await client.get("/metrics")).status_code == 200
 
 
 async def test_public_url_drives_location(modyo: FaultyModyo) -> None:

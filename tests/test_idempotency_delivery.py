@@ -1,7 +1,7 @@
 """How the idempotency cache hands a write's answer to its client (``_Client.deliver``):
 without an event-loop pass once the disconnect watcher runs, since every pass waits behind
 all the other ready requests (the ~5 ms p50 that writes lost to reads at concurrency 16,
-README, Performance); a disconnect the server already holds still keeps the answer back."""
+docs/performance.md); a disconnect the server already holds still keeps the answer back."""
 
 from __future__ import annotations
 

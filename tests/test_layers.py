@@ -1,7 +1,7 @@
 """Dependencies run one way: edge -> SCIM -> upstream interface <- Modyo, over the journal
 (which either side may feed) and a shared base; the safety rails wrap the upstream interface
-for the edge, below the SCIM side, and see neither side. No module imports from a layer above it, and
-the SCIM and Modyo sides never see each other (README, Development)."""
+for the edge, below the SCIM side, and see neither side. No module imports from a layer above
+it, and the SCIM and Modyo sides never see each other (docs/design/layers.md)."""
 
 from __future__ import annotations
 

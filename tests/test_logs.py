@@ -12,7 +12,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from bridge.logs import MASK, Redactor
+from bridge.logs import MASK, Redactor, mask
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.modyo.fake.state import FakeResponse
 from tests import entra
@@ -63,6 +63,19 @@ def test_the_secret_list_takes_more_later_and_skips_tiny_values() -> None:
     redact.add("later-secret")
     redact.add("ab")  # too short to mask without wrecking the line
     assert redact("first-secret later-secret ab") == f"{MASK} {MASK} ab"
+
+
+def test_a_secret_is_masked_from_the_moment_its_setting_is_valid() -> None:
+    """No ``configure_logging`` needed: the SCIM error renderer and ``check`` mask with the
+    same function as the log formatter, and the settings feed it."""
+    token, password = "modyo-token-only-this-test-42", "redis-pw-only-this-test"
+    text = f"Bearer {token} redis://:{password}@redis:6379/0"
+    assert mask(text) == text
+    make_settings(
+        modyo={"token": token},
+        idempotency={"backend": "redis", "redis_url": f"redis://:{password}@redis:6379/0"},
+    )
+    assert mask(text) == f"Bearer {MASK} redis://:{MASK}@redis:6379/0"
 
 
 def test_every_secret_setting_is_in_the_list() -> None:
@@ -141,7 +154,7 @@ async def test_every_line_of_a_request_carries_its_id_and_the_access_line_its_co
 async def test_debug_adds_one_line_per_modyo_call_without_bodies_or_tokens(
     modyo: FaultyModyo, log_output: LogOutput
 ) -> None:
-    log_output.configure(level="debug", secrets=[])  # no masking to hide a leak
+    log_output.configure(level="debug")
     async with bridge_client(modyo, make_settings()) as scim:
         await create_user(scim, "debug.body@contoso.com")
     calls = [line for line in log_output.lines() if line["message"] == "Modyo call"]
@@ -150,6 +163,7 @@ async def test_debug_adds_one_line_per_modyo_call_without_bodies_or_tokens(
     assert calls[0]["request_id"]
     assert "debug.body" not in str(calls) and MODYO_TOKEN not in log_output.text
     assert TOKEN not in log_output.text
+    assert MASK not in log_output.text  # nothing needed masking: no leak was hidden
 
 
 async def test_info_has_no_per_call_lines(modyo: FaultyModyo, log_output: LogOutput) -> None:

@@ -291,7 +291,7 @@ BAD_IDS = [
     "x" * 65,
 ]
 """Ids no Modyo can have issued for a path: ids are opaque tokens (integers, uuids) of a
-path-safe alphabet, at most 64 characters (docs/modyo-contract.md C13)."""
+path-safe alphabet, at most 64 characters (docs/design/modyo-contract.md C13)."""
 OPAQUE_IDS = ["abc", "007", "0x10", "830d2b95-4f0c-4c5e-9a57-2e0b1f6a7c11", "1.5"]
 
 

@@ -29,7 +29,7 @@ def test_serve_against_fake_modyo_scim_over_real_http() -> None:
         env = _serve_env(modyo_url, port=port) | {"BRIDGE_MODYO__API": "scim"}
         with _running(["serve"], f"http://127.0.0.1:{port}/healthz", env=env):
             _lifecycle(f"http://127.0.0.1:{port}/scim")
-        calls = httpx.get(f"{modyo_url}/__fake__/calls").json()["calls"]
+        calls = httpx.get(f"{modyo_url}/__fake__/calls", headers=auth).json()["calls"]
         assert calls["PATCH /scim/Users/:id"] >= 3 and "DELETE /scim/Users/:id" not in calls
         modyo.terminate()
         assert "fake Modyo SCIM API" in modyo.communicate(timeout=10)[0]

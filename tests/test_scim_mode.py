@@ -358,8 +358,8 @@ async def test_a_one_member_change_costs_the_same_at_0_and_50000_members(
 async def test_an_entra_group_query_reads_the_whole_listing(
     scim_bridge: httpx.AsyncClient, scim_fake: FakeModyoScim, groups: int
 ) -> None:
-    """R15 costs ⌈groups/100⌉ calls (1, 10, 100): Modyo has no group filter (README, REST vs
-    SCIM upstream, says what would make it one)."""
+    """R15 costs ⌈groups/100⌉ calls (1, 10, 100): Modyo has no group filter
+    (docs/design/upstreams.md says what would make it one)."""
     for number in range(groups):
         scim_fake.seed_group(f"Group {number}")
     scim_fake.reset_calls()

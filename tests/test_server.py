@@ -36,9 +36,11 @@ from bridge.server import (
 )
 from tests import entra
 from tests.conftest import MODYO_URL, TOKEN, make_settings
+from tests.servers import free_port
 
 PARSERS = pytest.mark.parametrize("parser", ["httptools", "h11"])
-SAFETY_SECONDS = 10  # a bound on every read, so a broken server fails the test, never hangs it
+SAFETY_SECONDS = 60  # a hang guard on every read: a broken server fails the test, never hangs it
+# (generous: a `dev` child under coverage on a loaded 2-CPU machine takes over 10 s to start)
 AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
 
 
@@ -544,9 +546,11 @@ def _lines(stream: Any) -> tuple[queue.Queue[str], threading.Thread]:
     return lines, reader
 
 
-def _wait_for(lines: queue.Queue[str], text: str, seen: list[str]) -> None:
+def _wait_for(
+    lines: queue.Queue[str], text: str, seen: list[str], guard: float = SAFETY_SECONDS
+) -> None:
     while True:
-        line = lines.get(timeout=SAFETY_SECONDS)
+        line = lines.get(timeout=guard)
         seen.append(line)
         if text in line:
             return
@@ -557,7 +561,9 @@ def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() ->
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     token = "sigint-test-token-0123456789"
+    internal = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env["BRIDGE_INTERNAL__PORT"] = str(internal)  # its /metrics
     command = [sys.executable, "-m", "bridge", "dev", "--port", str(port), "--token", token]
     process = subprocess.Popen(
         [*command, "--hang-rate", "1"],  # Modyo never answers: the request stays in flight
@@ -570,13 +576,14 @@ def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() ->
     try:
         assert process.stdout is not None
         lines, reader = _lines(process.stdout)
-        _wait_for(lines, "Uvicorn running", seen)
+        # the SCIM listener; a cold start (imports, two listeners) on a loaded machine is slow
+        _wait_for(lines, f"Uvicorn running on http://127.0.0.1:{port}", seen, guard=60)
         in_flight = socket.create_connection(("127.0.0.1", port), timeout=SAFETY_SECONDS)
         in_flight.sendall(
             f"GET /scim/Users/1 HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer {token}"
             "\r\n\r\n".encode()
         )
-        metrics = f"http://127.0.0.1:{port}/metrics"
+        metrics = f"http://127.0.0.1:{internal}/metrics"
         for _ in range(10_000):  # until the request has reached the fake Modyo, which hangs
             if "scim_bridge_modyo_in_flight 1.0" in httpx.get(metrics).text:
                 break

@@ -258,7 +258,7 @@ def _lock_names(link: RedisLink, *keys: str) -> list[str]:
 
 async def test_redis_holds_digests_with_ttls_and_no_token(redis_server: RedisServer) -> None:
     """Every key is a digest under the prefix and expires; a kept User answer costs what
-    README, High availability, says (measured with MEMORY USAGE)."""
+    docs/operator/high-availability.md says (measured with MEMORY USAGE)."""
     async with _linked(redis_server, key_prefix="bank-a:") as link:
         store = RedisStore(link, 600, 10)
         key = "a" * 64  # a request key is a SHA-256 hex digest
@@ -442,7 +442,7 @@ def _sample(name: str) -> float | None:
 
 
 async def test_round_trips_per_write(redis_server: RedisServer, fake: FakeModyo) -> None:
-    """What a write costs in Redis round trips (README, High availability): a create six
+    """What a write costs in Redis round trips (docs/operator/high-availability.md): a create six
     (claim, begin, lock, unlock, invalidate, finish), a PATCH or DELETE four; a read none."""
     link = _link(redis_server)
     sent: list[str] = []

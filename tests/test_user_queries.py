@@ -7,10 +7,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.modyo.fake import FakeModyo, FaultyModyo
+from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.scim.requests import PAST_EVERY_LISTING
 from tests import entra
 from tests.backends import Backend, differs
-from tests.conftest import assert_scim_error, create_user
+from tests.conftest import MODYO_URL, assert_scim_error, create_user
+from tests.hostile import ABSURD_START_INDEXES
+from tests.scim_mode import Recording
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
 
@@ -173,6 +176,28 @@ async def test_unaligned_window_and_out_of_range_pages(scim: httpx.AsyncClient) 
     assert (body["startIndex"], body["itemsPerPage"]) == (1, 0)
 
 
+@pytest.mark.parametrize("start", ABSURD_START_INDEXES, ids=["int64", "5000-digits"])
+async def test_a_start_index_past_every_listing_is_an_empty_page(
+    backend: Backend, start: str
+) -> None:
+    """RFC 7644 §3.4.2.4, as a URL parameter and in a SearchRequest: an empty page with the
+    listing's total, and Modyo is asked for that total alone (one call whose numbers are all
+    small), never for the offset: the fake of Modyo's SCIM server failed on it (a 500)."""
+    backend.seed_users(3)
+    recording = Recording(mock_transport(backend.modyo, MODYO_URL))
+    async with backend.client(transport=recording) as scim:
+        got = await scim.get("/Users", params={"startIndex": start})
+        searched = await scim.post("/Users/.search", json={"startIndex": int(start[:40])})
+    for response in (got, searched):
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["totalResults"], body["itemsPerPage"], body["Resources"]) == (3, 0, [])
+        assert body["startIndex"] == PAST_EVERY_LISTING
+    assert [sent.method for sent in recording.sent] == ["GET", "GET"]
+    numbers = [int(value) for sent in recording.sent for _, value in sent.params if value.isdigit()]
+    assert numbers and max(numbers) <= 1, recording.sent
+
+
 async def test_filtered_results_page_too(scim: httpx.AsyncClient, people: People) -> None:
     body = await _filter(scim, 'userName eq "alba@contoso.com"', startIndex="2", count="5")
     assert (body["totalResults"], body["Resources"]) == (1, [])
@@ -230,7 +255,7 @@ async def test_a_modyo_that_ignores_search_parameters_still_yields_exact_matches
     expression: str, who: str | None
 ) -> None:
     """Correctness never rests on Modyo's filtering: every candidate is re-checked against the
-    SCIM filter, and every page is read (docs/modyo-contract.md, assumption on filters)."""
+    SCIM filter, and every page is read (docs/design/modyo-contract.md, assumption on filters)."""
     from tests.conftest import MODYO_TOKEN, bridge_client, make_settings
 
     fake = FakeModyo(token=MODYO_TOKEN, ignore_filters=True)

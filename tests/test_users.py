@@ -134,6 +134,28 @@ async def test_get_by_id_and_404_for_missing(scim: httpx.AsyncClient) -> None:
     assert_scim_error(await scim.get("/Users/not-a-modyo-id"), 404)
 
 
+@pytest.mark.upstreams("rest")  # scim ids are opaque strings (S5)
+@pytest.mark.parametrize("wanted", ["9" * 20, str(2**63), "9" * 64])
+async def test_a_number_past_every_id_is_no_call(
+    scim: httpx.AsyncClient, backend: Backend, wanted: str
+) -> None:
+    """C13: no id column holds a number past 2^63-1, and a uuid is no number: such an id
+    names no user and is no member, and it is never sent to Modyo (a path, ``ids[]``)."""
+    user = await create_user(scim, "big@contoso.com")
+    group = (await scim.post("/Groups", json=entra.group("Numbers"))).json()
+    backend.reset_calls()
+    assert_scim_error(await scim.get(f"/Users/{wanted}"), 404)
+    assert_scim_error(await scim.patch(f"/Users/{wanted}", json=entra.patch(
+        {"op": "replace", "path": "active", "value": False}
+    )), 404)  # fmt: skip
+    assert_scim_error(await scim.delete(f"/Users/{wanted}"), 404)
+    add = entra.patch({"op": "add", "path": "members", "value": [{"value": wanted}]})
+    assert_scim_error(await scim.patch(f"/Groups/{group['id']}", json=add), 400, "invalidValue")
+    assert backend.calls() == {}
+    held = backend.user(user["id"])
+    assert held is not None and held.active
+
+
 async def test_disabled_user_stays_readable_and_can_be_re_enabled(scim: httpx.AsyncClient) -> None:
     """R12/R13: disable by PATCH (string "False"), still readable; re-enable with true."""
     created = await create_user(scim, "soft@contoso.com")

@@ -97,7 +97,7 @@ def test_two_workers_serve_one_port_and_share_redis(redis_server: RedisServer) -
     with _fake_modyo() as modyo_url:
         env = _serve_env(modyo_url, port=port) | {
             "BRIDGE_SERVER__WORKERS": "2",
-            "BRIDGE_SERVER__METRICS_PORT": str(metrics_port),
+            "BRIDGE_INTERNAL__PORT": str(metrics_port),
             "BRIDGE_IDEMPOTENCY__BACKEND": "redis",
             "BRIDGE_IDEMPOTENCY__REDIS_URL": redis_server.url,
         }
@@ -123,7 +123,7 @@ def test_two_workers_serve_one_port_and_share_redis(redis_server: RedisServer) -
             assert {r.status_code for r in again} == {409}
             assert found["totalResults"] == 1  # one user in Modyo
 
-            # /metrics on the parent's metrics_port adds up both workers
+            # /metrics on the parent's internal listener adds up both workers
             bridge.wait_for("request", count=sent + 6)  # counted before the access log line
             metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
             total = sum(

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from bridge.config import ModyoSettings, RetrySettings, redact_url
+from bridge.logs import mask
 from bridge.modyo.probes import Kind, Probe, Result, run_probes
 from bridge.modyo.rest_probes import REST_PROBES, RestProbes
 from bridge.modyo.scim_probes import SCIM_PROBES, ScimProbes
@@ -85,10 +86,10 @@ async def run_check(
     if modyo.proxy_url is not None:
         where += f" (through {redact_url(modyo.proxy_url.get_secret_value())})"
     _print_table(f"{TITLES[modyo.api]} {where}", configured.results, configured.leftovers)
-    print()
+    _say("")
     _print_other(f"{TITLES[other]}, read-only", also)
     if not configured.offered and also.offered:
-        print(f'\nthis Modyo offers the other interface: set modyo.api = "{other}"')
+        _say(f'\nthis Modyo offers the other interface: set modyo.api = "{other}"')
     return 1 if configured.failed else 0
 
 
@@ -120,28 +121,33 @@ async def _probe(
 def _print_other(title: str, table: Table) -> None:
     if not table.offered:
         failed = next(result for result in table.results if result.kind is Kind.FAIL)
-        print(f"{title}: not offered by this Modyo ({failed.check}: {failed.detail})")
+        _say(f"{title}: not offered by this Modyo ({failed.check}: {failed.detail})")
         return
     _print_table(title, table.results, table.leftovers)
 
 
 def _print_table(title: str, results: list[Result], leftovers: list[str]) -> None:
     width = max(len(result.check) for result in results)
-    print(title)
-    print(f"{'CHECK'.ljust(width)}  RESULT  DETAIL")
+    _say(title)
+    _say(f"{'CHECK'.ljust(width)}  RESULT  DETAIL")
     for result in results:
-        print(f"{result.check.ljust(width)}  {result.kind.value:6}  {result.detail}")
+        _say(f"{result.check.ljust(width)}  {result.kind.value:6}  {result.detail}")
     for leftover in leftovers:
-        print(f"left behind: {leftover}")
+        _say(f"left behind: {leftover}")
     counts = {kind: sum(result.kind is kind for result in results) for kind in Kind}
     if counts[Kind.FAIL]:
-        print(
+        _say(
             f"{counts[Kind.FAIL]} check(s) failed: provisioning would not work as is. Each line "
             "says what broke; `scim-bridge check --explain` says what each check proves."
         )
     elif counts[Kind.WARN]:
-        print(f"provisioning works, with {counts[Kind.WARN]} warning(s) to act on (above)")
+        _say(f"provisioning works, with {counts[Kind.WARN]} warning(s) to act on (above)")
     else:
-        print(
-            "all checks passed" + (f" ({counts[Kind.SKIP]} skipped)" if counts[Kind.SKIP] else "")
-        )
+        _say("all checks passed" + (f" ({counts[Kind.SKIP]} skipped)" if counts[Kind.SKIP] else ""))
+
+
+def _say(line: str) -> None:
+    """Print one line of the report. Its details quote Modyo's own words (a refusal's
+    message, a proxy's reason), which may quote the request Modyo got: every secret is masked
+    as in log lines (``bridge.logs.mask``)."""
+    print(mask(line))

@@ -39,7 +39,7 @@ Params = Sequence[tuple[str, str]]
 
 
 class Repeat(Enum):
-    """Whether a call may be re-sent when its outcome is unknown (docs/modyo-contract.md)."""
+    """Whether a call may be re-sent when its outcome is unknown (docs/design/modyo-contract.md)."""
 
     SAFE = "safe"  # reads, absolute updates, idempotent membership changes, deletes
     UNSAFE = "unsafe"  # creates: a re-send could create twice

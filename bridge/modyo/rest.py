@@ -1,5 +1,5 @@
 """Modyo's Administration REST API as an upstream: the one module that knows its team-member
-and group paths, payloads, pagination envelope and error envelope (docs/modyo-contract.md).
+and group paths, payloads, pagination envelope and error envelope (docs/design/modyo-contract.md).
 
 Calls go out through :class:`bridge.modyo.http.ModyoHttp` (retries, deadline, in-flight
 bound, metrics). Creates are never blindly re-sent after an unknown outcome: the object is
@@ -66,6 +66,7 @@ _UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 API: Final = "/api/admin"
 MAX_PER_PAGE: Final = 100  # Modyo clamps per_page at 100 [API L541]
+MAX_ID: Final = 2**63 - 1  # Modyo's integer ids: Rails' bigint primary keys (C13)
 PAGE_CONCURRENCY: Final = 8  # pages of one listing fetched at once
 STABLE_ORDER: Final = (("sort_by", "id"), ("order", "asc"))  # default updated_at DESC shifts
 MEMBER_LISTING_FIELDS: Final = (("only[]", "id"), ("only[]", "username"), ("only[]", "name"))
@@ -470,8 +471,11 @@ def _modyo_id(raw: str) -> str:
 def _is_modyo_id(raw: str) -> bool:
     """An opaque token of a path-safe alphabet (C13): Modyo's integer ids ("12"), and the
     ``uuid`` its console addresses team members by [API L643-L656], both fit; a ``/``, ``?``,
-    ``#``, ``%``, ``..``, a control character or more than 64 characters cannot."""
-    return _SAFE_ID.fullmatch(raw) is not None and ".." not in raw
+    ``#``, ``%``, ``..``, a control character or more than 64 characters cannot, nor can a
+    number past what an id column holds (2^63-1), whichever form this Modyo's ids take."""
+    if _SAFE_ID.fullmatch(raw) is None or ".." in raw:
+        return False
+    return not raw.isdigit() or int(raw) <= MAX_ID  # at most 64 digits (_SAFE_ID)
 
 
 def _sort_key(raw: str) -> tuple[int, str]:

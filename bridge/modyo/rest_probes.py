@@ -1,6 +1,7 @@
-"""The probes of Modyo's Administration REST API (``scim-bridge check``, docs/modyo-contract.md
-§6): read-only ones, and those only ``--write`` runs with a throw-away team member and group,
-always removed again (a member this Modyo cannot delete is deactivated and renamed)."""
+"""The probes of Modyo's Administration REST API (``scim-bridge check``,
+docs/design/modyo-contract.md §6): read-only ones, and those only ``--write`` runs with a
+throw-away team member and group, always removed again (a member this Modyo cannot delete is
+deactivated and renamed)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Modyo's own SCIM 2.0 server (``/api/admin/scim``) as an upstream: the one module that knows
 its paths, payloads, ListResponse paging and error bodies, and how the bridge fills each of its
-documented gaps (docs/modyo-contract.md §9; modyo-admin-api.md §2a, §5.2, §6):
+documented gaps (docs/design/modyo-contract.md §9; modyo-admin-api.md §2a, §5.2, §6):
 
 - **PATCH in RFC form only**, built here from the bridge's changes: lower-case ops, JSON
   booleans, one path per attribute, the whole ``emails`` replaced (no value path), members

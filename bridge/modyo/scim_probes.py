@@ -1,5 +1,5 @@
 """The probes of Modyo's own SCIM server at ``/api/admin/scim`` (``scim-bridge check``,
-docs/modyo-contract.md §9): read-only ones, and those only ``--write`` runs with a
+docs/design/modyo-contract.md §9): read-only ones, and those only ``--write`` runs with a
 throw-away user and group, always removed again (the user by the bridge's deactivation,
 as Modyo's SCIM DELETE does not work [SCIM L100-L102])."""
 
@@ -46,7 +46,7 @@ class ScimProbes(UpstreamProbes[ScimUpstream]):
         groups = await self.client.memberships([self._user.id])
         assert self._group.id in groups.get(self._user.id, frozenset()), (
             "the user does not list the group in its 'groups': member removals and membership "
-            "checks rely on it (docs/modyo-contract.md §9, SA5)"
+            "checks rely on it (docs/design/modyo-contract.md §9, SA5)"
         )
         return ok("listed in the group, and the user lists the group")
 

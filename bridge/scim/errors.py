@@ -20,6 +20,7 @@ from scim2_models import (
     UniquenessException,
 )
 
+from bridge.logs import mask
 from bridge.scim.attributes import GROUP_PATHS, USER_PATHS
 from bridge.scim.responses import ScimResponse
 from bridge.upstream import (
@@ -109,7 +110,7 @@ def unknown_members(ids: Iterable[str]) -> InvalidValueException:
 
 
 def from_upstream(failure: UpstreamError, *, resource: str) -> SCIMException:
-    """The SCIM error for an upstream failure. ``detail`` never holds credentials."""
+    """The SCIM error for an upstream failure (its detail is masked when rendered)."""
     if isinstance(failure, NotFound):
         return NotFoundException(detail=f"{resource} not found")
     if isinstance(failure, Conflict):
@@ -214,13 +215,17 @@ def _bounded(detail: str) -> str:
 
 
 def error_response(exc: SCIMException) -> ScimResponse:
+    """The RFC 7644 §3.12 Error answer for ``exc``. Its ``detail`` may quote Modyo's words
+    (a refusal's message), which may quote the request Modyo got: every secret the process
+    knows is masked in it, as in log lines (``bridge.logs.mask``), before it is cut to
+    :data:`MAX_DETAIL`."""
     if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, HeaderedException):
         exc = type(exc)(detail=from_validation(exc.__cause__).detail)  # not pydantic's text
     error = exc.to_error()
     body: dict[str, object] = {"schemas": [str(Error.__schema__)], "status": str(exc.status)}
     if error.scim_type:
         body["scimType"] = error.scim_type
-    body["detail"] = _bounded(_readable(exc.detail))
+    body["detail"] = _bounded(mask(_readable(exc.detail)))
     headers = exc.headers if isinstance(exc, HeaderedException) else None
     return ScimResponse(body, status_code=exc.status, headers=headers)
 

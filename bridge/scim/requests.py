@@ -4,6 +4,8 @@ Entra's policy, and the list parameters (RFC 7644 §3.4.2)."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -111,7 +113,8 @@ def patch_from(body: dict[str, Any], patch_model: type[M]) -> M:
 
 @dataclass(frozen=True, slots=True)
 class ListParams:
-    """``startIndex`` (1-based) and ``count`` as RFC 7644 §3.4.2.4 reads them."""
+    """``startIndex`` (1-based) and ``count`` as RFC 7644 §3.4.2.4 reads them, normalised
+    for every upstream (:func:`list_params`)."""
 
     start_index: int
     count: int
@@ -121,19 +124,36 @@ class ListParams:
         return self.start_index - 1
 
 
+PAST_EVERY_LISTING: Final = 2**31 - 1
+"""A ``startIndex`` from which no listing holds a resource (no Modyo holds two billion users or
+groups), and the largest one answered: a later one is read as this. Its page is empty, and the
+upstream is asked for the listing's total alone (``count`` 0), never for an offset its database
+would have to reach; docs/design/modyo-contract.md "Paging"."""
+
+
 def list_params(start: Any, count: Any, max_page_size: int) -> ListParams:
-    """Values below 1 mean 1 (startIndex) and 0 (count); counts above the maximum are capped."""
-    first = _integer("startIndex", start, default=1)
-    size = _integer("count", count, default=max_page_size)
-    return ListParams(start_index=max(first, 1), count=min(max(size, 0), max_page_size))
+    """RFC 7644 §3.4.2.4: a ``startIndex`` below 1 means 1 and a ``count`` below 0 means 0;
+    counts above the maximum page size are capped, and a ``startIndex`` at or beyond
+    :data:`PAST_EVERY_LISTING` is an empty page there."""
+    first = min(max(_integer("startIndex", start, default=1), 1), PAST_EVERY_LISTING)
+    size = min(max(_integer("count", count, default=max_page_size), 0), max_page_size)
+    return ListParams(start_index=first, count=0 if first == PAST_EVERY_LISTING else size)
+
+
+_DECIMAL: Final = re.compile(r"\s*([+-]?)[0-9]+\s*")
 
 
 def _integer(name: str, raw: Any, default: int) -> int:
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return default
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if not isinstance(raw, str):
         raise InvalidValueException(detail=f"{name} must be an integer, got {raw!r}")
     try:
         return int(raw)
     except ValueError:
-        raise InvalidValueException(detail=f"{name} must be an integer, got {raw!r}") from None
+        decimal = _DECIMAL.fullmatch(raw)  # more digits than int() reads (4,300): past any bound
+        if decimal is None:
+            raise InvalidValueException(detail=f"{name} must be an integer, got {raw!r}") from None
+        return -sys.maxsize if decimal.group(1) == "-" else sys.maxsize

@@ -1,5 +1,5 @@
 """Faithful, stateful fakes of Modyo: its Administration REST API (``FakeModyo``) and its own
-SCIM server (``FakeModyoScim``), see docs/modyo-contract.md."""
+SCIM server (``FakeModyoScim``), see docs/design/modyo-contract.md."""
 
 from bridge.modyo.fake.app import FakeModyoApp
 from bridge.modyo.fake.faults import Faults, FaultyModyo

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 from urllib.parse import parse_qsl, quote
 
 from starlette.types import Receive, Scope, Send
 
-from bridge.modyo.fake.control import PREFIX, control
+from bridge.modyo.fake.control import PREFIX, authorised, control
 from bridge.modyo.fake.faults import FaultyModyo, Outcome
+from bridge.modyo.fake.state import FakeResponse
+
+_UNAUTHORISED: Final = FakeResponse(
+    401, {"errors": ["the control plane needs the fake's token: Authorization: Bearer <token>"]}
+)
 
 
 class FakeModyoApp:
-    """A raw ASGI app (no framework overhead: it is the far end of every benchmark)."""
+    """A raw ASGI app (no framework overhead: it is the far end of every benchmark).
+
+    Its control plane (``/__fake__/``) takes the fake's API token as it is when the app is
+    built: a test that revokes the API token keeps control of the fake."""
 
     def __init__(self, service: FaultyModyo) -> None:
         self.service = service
+        self._control_token = service.fake.token
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def shutting_down(self) -> None:
@@ -42,7 +52,11 @@ class FakeModyoApp:
         raw_path = scope.get("raw_path")  # as sent, percent-encoded (optional in ASGI)
         path = raw_path.decode("ascii") if raw_path else quote(scope["path"])
         if path.startswith(PREFIX):
-            outcome = Outcome(control(self.service, scope["method"], path, bytes(body)), False)
+            if authorised(headers, self._control_token):
+                answer = control(self.service, scope["method"], path, bytes(body))
+            else:
+                answer = _UNAUTHORISED
+            outcome = Outcome(answer, False)
         else:
             outcome = await self.service.serve(scope["method"], path, query, bytes(body), headers)
         if outcome.response is None:

@@ -1,11 +1,16 @@
 """The fake Modyo's control plane, under ``/__fake__/`` (never part of Modyo's API): read and
 reset call counters, change faults at run time, hold calls to a route until released, seed
 data in bulk. For benchmarks, cross-process tests and manual fault tests against
-``scim-bridge fake-modyo``; it listens on 127.0.0.1 by default."""
+``scim-bridge fake-modyo``, which listens on 127.0.0.1 unless told otherwise
+(``--allow-remote``). Every control request needs the fake's API token
+(``Authorization: Bearer <token>``), as its Modyo API does: whoever reaches the port without
+it can neither read nor change anything."""
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -15,8 +20,14 @@ from bridge.modyo.fake.state import FakeResponse
 PREFIX = "/__fake__/"
 
 
+def authorised(headers: Mapping[str, str], token: str) -> bool:
+    """Whether a control request carries ``Bearer <token>`` (compared in constant time)."""
+    scheme, _, credential = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(credential.encode(), token.encode())
+
+
 def control(service: FaultyModyo, method: str, path: str, body: bytes) -> FakeResponse:
-    """Answer a control request (``path`` starts with :data:`PREFIX`)."""
+    """Answer a control request (``path`` starts with :data:`PREFIX`), once authorised."""
     action = (method, path[len(PREFIX) :].rstrip("/"))
     try:
         payload: Any = json.loads(body) if body.strip() else {}

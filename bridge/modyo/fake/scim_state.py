@@ -1,5 +1,5 @@
 """A stateful, in-memory Modyo SCIM 2.0 server (``/api/admin/scim``): Modyo's own SCIM
-endpoint, documented gaps included (docs/modyo-contract.md §9).
+endpoint, documented gaps included (docs/design/modyo-contract.md §9).
 
 Documented [SCIM L86-L102] (modyo-admin-api.md §1, §2a, §4, §5.2) and reproduced exactly:
 
@@ -231,10 +231,12 @@ class FakeModyoScim:
     def _list(
         self, rows: Iterable[Json], total: int, query: _Query, render: Callable[[Json], Json]
     ) -> FakeResponse:
-        """One window of ``rows``; only the rows in it are rendered."""
+        """One window of ``rows``; only the rows in it are rendered. A window past the end is
+        an empty page, however far (a database's offset, not an error)."""
         start = max(1, _int(query.one("startIndex"), 1))
         count = min(MAX_COUNT, max(0, _int(query.one("count"), MAX_COUNT)))
-        page = [render(row) for row in islice(rows, start - 1, start - 1 + count)] if count else []
+        first = min(start - 1, total)
+        page = [render(row) for row in islice(rows, first, first + count)] if count else []
         return _scim(
             200,
             {
@@ -435,7 +437,7 @@ class FakeModyoScim:
             if lowered == "displayname" and op != "remove":
                 name = _display_name(value)
             elif selected is not None and op == "remove":
-                delta.remove(str(json.loads(selected.group(1))))
+                delta.remove(_json_string(selected.group(1), "invalidPath"))
             elif lowered == "members" and op == "remove":
                 delta.put([], replace=True)  # RFC 7644 §3.5.2.2: no filter, every member goes
             elif lowered == "members":
@@ -578,7 +580,7 @@ def _json_body(body: bytes) -> Json:
         return {}
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         raise _fail(400, "the body is not valid JSON", "invalidSyntax") from None
     if not isinstance(parsed, dict):
         raise _fail(400, "the body must be a JSON object", "invalidSyntax")
@@ -600,12 +602,22 @@ def _user_filter(text: str) -> tuple[str, str]:
     if found is None:
         raise _fail(400, "only userName eq and externalId eq filters are supported",
                     "invalidFilter")  # fmt: skip
-    return found.group(1).lower(), str(json.loads(found.group(2)))
+    return found.group(1).lower(), _json_string(found.group(2), "invalidFilter")
+
+
+def _json_string(quoted: str, scim_type: str) -> str:
+    """A filter's quoted value, read as JSON reads a string (an escape it does not know is
+    the client's error, a 400)."""
+    try:
+        return str(json.loads(quoted))
+    except ValueError:
+        raise _fail(400, f"{quoted} is not a valid string", scim_type) from None
 
 
 def _operations(payload: Json) -> list[tuple[str, str | None, Any]]:
     """A PatchOp's operations, strictly as RFC 7644 §3.5.2 writes them."""
-    if PATCH_URN not in (payload.get("schemas") or ()):
+    schemas = payload.get("schemas")
+    if not isinstance(schemas, list) or PATCH_URN not in schemas:
         raise _fail(400, "a PatchOp must carry the PatchOp schema", "invalidSyntax")
     operations = payload.get("Operations")
     if not isinstance(operations, list) or not operations:

@@ -1,4 +1,5 @@
-"""A stateful, in-memory Modyo Administration API: the executable form of docs/modyo-contract.md.
+"""A stateful, in-memory Modyo Administration API: the executable form of
+docs/design/modyo-contract.md.
 
 It implements exactly the contract the bridge assumes (paths, payloads, statuses) plus the
 quirks Modyo documents: the ``{"<plural>": [...], "meta": {...}}`` envelope, ``per_page``
@@ -19,6 +20,7 @@ import hmac
 import json
 import random
 import re
+import sys
 import time
 import uuid
 from collections import Counter
@@ -77,7 +79,7 @@ NOT_FOUND = FakeResponse(404, {})
 @dataclass(frozen=True, slots=True)
 class Variant:
     """How a given Modyo answers, among the shapes its documentation allows
-    (modyo-admin-api.md §3.5, §5.1; docs/modyo-contract.md C8, C13):
+    (modyo-admin-api.md §3.5, §5.1; docs/design/modyo-contract.md C8, C13):
 
     - ``errors``: ``objects`` (the draft's ``{"field", "messages", "details"}``), ``strings``
       (translated messages, ``"Username has already been taken"``), or ``hash`` (the 2022
@@ -676,7 +678,7 @@ def _json_body(body: bytes) -> Json:
         return {}
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         raise _errors(422, "Body is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise _errors(422, "Body must be a JSON object")
@@ -703,10 +705,19 @@ def _envelope(plural: str, rows: list[Json], total: int, page: int, per_page: in
 
 
 def _positive_int(raw: str | None, default: int) -> int:
-    if raw is None or not (raw.isascii() and raw.strip().lstrip("-").isdigit()):
+    """A decimal above 0, else ``default``; one of more digits than a 64-bit integer holds is
+    past every page (as a database's offset: an empty page, never an error)."""
+    found = _DECIMAL.fullmatch(raw.strip()) if raw is not None else None
+    if found is None:
         return default
-    value = int(raw)
+    if len(found.group(2)) > MAX_ID_DIGITS:
+        return default if found.group(1) else sys.maxsize
+    value = int(found.group(0))
     return value if value > 0 else default
+
+
+_DECIMAL = re.compile(r"(-?)([0-9]+)")
+MAX_ID_DIGITS = len(str(2**63 - 1))  # Modyo's ids are 64-bit integers (Rails' bigint keys)
 
 
 def _as_id(raw: Any) -> int | None:
@@ -715,7 +726,8 @@ def _as_id(raw: Any) -> int | None:
     if isinstance(raw, int):
         return raw
     if isinstance(raw, str) and raw.isascii() and raw.isdigit() and raw[0] != "0":
-        return int(raw)  # canonical decimal only: "012" names nothing
+        # canonical decimal only: "012" names nothing, nor does a number no id column holds
+        return int(raw) if len(raw) <= MAX_ID_DIGITS else None
     return None
 
 

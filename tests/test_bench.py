@@ -1,0 +1,290 @@
+"""The benchmark's own guarantees (``python -m bench``, docs/performance.md): a ceiling that
+shares no code with the bridge, windows that make the same work on any machine, phases that
+check the world they measure and fail in one line, and the CI step's judgement against the
+committed baseline. Fast: loopback servers in this process, no benchmark run."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from starlette.types import Receive, Scope, Send
+
+from bench import ceiling, cpu, load, shares
+from bench.checks import PhaseError
+from bench.runner import OPS, QUICK, SCIM_TOKEN, Bench, run_guarded, scan_path
+from bridge.app import create_app
+from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo, mock_transport
+from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings, quiet_readiness
+from tests.servers import uvicorn_serving
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------- the ceiling
+
+
+def test_the_ceiling_imports_nothing_from_the_bridge() -> None:
+    """A cost added to the bridge's shared code (its HTTP client, say) must not slow the
+    ceiling too, or bridge ÷ ceiling cannot show it."""
+    tree = ast.parse((ROOT / "bench" / "ceiling.py").read_text())
+    imported = [
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    ]
+    assert imported and not [name for name in imported if name and name.startswith("bridge")]
+
+
+class _CountedEnvironment(dict[str, str]):
+    """``os.environ`` while the ceiling serves: every read counted."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> str:
+        self.reads += 1
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads += 1
+        return super().get(key, default)
+
+    def __iter__(self) -> Any:
+        self.reads += 1
+        return super().__iter__()
+
+    def items(self) -> Any:
+        self.reads += 1
+        return super().items()
+
+
+@pytest.fixture
+async def modyo_port(fake: FakeModyo) -> AsyncIterator[int]:
+    async with uvicorn_serving(FakeModyoApp(FaultyModyo(fake))) as port:
+        yield port
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_the_ceiling_reads_no_environment_and_no_file_per_request(
+    transport: str, fake: FakeModyo, modyo_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ceiling's own client is configured once: a call to Modyo costs no look-up of the
+    environment, no file opened (``~/.netrc``) and no job for the thread pool."""
+    [member] = fake.seed_members(1)
+    path = f"/scim/Users/{fake.client_id('user', member)}"
+    upstream = ceiling.Upstream(f"http://127.0.0.1:{modyo_port}", MODYO_TOKEN, transport)
+    opened: list[str] = []
+    counting = False
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if counting and event == "open":
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)  # cannot be removed: it counts only while `counting` is set
+    async with LifespanManager(ceiling.create_ceiling(upstream)) as manager:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://ceiling.test"
+        )
+        async with client:
+            assert (await client.get(path)).status_code == 200  # connections and imports warm
+            loop = asyncio.get_running_loop()
+            jobs = 0
+            submit = loop.run_in_executor
+
+            def counted_submit(*args: Any) -> Any:
+                nonlocal jobs
+                jobs += 1
+                return submit(*args)
+
+            environment = _CountedEnvironment(dict(os.environ))
+            monkeypatch.setattr(os, "environ", environment)
+            monkeypatch.setattr(loop, "run_in_executor", counted_submit)
+            counting = True
+            try:
+                for _ in range(50):
+                    assert (await client.get(path)).status_code == 200
+            finally:
+                counting = False
+                monkeypatch.undo()
+    assert fake.calls == {"GET /team_members/:id": 51}
+    assert (environment.reads, jobs, opened) == (0, 0, [])
+
+
+# ---------------------------------------------------------------------- the load generator
+
+
+class _Recording:
+    """A trivial server that keeps every request's method, path and body."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, bytes]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.requests.append((scope["method"], scope["path"], body))
+        headers = [(b"content-type", b"application/scim+json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_a_counted_window_answers_its_count_whatever_the_speed() -> None:
+    """``requests``: the window ends after that many answers (not after some seconds), and
+    the CPU per request divides by every answer the server gave."""
+    server = _Recording()
+    async with uvicorn_serving(server) as port:
+        result = await load.run(
+            {
+                "base": f"http://127.0.0.1:{port}",
+                "op": "layer_get",
+                "data": {},
+                "concurrency": 4,
+                "requests": 60,
+                "warmup_requests": 20,
+                "warmup": 0,  # a timed window would last 30 s and answer thousands
+                "duration": 30,
+                "timeout": 120,  # the hang guard: the window fails after it
+            }
+        )
+    assert 60 <= result["requests"] <= 60 + 4
+    assert result["requests_with_warmup"] == len(server.requests) >= 80
+    assert not result["exhausted"] and not result["errors"]
+
+
+async def test_member_adds_each_add_a_new_member_and_a_used_up_pool_is_reported() -> None:
+    """``add_member`` adds each pool user to each group once, never the same pair twice;
+    a window that wants more is reported ``exhausted`` (the runner then fails the phase)."""
+    server = _Recording()
+    groups = [{"id": f"g{n}", "displayName": f"G{n}"} for n in range(2)]
+    pool = [{"id": f"u{n}", "userName": f"u{n}"} for n in range(3)]
+    async with uvicorn_serving(server) as port:
+        result = await load.run(
+            {
+                "base": f"http://127.0.0.1:{port}",
+                "op": "add_member",
+                "data": {"groups": groups, "member_pool": pool},
+                "concurrency": 2,
+                "requests": 100,
+                "warmup_requests": 0,
+                "timeout": 120,
+            }
+        )
+    pairs = [
+        (path, json.loads(body)["Operations"][0]["value"][0]["value"])
+        for _, path, body in server.requests
+    ]
+    assert sorted(pairs) == sorted((f"/Groups/g{g}", f"u{u}") for g in range(2) for u in range(3))
+    assert result["exhausted"]
+
+
+# ---------------------------------------------------------------------- phases
+
+
+async def test_the_scan_refuses_a_world_other_than_the_seeded_one(fake: FakeModyo) -> None:
+    """The scan needs exactly the seeded users (more would exceed ``scim.max_filter_scan``
+    on a machine fast enough to create them first): it names the phase, what it expected
+    and what it saw, before measuring anything."""
+    fake.seed_members(7)  # any other number than the seeded one
+    settings = make_settings(scim={"tokens": [SCIM_TOKEN]})
+    modyo = FaultyModyo(fake)
+    app = create_app(
+        settings,
+        modyo_transport=mock_transport(modyo, MODYO_URL),
+        readiness=quiet_readiness(settings),
+    )
+    bench = Bench(QUICK, Path("unused"))
+    async with uvicorn_serving(app) as port:
+        bench.bridge_port = port
+        with pytest.raises(PhaseError) as raised:
+            await asyncio.to_thread(scan_path, bench)
+    assert str(raised.value) == (
+        "phase scan: expected exactly the 6,000 seeded users in Modyo (the scan runs before "
+        "anything creates users); saw 200, totalResults 7"
+    )
+    assert not [call for call in fake.calls if call != "GET /team_members"]
+
+
+def test_a_failing_phase_prints_one_line_and_keeps_the_logs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def body(bench: Bench) -> dict[str, Any]:
+        bench.phase = "throughput"
+        raise PhaseError("throughput", "get_user on bridge: no error answers", "3 of 900")
+
+    assert run_guarded(QUICK, "rest", body) is None
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line]
+    assert lines[0] == (
+        "bench failed: phase throughput: expected get_user on bridge: no error answers; "
+        "saw 3 of 900"
+    )
+    logs = Path(lines[1].split("process logs: ")[1])
+    assert "Traceback" not in err and logs.is_dir()
+    logs.rmdir()
+
+
+# ---------------------------------------------------------------------- the CI step
+
+
+def _figures(**relative: float) -> dict[str, Any]:
+    return {"ops": {op: {"relative_cpu": value, "cpu_us": 0.0} for op, value in relative.items()}}
+
+
+def test_the_ci_step_fails_an_op_more_than_20_percent_over_its_baseline() -> None:
+    baseline = _figures(get_user=10.0, create_user=20.0)
+    figures = _figures(get_user=12.1, create_user=23.9, patch_user=99.0)
+    assert cpu.changes(figures, baseline) == pytest.approx(
+        {"get_user": 0.21, "create_user": 0.195, "patch_user": None}
+    )
+    assert cpu.over_tolerance(figures, baseline) == ["get_user"]
+    assert cpu.over_tolerance(_figures(get_user=8.0), baseline) == []
+    other_upstream = {**_figures(get_user=99.0), "modyo_api": "scim"}  # not judged by REST's
+    assert cpu.changes(other_upstream, baseline) == {"get_user": None}
+
+
+def test_the_committed_baseline_judges_every_op() -> None:
+    baseline = cpu.load_baseline()
+    assert baseline is not None
+    assert set(baseline["ops"]) == set(OPS)
+    assert all(row["relative_cpu"] > 1 for row in baseline["ops"].values())
+    assert {"recorded", "commit", "bridge_tree", "machine", "trivial_cpu_us"} <= set(baseline)
+
+
+# ---------------------------------------------------------------------- profiles
+
+
+def _stack(*files: str) -> list[str]:
+    return [f"f{n} ({file}:1)" for n, file in enumerate(files)]
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        (_stack("uvicorn/server.py", "bridge/observe.py", "logging/__init__.py", "json/encoder.py"),
+         "access log (logging)"),
+        (_stack("bridge/observe.py", "uuid.py", "<frozen os>"), "uuid request ids"),
+        (_stack("httpx/_client.py", "aiohttp/http_writer.py", "re/__init__.py"), "aiohttp writer"),
+        (_stack("bridge/observe.py", "bridge/scim/users.py", "enum.py"), "bridge SCIM logic"),
+        (_stack("bridge/observe.py", "asyncio/timeouts.py"), "middleware stack"),
+        (_stack("bridge/scim/users.py", "scim2_models/base.py"), "pydantic / scim2-models"),
+        (_stack("asyncio/runners.py"), "event loop"),
+        (_stack("somewhere/else.py"), "other"),
+    ],
+)  # fmt: skip
+def test_a_profile_sample_is_counted_to_what_it_serves(stack: list[str], expected: str) -> None:
+    assert shares.category(stack) == expected
