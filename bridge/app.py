@@ -85,7 +85,7 @@ def create_app(
             settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
         )
     readiness.add("modyo", upstream_check(upstream, "modyo"))
-    readiness.detail(rails.dry_run_status)
+    readiness.detail(rails.status_fields)
     insecure = settings.modyo.insecure
     readiness.warnings = [f"modyo_{what}" for what in insecure]
     MODYO_INSECURE.set(1 if insecure else 0)

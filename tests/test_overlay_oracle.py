@@ -7,6 +7,7 @@ scans, members, memberships), must be the same, planned ids standing for Modyo's
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -254,12 +255,12 @@ async def _reads(side: Side, ids: Callable[[str], str], windows: bool) -> dict[s
     upstream = side.upstream
     seen: dict[str, Any] = {}
     for user_id in side.users:
-        outcome, record = await _outcome(lambda user_id=user_id: upstream.get_user(user_id))
+        outcome, record = await _outcome(functools.partial(upstream.get_user, user_id))
         seen[f"user {ids(user_id)}"] = (outcome, record and _user(record, ids))
     for group_id in side.groups:
-        outcome, record = await _outcome(lambda group_id=group_id: upstream.get_group(group_id))
+        outcome, record = await _outcome(functools.partial(upstream.get_group, group_id))
         seen[f"group {ids(group_id)}"] = (outcome, record and _group(record, ids))
-        outcome, members = await _outcome(lambda group_id=group_id: upstream.list_members(group_id))
+        outcome, members = await _outcome(functools.partial(upstream.list_members, group_id))
         seen[f"members {ids(group_id)}"] = (outcome, members and {ids(m.id) for m in members})
     for name in {f"{name.lower()}@ex.com" for name in NAMES}:
         found = await upstream.search_users(UserField.USER_NAME, name)

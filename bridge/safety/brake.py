@@ -115,6 +115,8 @@ class Brake:
             Kind.MEMBER_REMOVALS: settings.max_member_removals,
             Kind.PRIVILEGED_ADDITIONS: settings.max_privileged_additions,
         }
+        self.engaged: set[Kind] = set()
+        """The kinds this process last saw held (no store call: what ``/readyz`` shows)."""
         privileged = settings.privileged_groups
         self.privileged_ids = frozenset(privileged)
         self.privileged_names = frozenset(name.lower() for name in privileged)
@@ -124,6 +126,7 @@ class Brake:
         decision = await self.store.reserve(kind, [_key(change) for change in changes], limit)
         BRAKE_COUNTED(kind.value).set(decision.count)
         if not decision.applied:
+            self.engaged.add(kind)
             BRAKE_ENGAGED(kind.value).set(1)
             BRAKE_HELD(kind.value).inc()
         if decision.engaged_now:
@@ -154,6 +157,7 @@ class Brake:
         for each in [kind] if kind is not None else list(Kind):
             if await self.store.release(each):
                 released.append(each)
+            self.engaged.discard(each)
             BRAKE_ENGAGED(each.value).set(0)
             BRAKE_COUNTED(each.value).set(0)
         if released:
@@ -171,6 +175,10 @@ class Brake:
             state = await self.store.state(kind)
             BRAKE_COUNTED(kind.value).set(state.count)
             BRAKE_ENGAGED(kind.value).set(0 if state.engaged_since is None else 1)
+            if state.engaged_since is None:
+                self.engaged.discard(kind)
+            else:
+                self.engaged.add(kind)
             since = None
             if state.engaged_since is not None:
                 moment = datetime.fromtimestamp(state.engaged_since, UTC)

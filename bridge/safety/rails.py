@@ -39,9 +39,15 @@ class SafetyRails:
     def dry_run(self) -> bool:
         return self.overlay is not None
 
-    def dry_run_status(self) -> dict[str, Any]:
-        """``{"dry_run": bool}``: the field ``/readyz`` carries."""
-        return {"dry_run": self.dry_run}
+    def status_fields(self) -> dict[str, Any]:
+        """What ``/readyz`` (and the status report) carry, without a store call:
+        ``{"dry_run": bool}``, and with the brake on, ``"brake"``: the kinds this process
+        last saw held (``brake_status()`` asks the shared store). Readiness stays up while
+        the brake holds: other changes flow."""
+        fields: dict[str, Any] = {"dry_run": self.dry_run}
+        if self.brake is not None:
+            fields["brake"] = sorted(kind.value for kind in self.brake.engaged)
+        return fields
 
     async def plan_summary(self) -> dict[str, int]:
         """The changes a dry run has planned, by kind (``users created``...); empty when
