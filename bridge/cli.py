@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -234,13 +234,18 @@ def _journal_commands(commands: Any) -> None:
     schema = actions.add_parser("schema", help="the JSON Schema of a journal line")
     schema.set_defaults(run=_journal_schema)
     report = actions.add_parser(
-        "report", help="what a dry run would do, from its planned events (--planned)"
+        "report",
+        help="what a dry run would do (--planned): from journal files, or the shared plan",
+        description="From FILE... (journal events with outcome planned), or with no FILE from "
+        "the plan a dry run keeps in the Redis its replicas share (--config or BRIDGE_* "
+        "variables name it).",
     )
-    report.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    report.add_argument("files", type=Path, nargs="*", metavar="FILE")
     report.add_argument(
-        "--planned", action="store_true", required=True, help="report the planned events"
+        "--planned", action="store_true", required=True, help="report the planned changes"
     )
     report.add_argument("--format", choices=("text", "json"), default="text")
+    report.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
     report.set_defaults(run=_journal_report)
 
 
@@ -298,6 +303,9 @@ def _journal_report(args: argparse.Namespace) -> int:
     from bridge.journal.commands import CommandError
     from bridge.safety.report import report_command
 
+    if not args.files:
+        return _shared_plan_report(args)
+
     def run() -> int:
         for path in args.files:
             if not path.is_file():
@@ -305,6 +313,32 @@ def _journal_report(args: argparse.Namespace) -> int:
         return report_command(args.files, args.format, sys.stdout, sys.stderr)
 
     return _journal_run(run)
+
+
+def _shared_plan_report(args: argparse.Namespace) -> int:
+    """The report of the plan in the Redis the configured replicas share."""
+    from bridge.idempotency.redis_link import connect
+    from bridge.safety.plan import RedisLog
+    from bridge.safety.report import report_command
+
+    settings = load_settings(args.config)
+    if settings.idempotency.backend != "redis":
+        print(
+            "scim-bridge journal report: no FILE, and idempotency.backend is memory: the plan "
+            "is in the serving process (name journal files)",
+            file=sys.stderr,
+        )
+        return 2
+    link = connect(settings.idempotency)
+
+    async def run() -> int:
+        try:
+            entries = await RedisLog(link).since(0)
+        finally:
+            await link.close()
+        return report_command([], args.format, sys.stdout, sys.stderr, plan=entries)
+
+    return _shared_run("journal report", run)
 
 
 def _dry_run_option(parser: argparse.ArgumentParser) -> None:
@@ -358,7 +392,6 @@ def _brake_status(args: argparse.Namespace) -> int:
 def _brake_shared(args: argparse.Namespace, command: Callable[[Any, Any], Any]) -> int:
     """Run ``command(link, safety)`` against the Redis the configured replicas share."""
     from bridge.idempotency.redis_link import connect
-    from bridge.scim.errors import SharedStoreUnavailable
 
     settings = load_settings(args.config)
     if settings.idempotency.backend != "redis":
@@ -376,10 +409,18 @@ def _brake_shared(args: argparse.Namespace, command: Callable[[Any, Any], Any]) 
         finally:
             await link.close()
 
+    return _shared_run("brake", run)
+
+
+def _shared_run(name: str, run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a command against the shared store; its failure is one line, exit status 2."""
+    from bridge.scim.errors import SharedStoreUnavailable
+
     try:
         return asyncio.run(run())
     except SharedStoreUnavailable:
-        return _brake_error("the shared store (Redis) did not answer")
+        print(f"scim-bridge {name}: the shared store (Redis) did not answer", file=sys.stderr)
+        return 2
 
 
 def _brake_signal(args: argparse.Namespace) -> int:

@@ -497,21 +497,32 @@ class IdempotencySettings(_Section):
 
 class SafetySettings(_Section):
     """The brake on destructive changes: per rolling window, at most this many of each kind
-    are applied; beyond, they are held (503) until an administrator releases the brake
-    (docs/operator/first-cycle.md). A threshold of 0 holds every change of its kind."""
+    are applied; beyond, they are held (503 + ``Retry-After``, nothing sent to Modyo) until an
+    administrator releases the brake. Counts are shared in Redis when
+    ``idempotency.backend = "redis"``, so a threshold is global. Defaults are set well above
+    what a medium-sized bank's Entra cycles change in an hour, and the reasons are in
+    docs/operator/first-cycle.md, "The brake". A threshold of 0 holds every change of its
+    kind."""
 
     enabled: bool = True
+    """Whether the brake counts and holds (a dry run never needs it: nothing is written)."""
     window_minutes: float = Field(60.0, gt=0, le=10_080)
+    """The rolling window the thresholds count over."""
     max_disables: int = Field(50, ge=0, le=1_000_000)
-    """Users set ``active: false`` (an already disabled user is not counted)."""
+    """Users set ``active: false`` per window (an already disabled user is not counted)."""
     max_deletes: int = Field(25, ge=0, le=1_000_000)
+    """Users deleted per window."""
     max_group_deletes: int = Field(5, ge=0, le=1_000_000)
+    """Groups deleted per window."""
     max_member_removals: int = Field(250, ge=0, le=1_000_000)
+    """Members removed from groups per window (each user leaving each group counts one)."""
     privileged_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=list, max_length=100
     )
-    """Groups (Modyo ids or displayNames, ignoring case) whose new members are counted."""
+    """Groups (Modyo ids or displayNames, ignoring case) whose new members are counted against
+    ``max_privileged_additions``; empty: additions are never held."""
     max_privileged_additions: int = Field(10, ge=0, le=1_000_000)
+    """Members added to ``privileged_groups`` per window."""
 
 
 MIN_JOURNAL_KEY_LENGTH: Final = 32

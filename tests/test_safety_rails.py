@@ -8,6 +8,7 @@ or with two replicas sharing a real redis-server, until it is released."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -180,15 +181,51 @@ def seed(backend: Backend) -> list[str]:
     return [names[user_id] for user_id in ids]
 
 
+class Alternating(httpx.AsyncBaseTransport):
+    """Each request to the next of several bridges (replicas behind a load balancer)."""
+
+    def __init__(self, *transports: httpx.AsyncBaseTransport) -> None:
+        self._transports = transports
+        self._turn = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._turn += 1
+        return await self._transports[self._turn % len(self._transports)].handle_async_request(
+            request
+        )
+
+
+def toml(url: str, redis_url: str, dry_run: bool = False) -> str:
+    """A configuration file naming the shared store (what the CLI reads)."""
+    return (
+        f'[scim]\ntokens = ["{TOKEN}"]\n[modyo]\nbase_url = "{url}"\n'
+        f'token = "unused-here-0123456789"\ndry_run = {str(dry_run).lower()}\n'
+        f"[safety]\nmax_disables = 10\n"
+        f'[idempotency]\nbackend = "redis"\nredis_url = "{redis_url}"\n'
+    )
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_a_dry_run_first_cycle_writes_nothing_and_going_live_applies_its_plan(
     backend: Backend,
+    store: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """With Redis, two replicas share the plan: each request goes to the other one."""
     seeded = seed(backend)
     before = backend.users()
     async with modyo_over_http(backend) as url:
-        dry = backend.with_settings(modyo={"base_url": url, "dry_run": True})
+        shared: dict[str, Any] = {}
+        if store == "redis":
+            redis_url = request.getfixturevalue("redis_server").url
+            shared = {"backend": "redis", "redis_url": redis_url}
+        dry = backend.with_settings(modyo={"base_url": url, "dry_run": True}, idempotency=shared)
         answers: list[httpx.Response] = []
-        async with bridge(dry) as (scim, app):
+        async with bridge(dry) as (scim, app), bridge(dry) as (other, _):
+            if store == "redis":
+                scim._transport = Alternating(scim._transport, other._transport)
 
             async def kept(response: httpx.Response) -> None:
                 answers.append(response)
@@ -200,8 +237,23 @@ async def test_a_dry_run_first_cycle_writes_nothing_and_going_live_applies_its_p
             assert sum(backend.calls().values()) > 0  # while its reads did
             assert answers and all(answer.headers[HEADER] == "true" for answer in answers)
             assert await app.rails.plan_summary() == INTENDED
+            report = await app.rails.plan_report()
+            assert {kind: n for kind, n in report["counts"].items() if n} == INTENDED
+            changes = report["changes"]
+            assert changes["users created"][0]["object"].startswith("new0@example.com (id dryrun-")
+            assert "given_name" in changes["users updated"][0]["detail"]
+            assert changes["groups renamed"][0]["detail"] == "Finance -> Finance Team"
+            assert changes["users deleted"][0]["object"].startswith(seeded[2])
             rehearsed = await world(scim)
         assert backend.users() == before  # Modyo untouched
+        if store == "redis":
+            config = tmp_path / "bridge.toml"
+            config.write_text(toml(url, redis_url, dry_run=True))
+            capsys.readouterr()
+            argv = ["journal", "report", "--planned", "--format", "json", "--config", str(config)]
+            assert await asyncio.to_thread(main, argv) == 0
+            printed = json.loads(capsys.readouterr().out)
+            assert {kind: n for kind, n in printed["counts"].items() if n} == INTENDED
 
         live = backend.with_settings(modyo={"base_url": url})
         async with bridge(live) as (scim, app):
@@ -322,11 +374,7 @@ async def test_two_replicas_sharing_redis_hold_the_threshold_together(
             held = [user_id for user_id, code in zip(ids, codes, strict=True) if code == 503]
 
             config = tmp_path / "bridge.toml"
-            config.write_text(
-                f'[scim]\ntokens = ["{TOKEN}"]\n[modyo]\nbase_url = "{url}"\n'
-                f'token = "unused-here-0123456789"\n[safety]\nmax_disables = 10\n'
-                f'[idempotency]\nbackend = "redis"\nredis_url = "{redis_server.url}"\n'
-            )
+            config.write_text(toml(url, redis_server.url))
             assert await asyncio.to_thread(main, ["brake", "release", "--config", str(config)]) == 0
             retried = [await disable(replicas[n % 2], user_id) for n, user_id in enumerate(held)]
             assert [answer.status_code for answer in retried] == [200] * 10

@@ -143,6 +143,10 @@ class DryRunUpstream:
         and the console."""
         return dict(sorted((await self._state()).counts.items()))
 
+    async def entries(self) -> list[Entry]:
+        """Every planned change, in order (what ``bridge.safety.report`` names)."""
+        return await self._log.since(0)
+
     # ------------------------------------------------------------------ users
 
     async def get_user(self, user_id: str) -> UserRecord:
@@ -254,7 +258,8 @@ class DryRunUpstream:
         record = await self._user(plan, user_id)
         groups = plan.groups_of(user_id, record.group_ids)
         calls = calls_for(self._calls, "delete_user", groups=len(groups))
-        await self._write({"op": "user-delete", "id": user_id}, 1, calls)
+        entry = {"op": "user-delete", "id": user_id, "name": record.user_name}
+        await self._write(entry, 1, calls)
 
     # ------------------------------------------------------------------ groups
 
@@ -344,9 +349,10 @@ class DryRunUpstream:
 
     async def delete_group(self, group_id: str) -> None:
         plan = await self._state()
-        await self._group(plan, group_id)
+        record = await self._group(plan, group_id)
         calls = calls_for(self._calls, "delete_group")
-        await self._write({"op": "group-delete", "id": group_id}, 1, calls)
+        entry = {"op": "group-delete", "id": group_id, "name": record.display_name}
+        await self._write(entry, 1, calls)
 
     # ------------------------------------------------------------------ memberships
 
@@ -407,6 +413,7 @@ class DryRunUpstream:
         return self._plan
 
     async def _write(self, entry: Entry, weight: int, calls: list[tuple[str, str]]) -> None:
+        entry["at"] = self._now()
         if not await self._log.append(entry, weight, self._max_changes):
             raise Unavailable(
                 f"dry run: the plan holds the most changes modyo.dry_run_max_changes allows "

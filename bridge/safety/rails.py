@@ -20,6 +20,7 @@ from bridge.safety.brake_store import BrakeStore, MemoryBrakeStore, RedisBrakeSt
 from bridge.safety.calls import WriteCalls
 from bridge.safety.overlay import DryRunUpstream
 from bridge.safety.plan import MemoryLog, PlanLog, RedisLog
+from bridge.safety.report import plan_report
 from bridge.safety.shared import SharedLink
 from bridge.upstream import Upstream
 
@@ -53,6 +54,13 @@ class SafetyRails:
         """The changes a dry run has planned, by kind (``users created``...); empty when
         not a dry run."""
         return {} if self.overlay is None else await self.overlay.summary()
+
+    async def plan_report(self) -> dict[str, Any]:
+        """The plan as ``journal report --planned --format json`` prints it (each object
+        named, members per group): plain data for the console; empty when not a dry run."""
+        if self.overlay is None:
+            return {}
+        return plan_report(await self.overlay.entries()).wire()
 
     async def brake_status(self) -> list[KindStatus]:
         """Each kind's threshold, count and state; empty when the brake is off."""

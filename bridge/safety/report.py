@@ -1,5 +1,7 @@
 """``scim-bridge journal report --planned``: what a dry run would do, from the journal's events
-with outcome ``planned`` (docs/operator/first-cycle.md, "Read the report").
+with outcome ``planned``, or from the plan itself (the dry run's overlay: the entries
+``bridge.safety.plan`` keeps, in Redis when replicas share one) (docs/operator/first-cycle.md,
+"Read the report").
 
 Users created, updated (which attributes), disabled, re-enabled and deleted; groups created,
 renamed and deleted; members added and removed per group; each object named as the journal
@@ -10,7 +12,7 @@ hash`` finds a known one).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -27,6 +29,7 @@ SECTIONS: Final = (
     ("users deleted", "users.delete"),
     ("groups created", "groups.create"),
     ("groups renamed", None),
+    ("groups updated", None),
     ("groups deleted", "groups.delete"),
 )
 FALSE: Final = (False, "false")
@@ -93,16 +96,27 @@ class PlannedReport:
 
     def _group_changes(self, name: str, changes: list[Any]) -> None:
         for change in map(_mapping, changes):
-            if attribute_key(str(change.get("attribute") or "")) != "displayname":
+            attribute = attribute_key(str(change.get("attribute") or ""))
+            if attribute == "externalid":
+                self.changes["groups updated"].append((name, "externalId"))
+            if attribute != "displayname":
                 continue
             before = f"{change['before']} " if "before" in change else ""
             after = change.get("after")
             self.changes["groups renamed"].append((name, f"{before}-> {after}"))
 
+    def counts(self) -> dict[str, int]:
+        """How many changes of each kind (the sections, then members added and removed)."""
+        found = {section: len(named) for section, named in self.changes.items()}
+        found["members added"] = sum(kept.added_count for kept in self.members.values())
+        found["members removed"] = sum(kept.removed_count for kept in self.members.values())
+        return found
+
     def wire(self) -> dict[str, Any]:
-        """The report as JSON (``--format json``)."""
+        """The report as JSON (``--format json``): plain data, also for the console."""
         return {
             "events": self.events,
+            "counts": self.counts(),
             "first": self.first,
             "last": self.last,
             "changes": {
@@ -123,7 +137,7 @@ class PlannedReport:
     def text(self) -> list[str]:
         """The report for a person: counts first, then the objects."""
         if not self.events:
-            return ["no planned changes: no event with outcome planned in these files"]
+            return ["no planned changes"]
         lines = [f"planned changes: {self.events} request(s), {self.first} to {self.last}"]
         for section, found in self.changes.items():
             lines.append(f"{section}: {len(found)}")
@@ -152,11 +166,87 @@ def planned_report(paths: Sequence[Path]) -> tuple[PlannedReport, Exported]:
     return report, exported
 
 
-def report_command(paths: Sequence[Path], fmt: str, out: IO[str], err: IO[str]) -> int:
-    """Print the report; exit status 0 (skipped lines are named on ``err``)."""
-    report, exported = planned_report(paths)
-    for where in exported.skipped:
-        print(f"{where}: skipped: not a journal line", file=err)
+def plan_report(entries: Iterable[Mapping[str, Any]]) -> PlannedReport:
+    """The report of a dry run's plan entries (``bridge.safety.plan``), in plan order: the
+    same sections as the journal's, each object named by its userName or displayName."""
+    report = PlannedReport()
+    groups: dict[str, str] = {}
+    for entry in entries:
+        report.events += 1
+        moment = entry.get("at") if isinstance(entry.get("at"), str) else None
+        report.first = report.first or moment
+        report.last = moment or report.last
+        op = entry.get("op")
+        if op == "user-create":
+            user = _mapping(entry.get("user"))
+            report.changes["users created"].append((_label(user.get("user_name"), user), ""))
+        elif op == "user-update":
+            _planned_user_update(report, _mapping(entry.get("before")), _mapping(entry.get("user")))
+        elif op == "user-delete":
+            report.changes["users deleted"].append((_label(entry.get("name"), entry), ""))
+        elif op == "group-create":
+            group = _mapping(entry.get("group"))
+            groups[str(group.get("id"))] = str(group.get("display_name"))
+            report.changes["groups created"].append((_label(group.get("display_name"), group), ""))
+        elif op == "group-update":
+            before, after = _mapping(entry.get("before")), _mapping(entry.get("group"))
+            groups[str(after.get("id"))] = str(after.get("display_name"))
+            name = _label(after.get("display_name"), after)
+            if before.get("display_name") != after.get("display_name"):
+                detail = f"{before.get('display_name')} -> {after.get('display_name')}"
+                report.changes["groups renamed"].append((name, detail))
+            if before.get("external_id") != after.get("external_id"):
+                report.changes["groups updated"].append((name, "externalId"))
+        elif op == "group-delete":
+            report.changes["groups deleted"].append((_label(entry.get("name"), entry), ""))
+        elif op == "members":
+            group_id = str(entry.get("group"))
+            label = _label(groups.get(group_id), {"id": group_id})
+            kept = report.members.setdefault(label, _Members())
+            added, removed = _list(entry.get("add")), _list(entry.get("remove"))
+            kept.added += [str(member) for member in added]
+            kept.removed += [str(member) for member in removed]
+            kept.added_count += len(added)
+            kept.removed_count += len(removed)
+    return report
+
+
+def _planned_user_update(
+    report: PlannedReport, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> None:
+    name = _label(after.get("user_name"), after)
+    if before.get("active") and not after.get("active"):
+        report.changes["users disabled"].append((name, ""))
+    elif after.get("active") and not before.get("active"):
+        report.changes["users re-enabled"].append((name, ""))
+    unchanged = ("id", "active", "created", "last_modified", "group_ids")
+    changed = [key for key in after if key not in unchanged and before.get(key) != after[key]]
+    if changed:
+        report.changes["users updated"].append((name, ", ".join(changed)))
+
+
+def _label(name: object, fields: Mapping[str, Any]) -> str:
+    object_id = fields.get("id")
+    if name and object_id:
+        return f"{name} (id {object_id})"
+    return str(name or f"id {object_id}")
+
+
+def report_command(
+    paths: Sequence[Path],
+    fmt: str,
+    out: IO[str],
+    err: IO[str],
+    plan: Sequence[Mapping[str, Any]] | None = None,
+) -> int:
+    """Print the report of ``paths``, or of ``plan`` (a dry run's entries) when given;
+    exit status 0 (skipped lines are named on ``err``)."""
+    if plan is not None:
+        report = plan_report(plan)
+    else:
+        report, exported = planned_report(paths)
+        for where in exported.skipped:
+            print(f"{where}: skipped: not a journal line", file=err)
     if fmt == "json":
         print(json.dumps(report.wire(), indent=2, ensure_ascii=False), file=out)
     else:
