@@ -107,7 +107,8 @@ def create_app(
         if insecure:
             _warn_insecure(settings, insecure)
         try:
-            async with connected(), readiness.running():
+            interval = settings.server.readiness_interval_seconds
+            async with connected(), readiness.running(), rails.running(interval):
                 yield
         finally:
             if link is not None:

@@ -18,11 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
 
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyoApp
+from bridge.readiness import Readiness
 from bridge.safety import SafetyEdge
 from bridge.safety.overlay import PLANNED_PREFIX
 from tests import entra
@@ -56,9 +58,11 @@ async def modyo_over_http(backend: Backend) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def bridge(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, SafetyEdge]]:
-    """The real app, started, behind httpx; its rails."""
-    app = create_app(settings, readiness=quiet_readiness(settings))
+async def bridge(
+    settings: Settings, readiness: Readiness | None = None
+) -> AsyncIterator[tuple[httpx.AsyncClient, SafetyEdge]]:
+    """The real app, started, behind httpx; its rails. Readiness probes when the test asks."""
+    app = create_app(settings, readiness=readiness or quiet_readiness(settings))
     assert isinstance(app, SafetyEdge)
     async with (
         asyncio.timeout(GUARD_SECONDS),
@@ -255,12 +259,15 @@ async def test_a_dry_run_first_cycle_writes_nothing_and_going_live_applies_its_p
             printed = json.loads(capsys.readouterr().out)
             assert {kind: n for kind, n in printed["counts"].items() if n} == INTENDED
 
-        live = backend.with_settings(modyo={"base_url": url})
+        live = backend.with_settings(modyo={"base_url": url}, idempotency=shared)
         async with bridge(live) as (scim, app):
             assert not app.rails.dry_run
             await first_cycle(scim, seeded, dry_run=False)
             assert HEADER not in (await scim.get("/Users/nobody")).headers
             assert await world(scim) == rehearsed
+        if store == "redis":  # going live discarded the shared plan
+            assert await asyncio.to_thread(main, argv) == 0
+            assert not any(json.loads(capsys.readouterr().out)["counts"].values())
     held = backend.users()
     assert set(held) == set(rehearsed["users"])
     assert {name: user.active for name, user in held.items()} == {
@@ -306,6 +313,11 @@ def assert_held(answer: httpx.Response) -> None:
     assert int(answer.headers["Retry-After"]) > 0
 
 
+def engaged(kind: str) -> float | None:
+    """``scim_bridge_brake_engaged{kind}`` as this process exports it."""
+    return REGISTRY.get_sample_value("scim_bridge_brake_engaged", {"kind": kind})
+
+
 class Logged(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -330,7 +342,8 @@ async def test_twenty_disables_past_a_threshold_of_ten_hold_ten_until_released(
     ids = backend.seed_users(20)
     async with modyo_over_http(backend) as url:
         settings = backend.with_settings(modyo={"base_url": url}, safety={"max_disables": 10})
-        async with bridge(settings) as (scim, app):
+        readiness = quiet_readiness(settings)
+        async with bridge(settings, readiness) as (scim, app):
             backend.reset_calls()
             answers = [await disable(scim, user_id) for user_id in ids]
             assert [answer.status_code for answer in answers] == [200] * 10 + [503] * 10
@@ -342,11 +355,16 @@ async def test_twenty_disables_past_a_threshold_of_ten_hold_ten_until_released(
             status = {kind.kind.value: kind for kind in await app.rails.brake_status()}
             assert status["disables"].engaged_since is not None
             assert status["deletes"].engaged_since is None
-            assert (await scim.get("http://bridge.test/readyz")).json()["brake"] == ["disables"]
+            await readiness.refresh()
+            ready = await scim.get("http://bridge.test/readyz")
+            assert ready.status_code == 200 and ready.json()["brake"] == ["disables"]
+            assert engaged("disables") == 1 and engaged("deletes") == 0
             other = await scim.post("/Users", json=entra.user("still@example.com"))
             assert other.status_code == 201  # other changes keep flowing
 
             assert await app.rails.release() == ["disables"]
+            assert engaged("disables") == 0
+            assert "brake" not in (await scim.get("http://bridge.test/readyz")).json()
             retried = [await disable(scim, user_id) for user_id in ids[10:]]
             assert [answer.status_code for answer in retried] == [200] * 10
     assert backend.calls()["user.update"] == 20
@@ -375,7 +393,10 @@ async def test_two_replicas_sharing_redis_hold_the_threshold_together(
 
             config = tmp_path / "bridge.toml"
             config.write_text(toml(url, redis_server.url))
+            assert (await one.get("http://bridge.test/readyz")).json()["brake"] == ["disables"]
             assert await asyncio.to_thread(main, ["brake", "release", "--config", str(config)]) == 0
             retried = [await disable(replicas[n % 2], user_id) for n, user_id in enumerate(held)]
             assert [answer.status_code for answer in retried] == [200] * 10
+            for replica in replicas:  # each saw its changes flow again
+                assert "brake" not in (await replica.get("http://bridge.test/readyz")).json()
     assert backend.calls()["user.update"] == 20

@@ -129,6 +129,9 @@ class Brake:
             self.engaged.add(kind)
             BRAKE_ENGAGED(kind.value).set(1)
             BRAKE_HELD(kind.value).inc()
+        elif kind in self.engaged and decision.new:  # released elsewhere (another replica)
+            self.engaged.discard(kind)
+            BRAKE_ENGAGED(kind.value).set(0)
         if decision.engaged_now:
             log.error(
                 "safety brake engaged: %s reached safety.max_%s (%d per %g minutes); "

@@ -85,6 +85,16 @@ class RedisLog:
         )
         return int(length) >= 0
 
+    async def discard(self) -> int:
+        """Drop the plan (a live bridge starting); how many entries it held."""
+
+        async def drop() -> int:
+            length = int(await self._link.client.llen(self._entries))
+            await self._link.client.delete(self._entries, self._weight)
+            return length
+
+        return await self._link.call("dry-run plan discard", drop)
+
     async def since(self, position: int) -> list[Entry]:
         raw = await self._link.call(
             "dry-run plan read", lambda: self._link.client.lrange(self._entries, position, -1)

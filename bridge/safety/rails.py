@@ -8,6 +8,11 @@ In a dry run there is no brake: nothing reaches Modyo, and the plan (``journal r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +29,7 @@ from bridge.safety.report import plan_report
 from bridge.safety.shared import SharedLink
 from bridge.upstream import Upstream
 
+log = logging.getLogger("bridge.safety")
 DRY_RUN_HEADER: Final = (b"x-scim-bridge-dry-run", b"true")
 
 
@@ -35,18 +41,20 @@ class SafetyRails:
     """The upstream the SCIM side calls: the dry run, the brake, or the plain upstream."""
     overlay: DryRunUpstream | None = None
     brake: Brake | None = None
+    stale_plan: RedisLog | None = None
+    """A live bridge's handle on the plan a dry run may have left in the shared store."""
 
     @property
     def dry_run(self) -> bool:
         return self.overlay is not None
 
     def status_fields(self) -> dict[str, Any]:
-        """What ``/readyz`` (and the status report) carry, without a store call:
-        ``{"dry_run": bool}``, and with the brake on, ``"brake"``: the kinds this process
+        """What ``/readyz`` (and the status report) add, without a store call and only when
+        it matters: ``"dry_run": true`` in a dry run; ``"brake"``: the kinds this process
         last saw held (``brake_status()`` asks the shared store). Readiness stays up while
         the brake holds: other changes flow."""
-        fields: dict[str, Any] = {"dry_run": self.dry_run}
-        if self.brake is not None:
+        fields: dict[str, Any] = {"dry_run": True} if self.dry_run else {}
+        if self.brake is not None and self.brake.engaged:
             fields["brake"] = sorted(kind.value for kind in self.brake.engaged)
         return fields
 
@@ -61,6 +69,50 @@ class SafetyRails:
         if self.overlay is None:
             return {}
         return plan_report(await self.overlay.entries()).wire()
+
+    @asynccontextmanager
+    async def running(self, interval_seconds: float) -> AsyncIterator[None]:
+        """While the app runs: discard a stale shared plan (``started``), then keep this
+        process's view of the brake (``status_fields``, the gauges) current with the store,
+        where another replica or ``brake release`` may change it, every interval."""
+        await self.started()
+        if self.brake is None:
+            yield
+            return
+        task = asyncio.create_task(self._refreshing(self.brake, interval_seconds))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @staticmethod
+    async def _refreshing(brake: Brake, interval_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await brake.status()
+            except Exception:  # the shared store's readiness check reports it
+                log.debug("safety brake: the store did not answer a refresh", exc_info=True)
+
+    async def started(self) -> None:
+        """At start-up: a live bridge discards a shared dry-run plan (going live ends the
+        rehearsal; a later dry run starts from Modyo as it then is), saying so."""
+        if self.stale_plan is None:
+            return
+        try:
+            discarded = await self.stale_plan.discard()
+        except Exception:  # Redis down at start: the shared store's check says so
+            log.warning("could not look for a dry run's plan to discard: Redis did not answer")
+            return
+        if discarded:
+            log.warning(
+                "a dry run's plan of %d planned write(s) was discarded: modyo.dry_run is off, "
+                "so writes now reach Modyo",
+                discarded,
+                extra={"planned": discarded},
+            )
 
     async def brake_status(self) -> list[KindStatus]:
         """Each kind's threshold, count and state; empty when the brake is off."""
@@ -94,13 +146,14 @@ def safety_rails(
         )
         return SafetyRails(overlay, overlay=overlay)
     safety = settings.safety
+    stale_plan = None if link is None else RedisLog(link)
     if not safety.enabled:
-        return SafetyRails(upstream)
+        return SafetyRails(upstream, stale_plan=stale_plan)
     window = safety.window_minutes * 60
     store: BrakeStore = MemoryBrakeStore(window) if link is None else RedisBrakeStore(link, window)
     brake = Brake(safety, store)
     wrapped = BrakeUpstream(upstream, brake, calls, release_signal=link is None)
-    return SafetyRails(wrapped, brake=brake)
+    return SafetyRails(wrapped, brake=brake, stale_plan=stale_plan)
 
 
 class SafetyEdge:
