@@ -19,7 +19,9 @@ from bridge.request_state import RequestState
 from bridge.safety import journal_outcome
 
 KEY = JournalKey.from_secret("journal-key-for-tests-0123456789abcdef")
-EVENTS = [
+Members = tuple[list[str], list[str]]
+Event = tuple[str, tuple[str, str], list[tuple[str, str | bool]], Members | None]
+EVENTS: list[Event] = [
     # operation, resource (id, name), changes (attribute, after), members (added, removed)
     ("users.create", ("dryrun-1", "ana@contoso.com"), [], None),
     ("users.patch", ("7", "bo@contoso.com"), [("active", False)], None),
@@ -95,4 +97,4 @@ def test_an_unplanned_request_has_no_outcome_of_the_rails() -> None:
     held = RequestState("r", withheld="held", withheld_calls=[("DELETE", "/team_members/:id")])
     assert journal_outcome(record, held) == "held"
     wire = record.finish("held", status=503).wire()
-    assert wire["modyo_calls"][0]["status"] == "held"  # type: ignore[index]
+    assert wire["modyo_calls"][0]["status"] == "held"
