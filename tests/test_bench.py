@@ -200,7 +200,7 @@ async def test_the_scan_refuses_a_world_other_than_the_seeded_one(fake: FakeMody
     on a machine fast enough to create them first): it names the phase, what it expected
     and what it saw, before measuring anything."""
     fake.seed_members(7)  # any other number than the seeded one
-    settings = make_settings(scim={"tokens": [SCIM_TOKEN]})
+    settings = make_settings(scim={"tokens": {"entra": SCIM_TOKEN}})
     modyo = FaultyModyo(fake)
     app = create_app(
         settings,

@@ -96,7 +96,7 @@ async def test_brake_status_and_release_over_the_shared_store(
     users = backend.seed_users(2)
     config = tmp_path / "bridge.toml"
     config.write_text(
-        f'[scim]\ntokens = ["{TOKEN}"]\n[modyo]\nbase_url = "http://localhost:9"\n'
+        f'[scim.tokens]\nentra = "{TOKEN}"\n[modyo]\nbase_url = "http://localhost:9"\n'
         f'token = "unused-here-0123456789"\n[safety]\nmax_deletes = 1\n'
         f'[idempotency]\nbackend = "redis"\nredis_url = "{redis_server.url}"\n'
     )
@@ -129,7 +129,7 @@ def test_brake_commands_refuse_what_they_cannot_do(
 ) -> None:
     config = tmp_path / "bridge.toml"
     config.write_text(
-        f'[scim]\ntokens = ["{TOKEN}"]\n[modyo]\nbase_url = "http://localhost:9"\n'
+        f'[scim.tokens]\nentra = "{TOKEN}"\n[modyo]\nbase_url = "http://localhost:9"\n'
         'token = "unused-here-0123456789"\n'
     )
     assert main(["brake", "status", "--config", str(config)]) == 2

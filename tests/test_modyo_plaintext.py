@@ -44,10 +44,10 @@ def test_plaintext_beyond_this_host_needs_allow_insecure(
 ) -> None:
     values = {"token": MODYO_TOKEN, **modyo}
     if refusal is None:
-        load_settings(None, scim={"tokens": [TOKEN]}, modyo=values)
+        load_settings(None, scim={"tokens": {"entra": TOKEN}}, modyo=values)
         return
     with pytest.raises(ConfigError) as refused:
-        load_settings(None, scim={"tokens": [TOKEN]}, modyo=values)
+        load_settings(None, scim={"tokens": {"entra": TOKEN}}, modyo=values)
     (problem,) = refused.value.problems
     assert problem.startswith(refusal) and "modyo.allow_insecure = true" in problem
     assert MODYO_TOKEN not in problem

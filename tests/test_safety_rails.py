@@ -202,7 +202,7 @@ class Alternating(httpx.AsyncBaseTransport):
 def toml(url: str, redis_url: str, dry_run: bool = False) -> str:
     """A configuration file naming the shared store (what the CLI reads)."""
     return (
-        f'[scim]\ntokens = ["{TOKEN}"]\n[modyo]\nbase_url = "{url}"\n'
+        f'[scim.tokens]\nentra = "{TOKEN}"\n[modyo]\nbase_url = "{url}"\n'
         f'token = "unused-here-0123456789"\ndry_run = {str(dry_run).lower()}\n'
         f"[safety]\nmax_disables = 10\n"
         f'[idempotency]\nbackend = "redis"\nredis_url = "{redis_url}"\n'

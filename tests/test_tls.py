@@ -271,7 +271,7 @@ def test_a_listener_s_certificate_and_key_must_load(volume: SecretVolume, tmp_pa
     for server, problem in cases:
         try:
             load_settings(
-                None, server=server, scim={"tokens": [TOKEN]},
+                None, server=server, scim={"tokens": {"entra": TOKEN}},
                 modyo={"base_url": "https://m.example", "token": "t"},
             )  # fmt: skip
         except ConfigError as refused:
