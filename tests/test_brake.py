@@ -28,7 +28,7 @@ def removal(*ids: str) -> dict[str, object]:
 
 
 async def test_member_removals_past_the_threshold_are_held_whole(backend: Backend) -> None:
-    settings = backend.with_settings(safety={"max_member_removals": 10})
+    settings = backend.with_settings(safety={"enabled": True, "max_member_removals": 10})
     group = backend.seed_group("Sales")
     members = backend.seed_group_members(group, 20)
     async with backend.client(settings=settings) as scim:
@@ -48,6 +48,7 @@ async def test_member_removals_past_the_threshold_are_held_whole(backend: Backen
 async def test_group_deletes_and_privileged_additions(backend: Backend) -> None:
     settings = backend.with_settings(
         safety={
+            "enabled": True,
             "max_group_deletes": 1,
             "privileged_groups": ["modyo admins"],
             "max_privileged_additions": 1,
@@ -75,7 +76,7 @@ async def test_group_deletes_and_privileged_additions(backend: Backend) -> None:
 
 
 async def test_a_change_modyo_refuses_is_not_counted(backend: Backend) -> None:
-    settings = backend.with_settings(safety={"max_deletes": 1})
+    settings = backend.with_settings(safety={"enabled": True, "max_deletes": 1})
     users = backend.seed_users(2)
     async with backend.client(settings=settings) as scim:
         backend.script("user.delete", backend.failure(404, "not found"))
@@ -92,7 +93,7 @@ async def test_brake_status_and_release_over_the_shared_store(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     shared = {"backend": "redis", "redis_url": redis_server.url}
-    settings = backend.with_settings(safety={"max_deletes": 1}, idempotency=shared)
+    settings = backend.with_settings(safety={"enabled": True, "max_deletes": 1}, idempotency=shared)
     users = backend.seed_users(2)
     config = tmp_path / "bridge.toml"
     config.write_text(

@@ -341,7 +341,9 @@ async def test_twenty_disables_past_a_threshold_of_ten_hold_ten_until_released(
 ) -> None:
     ids = backend.seed_users(20)
     async with modyo_over_http(backend) as url:
-        settings = backend.with_settings(modyo={"base_url": url}, safety={"max_disables": 10})
+        settings = backend.with_settings(
+            modyo={"base_url": url}, safety={"enabled": True, "max_disables": 10}
+        )
         readiness = quiet_readiness(settings)
         async with bridge(settings, readiness) as (scim, app):
             backend.reset_calls()
@@ -378,7 +380,9 @@ async def test_two_replicas_sharing_redis_hold_the_threshold_together(
     async with modyo_over_http(backend) as url:
         shared = {"backend": "redis", "redis_url": redis_server.url}
         settings = backend.with_settings(
-            modyo={"base_url": url}, safety={"max_disables": 10}, idempotency=shared
+            modyo={"base_url": url},
+            safety={"enabled": True, "max_disables": 10},
+            idempotency=shared,
         )
         async with bridge(settings) as (one, _), bridge(settings) as (other, _):
             backend.reset_calls()
