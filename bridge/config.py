@@ -18,7 +18,7 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, Self, TypeVar, overload
+from typing import Annotated, Any, Final, Literal, Self, TypeVar, overload
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import (
@@ -573,6 +573,12 @@ class ModyoSettings(_Section):
     """PEM client certificate (mTLS), with its key unless ``client_key`` is given."""
     client_key: FilePath | None = None
     """PEM private key of ``client_cert``, when it is not in the same file."""
+    dry_run: bool = False
+    """Rehearse: reads go to Modyo, no write ever does; writes are planned in an overlay
+    that later reads see (docs/operator/first-cycle.md). ``serve --dry-run`` sets it."""
+    dry_run_max_changes: int = Field(20_000, ge=1, le=1_000_000)
+    """Planned changes the overlay holds (a member added or removed counts one); beyond,
+    writes are answered 503 with a reason."""
 
     @field_validator("token")
     @classmethod
@@ -718,6 +724,36 @@ class IdempotencySettings(_Section):
                 "idempotency.redis_sentinels and idempotency.redis_sentinel_service)"
             )
         return self
+
+
+class SafetySettings(_Section):
+    """The brake on destructive changes: per rolling window, at most this many of each kind
+    are applied; beyond, they are held (503 + ``Retry-After``, nothing sent to Modyo) until an
+    administrator releases the brake. Counts are shared in Redis when
+    ``idempotency.backend = "redis"``, so a threshold is global. Defaults are set well above
+    what a medium-sized bank's Entra cycles change in an hour, and the reasons are in
+    docs/operator/first-cycle.md, "The brake". A threshold of 0 holds every change of its
+    kind."""
+
+    enabled: bool = True
+    """Whether the brake counts and holds (a dry run never needs it: nothing is written)."""
+    window_minutes: float = Field(60.0, gt=0, le=10_080)
+    """The rolling window the thresholds count over."""
+    max_disables: int = Field(50, ge=0, le=1_000_000)
+    """Users set ``active: false`` per window (an already disabled user is not counted)."""
+    max_deletes: int = Field(25, ge=0, le=1_000_000)
+    """Users deleted per window."""
+    max_group_deletes: int = Field(5, ge=0, le=1_000_000)
+    """Groups deleted per window."""
+    max_member_removals: int = Field(250, ge=0, le=1_000_000)
+    """Members removed from groups per window (each user leaving each group counts one)."""
+    privileged_groups: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100
+    )
+    """Groups (Modyo ids or displayNames, ignoring case) whose new members are counted against
+    ``max_privileged_additions``; empty: additions are never held."""
+    max_privileged_additions: int = Field(10, ge=0, le=1_000_000)
+    """Members added to ``privileged_groups`` per window."""
 
 
 MIN_JOURNAL_KEY_LENGTH: Final = 32
@@ -882,6 +918,8 @@ class Settings(_Configuration):
                 raise ValueError(f"admin.tokens: {name!r} is also a SCIM token (scim.tokens)")
         return self
 
+    safety: SafetySettings = SafetySettings()
+
     @model_validator(mode="after")
     def _listeners_apart(self) -> Settings:
         if self.internal.port is not None and self.internal.port == self.server.port:
@@ -951,6 +989,7 @@ class JournalReadSettings(_Configuration):
     idempotency: IdempotencySettings = IdempotencySettings()
     journal: JournalSettings = JournalSettings()
     admin: AdminSettings = AdminSettings()
+    safety: SafetySettings = SafetySettings()
 
 
 Config = TypeVar("Config", bound=_Configuration)

@@ -208,3 +208,33 @@ JOURNAL_HISTORY_DROPPED = Labelled(
         ["reason"],
     )
 )
+
+
+DRY_RUN = Gauge(
+    "scim_bridge_dry_run",
+    "1 when the bridge runs a dry run (modyo.dry_run): no write reaches Modyo, else 0",
+    multiprocess_mode="livemax",
+)
+BRAKE_ENGAGED = Labelled(
+    Gauge(
+        "scim_bridge_brake_engaged",
+        "1 while the safety brake holds changes of this kind (disables, deletes...), else 0",
+        ["kind"],
+        multiprocess_mode="livemax",
+    )
+)
+BRAKE_COUNTED = Labelled(
+    Gauge(
+        "scim_bridge_brake_counted",
+        "Changes of this kind counted in the safety brake's rolling window (last seen)",
+        ["kind"],
+        multiprocess_mode="livemax",
+    )
+)
+BRAKE_HELD = Labelled(
+    Counter(
+        "scim_bridge_brake_held_total",
+        "Changes held by the safety brake (answered 503), by kind",
+        ["kind"],
+    )
+)

@@ -42,9 +42,6 @@ class RequestState:
     """The answer was an earlier identical request's (the idempotency cache)."""
     undelivered_status: int | None = None
     """The status of an answer its client left before (the idempotency cache kept it)."""
-    outcome: str | None = None
-    """Set by a request that did not write as asked: ``planned`` (a dry run), ``held`` (the
-    brake); None: the status tells (docs/reference/journal.md, "Outcomes")."""
     read_before: object | None = None
     """The object an upstream read before changing it (a ``UserRecord``...), for the
     journal's before-values; set only where the upstream reads anyway."""
@@ -59,6 +56,12 @@ class RequestState:
             self.modyo_calls.append((call, status, attempt, ms))
         else:
             self.modyo_calls_left_out += 1
+
+    withheld: str | None = None
+    """``planned`` (a dry run) or ``held`` (the brake): a write the safety rails kept from
+    Modyo (``bridge.safety``); ``withheld_calls`` are the calls (method, path template) it
+    would have made."""
+    withheld_calls: list[tuple[str, str]] = field(default_factory=list)
 
 
 _current: ContextVar[RequestState | None] = ContextVar("scim_bridge_request", default=None)

@@ -46,6 +46,9 @@ def make_settings(**sections: dict[str, Any]) -> Settings:
         "scim": {"tokens": {TOKEN_NAME: TOKEN, SECOND_TOKEN_NAME: SECOND_TOKEN}},
         "modyo": {"base_url": MODYO_URL, "token": MODYO_TOKEN},
         "retry": {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.01},
+        # the brake's defaults would hold the large histories other suites replay; its own
+        # tests (test_brake.py, test_safety_rails.py) turn it on
+        "safety": {"enabled": False},
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)

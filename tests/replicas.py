@@ -287,6 +287,7 @@ class Replica(Process):
                 "backoff_max_seconds": 0.05,
             },
             "idempotency": dict(self.store),
+            "safety": {"enabled": False},  # histories far beyond the brake's defaults
         }
         return sections
 

@@ -215,13 +215,13 @@ async def test_without_the_journal_nothing_is_journaled_and_answers_are_the_same
 
 @pytest.mark.parametrize("outcome", ["planned", "held"])
 async def test_a_write_marked_planned_or_held_is_journaled_so(outcome: str) -> None:
-    """What the dry run and the brake set (``RequestState.outcome``) is the event's outcome."""
+    """What the dry run and the brake set (``RequestState.withheld``) is the event's outcome."""
     journal = Journal(JournalSettings(enabled=True), replica="a", stream=io.BytesIO())
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         state = request_state.current()
         assert state is not None
-        state.operation, state.resource_type, state.outcome = "users.create", "User", outcome
+        state.operation, state.resource_type, state.withheld = "users.create", "User", outcome
         await send({"type": "http.response.start", "status": 202, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

@@ -1,5 +1,6 @@
 """Dependencies run one way, outermost first: run -> console -> edge -> SCIM -> upstream
-interface <- Modyo, over the journal and the shared store (which either side may use) and a
+interface <- Modyo (the safety rails wrapping the upstream for the edge, seeing neither side),
+over the journal and the shared store (which either side may use) and a
 shared base. No module imports from a layer above it, the SCIM and Modyo sides never see each
 other, and every module of bridge/ is in a layer (docs/design/layers.md; README
 "Development")."""
@@ -22,15 +23,28 @@ ALLOWED = {
     "store": {"base", "store"},
     "journal": {"base", "store", "journal"},
     "upstream": {"base", "upstream"},
+    "safety": {"base", "store", "journal", "upstream", "safety"},
     "scim": {"base", "store", "journal", "upstream", "scim"},
     "modyo": {"base", "store", "journal", "upstream", "modyo"},
-    "edge": {"base", "store", "journal", "upstream", "scim", "modyo", "edge"},
-    "console": {"base", "store", "journal", "upstream", "scim", "edge", "console"},
-    "run": {"base", "store", "journal", "upstream", "scim", "modyo", "edge", "console", "run"},
+    "edge": {"base", "store", "journal", "upstream", "safety", "scim", "modyo", "edge"},
+    "console": {"base", "store", "journal", "upstream", "safety", "scim", "edge", "console"},
+    "run": {
+        "base",
+        "store",
+        "journal",
+        "upstream",
+        "safety",
+        "scim",
+        "modyo",
+        "edge",
+        "console",
+        "run",
+    },
 }
 PACKAGES = {  # a package and the layer it is
     "bridge.store": "store",
     "bridge.journal": "journal",
+    "bridge.safety": "safety",
     "bridge.scim": "scim",
     "bridge.modyo": "modyo",
     "bridge.edge": "edge",
@@ -129,4 +143,8 @@ def test_the_rule_sees_a_violation() -> None:
     assert layer("bridge.store.redis_link") in ALLOWED["journal"]
     assert layer("bridge.scim.errors") not in ALLOWED["journal"]
     assert layer("bridge.journal.record") in ALLOWED["scim"]
+    assert layer("bridge.safety.overlay") not in ALLOWED["scim"]
+    assert layer("bridge.scim.errors") not in ALLOWED["safety"]
+    assert layer("bridge.modyo.rest") not in ALLOWED["safety"]
+    assert layer("bridge.store.redis_link") in ALLOWED["safety"]
     assert known("bridge.scim.errors.InternalError") == "bridge.scim.errors"

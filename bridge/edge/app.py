@@ -40,7 +40,8 @@ from bridge.journal.redis_history import RedisHistory
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.redis_directory import RedisGroupDirectory
 from bridge.modyo.scim import ScimUpstream
-from bridge.modyo.upstreams import modyo_upstream
+from bridge.modyo.upstreams import modyo_upstream, write_calls
+from bridge.safety import SafetyEdge, safety_rails
 from bridge.scim.auth import BearerAuth, FailureThrottle
 from bridge.scim.context import Limits, ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
@@ -86,15 +87,21 @@ def create_app(
         upstream = modyo_upstream(
             settings.modyo.api, settings.modyo, settings.retry, modyo_transport
         )
+    idempotency = settings.idempotency
+    link = shared_store
+    if link is None and idempotency.backend == "redis":
+        link = connect(idempotency)
+    rails = safety_rails(settings, upstream, link, write_calls(settings.modyo.api))
+    upstream = rails.upstream
     if readiness is None:
         readiness = Readiness(
             settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
         )
     readiness.add("modyo", upstream_check(upstream, "modyo"))
+    readiness.detail(rails.status_fields)
     insecure = settings.modyo.insecure
     readiness.warnings = [f"modyo_{what}" for what in insecure]
     MODYO_INSECURE.set(1 if insecure else 0)
-    idempotency = settings.idempotency
     store: IdempotencyStore = MemoryStore(idempotency.max_entries, idempotency.ttl_seconds)
     scim_settings = settings.scim
     context = ScimContext(
@@ -110,9 +117,6 @@ def create_app(
             max_json_values=scim_settings.max_json_values,
         ),
     )
-    link = shared_store
-    if link is None and idempotency.backend == "redis":
-        link = connect(idempotency)
     if link is not None:
         store = RedisStore(link, idempotency.ttl_seconds, idempotency.lock_ttl_seconds)
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
@@ -129,7 +133,8 @@ def create_app(
         if insecure:
             _warn_insecure(settings, insecure)
         try:
-            async with journaling, connected(), readiness.running():
+            interval = settings.server.readiness_interval_seconds
+            async with journaling, connected(), readiness.running(), rails.running(interval):
                 yield
         finally:
             if link is not None:
@@ -164,7 +169,7 @@ def create_app(
         Router(routes=routes, lifespan=lifespan, redirect_slashes=False), handlers=HANDLERS
     )
     observed = RequestObserver(HostCheck(_Routed(handled)), settings.scim.request_deadline_seconds)
-    return ForwardedHeaders(observed, settings.server.forwarded_allow_ips)
+    return SafetyEdge(ForwardedHeaders(observed, settings.server.forwarded_allow_ips), rails)
 
 
 def journal_for(

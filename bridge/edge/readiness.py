@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final
 
 from starlette.requests import Request
@@ -59,6 +59,12 @@ class Readiness:
         self.warnings: list[str] = []
         """Known weaknesses that do not make the bridge unready (``modyo_plaintext``), listed
         in every ``/readyz`` answer."""
+        self._details: list[Callable[[], Mapping[str, object]]] = []
+
+    def detail(self, fields: Callable[[], Mapping[str, object]]) -> None:
+        """Fields every ``/readyz`` answer carries besides its verdict (``{"dry_run":
+        true}``), read when it answers."""
+        self._details.append(fields)
 
     def add(self, name: str, check: Check) -> None:
         """Register a check (``readiness.add("modyo", upstream_check(upstream))``)."""
@@ -104,7 +110,8 @@ class Readiness:
         """``GET /readyz``: the cached verdict; no authentication, no upstream call."""
         reason = self.reason()
         headers = {"Cache-Control": "no-store"}
-        noted = {"warnings": self.warnings} if self.warnings else {}
+        noted: dict[str, object] = {"warnings": self.warnings} if self.warnings else {}
+        noted.update(item for fields in self._details for item in fields().items())
         if reason is None:
             return JSONResponse({"status": "ready", **noted}, headers=headers)
         body = {"status": "unready", "reason": reason, **noted}

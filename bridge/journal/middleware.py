@@ -4,7 +4,7 @@ event once the answer is known: every write, and a read only when it failed
 (docs/reference/journal.md, "Outcomes").
 
 The outcome comes from what the request did: ``planned`` or ``held`` when it says so
-(``RequestState.outcome``), ``replayed`` when the idempotency cache answered it, ``refused``
+(``RequestState.withheld``), ``replayed`` when the idempotency cache answered it, ``refused``
 for a SCIM error below 500 other than 429 (the client must change its request), ``failed``
 for a 5xx or 429 answer or no answer at all (the bridge or Modyo could not do it),
 ``applied`` otherwise. The SCIM error's ``scimType`` and ``detail`` are read by the
@@ -119,8 +119,10 @@ class JournalMiddleware:
             record.identify(id=state.resource_id)
         record.add_upstream_calls(state.modyo_calls, state.modyo_calls_left_out)
         outcome: Outcome
-        if state.outcome in _MARKED:
-            outcome = "planned" if state.outcome == "planned" else "held"
+        if state.withheld in _MARKED:  # the safety rails kept its writes from Modyo
+            outcome = "planned" if state.withheld == "planned" else "held"
+            for method, path in state.withheld_calls:  # the calls it would have made
+                record.add_modyo_call(method, path, outcome, 1, 0)
             event = record.finish_wire(outcome, status=status or None)
         elif state.replayed:
             event = record.finish_wire("replayed", status=status or None)

@@ -93,6 +93,20 @@ GROUP_SEARCH_PARAMS: Final = {
     GroupField.EXTERNAL_ID: "external_id",
 }
 
+WRITES: Final = {
+    "create_user": (("POST /team_members", "once", 1),),
+    "update_user": (("PUT /team_members/:id", "once", 1),),
+    "delete_user": (("DELETE /team_members/:id", "once", 1),),
+    "create_group": (("POST /groups", "once", 1),),
+    "update_group": (("PUT /groups/:id", "once", 1),),
+    "delete_group": (("DELETE /groups/:id", "once", 1),),
+    "add_members": (("POST /groups/:id/team_members", "members", MAX_PER_PAGE),),
+    "remove_members": (("DELETE /groups/:id/team_members/:member_id", "members", 1),),
+}
+"""The Modyo calls each write makes: (call, unit, per call), ``members`` counting the
+members named (``per call`` of them per call). What a dry run records as planned
+(``bridge.safety``); tests/test_safety_calls.py holds it to what the writes do."""
+
 
 @dataclass(slots=True)
 class Shapes:

@@ -95,6 +95,19 @@ NAME_PATHS: Final = {
     UserField.FORMATTED_NAME: "formatted",
 }
 
+WRITES: Final = {
+    "create_user": (("POST /scim/Users", "once", 1),),
+    "update_user": (("PATCH /scim/Users/:id", "changed", 1),),
+    "delete_user": (("PATCH /scim/Groups/:id", "groups", 1), ("PATCH /scim/Users/:id", "once", 1)),
+    "create_group": (("POST /scim/Groups", "once", 1),),
+    "update_group": (("PATCH /scim/Groups/:id", "once", 1),),
+    "delete_group": (("DELETE /scim/Groups/:id", "once", 1),),
+    "add_members": (("PATCH /scim/Groups/:id", "members", MEMBERS_PER_PATCH),),
+    "remove_members": (("PATCH /scim/Groups/:id", "members", MEMBERS_PER_PATCH),),
+}
+"""The Modyo calls each write makes (as ``bridge.modyo.rest.WRITES``): an update PATCHes
+only what ``changed``; a delete leaves each of the user's ``groups``, then tombstones."""
+
 
 def tombstone(user_id: str, user_name: str) -> tuple[str, str]:
     """The userName and email a deleted user gets: unique (a digest of its id, which Modyo

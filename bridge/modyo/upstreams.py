@@ -9,6 +9,7 @@ from typing import Literal
 import httpx
 
 from bridge.config import ModyoSettings, RetrySettings
+from bridge.modyo import rest, scim
 from bridge.modyo.group_directory import MemoryGroupDirectory
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
@@ -43,3 +44,8 @@ def modyo_upstream(
     if api == "scim":
         return scim_upstream(modyo, retry, transport)
     return rest_upstream(modyo, retry, transport)
+
+
+def write_calls(api: Api) -> dict[str, tuple[tuple[str, str, int], ...]]:
+    """The Modyo calls each write of the interface ``api`` makes (what a dry run plans)."""
+    return dict(scim.WRITES if api == "scim" else rest.WRITES)

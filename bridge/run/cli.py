@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -129,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", type=_host, help="listen address (beats server.host and BRIDGE_*)")
     serve.add_argument("--port", type=_port, help="listen port (beats server.port and BRIDGE_*)")
     _log_level_option(serve, "server.log_level")
+    _dry_run_option(serve)
     serve.set_defaults(command="serve", run=_serve)
 
     dev = commands.add_parser(
@@ -144,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         default="rest",
         help="which fake Modyo interface the bridge calls (modyo.api)",
     )
+    _dry_run_option(dev)
     _fault_options(dev)
     dev.set_defaults(command="dev", run=_dev)
 
@@ -212,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for /healthz")
     health.set_defaults(command="healthcheck", run=_healthcheck)
     _journal_commands(commands)
+    _brake_commands(commands)
     return parser
 
 
@@ -294,6 +297,20 @@ def _journal_commands(commands: Any) -> None:
     hashed.set_defaults(run=_journal_hash)
     schema = actions.add_parser("schema", help="the JSON Schema of a journal line")
     schema.set_defaults(run=_journal_schema)
+    report = actions.add_parser(
+        "report",
+        help="what a dry run would do (--planned): from journal files, or the shared plan",
+        description="From FILE... (journal events with outcome planned), or with no FILE from "
+        "the plan a dry run keeps in the Redis its replicas share (--config or BRIDGE_* "
+        "variables name it).",
+    )
+    report.add_argument("files", type=Path, nargs="*", metavar="FILE")
+    report.add_argument(
+        "--planned", action="store_true", required=True, help="report the planned changes"
+    )
+    report.add_argument("--format", choices=("text", "json"), default="text")
+    report.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
+    report.set_defaults(run=_journal_report)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -422,6 +439,154 @@ def _journal_schema(args: argparse.Namespace) -> int:
     return schema_command(sys.stdout)
 
 
+def _journal_report(args: argparse.Namespace) -> int:
+    from bridge.journal.commands import CommandError
+    from bridge.safety.report import report_command
+
+    if not args.files:
+        return _shared_plan_report(args)
+
+    def run() -> int:
+        for path in args.files:
+            if not path.is_file():
+                raise CommandError(f"{path}: not a readable file")
+        return report_command(args.files, args.format, sys.stdout, sys.stderr)
+
+    return _journal_run(run)
+
+
+def _shared_plan_report(args: argparse.Namespace) -> int:
+    """The report of the plan in the Redis the configured replicas share."""
+    from bridge.safety.plan import RedisLog
+    from bridge.safety.report import report_command
+    from bridge.store.redis_link import connect
+
+    settings = load_settings(args.config)
+    if settings.idempotency.backend != "redis":
+        print(
+            "scim-bridge journal report: no FILE, and idempotency.backend is memory: the plan "
+            "is in the serving process (name journal files)",
+            file=sys.stderr,
+        )
+        return 2
+    link = connect(settings.idempotency)
+
+    async def run() -> int:
+        try:
+            entries = await RedisLog(link).since(0)
+        finally:
+            await link.close()
+        return report_command([], args.format, sys.stdout, sys.stderr, plan=entries)
+
+    return _shared_run("journal report", run)
+
+
+def _dry_run_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="rehearse: read Modyo, never write to it (modyo.dry_run; docs/operator/"
+        "first-cycle.md)",
+    )
+
+
+def _brake_commands(commands: Any) -> None:
+    """``brake status | release``: the safety brake on mass destructive changes
+    (docs/operator/first-cycle.md, "Release the brake")."""
+    brake = commands.add_parser("brake", help="the safety brake: its counts, or release it")
+    brake.set_defaults(command="brake", run=lambda args: _usage(brake))
+    actions = brake.add_subparsers(title="brake commands")
+    kinds = ("disables", "deletes", "group_deletes", "member_removals", "privileged_additions")
+    release = actions.add_parser(
+        "release",
+        help="let held changes through on Entra's next retry",
+        description="With --config (or BRIDGE_* variables) naming the Redis the replicas "
+        "share: releases their brake. With --pid: a single process whose brake counts in "
+        "memory (idempotency.backend = memory) is sent SIGUSR1 and releases every kind.",
+    )
+    release.add_argument("--kind", choices=kinds, help="only this kind (default: every kind)")
+    release.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
+    release.add_argument("--pid", type=int, help="a single scim-bridge process to signal")
+    release.set_defaults(run=_brake_release)
+    status = actions.add_parser("status", help="each kind's count in the window, and state")
+    status.add_argument("--config", type=Path, help="TOML file (BRIDGE_* variables override it)")
+    status.set_defaults(run=_brake_status)
+
+
+def _brake_release(args: argparse.Namespace) -> int:
+    if args.pid is not None:
+        return _brake_signal(args)
+    from bridge.safety.commands import release_command
+
+    return _brake_shared(
+        args, lambda link, safety: release_command(link, safety, args.kind, sys.stdout)
+    )
+
+
+def _brake_status(args: argparse.Namespace) -> int:
+    from bridge.safety.commands import status_command
+
+    return _brake_shared(args, lambda link, safety: status_command(link, safety, sys.stdout))
+
+
+def _brake_shared(args: argparse.Namespace, command: Callable[[Any, Any], Any]) -> int:
+    """Run ``command(link, safety)`` against the Redis the configured replicas share."""
+    from bridge.store.redis_link import connect
+
+    settings = load_settings(args.config)
+    if settings.idempotency.backend != "redis":
+        return _brake_error(
+            "idempotency.backend is memory: the brake counts inside the running process; "
+            "release it with --pid PID"
+        )
+    if not settings.safety.enabled or settings.modyo.dry_run:
+        return _brake_error("the brake is off (safety.enabled = false, or a dry run)")
+
+    async def run() -> int:
+        link = connect(settings.idempotency)
+        try:
+            return int(await command(link, settings.safety))
+        finally:
+            await link.close()
+
+    return _shared_run("brake", run)
+
+
+def _shared_run(name: str, run: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run a command against the shared store; its failure is one line, exit status 2."""
+    from bridge.scim.errors import SharedStoreUnavailable
+
+    try:
+        return asyncio.run(run())
+    except SharedStoreUnavailable:
+        print(f"scim-bridge {name}: the shared store (Redis) did not answer", file=sys.stderr)
+        return 2
+
+
+def _brake_signal(args: argparse.Namespace) -> int:
+    """SIGUSR1 to a running ``serve`` or ``dev``: it releases every kind and logs it."""
+    import signal
+
+    if args.kind is not None:
+        return _brake_error("--pid releases every kind: --kind needs the shared store (--config)")
+    try:
+        argv = Path("/proc", str(args.pid), "cmdline").read_bytes().decode(errors="replace")
+    except OSError as exc:
+        return _brake_error(f"cannot read the command line of process {args.pid}: {exc.strerror}")
+    if _server_args(argv.split("\0")) is None:
+        return _brake_error(f"process {args.pid} is not scim-bridge {' or '.join(SERVER_COMMANDS)}")
+    os.kill(args.pid, signal.SIGUSR1)
+    print(
+        f"asked process {args.pid} to release its brake (every kind); its log says what it released"
+    )
+    return 0
+
+
+def _brake_error(message: str) -> int:
+    print(f"scim-bridge brake: {message}", file=sys.stderr)
+    return 2
+
+
 def _journal_run(command: Callable[[], int]) -> int:
     from bridge.journal.commands import CommandError
 
@@ -480,6 +645,8 @@ def _faults(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.dry_run:  # as a variable: workers load their settings as serve does
+        os.environ["BRIDGE_MODYO__DRY_RUN"] = "true"
     settings = _serve_settings(args)  # before the app's imports: a refusal is prompt
 
     from bridge.edge.app import create_app
@@ -654,7 +821,12 @@ def _dev(args: argparse.Namespace) -> int:
         # any Host: a laptop's own names and addresses, and no public URL to protect
         server={"host": args.host, "port": args.port, "log_format": "text", "allowed_hosts": ["*"]},
         scim={"tokens": {DEV_TOKEN_NAME: token}},
-        modyo={"base_url": DEV_MODYO_URL, "token": DEV_MODYO_TOKEN, "api": args.modyo_api},
+        modyo={
+            "base_url": DEV_MODYO_URL,
+            "token": DEV_MODYO_TOKEN,
+            "api": args.modyo_api,
+            "dry_run": args.dry_run,
+        },
     )
     faults = _faults(args)
 
