@@ -36,11 +36,11 @@ from bridge.idempotency.redis_store import RedisStore
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.observe import RequestObserver
-from bridge.readiness import Readiness, upstream_check
+from bridge.readiness import MODYO_WORDS, STORE_WORDS, Readiness, upstream_check
 from bridge.scim.auth import BearerAuth
 from bridge.scim.context import ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
-from bridge.scim.endpoints import CaseInsensitivePaths, method_route
+from bridge.scim.endpoints import CaseInsensitivePaths, Endpoint, method_route
 from bridge.scim.errors import (
     InternalError,
     MethodNotAllowed,
@@ -74,10 +74,8 @@ def create_app(
             settings.modyo.api, settings.modyo, settings.retry, modyo_transport
         )
     if readiness is None:
-        readiness = Readiness(
-            settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
-        )
-    readiness.add("modyo", upstream_check(upstream, "modyo"))
+        readiness = Readiness.from_settings(settings.server)
+    readiness.add("modyo", upstream_check(upstream, "modyo"), MODYO_WORDS)
     insecure = settings.modyo.insecure
     readiness.warnings = [f"modyo_{what}" for what in insecure]
     MODYO_INSECURE.set(1 if insecure else 0)
@@ -95,7 +93,7 @@ def create_app(
     if link is not None:
         store = RedisStore(link, idempotency.ttl_seconds, idempotency.lock_ttl_seconds)
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
-        readiness.add("shared_store", link.check)
+        readiness.add("shared_store", link.check, STORE_WORDS)
     connected = upstream.connected
 
     @asynccontextmanager
@@ -181,14 +179,22 @@ class _Routed:
         await self.app(scope, receive, send)
 
 
-def internal_app(settings: Settings, mounted: Sequence[BaseRoute] = ()) -> ASGIApp:
-    """The internal listener's app (``[internal]``): ``/metrics`` (``server.metrics_enabled``)
-    and whatever else ``mounted`` holds (a ``Mount`` of an admin console, say), reachable by
-    the scraper and the operators on the internal network only, never through the ingress
-    Entra uses; the SCIM endpoints are not there (docs/operator/listeners.md)."""
+def internal_app(
+    settings: Settings,
+    mounted: Sequence[BaseRoute] = (),
+    status: Endpoint | None = None,
+) -> ASGIApp:
+    """The internal listener's app (``[internal]``): ``/metrics`` (``server.metrics_enabled``),
+    ``/status`` (the dependencies as reported: ``Readiness.status_endpoint``, or the workers'
+    supervisor's) and whatever else ``mounted`` holds (a ``Mount`` of an admin console, say),
+    reachable by the scraper and the operators on the internal network only, never through
+    the ingress Entra uses; the SCIM endpoints are not there (docs/operator/listeners.md,
+    docs/operator/health.md)."""
     routes: list[BaseRoute] = []
     if settings.server.metrics_enabled:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
+    if status is not None:
+        routes.append(method_route("/status", None, GET=("status", status)))
     routes.extend(mounted)
     return _Routed(  # 404 and 405 in SCIM form, as on the SCIM listener
         ExceptionMiddleware(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import gc
 import io
 import logging
@@ -33,7 +32,8 @@ from bridge.config import (
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bridge.workers import Source
+    from bridge.readiness import Readiness
+    from bridge.workers import Slots, Source
 
 DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
@@ -339,6 +339,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _serve_settings(args)  # before the app's imports: a refusal is prompt
 
     from bridge.app import create_app
+    from bridge.readiness import Readiness
 
     settings = _serve_settings(args)
     level = args.log_level or settings.server.log_level
@@ -351,31 +352,44 @@ def _serve(args: argparse.Namespace) -> int:
         server, internal = settings.server, settings.internal
         listener = None
         if internal.port is not None:  # served by the supervisor, adding up the workers
+
+            def listener(status: Any) -> Any:
+                return internal_server(internal_app(settings, status=status), internal, server)
+
             ensure_file_descriptors(internal.max_connections)
-            listener = functools.partial(internal_server, internal_app(settings), internal, server)
         _say_where_metrics_are(settings)
         source = Source(args.config, _server_flags(args), args.log_level)
         run_workers(source, server.workers, server.host, server.port, listener)
         return 0
-    _run(create_app(settings), settings)
+    readiness = Readiness.from_settings(settings.server)
+    _run(create_app(settings, readiness=readiness), settings, readiness)
     return 0
 
 
-def run_worker(source: Source, listener: socket.socket) -> None:
-    """One of ``server.workers`` (``bridge.workers``): the settings loaded as ``serve`` did,
-    its own app, the bridge's server on the socket the parent listens on."""
+def run_worker(source: Source, listener: socket.socket, slots: Slots, index: int) -> None:
+    """Worker ``index`` of ``server.workers`` (``bridge.workers``): the settings loaded as
+    ``serve`` did, its own app, the bridge's server on the socket the parent listens on;
+    ready while every worker of ``slots`` is (docs/operator/health.md)."""
     from bridge.app import create_app
+    from bridge.readiness import Readiness
     from bridge.server import Server, ensure_file_descriptors, server_config
+    from bridge.workers import publish_status
 
     settings = load_settings(source.config, **({"server": source.server} if source.server else {}))
     level = source.log_level or settings.server.log_level
     handler = configure_logging(level, settings.server.log_format, settings.secret_values())
     handler.addFilter(_WorkerPid())
-    app = create_app(settings)
+    readiness = Readiness.from_settings(settings.server)
+    readiness.add_gate("workers", slots.gate)
+    readiness.when_started(lambda: slots.serving(index))
+    readiness.after_each_round(publish_status)
+    app = create_app(settings, readiness=readiness)
     gc.collect()
     gc.freeze()
     ensure_file_descriptors(settings.server.max_connections)
-    Server(server_config(app, settings.server)).run(sockets=[listener])
+    server = Server(server_config(app, settings.server))
+    server.on_drain = readiness.drain
+    server.run(sockets=[listener])
 
 
 class _WorkerPid(logging.Filter):
@@ -492,10 +506,13 @@ def _dev(args: argparse.Namespace) -> int:
 
     from bridge.app import create_app
     from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
+    from bridge.readiness import Readiness
 
     fake = (FakeModyoScim if args.modyo_api == "scim" else FakeModyo)(token=DEV_MODYO_TOKEN)
     service = FaultyModyo(fake, faults)
-    app = create_app(settings, modyo_transport=mock_transport(service, DEV_MODYO_URL))
+    readiness = Readiness.from_settings(settings.server)
+    transport = mock_transport(service, DEV_MODYO_URL)
+    app = create_app(settings, modyo_transport=transport, readiness=readiness)
     configure_logging(args.log_level or "info", "text", settings.secret_values())
     print(
         f"\nscim-bridge dev server (fake Modyo {args.modyo_api.upper()} API in memory: data is "
@@ -506,7 +523,7 @@ def _dev(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}{settings.server.base_path}/Users\n",
         flush=True,
     )
-    _run(app, settings)
+    _run(app, settings, readiness)
     return 0
 
 
@@ -588,9 +605,9 @@ def _check(args: argparse.Namespace) -> int:
     return asyncio.run(run_check(settings.modyo, settings.retry, write=args.write))
 
 
-def _run(app: Any, settings: Settings) -> None:
+def _run(app: Any, settings: Settings, readiness: Readiness) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
-    is set (docs/operator/listeners.md)."""
+    is set, with ``readiness``'s ``/status`` (docs/operator/listeners.md)."""
     from bridge.app import internal_app
     from bridge.server import serve
 
@@ -601,7 +618,13 @@ def _run(app: Any, settings: Settings) -> None:
     # benchmark's GET /Users/{id}: p99 10 ms instead of 31-47 ms, and ~8% less CPU per request.
     gc.collect()
     gc.freeze()
-    serve(app, settings.server, (internal_app(settings), internal) if internal.port else None)
+    inside = internal_app(settings, status=readiness.status_endpoint)
+    serve(
+        app,
+        settings.server,
+        (inside, internal) if internal.port else None,
+        on_drain=readiness.drain,
+    )
 
 
 def _say_where_metrics_are(settings: Settings) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -142,6 +142,19 @@ class Unavailable(UpstreamError):
     def __init__(self, detail: str, retry_after: float) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+TOKEN_REJECTED_RETRY_SECONDS: Final = 60
+"""``Retry-After`` while Modyo rejects the bridge's token: only an operator fixes that."""
+
+
+class TokenRejected(Unavailable):
+    """The upstream rejected the bridge's credentials (HTTP 401). The client can change
+    nothing, and an operator replacing ``modyo.token`` ends it: answered 503 with
+    ``Retry-After`` and the reason, which Entra retries later (docs/operator/health.md)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after=TOKEN_REJECTED_RETRY_SECONDS)
 
 
 class BadGateway(UpstreamError):
