@@ -1,6 +1,6 @@
 # scim-bridge: a production image (no test dependencies), running as a non-root user.
 # Build: docker build -t scim-bridge .
-# Run:   docker run -p 8000:8000 -e BRIDGE_SCIM__TOKENS='["..."]' \
+# Run:   docker run -p 8000:8000 -e BRIDGE_SCIM__TOKENS='{"entra": "..."}' \
 #          -e BRIDGE_MODYO__BASE_URL=https://acme.modyo.cloud -e BRIDGE_MODYO__TOKEN=... scim-bridge
 # With a TOML file instead (its [server] port applies; listen on 0.0.0.0 to be reachable):
 #        docker run -v ./bridge.toml:/etc/scim-bridge/bridge.toml:ro scim-bridge \

@@ -13,7 +13,7 @@ import argparse
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from bridge.body import BodyReader
+from bridge.body import BodyBudget, BodyReader
 from bridge.config import ServerSettings
 from bridge.server import Server, loop_name, server_config
 
@@ -47,7 +47,8 @@ def main() -> None:
         )
         return
     settings = ServerSettings(port=args.port, http_parser=args.parser, log_level="warning")
-    Server(server_config(BodyReader(trivial, settings), settings)).run()
+    budget = BodyBudget(settings.max_buffered_body_bytes)
+    Server(server_config(BodyReader(trivial, settings, budget), settings)).run()
 
 
 if __name__ == "__main__":

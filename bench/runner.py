@@ -47,7 +47,7 @@ from bench.load import user_body
 from bench.procs import Process, free_port, raise_priority
 from bench.stores import RedisServer, measure_stores, print_stores
 
-SCIM_TOKEN = "bench-scim-token-0123456789"
+SCIM_TOKEN = "bench-scim-token-0123456789-abcdefghij"
 MODYO_TOKEN = "bench-modyo-token"
 MODYO_AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}  # the fake's API and control plane
 OPS = ("get_user", "filter_user", "create_user", "patch_user", "add_member", "filter_group")
@@ -173,7 +173,7 @@ class Bench:
     ) -> dict[str, str]:
         return {
             "BRIDGE_SERVER__PORT": str(port),
-            "BRIDGE_SCIM__TOKENS": json.dumps([SCIM_TOKEN]),
+            "BRIDGE_SCIM__TOKENS": json.dumps({"bench": SCIM_TOKEN}),
             "BRIDGE_MODYO__BASE_URL": self.modyo,
             "BRIDGE_MODYO__TOKEN": MODYO_TOKEN,
             "BRIDGE_MODYO__TRANSPORT": transport,

@@ -3,8 +3,9 @@
 Data flows one way: request -> SCIM parse/validate -> plan -> upstream calls -> SCIM response.
 Layers, outermost first: a trusted proxy's forwarded headers, the observer (request id,
 deadline, access log, metrics, the last-resort error answer), the Host check (RFC 9112 §3.2),
-the known-error handlers, then the router with authentication and the idempotency cache around
-the SCIM endpoints.
+the known-error handlers, then the router; around the SCIM endpoints, in order: the allowed
+hosts, authentication (from the head: no body byte is read before it), the body reader, the
+idempotency cache (docs/operator/security.md).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
-from bridge.body import BodyReader
+from bridge.body import BodyBudget, BodyReader
 from bridge.config import Settings
 from bridge.forwarded import ForwardedHeaders
-from bridge.hosts import HostCheck
+from bridge.hosts import AllowedHosts, HostCheck
 from bridge.idempotency import IdempotencyMiddleware, IdempotencyStore, MemoryStore
 from bridge.idempotency.redis_link import RedisLink, connect
 from bridge.idempotency.redis_locks import RedisLocks
@@ -37,8 +38,8 @@ from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoin
 from bridge.modyo.upstreams import modyo_upstream
 from bridge.observe import RequestObserver
 from bridge.readiness import MODYO_WORDS, STORE_WORDS, Readiness, upstream_check
-from bridge.scim.auth import BearerAuth
-from bridge.scim.context import ScimContext
+from bridge.scim.auth import BearerAuth, FailureThrottle
+from bridge.scim.context import Limits, ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
 from bridge.scim.endpoints import CaseInsensitivePaths, Endpoint, method_route
 from bridge.scim.errors import (
@@ -81,11 +82,19 @@ def create_app(
     MODYO_INSECURE.set(1 if insecure else 0)
     idempotency = settings.idempotency
     store: IdempotencyStore = MemoryStore(idempotency.max_entries, idempotency.ttl_seconds)
+    scim_settings = settings.scim
     context = ScimContext(
         upstream=upstream,
-        max_page_size=settings.scim.max_page_size,
-        max_filter_scan=settings.scim.max_filter_scan,
+        max_page_size=scim_settings.max_page_size,
+        max_filter_scan=scim_settings.max_filter_scan,
         public_url=str(settings.server.public_url) if settings.server.public_url else None,
+        limits=Limits(
+            max_filter_length=scim_settings.max_filter_length,
+            max_filter_comparisons=scim_settings.max_filter_comparisons,
+            max_patch_members=scim_settings.max_patch_members,
+            max_patch_operations=scim_settings.max_patch_operations,
+            max_json_values=scim_settings.max_json_values,
+        ),
     )
     link = shared_store
     if link is None and idempotency.backend == "redis":
@@ -117,13 +126,19 @@ def create_app(
     if idempotency.enabled:
         scim = IdempotencyMiddleware(scim, store)
     scim = CaseInsensitivePaths(scim, scim_routes)
-    tokens = [token.get_secret_value() for token in settings.scim.tokens]
+    tokens = {name: token.get_secret_value() for name, token in scim_settings.tokens.items()}
+    throttle = FailureThrottle(
+        scim_settings.auth_failures_per_minute, scim_settings.auth_throttle_clients
+    )
     routes: list[Route | Mount] = [
         method_route("/healthz", None, GET=("healthz", healthz)),
         method_route("/readyz", None, GET=("readyz", readiness.endpoint)),
     ]
-    scim_edge = BodyReader(BearerAuth(scim, tokens), settings.server)  # bodies read once
-    routes.append(_Mount(settings.server.base_path, app=scim_edge))
+    server = settings.server
+    scim = BodyReader(scim, server, BodyBudget(server.max_buffered_body_bytes))  # read once
+    scim = BearerAuth(scim, tokens, throttle)  # from the head, before any body byte
+    scim = AllowedHosts(scim, None if server.public_url else server.url_hosts())
+    routes.append(_Mount(server.base_path, app=scim))
     handled = ExceptionMiddleware(
         Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
         handlers={

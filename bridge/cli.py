@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
+DEV_TOKEN_NAME = "dev"
 SERVER_COMMANDS = ("serve", "dev")  # the commands whose address ``healthcheck`` probes
 
 
@@ -498,8 +499,9 @@ def _dev(args: argparse.Namespace) -> int:
     token = args.token or _dev_token()
     settings = load_settings(  # BRIDGE_* variables apply to the other settings, checked alike
         None,
-        server={"host": args.host, "port": args.port, "log_format": "text"},
-        scim={"tokens": [token]},
+        # any Host: a laptop's own names and addresses, and no public URL to protect
+        server={"host": args.host, "port": args.port, "log_format": "text", "allowed_hosts": ["*"]},
+        scim={"tokens": {DEV_TOKEN_NAME: token}},
         modyo={"base_url": DEV_MODYO_URL, "token": DEV_MODYO_TOKEN, "api": args.modyo_api},
     )
     faults = _faults(args)
@@ -527,12 +529,13 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dev_token(draw: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
-    """A random SCIM token that cannot be mistaken for a flag when pasted (no leading ``-``).
+def _dev_token(draw: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
+    """A random SCIM token (256 bits) that ``scim.tokens`` accepts and that cannot be mistaken
+    for a flag when pasted (no leading ``-``).
 
     Drawing again keeps every allowed token equally likely.
     """
-    while (token := draw()).startswith("-"):
+    while (token := draw()).startswith("-") or token_problem(token):
         pass
     return token
 

@@ -42,7 +42,26 @@ from pydantic_settings import (
 from bridge.logs import remember_secrets
 
 ENV_PREFIX = "BRIDGE_"
-MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_LENGTH = 32
+MIN_TOKEN_CHARACTERS = 8
+"""A token of fewer distinct characters (``aaaa…``, ``0101…``) is a pattern, not a secret."""
+PLACEHOLDER_MARKERS: Final = (
+    "change-me",
+    "changeme",
+    "replace-me",
+    "generate-with",
+    "demo-scim-token",
+    "placeholder",
+    "${",
+)
+"""What the placeholders this repository ships hold (``CHANGE-ME`` in deploy/kubernetes,
+compose's demo token, config.example.toml's ``generate-with: ...``): a token holding one is
+copied from a public file, not generated (docs/operator/security.md, Tokens). ``${`` is a
+variable reference nothing expanded (compose.yaml's ``${SCIM_TOKEN:?...}`` read as is)."""
+TOKEN_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+FILE_SUFFIX: Final = "_file"
+"""``<key>_file`` names the file holding the secret ``<key>`` (Kubernetes and Docker
+secrets); for a table of secrets (``scim.tokens``), a table of files under the same names."""
 _HOSTNAME: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?")
 
 
@@ -76,13 +95,19 @@ def is_loopback(host: str) -> bool:
 
 
 def token_problem(token: str) -> str | None:
-    """Why ``token`` cannot be a SCIM bearer token: too short to be a secret, or holding
-    what no ``Authorization`` header carries intact (leading or trailing whitespace, control
-    characters)."""
+    """Why ``token`` cannot be a SCIM bearer token: too short to be a secret, a pattern
+    (fewer than :data:`MIN_TOKEN_CHARACTERS` distinct characters), a placeholder this
+    repository ships, or holding what no ``Authorization`` header carries intact (leading or
+    trailing whitespace, control characters). Never quotes the token."""
     if len(token) < MIN_TOKEN_LENGTH:
         return f"is shorter than {MIN_TOKEN_LENGTH} characters"
     if token != token.strip() or any(ord(char) < 0x20 or ord(char) == 0x7F for char in token):
         return "has leading or trailing whitespace or control characters"
+    if len(set(token)) < MIN_TOKEN_CHARACTERS:
+        return f"repeats fewer than {MIN_TOKEN_CHARACTERS} distinct characters: generate one"
+    lowered = token.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return "is a placeholder from this repository's examples: generate one"
     return None
 
 
@@ -92,6 +117,9 @@ def _walk(value: Any) -> Iterator[Any]:
             yield from _walk(getattr(value, name))
     elif isinstance(value, list | tuple):
         for item in value:
+            yield from _walk(item)
+    elif isinstance(value, dict):
+        for item in value.values():
             yield from _walk(item)
     else:
         yield value
@@ -128,9 +156,31 @@ def check_tls_pair(cert: Path | None, key: Path | None, section: str) -> None:
 
 class _Section(BaseModel):
     """A table of the configuration; a field's docstring is its description
-    (docs/reference/configuration.md is generated from them)."""
+    (docs/reference/configuration.md is generated from them). Every secret key (a
+    ``SecretStr``, or a table of them) may instead be read from a file: ``<key>_file``
+    (:data:`FILE_SUFFIX`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        for name, table in _secret_fields(cls).items():
+            key = name + FILE_SUFFIX
+            matched = [given for given in values if str(given).lower() == key]
+            if not matched:
+                continue
+            values = dict(values)
+            files = values.pop(matched[0])
+            if table:
+                values[name] = _secret_table(name, values.get(name), files)
+            elif values.get(name) is not None:
+                raise ValueError(f"set {name} or {key}, not both")
+            else:
+                values[name] = _read_secret(key, files)
+        return values
 
     @model_validator(mode="after")
     def _secrets_are_masked(self) -> Self:
@@ -161,6 +211,59 @@ def _secret_url(url: SecretStr, schemes: tuple[str, str], example: str) -> Split
     return parts
 
 
+def _secret_fields(model: type[BaseModel]) -> dict[str, bool]:
+    """The secret keys of a section, each with whether it is a table of secrets."""
+    found: dict[str, bool] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if typing.get_origin(annotation) is dict:
+            if typing.get_args(annotation)[1:] == (SecretStr,):
+                found[name] = True
+        elif annotation is SecretStr or SecretStr in typing.get_args(annotation):
+            found[name] = False
+    return found
+
+
+def _read_secret(key: str, path: object) -> str:
+    """A secret's value from its file: the whole content without its final line break (what
+    ``echo`` and editors add). The path may be named; the content never is."""
+    if not isinstance(path, str | Path) or not str(path):
+        raise ValueError(f"{key} must be the path of a file")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(
+            f"{key}: cannot read {path} ({exc.strerror or type(exc).__name__})"
+        ) from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{key}: {path} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _secret_table(name: str, given: object, files: object) -> object:
+    """A table of secrets (``scim.tokens``): the values given, and those read from the files
+    of ``<name>_file`` (a table of the same names; JSON in a variable)."""
+    key = name + FILE_SUFFIX
+    if isinstance(files, str):
+        try:
+            files = json.loads(files)
+        except ValueError:
+            files = None
+    if not isinstance(files, dict):
+        raise ValueError(
+            f'{key} must be a table of names and file paths, like {{"entra": '
+            f'"/run/secrets/scim-token"}} (the same JSON in a variable)'
+        )
+    if given is not None and not isinstance(given, dict):
+        return given  # its own validation says what it must be
+    merged: dict[str, Any] = dict(given or {})
+    for token_name, path in files.items():
+        if token_name in merged:
+            raise ValueError(f"{name}: {token_name!r} is set both in {name} and in {key}")
+        merged[token_name] = _read_secret(f"{key}.{token_name}", path)
+    return merged
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     """Interface uvicorn listens on (``0.0.0.0`` in a container); ``serve --host`` beats it."""
@@ -177,7 +280,14 @@ class ServerSettings(_Section):
     """Public scheme and host for ``Location`` and ``meta.location``; unset: the request's
     own, or a trusted proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-Host``."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    """Larger request bodies are refused with 413, from ``Content-Length``, before reading."""
+    """Largest request body (413 beyond, from ``Content-Length`` before reading it)."""
+    max_buffered_body_bytes: int = Field(33_554_432, ge=1024)
+    """Request bodies held in memory at once, across every request; beyond, 503 with
+    ``Retry-After`` until others finish (docs/operator/security.md)."""
+    allowed_hosts: list[str] | None = None
+    """Without ``public_url``: the ``Host`` names (forwarded by a trusted proxy, or sent)
+    the bridge builds its URLs from; a SCIM request naming another is refused (421). Unset:
+    ``host`` and the loopback names. ``["*"]``: any (the ``dev`` server)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """``debug`` adds one line per Modyo call; ``serve --log-level`` beats it."""
     log_format: Literal["json", "text"] = "json"
@@ -234,6 +344,26 @@ class ServerSettings(_Section):
             raise ValueError(problem)
         return value
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts_are_hosts(cls, hosts: list[str] | None) -> list[str] | None:
+        for position, host in enumerate(hosts or ()):
+            if host != "*" and (not host or host_problem(host.strip("[]"))):
+                raise ValueError(f"host #{position + 1} must be a host name, an IP address or *")
+        return hosts
+
+    def url_hosts(self) -> frozenset[str] | None:
+        """The lower-cased host names URLs may be built from (None: any): ``allowed_hosts``,
+        else the listening address (unless it is every interface) and the loopback names."""
+        if self.allowed_hosts is not None:
+            if "*" in self.allowed_hosts:
+                return None
+            return frozenset(host.strip("[]").lower() for host in self.allowed_hosts)
+        names = {"localhost", "127.0.0.1", "::1"}
+        if self.host not in ("", "0.0.0.0", "::"):
+            names.add(self.host.lower())
+        return frozenset(names)
+
     @field_validator("base_path")
     @classmethod
     def _normalise_base_path(cls, value: str) -> str:
@@ -244,6 +374,14 @@ class ServerSettings(_Section):
     @model_validator(mode="after")
     def _certificate_loads(self) -> ServerSettings:
         check_tls_pair(self.tls_cert_file, self.tls_key_file, "server")
+        return self
+
+    @model_validator(mode="after")
+    def _buffer_holds_a_body(self) -> ServerSettings:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                "server.max_buffered_body_bytes must be at least server.max_body_bytes"
+            )
         return self
 
     @model_validator(mode="after")
@@ -291,9 +429,10 @@ class InternalSettings(_Section):
 
 
 class ScimSettings(_Section):
-    tokens: list[SecretStr] = Field(min_length=1)
-    """Bearer tokens Entra may present (its Secret Token), 16 characters or more; several at
-    once allow a rotation."""
+    tokens: dict[str, SecretStr] = Field(min_length=1)
+    """The bearer tokens Entra may present (its Secret Token), each under a name that the
+    access log and the metrics show (never the token): ``{"entra-2026": "…"}``; several at
+    once allow a rotation (docs/operator/security.md)."""
     max_page_size: int = Field(100, ge=1, le=1000)
     """Largest page of a query (the cap of ``count``, advertised as ``maxResults``)."""
     request_deadline_seconds: float = Field(20.0, gt=0, le=300)
@@ -301,14 +440,52 @@ class ScimSettings(_Section):
     max_filter_scan: int = Field(10_000, ge=0, le=1_000_000)
     """Most users or groups a filter Modyo cannot search is evaluated over; beyond, 400
     ``tooMany`` (0: never scan)."""
+    max_filter_length: int = Field(4096, ge=64, le=1_048_576)
+    """Characters of a filter (400 ``invalidFilter`` beyond, before parsing it)."""
+    max_filter_comparisons: int = Field(20, ge=1, le=10_000)
+    """Comparisons (``eq``, ``pr``...) in a filter (400 ``invalidFilter`` beyond)."""
+    max_patch_members: int = Field(1000, ge=1, le=1_000_000)
+    """Group members one request names (a PATCH's operations together, or a POST/PUT's
+    ``members``): 400 ``invalidValue`` beyond, before any Modyo call."""
+    max_patch_operations: int = Field(1000, ge=1, le=1_000_000)
+    """Operations of one PATCH (400 ``invalidValue`` beyond, before any Modyo call)."""
+    max_json_values: int = Field(10_000, ge=100, le=10_000_000)
+    """JSON values (objects, arrays, strings, numbers...) in one request body (400
+    ``invalidSyntax`` beyond, before anything reads them)."""
+    auth_failures_per_minute: int = Field(30, ge=1, le=1_000_000)
+    """Failed authentications one client address may make in a minute; beyond, 429 with
+    ``Retry-After`` until the minute ends. A valid token is never throttled."""
+    auth_throttle_clients: int = Field(10_000, ge=100, le=10_000_000)
+    """Client addresses the throttle remembers at once (the oldest forgotten first)."""
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens_are_named(cls, tokens: Any) -> Any:
+        if isinstance(tokens, list | tuple | str):
+            raise ValueError(
+                'must be a table of named tokens, like [scim.tokens] entra = "…" '
+                """(BRIDGE_SCIM__TOKENS='{"entra": "…"}'): the access log and the metrics """
+                "name the token each request used, never its value"
+            )
+        return tokens
 
     @field_validator("tokens")
     @classmethod
-    def _tokens_are_strong(cls, tokens: list[SecretStr]) -> list[SecretStr]:
-        for position, token in enumerate(tokens):
-            problem = token_problem(token.get_secret_value())
+    def _tokens_are_strong(cls, tokens: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        seen: dict[str, str] = {}
+        for name, token in tokens.items():
+            if not TOKEN_NAME.fullmatch(name):
+                raise ValueError(
+                    "a token's name must be 1-63 letters, digits, '.', '_' or '-' "
+                    "(it is a metric label)"
+                )
+            value = token.get_secret_value()
+            problem = token_problem(value)
             if problem:
-                raise ValueError(f"token #{position + 1} {problem}")
+                raise ValueError(f"token {name!r} {problem}")
+            if value in seen:
+                raise ValueError(f"tokens {seen[value]!r} and {name!r} are the same token")
+            seen[value] = name
         return tokens
 
 
@@ -331,6 +508,9 @@ class ModyoSettings(_Section):
     """Connections kept open to Modyo."""
     max_in_flight: int = Field(32, ge=1, le=1000)
     """Modyo calls in flight at once, across all SCIM requests; more wait, within the deadline."""
+    max_calls_per_request: int = Field(2000, ge=10, le=1_000_000)
+    """Modyo calls one SCIM request may cause; a request that would need more is refused
+    (400 ``tooMany``) before the calls that would pass it (docs/operator/security.md)."""
     verify_tls: bool = True
     """Verify Modyo's TLS certificate (leave it on outside local tests)."""
     allow_insecure: bool = False
@@ -655,6 +835,20 @@ class Settings(_Configuration):
         return self
 
     @model_validator(mode="after")
+    def _a_patch_fits_the_call_budget(self) -> Settings:
+        """A PATCH naming ``scim.max_patch_members`` members costs up to one Modyo call per
+        member and two per hundred (in either ``modyo.api``): it must fit the budget, so the
+        member cap, checked before any call, is the one a PATCH meets."""
+        members = self.scim.max_patch_members
+        needed = members + 2 * -(-members // 100) + 1
+        if self.modyo.max_calls_per_request < needed:
+            raise ValueError(
+                f"modyo.max_calls_per_request must be at least {needed}: a PATCH naming "
+                f"scim.max_patch_members ({members}) members may cost that many Modyo calls"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _workers_share_a_store(self) -> Settings:
         """Workers are processes: with the memory backend each would keep its own answers and
         create locks, and a retry or a concurrent create landing on another would run twice."""
@@ -759,9 +953,17 @@ def _json_variables() -> dict[str, str]:
         found[name] = (
             f"""a JSON object like '{{"key": "value"}}' (or set each key as {name}__<KEY>)"""
         )
+        tables = {key for key, table in _secret_fields(model).items() if table}
         for key, inner in model.model_fields.items():
-            if typing.get_origin(inner.annotation) in (list, tuple, set, dict):
+            origin = typing.get_origin(inner.annotation)
+            if origin is dict:
+                found[f"{name}__{key.upper()}"] = """a JSON object like '{"name": "value"}'"""
+            elif origin in (list, tuple, set):
                 found[f"{name}__{key.upper()}"] = """a JSON list like '["first", "second"]'"""
+            if key in tables:
+                found[f"{name}__{key.upper()}{FILE_SUFFIX.upper()}"] = (
+                    """a JSON object like '{"name": "/run/scim-token"}'"""
+                )
     return found
 
 
@@ -799,17 +1001,25 @@ def _describe(error: Any) -> list[str]:
     if error["type"] == "missing":
         section = _section(loc)
         keys = [(*loc, *key) for key in _required_keys(section)] if section else []
-        return [
-            f"{'.'.join(key)}: required, set it in the config file or "
-            f"{ENV_PREFIX}{'__'.join(part.upper() for part in key)}"
-            for key in keys or [loc]
-        ]
+        return [_required(key) for key in keys or [loc]]
     location = ".".join(loc)
     if not loc:  # a rule across sections: its message names the keys
         return [_phrase(error)]
     if error["type"] == "extra_forbidden":
         return [f"{location}: unknown setting (see config.example.toml for valid keys)"]
     return [f"{location}: {_phrase(error)}"]
+
+
+def _required(key: tuple[str, ...]) -> str:
+    """Where a missing key can be set; a secret also from a file (``<key>_file``)."""
+    line = (
+        f"{'.'.join(key)}: required, set it in the config file or "
+        f"{ENV_PREFIX}{'__'.join(part.upper() for part in key)}"
+    )
+    section = _section(key[:-1])
+    if section is not None and key[-1] in _secret_fields(section):
+        line += f" (or {'.'.join(key)}{FILE_SUFFIX}: a file holding it)"
+    return line
 
 
 _TABLE: Final = "must be a table: a [section] in TOML, a JSON object in a variable"

@@ -6,6 +6,11 @@ request with more than one ``Host`` line, an invalid one, or none in HTTP/1.1; t
 also refuses an empty one, which names no server to build a URL from. Starlette would
 otherwise fall back to the listening address (``0.0.0.0:8000`` in a container) and answer a
 URL no client can use.
+
+Without ``server.public_url``, a SCIM request's host must also be one the bridge may name in
+its URLs (``server.allowed_hosts``: by default the listening address and the loopback names),
+else 421 Misdirected Request (RFC 9110 §15.5.20): ``Host: evil.example`` must never become
+``Location: http://evil.example/scim/Users/...`` (:class:`AllowedHosts`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.scim.errors import BadRequest, error_response
+from bridge.scim.errors import BadRequest, HeaderedException, error_response
 
 _HOST: Final = re.compile(
     rb"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]"  # IP-literal (RFC 3986 §3.2.2; IPvFuture is not served)
@@ -56,5 +61,42 @@ class HostCheck:
             problem = host_problem(hosts, str(scope.get("http_version", "1.1")))
             if problem is not None:
                 await error_response(BadRequest(detail=problem))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class MisdirectedRequest(HeaderedException):
+    status = 421
+
+
+def host_name(host: bytes) -> str:
+    """The name of a valid ``Host`` value, without its port or brackets, in lower case."""
+    text = host.decode("latin-1").lower()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    return text.rsplit(":", 1)[0].rstrip(".") if ":" in text else text.rstrip(".")
+
+
+class AllowedHosts:
+    """ASGI middleware: a request whose host (its ``Host``, or a trusted proxy's
+    ``X-Forwarded-Host``, which ``bridge.forwarded`` has put there; the listening address
+    without either) is not in ``allowed`` is answered 421 before anything builds a URL from
+    it. ``allowed`` None: any host (``server.public_url`` is set, or ``dev``)."""
+
+    def __init__(self, app: ASGIApp, allowed: frozenset[str] | None) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.allowed is not None:
+            host = next((value for name, value in scope["headers"] if name == b"host"), None)
+            server = scope.get("server")
+            name = host_name(host) if host else (str(server[0]).lower() if server else "")
+            if name not in self.allowed:
+                refused = MisdirectedRequest(
+                    detail="this host is not one the bridge builds its URLs from: set "
+                    "server.public_url (or add the host to server.allowed_hosts)"
+                )
+                await error_response(refused)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -22,10 +22,22 @@ MULTIPROCESS_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 samples to files there (gauges below say how workers combine: the lowest, or the sum)."""
 
 
+STANDARD_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD: Final = "OTHER"
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: one of :data:`STANDARD_METHODS`, or ``OTHER`` for
+    anything a client invents (h11 accepts any token as a method: each new value would be a
+    new time series)."""
+    return method if method in STANDARD_METHODS else OTHER_METHOD
+
+
 class Labelled:
     """A metric whose labelled children are looked up once and then kept: prometheus-client's
     ``labels()`` costs ~2 µs a call (about 5% of a GET's CPU, profiled). Label values come
-    from small fixed sets (methods, resources, statuses, Modyo calls), so the cache is small."""
+    from small fixed sets (methods mapped by :func:`method_label`, operations, statuses, Modyo
+    calls, configured token names), never from a client's text, so the cache is small."""
 
     def __init__(self, metric: Any) -> None:
         self.metric = metric
@@ -117,6 +129,44 @@ IDEMPOTENCY = Labelled(
         "scim_bridge_idempotency_total",
         "Write requests seen by the idempotency cache, by outcome (executed, replayed, coalesced)",
         ["outcome"],
+    )
+)
+
+
+TOKEN_REQUESTS = Labelled(
+    Counter(
+        "scim_bridge_token_requests_total",
+        "SCIM requests authenticated, by the name of the token presented (scim.tokens)",
+        ["token"],
+    )
+)
+AUTH_FAILURES = Labelled(
+    Counter(
+        "scim_bridge_auth_failures_total",
+        "SCIM requests refused authentication, by reason (missing, malformed, invalid, "
+        "duplicate, throttled)",
+        ["reason"],
+    )
+)
+AUTH_THROTTLE_CLIENTS = Gauge(
+    "scim_bridge_auth_throttle_clients",
+    "Client addresses the failed-authentication throttle remembers (scim.auth_throttle_clients)",
+    multiprocess_mode="livesum",
+)
+BODY_BUFFER_BYTES = Gauge(
+    "scim_bridge_body_buffer_bytes",
+    "Bytes of request bodies held at once (at most server.max_buffered_body_bytes)",
+    multiprocess_mode="livesum",
+)
+BODY_BUFFER_REFUSED = Counter(
+    "scim_bridge_body_buffer_refused_total",
+    "Requests answered 503 because server.max_buffered_body_bytes of bodies were held",
+)
+REQUEST_LIMITS = Labelled(
+    Counter(
+        "scim_bridge_request_limit_refusals_total",
+        "SCIM requests refused by a work limit, by limit (the setting's name)",
+        ["limit"],
     )
 )
 

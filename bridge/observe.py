@@ -4,9 +4,11 @@ unexpected is logged once, here, and answered as a SCIM 500 carrying the request
 admin can find the log line; a request slower than its deadline is answered 503.
 
 The access line holds what an SRE follows a request by: its id (every other line logged while
-serving it carries the same one, ``bridge.logs.RequestContext``), the client (after a trusted
-proxy's ``X-Forwarded-For``), the SCIM operation and resource, the status, and the Modyo calls
-and retries it cost."""
+serving it carries the same one, ``bridge.logs.RequestContext``; the bridge always makes its
+own, and keeps a client's ``X-Request-Id`` beside it as ``client_request_id``), the client
+(after a trusted proxy's ``X-Forwarded-For``), the name of the SCIM token it presented, the
+SCIM operation and resource, the status, and the Modyo calls and retries it cost. Metric
+labels come from fixed sets only (``bridge.metrics.method_label``)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from scim2_models import SCIMException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.deadline import deadline_in
-from bridge.metrics import SCIM_LATENCY, SCIM_REQUESTS
+from bridge.metrics import SCIM_LATENCY, SCIM_REQUESTS, method_label
 from bridge.request_state import serving
 from bridge.scim.errors import InternalError, UpstreamUnavailable, error_response
 
@@ -30,6 +32,8 @@ GRACE_SECONDS: Final = 1.0
 """After the deadline, upstream calls stop by themselves; this is the backstop beyond it."""
 _SAFE_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 UNROUTED: Final = "unrouted"
+MAX_LOGGED_PATH: Final = 512
+"""Characters of a path the access log keeps (a request line may hold 8 KB)."""
 
 
 class RequestObserver:
@@ -42,7 +46,7 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = uuid.uuid4().hex[:16]
         status = 0
 
         async def observed_send(message: Message) -> None:
@@ -56,6 +60,7 @@ class RequestObserver:
             await send(message)
 
         with serving(request_id) as state:
+            state.client_request_id = _client_request_id(scope)
             try:
                 with deadline_in(self.deadline_seconds):
                     async with asyncio.timeout(self.deadline_seconds + GRACE_SECONDS):
@@ -89,15 +94,18 @@ class RequestObserver:
             finally:
                 elapsed = time.perf_counter() - started
                 operation = state.operation or UNROUTED
-                SCIM_REQUESTS(scope["method"], operation, str(status)).inc()
-                SCIM_LATENCY(scope["method"], operation).observe(elapsed)
+                method = method_label(scope["method"])
+                SCIM_REQUESTS(method, operation, str(status)).inc()
+                SCIM_LATENCY(method, operation).observe(elapsed)
                 client = scope.get("client")
                 log.info(
                     "request",
                     extra={
                         "client": client[0] if client else None,
-                        "method": scope["method"],
-                        "path": scope["path"],
+                        "client_request_id": state.client_request_id,
+                        "token": state.token_name,
+                        "method": method,
+                        "path": scope["path"][:MAX_LOGGED_PATH],
                         "operation": operation,
                         "resource_id": state.resource_id,
                         "status": status,
@@ -108,8 +116,10 @@ class RequestObserver:
                 )
 
 
-def _request_id(scope: Scope) -> str:
+def _client_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-Id`` when it is a plain token (its own correlation id, for
+    the access log); anything else is dropped."""
     for name, value in scope["headers"]:
         if name == b"x-request-id" and _SAFE_REQUEST_ID.fullmatch(value):
             return str(value.decode())
-    return uuid.uuid4().hex[:16]
+    return None

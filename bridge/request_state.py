@@ -1,7 +1,8 @@
 """What the request being served carries across layers, in a context variable (as the
-deadline is): its id, the SCIM operation routing resolved, the resource it names, and the
-upstream calls it made. The outermost middleware opens it; routing, the upstream plumbing and
-the access log read and fill it. Concurrent requests each see their own."""
+deadline is): its id (and the client's), the token it was authenticated with, the SCIM
+operation routing resolved, the resource it names, and the upstream calls it made. The
+outermost middleware opens it; routing, the upstream plumbing and the access log read and fill
+it. Concurrent requests each see their own."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ class RequestState:
     resource_id: str | None = None
     """The resource the request names, or the one a create made."""
     upstream_calls: int = 0
+    """Attempts sent to the upstream (retries included), for the access log."""
     upstream_retries: int = 0
+    upstream_budget_used: int = 0
+    """Upstream calls made (each with its retries), against ``modyo.max_calls_per_request``."""
+    token_name: str | None = None
+    """The name of the SCIM token the request was authenticated with."""
+    client_request_id: str | None = None
+    """The client's own ``X-Request-Id``, kept beside the bridge's (never instead of it)."""
 
 
 _current: ContextVar[RequestState | None] = ContextVar("scim_bridge_request", default=None)

@@ -5,11 +5,13 @@ The SCIM side (``bridge.scim``) never sees a Modyo URL or payload, and the Modyo
 :class:`Upstream`: Modyo's REST API (``bridge.modyo.rest``) and Modyo's own SCIM endpoint at
 ``/api/admin/scim`` (``bridge.modyo.scim``); nothing on the SCIM side depends on which.
 
-Identifiers are opaque strings. An upstream that cannot parse one answers ``NotFound``.
+Identifiers are opaque strings of one safe alphabet (:func:`is_safe_id`): the SCIM side asks
+no upstream about any other, and an upstream that cannot parse one answers ``NotFound``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -17,6 +19,16 @@ from enum import StrEnum
 from typing import Final, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
+
+
+def is_safe_id(raw: str) -> bool:
+    """Whether ``raw`` can be a resource's id: an opaque token of a path-safe alphabet, at
+    most 64 characters (docs/modyo-contract.md C13). Modyo's integer ids and the uuids its
+    console and its SCIM server use fit; a ``/``, ``?``, ``#``, ``%``, ``..``, a control
+    character (CR, LF) or a longer text cannot, in either ``modyo.api``, so no such text is
+    ever put in a Modyo URL."""
+    return SAFE_ID.fullmatch(raw) is not None and ".." not in raw
 
 
 class UserField(StrEnum):
@@ -171,6 +183,19 @@ class UpstreamHealth(StrEnum):
     UP = "up"
     TOKEN_REJECTED = "token_rejected"  # noqa: S105 (a state): it refused the credentials
     UNREACHABLE = "unreachable"  # no usable answer: down, unreachable, failing, misconfigured
+
+
+class TooManyCalls(UpstreamError):
+    """The request would need more upstream calls than ``modyo.max_calls_per_request``:
+    raised before the calls that would pass the budget are sent."""
+
+    def __init__(self, needed: int, budget: int) -> None:
+        super().__init__(
+            f"this request would need more than {budget} Modyo calls "
+            "(modyo.max_calls_per_request); split it into smaller ones"
+        )
+        self.needed = needed
+        self.budget = budget
 
 
 class TooMany(UpstreamError):

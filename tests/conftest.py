@@ -29,8 +29,10 @@ from tests import entra
 if TYPE_CHECKING:
     from tests.backends import Backend, LoggedScim
 
-TOKEN = "test-scim-token-0123456789"
-SECOND_TOKEN = "rotated-scim-token-9876543210"
+TOKEN = "test-scim-token-0123456789-abcdefghij"
+SECOND_TOKEN = "rotated-scim-token-9876543210-zyxwvut"
+TOKEN_NAME = "entra"
+SECOND_TOKEN_NAME = "rotated"
 MODYO_URL = "http://localhost:9"  # loopback: plain HTTP needs no modyo.allow_insecure
 MODYO_TOKEN = "test-modyo-token-secret"
 BASE = "http://bridge.test/scim"
@@ -39,9 +41,12 @@ pytest_plugins = ["tests.redis_servers"]  # redis_server, redis_factory, redis_s
 
 
 def make_settings(**sections: dict[str, Any]) -> Settings:
-    """Settings for tests: fast retries, both tokens accepted; sections override."""
+    """Settings for tests: fast retries, both tokens accepted, URLs built from any host
+    (tests name bridge.test, testserver, forwarded hosts: the allow-list has tests of its
+    own); sections override."""
     values: dict[str, Any] = {  # sections of plain values, validated by Settings
-        "scim": {"tokens": [TOKEN, SECOND_TOKEN]},
+        "server": {"allowed_hosts": ["*"]},
+        "scim": {"tokens": {TOKEN_NAME: TOKEN, SECOND_TOKEN_NAME: SECOND_TOKEN}},
         "modyo": {"base_url": MODYO_URL, "token": MODYO_TOKEN},
         "retry": {"backoff_initial_seconds": 0.001, "backoff_max_seconds": 0.01},
     }

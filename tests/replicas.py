@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.servers import ResetProxy, free_port
 
 HOST = "127.0.0.1"
-SCIM_TOKEN = "replicas-scim-token-0123456789"
+SCIM_TOKEN = "replicas-scim-token-0123456789-abcdef"
 MODYO_TOKEN = "replicas-fake-modyo-token"
 CREATE = "POST /team_members"
 """The fake's route of a user create (a key of its call counters)."""
@@ -71,6 +71,11 @@ class Process:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, f"{self.name} is not running"
+        return self._process.pid
 
     def start(self) -> None:
         assert not self.running, f"{self.name} already runs"
@@ -286,7 +291,7 @@ class Replica(Process):
                 "readiness_max_age_seconds": 1.0,
             },
             "internal": {"host": HOST, "port": self.internal_port},  # its /metrics
-            "scim": {"tokens": [SCIM_TOKEN], "request_deadline_seconds": 20.0},
+            "scim": {"tokens": {"entra": SCIM_TOKEN}, "request_deadline_seconds": 20.0},
             "modyo": {"base_url": self.modyo_url, "token": MODYO_TOKEN},
             "retry": {
                 "max_attempts": 3,
@@ -348,12 +353,19 @@ class Replica(Process):
 
 
 def _toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """TOML from plain values (strings, numbers, booleans, lists): JSON's literals are TOML's."""
+    """TOML from plain values (strings, numbers, booleans, lists, tables): JSON's literals
+    are TOML's, a table is written inline."""
     lines = []
     for section, values in sections.items():
         lines.append(f"[{section}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
 
 
 @contextlib.contextmanager
@@ -499,7 +511,9 @@ async def leave_create(fake: FakeModyo, replica: Replica, body: Mapping[str, Any
     payload = json.dumps(body).encode()
     _, writer = await asyncio.open_connection(HOST, replica.port)
     writer.write(
-        b"POST /scim/Users HTTP/1.1\r\nHost: bridge\r\nAuthorization: Bearer "
+        b"POST /scim/Users HTTP/1.1\r\nHost: "
+        + HOST.encode()
+        + b"\r\nAuthorization: Bearer "
         + SCIM_TOKEN.encode()
         + b"\r\nContent-Type: application/scim+json\r\nContent-Length: "
         + str(len(payload)).encode()

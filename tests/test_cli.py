@@ -19,9 +19,10 @@ import httpx
 import pytest
 
 from bridge.cli import _dev_token
+from bridge.config import token_problem
 from tests import entra
 
-SCIM_TOKEN = "cli-test-token-0123456789"
+SCIM_TOKEN = "cli-test-token-0123456789-abcdefghij"
 FAKE_TOKEN = "cli-fake-modyo-token"
 FAKE_AUTH = {"Authorization": f"Bearer {FAKE_TOKEN}"}  # its API and its control plane
 
@@ -91,7 +92,7 @@ def _fake_modyo(*extra: str) -> Iterator[str]:
 
 def _serve_env(modyo_url: str, token: str = FAKE_TOKEN, port: int = 8000) -> dict[str, str]:
     return _env(
-        BRIDGE_SCIM__TOKENS=f'["{SCIM_TOKEN}"]',
+        BRIDGE_SCIM__TOKENS=json.dumps({"cli": SCIM_TOKEN}),
         BRIDGE_MODYO__BASE_URL=modyo_url,
         BRIDGE_MODYO__TOKEN=token,
         BRIDGE_SERVER__PORT=str(port),
@@ -159,11 +160,19 @@ def test_serve_against_fake_modyo_over_real_http() -> None:
             _lifecycle(f"http://127.0.0.1:{port}/scim")
 
 
-def test_dev_tokens_never_start_with_a_dash() -> None:
-    """A pasted token starting with ``-`` would be read as a flag: such draws are redrawn."""
-    draws = iter(["-leading-dash-0123456789", "-another-one-0123456789", "Plain_token-0123456789"])
-    assert _dev_token(draws.__next__) == "Plain_token-0123456789"
+def test_dev_tokens_never_start_with_a_dash_and_meet_the_token_rules() -> None:
+    """A pasted token starting with ``-`` would be read as a flag, one ``scim.tokens`` refuses
+    would not start: such draws are redrawn."""
+    draws = iter(
+        [
+            "-leading-dash-0123456789-abcdefghijkl",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "Plain_token-0123456789-abcdefghijklmnopq",
+        ]
+    )
+    assert _dev_token(draws.__next__) == "Plain_token-0123456789-abcdefghijklmnopq"
     assert next(draws, None) is None
+    assert token_problem(_dev_token()) is None
 
 
 def test_serve_with_nothing_configured_names_each_required_variable(tmp_path: Path) -> None:
@@ -173,9 +182,11 @@ def test_serve_with_nothing_configured_names_each_required_variable(tmp_path: Pa
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[1:] == [
-        "  - scim.tokens: required, set it in the config file or BRIDGE_SCIM__TOKENS",
+        "  - scim.tokens: required, set it in the config file or BRIDGE_SCIM__TOKENS "
+        "(or scim.tokens_file: a file holding it)",
         "  - modyo.base_url: required, set it in the config file or BRIDGE_MODYO__BASE_URL",
-        "  - modyo.token: required, set it in the config file or BRIDGE_MODYO__TOKEN",
+        "  - modyo.token: required, set it in the config file or BRIDGE_MODYO__TOKEN "
+        "(or modyo.token_file: a file holding it)",
     ]
 
 
@@ -437,21 +448,31 @@ def test_serve_log_level_debug_logs_each_modyo_call_under_the_request_id() -> No
             process.terminate()
             output = process.communicate(timeout=10)[0]
     assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    assert request_id != "cli-trace-1"  # the bridge's own id, the client's beside it
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    mine = [line for line in lines if line.get("request_id") == "cli-trace-1"]
+    mine = [line for line in lines if line.get("request_id") == request_id]
     calls = [line for line in mine if line["message"] == "Modyo call"]
     assert [(line["call"], line["status"]) for line in calls] == [("GET /team_members", "200")]
-    assert [line["operation"] for line in mine if line["message"] == "request"] == ["users.query"]
+    [access] = [line for line in mine if line["message"] == "request"]
+    assert (access["operation"], access["client_request_id"], access["token"]) == (
+        "users.query",
+        "cli-trace-1",
+        "cli",
+    )
     assert FAKE_TOKEN not in output and SCIM_TOKEN not in output
 
 
 def test_serve_takes_the_public_host_from_a_trusted_proxy() -> None:
     """``serve`` as a TLS proxy reaches it (from 127.0.0.1, the default trusted address):
-    the Location names the public scheme and host, not the bridge's own address."""
+    the Location names the public scheme and host (one of ``server.allowed_hosts``), not
+    the bridge's own address."""
     with _fake_modyo() as modyo_url:
         port = _free_port()
         healthz = f"http://127.0.0.1:{port}/healthz"
-        with _running(["serve"], healthz, env=_serve_env(modyo_url, port=port)):
+        env = _serve_env(modyo_url, port=port)
+        env["BRIDGE_SERVER__ALLOWED_HOSTS"] = '["scim.bank.example"]'
+        with _running(["serve"], healthz, env=env):
             response = httpx.post(
                 f"http://127.0.0.1:{port}/scim/Users",
                 json=entra.user("proxied@contoso.com"),

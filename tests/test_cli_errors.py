@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-SCIM_SECRET = "walk-scim-secret-0123456789"
+SCIM_SECRET = "walk-scim-secret-0123456789-abcdefgh"
 MODYO_SECRET = "walk-modyo-secret-0123456789"
 CONFIGURED = {  # a complete, valid configuration, so each case shows only its own problem
-    "BRIDGE_SCIM__TOKENS": f'["{SCIM_SECRET}"]',
+    "BRIDGE_SCIM__TOKENS": f'{{"entra": "{SCIM_SECRET}"}}',
     "BRIDGE_MODYO__BASE_URL": "http://127.0.0.1:9",
     "BRIDGE_MODYO__TOKEN": MODYO_SECRET,
 }
@@ -27,10 +27,16 @@ FILES = {
     "unknown.toml": b"[server]\nprot = 8000\n[nope]\nx = 1\n",
     "types.toml": b'[server]\nport = "eighty"\nmetrics_enabled = "maybe"\n'
     b'[scim]\ntokens = "plain"\n',
+    "list.toml": b'[scim]\ntokens = ["walk-scim-secret-0123456789-abcdefgh"]\n',
     "section.toml": b"server = 5\n",
-    "short.toml": b'[scim]\ntokens = ["short-secret"]\n',
+    "short.toml": b'[scim.tokens]\nentra = "short-secret"\n',
 }
-JSON_LIST = """must be a JSON list like '["first", "second"]'"""
+JSON_OBJECT = """must be a JSON object like '{"name": "value"}'"""
+NAMED = (
+    'scim.tokens: must be a table of named tokens, like [scim.tokens] entra = "…" '
+    """(BRIDGE_SCIM__TOKENS='{"entra": "…"}'): the access log and the metrics name the token """
+    "each request used, never its value"
+)
 
 
 @dataclass(frozen=True)
@@ -58,15 +64,15 @@ def usage(command: str, message: str) -> list[str | re.Pattern[str]]:
 
 CASES = [
     # --------------------------------------------------------------- variables that must be JSON
-    Case(["serve"], config(f"BRIDGE_SCIM__TOKENS {JSON_LIST}"),
+    Case(["serve"], config(f"BRIDGE_SCIM__TOKENS {JSON_OBJECT}"),
          CONFIGURED | {"BRIDGE_SCIM__TOKENS": SCIM_SECRET}, secrets=(SCIM_SECRET, MODYO_SECRET)),
-    Case(["check"], config(f"BRIDGE_SCIM__TOKENS {JSON_LIST}"),
+    Case(["check"], config(f"BRIDGE_SCIM__TOKENS {JSON_OBJECT}"),
          CONFIGURED | {"BRIDGE_SCIM__TOKENS": SCIM_SECRET}, secrets=(SCIM_SECRET, MODYO_SECRET)),
-    Case(["dev"], config(f"BRIDGE_SCIM__TOKENS {JSON_LIST}"),
+    Case(["dev"], config(f"BRIDGE_SCIM__TOKENS {JSON_OBJECT}"),
          {"BRIDGE_SCIM__TOKENS": SCIM_SECRET}, secrets=(SCIM_SECRET,)),
-    Case(["serve"], config(f"BRIDGE_SCIM__TOKENS {JSON_LIST}"),
+    Case(["serve"], config(f"BRIDGE_SCIM__TOKENS {JSON_OBJECT}"),
          CONFIGURED | {"BRIDGE_SCIM__TOKENS": ""}),
-    Case(["serve"], config(f"BRIDGE_SCIM__TOKENS {JSON_LIST}"),
+    Case(["serve"], config(f"BRIDGE_SCIM__TOKENS {JSON_OBJECT}"),
          {"bridge_scim__tokens": f"[{SCIM_SECRET}"}, secrets=(SCIM_SECRET,)),
     Case(["check"], config("BRIDGE_MODYO must be a JSON object like '{\"key\": \"value\"}' (or "
                            "set each key as BRIDGE_MODYO__<KEY>)"),
@@ -84,10 +90,19 @@ CASES = [
     Case(["serve"], config("scim.max_page_size: must be at least 1"),
          CONFIGURED | {"BRIDGE_SCIM__MAX_PAGE_SIZE": "0"}),
     Case(["serve"], config("scim.tokens: must hold at least one value"),
-         CONFIGURED | {"BRIDGE_SCIM__TOKENS": "[]"}),
-    Case(["check"], config("scim.tokens: token #1 has leading or trailing whitespace or control "
-                           "characters"),
-         CONFIGURED | {"BRIDGE_SCIM__TOKENS": f'[" {SCIM_SECRET} "]'}, secrets=(SCIM_SECRET,)),
+         CONFIGURED | {"BRIDGE_SCIM__TOKENS": "{}"}),
+    Case(["serve"], config(NAMED),
+         CONFIGURED | {"BRIDGE_SCIM__TOKENS": f'["{SCIM_SECRET}"]'}, secrets=(SCIM_SECRET,)),
+    Case(["check"], config("scim.tokens: token 'entra' has leading or trailing whitespace or "
+                           "control characters"),
+         CONFIGURED | {"BRIDGE_SCIM__TOKENS": f'{{"entra": " {SCIM_SECRET} "}}'},
+         secrets=(SCIM_SECRET,)),
+    Case(["serve"], config("scim: tokens_file.entra: cannot read missing-token "
+                           "(No such file or directory)"),
+         {k: v for k, v in CONFIGURED.items() if "TOKENS" not in k}
+         | {"BRIDGE_SCIM__TOKENS_FILE": '{"entra": "missing-token"}'}),
+    Case(["serve"], config("scim: tokens: 'entra' is set both in tokens and in tokens_file"),
+         CONFIGURED | {"BRIDGE_SCIM__TOKENS_FILE": '{"entra": "missing-token"}'}),
     Case(["serve"], config("modyo.base_url: must be a URL such as https://acme.modyo.cloud"),
          CONFIGURED | {"BRIDGE_MODYO__BASE_URL": "acme"}),
     Case(["serve"], config("modyo.token: must not be empty"),
@@ -108,14 +123,15 @@ CASES = [
     Case(["serve", "--config", "types.toml"],
          config("server.port: must be a whole number",
                 "server.metrics_enabled: must be true or false",
-                'scim.tokens: must be a list, like ["first", "second"] (the same JSON in a '
-                "variable)"),
+                NAMED),
          {k: v for k, v in CONFIGURED.items() if "TOKENS" not in k}),
     Case(["serve", "--config", "section.toml"],
          config("server: must be a table: a [section] in TOML, a JSON object in a variable"),
          CONFIGURED),
+    Case(["serve", "--config", "list.toml"], config(NAMED),
+         {k: v for k, v in CONFIGURED.items() if "TOKENS" not in k}, secrets=(SCIM_SECRET,)),
     Case(["check", "--config", "short.toml"],
-         config("scim.tokens: token #1 is shorter than 16 characters"),
+         config("scim.tokens: token 'entra' is shorter than 32 characters"),
          {k: v for k, v in CONFIGURED.items() if "TOKENS" not in k}, secrets=("short-secret",)),
     # --------------------------------------------------------------- flags
     Case(["serve", "--port", "70000"],
@@ -124,7 +140,7 @@ CASES = [
          usage("serve", "argument --host: 'bad host' must be an IP address or a host name")),
     Case(["serve", "--configg", "x"], usage("", "unrecognized arguments: --configg x")),
     Case(["dev", "--token", "abc"],
-         usage("dev", "argument --token: the token is shorter than 16 characters"),
+         usage("dev", "argument --token: the token is shorter than 32 characters"),
          secrets=("abc",)),
     Case(["dev", "--token", f"{SCIM_SECRET}\t"],
          usage("dev", "argument --token: the token has leading or trailing whitespace or "

@@ -10,8 +10,8 @@ import pytest
 from bridge.config import ConfigError, host_problem, load_settings
 
 VALID = """
-[scim]
-tokens = ["0123456789abcdef-token"]
+[scim.tokens]
+entra = "0123456789abcdef-token-Zq8xW2vK9mLp"
 [modyo]
 base_url = "https://acme.modyo.cloud"
 token = "modyo-secret-value"
@@ -35,7 +35,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_example_config_is_valid_once_secrets_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "a-real-modyo-token")
-    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", '["a-real-scim-token-0123456789"]')
+    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", '{"entra": "a-real-scim-token-0123456789-abcdef"}')
     settings = load_settings(Path(__file__).parent.parent / "config.example.toml")
     assert settings.server.base_path == "/scim"
     assert settings.modyo.token.get_secret_value() == "a-real-modyo-token"
@@ -57,19 +57,24 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "from-the-environment")
     monkeypatch.setenv("BRIDGE_SERVER__PORT", "9443")
     monkeypatch.setenv(
-        "BRIDGE_SCIM__TOKENS", '["first-token-0123456789", "second-token-0123456789"]'
+        "BRIDGE_SCIM__TOKENS",
+        '{"entra": "first-token-0123456789-abcdefghij", "new": "second-token-0123456789-abcdefgh"}',
     )
     settings = load_settings(_write(tmp_path, VALID))
     assert settings.modyo.token.get_secret_value() == "from-the-environment"
     assert settings.server.port == 9443
-    assert len(settings.scim.tokens) == 2
+    tokens = {name: token.get_secret_value() for name, token in settings.scim.tokens.items()}
+    assert tokens == {  # a table merges key by key, as a section does: the variable's wins
+        "entra": "first-token-0123456789-abcdefghij",
+        "new": "second-token-0123456789-abcdefgh",
+    }
     assert (
         str(settings.modyo.base_url) == "https://acme.modyo.cloud/"
     )  # the rest still from the file
 
 
 def test_environment_alone_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", '["only-env-token-0123456789"]')
+    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", '{"entra": "only-env-token-0123456789-abcdefgh"}')
     monkeypatch.setenv("BRIDGE_MODYO__BASE_URL", "http://127.0.0.1:8001")
     monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "fake-modyo-token")
     assert load_settings(None).server.base_path == "/scim"
@@ -83,8 +88,8 @@ def test_every_problem_is_one_line_and_secrets_are_never_echoed(tmp_path: Path) 
 port = 70000
 prot = 1
 base_path = "scim"
-[scim]
-tokens = ["short-secret"]
+[scim.tokens]
+entra = "short-secret"
 [modyo]
 base_url = "not a url"
 """,
@@ -95,9 +100,12 @@ base_url = "not a url"
     assert any(p.startswith("server.port:") for p in problems)
     assert "server.prot: unknown setting (see config.example.toml for valid keys)" in problems
     assert any(p.startswith("server.base_path: must start with '/'") for p in problems)
-    assert "scim.tokens: token #1 is shorter than 16 characters" in problems
+    assert "scim.tokens: token 'entra' is shorter than 32 characters" in problems
     assert any(p.startswith("modyo.base_url:") for p in problems)
-    assert "modyo.token: required, set it in the config file or BRIDGE_MODYO__TOKEN" in problems
+    assert (
+        "modyo.token: required, set it in the config file or BRIDGE_MODYO__TOKEN "
+        "(or modyo.token_file: a file holding it)"
+    ) in problems
     assert all("\n" not in p for p in problems)
     assert not any("short-secret" in p for p in problems)
 
@@ -153,15 +161,17 @@ def test_egress_settings_load(tmp_path: Path) -> None:
     assert "p%40ss" not in repr(settings) and "p@ss" in settings.secret_values()
 
 
-JSON_LIST = """a JSON list like '["first", "second"]'"""
+JSON_OBJECT = """a JSON object like '{"name": "value"}'"""
+JSON_FILES = """a JSON object like '{"name": "/run/scim-token"}'"""
 
 
 @pytest.mark.parametrize(
     ("name", "value", "expected"),
     [
-        ("BRIDGE_SCIM__TOKENS", "plain-secret-token", JSON_LIST),
-        ("bridge_scim__tokens", "", JSON_LIST),
-        ("BRIDGE_SCIM__TOKENS", '["unterminated-secret', JSON_LIST),
+        ("BRIDGE_SCIM__TOKENS", "plain-secret-token", JSON_OBJECT),
+        ("bridge_scim__tokens", "", JSON_OBJECT),
+        ("BRIDGE_SCIM__TOKENS", '{"entra": "unterminated-secret', JSON_OBJECT),
+        ("BRIDGE_SCIM__TOKENS_FILE", "/var/secret-token", JSON_FILES),
         ("BRIDGE_MODYO", "token=modyo-secret",
          """a JSON object like '{"key": "value"}' (or set each key as BRIDGE_MODYO__<KEY>)"""),
     ],
@@ -196,7 +206,7 @@ host = "256.1.1.1"
 metrics_enabled = "maybe"
 log_level = "loud"
 [scim]
-tokens = "plain"
+tokens = {entra = 5}
 max_page_size = 0
 [modyo]
 base_url = 5
@@ -210,7 +220,7 @@ token = ["x"]
         "server.port: must be a whole number",
         "server.log_level: must be one of 'debug', 'info', 'warning' or 'error'",
         "server.metrics_enabled: must be true or false",
-        'scim.tokens: must be a list, like ["first", "second"] (the same JSON in a variable)',
+        "scim.tokens.entra: must be a string",
         "scim.max_page_size: must be at least 1",
         "modyo.base_url: must be a URL such as https://acme.modyo.cloud",
         "modyo.token: must be a string",
@@ -218,20 +228,25 @@ token = ["x"]
 
 
 @pytest.mark.parametrize(
-    "token", [" padded-token-0123456789", "padded-token-0123456789\n", "nul\x00-token-0123456789"]
+    "token",
+    [
+        " padded-token-0123456789-abcdefghij",
+        "padded-token-0123456789-abcdefghij\n",
+        "nul\x00-token-0123456789-abcdefghijk",
+    ],
 )
 def test_a_token_no_authorization_header_can_carry_is_refused(
     monkeypatch: pytest.MonkeyPatch, token: str
 ) -> None:
     """BearerAuth strips the credential, so a padded token could never match: the bridge
     started and refused every request."""
-    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", json.dumps([token]))
+    monkeypatch.setenv("BRIDGE_SCIM__TOKENS", json.dumps({"entra": token}))
     monkeypatch.setenv("BRIDGE_MODYO__BASE_URL", "http://127.0.0.1:8001")
     monkeypatch.setenv("BRIDGE_MODYO__TOKEN", "fake-modyo-token")
     with pytest.raises(ConfigError) as caught:
         load_settings(None)
     assert caught.value.problems == [
-        "scim.tokens: token #1 has leading or trailing whitespace or control characters"
+        "scim.tokens: token 'entra' has leading or trailing whitespace or control characters"
     ]
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from bridge.config import MIN_TOKEN_LENGTH, ScimSettings, Settings, load_settings
+from bridge.config import ScimSettings, Settings, load_settings, token_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -119,7 +119,7 @@ def _assert_valid_settings(data: dict[str, Any]) -> Settings:
         for key in values:
             assert key in known[section], f"{section}.{key}"
         checked[section] = dict(values)
-    checked.setdefault("scim", {})["tokens"] = ["a-real-scim-token-0123456789"]
+    checked.setdefault("scim", {})["tokens"] = {"entra": "a-real-scim-token-0123456789-abcdef"}
     checked.setdefault("modyo", {})["token"] = "a-real-modyo-token"
     return load_settings(None, **checked)
 
@@ -268,8 +268,9 @@ def test_secret_holds_placeholders_the_bridge_refuses() -> None:
     values = secret["stringData"]
     assert all("CHANGE-ME" in value for value in values.values())
     tokens = json.loads(values["scim-tokens"])
-    assert isinstance(tokens, list) and tokens
-    assert all(len(token) < MIN_TOKEN_LENGTH for token in tokens)  # start fails until replaced
+    assert isinstance(tokens, dict) and tokens
+    for token in tokens.values():  # start fails until replaced
+        assert token_problem(token) is not None
 
 
 @pytest.mark.parametrize("deployment", ["scim-bridge", "scim-bridge-redis"])

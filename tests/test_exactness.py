@@ -103,7 +103,7 @@ async def test_an_error_detail_quotes_a_bounded_part_of_what_was_sent(
     detail = assert_scim_error(response, 400, "invalidValue")["detail"]
     assert detail.startswith("startIndex must be an integer, got '9x9x")
     assert len(detail) == MAX_DETAIL and detail.endswith("\u2026")
-    search = {"schemas": [entra.SEARCH_URN], "count": ["x" * 100] * 10_000}
+    search = {"schemas": [entra.SEARCH_URN], "count": ["x" * 200] * 4_000}
     response = await scim.post("/Users/.search", json=search)
     assert len(assert_scim_error(response, 400, "invalidValue")["detail"]) == MAX_DETAIL
 

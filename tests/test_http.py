@@ -249,10 +249,13 @@ async def test_an_unexpected_error_is_logged_once_and_answered_with_its_request_
     ):
         response = await client.get("/Users/12")
     body = assert_scim_error(response, 500)
-    assert "trace-me-42" in body["detail"] and "a bug" not in body["detail"]
+    request_id = response.headers["x-request-id"]
+    assert request_id in body["detail"] and "a bug" not in body["detail"]
     errors = [line for line in log_output.lines() if line["level"] == "error"]
     assert len(errors) == 1 and "RuntimeError: a bug" in errors[0]["exception"]
-    assert errors[0]["request_id"] == "trace-me-42"
+    assert errors[0]["request_id"] == request_id
+    [access] = [line for line in log_output.lines() if line["message"] == "request"]
+    assert access["client_request_id"] == "trace-me-42"  # beside the bridge's own
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import bridge
 
 ROOT = Path(bridge.__file__).parent
 BASE = {"bridge", "bridge.config", "bridge.deadline", "bridge.metrics", "bridge.logs",
-        "bridge.request_state"}  # fmt: skip
+        "bridge.request_state", "bridge.yielding"}  # fmt: skip
 ALLOWED = {
     "base": {"base"},
     "journal": {"base", "journal"},

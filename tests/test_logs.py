@@ -20,6 +20,7 @@ from tests.conftest import (
     MODYO_TOKEN,
     MODYO_URL,
     TOKEN,
+    TOKEN_NAME,
     LogOutput,
     bridge_client,
     create_user,
@@ -81,7 +82,7 @@ def test_a_secret_is_masked_from_the_moment_its_setting_is_valid() -> None:
 def test_every_secret_setting_is_in_the_list() -> None:
     settings = make_settings()
     assert set(settings.secret_values()) >= {
-        token.get_secret_value() for token in settings.scim.tokens
+        token.get_secret_value() for token in settings.scim.tokens.values()
     } | {MODYO_TOKEN}
 
 
@@ -129,14 +130,17 @@ async def test_every_line_of_a_request_carries_its_id_and_the_access_line_its_co
         busy = FakeResponse(503, {"errors": ["busy"]})
         fake.script("GET /team_members/:id", busy, busy)  # two retries, then the answer
         response = await scim.get(f"/Users/{user['id']}", headers={"X-Request-Id": "trace-me-7"})
-    assert response.status_code == 200 and response.headers["x-request-id"] == "trace-me-7"
-    mine = [line for line in log_output.lines() if line.get("request_id") == "trace-me-7"]
+    request_id = response.headers["x-request-id"]  # the bridge's own, never the client's
+    assert response.status_code == 200 and request_id != "trace-me-7"
+    mine = [line for line in log_output.lines() if line.get("request_id") == request_id]
     retries = [line for line in mine if line["message"] == "retrying Modyo call"]
     assert [line["attempt"] for line in retries] == [1, 2]
     assert all(line["level"] == "warning" for line in retries)
     [access] = [line for line in mine if line["message"] == "request"]
     assert access == access | {
         "client": "127.0.0.1",
+        "client_request_id": "trace-me-7",
+        "token": TOKEN_NAME,
         "method": "GET",
         "path": f"/scim/Users/{user['id']}",
         "operation": "users.read",
@@ -183,10 +187,7 @@ async def test_the_request_id_goes_on_to_every_modyo_call(
         response = await scim.post("/Users", json=entra.user("relay@contoso.com"), headers=headers)
         group = await scim.post("/Groups", json=entra.group("Relay"))
     answered = response.headers["x-request-id"]
-    if sent == "caller-id-42":
-        assert answered == sent  # well-formed: kept
-    else:
-        assert answered != sent and len(answered) == 16  # absent or malformed: a new one
+    assert answered != sent and len(answered) == 16  # always the bridge's own
     first = [r for r in recording.requests if r.url.path.endswith("/team_members")]
     assert first and {r.headers["x-request-id"] for r in first} == {answered}
     second = [r for r in recording.requests if r.url.path.endswith("/groups")]

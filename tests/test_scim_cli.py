@@ -50,7 +50,7 @@ def test_modyo_api_picks_the_upstream_and_defaults_to_rest(tmp_path: Path) -> No
     assert make_settings().modyo.api == "rest"
     config = tmp_path / "bridge.toml"
     config.write_text(
-        '[scim]\ntokens = ["0123456789abcdefgh"]\n'
+        '[scim.tokens]\nentra = "0123456789abcdefgh-Zq8xW2vK9mLp4sT"\n'
         '[modyo]\nbase_url = "https://acme.modyo.cloud"\ntoken = "t"\napi = "scim"\n'
     )
     assert load_settings(config).modyo.api == "scim"

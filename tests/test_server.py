@@ -25,7 +25,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from bridge.app import create_app
-from bridge.body import BodyReader
+from bridge.body import BodyBudget, BodyReader
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.server import (
     MAX_HEAD_BYTES,
@@ -518,7 +518,8 @@ async def test_the_body_is_read_once_and_disconnects_still_reach_the_app(
         gone.set()
 
     settings = make_settings(server={"max_body_bytes": 100_000})
-    async with serving(BodyReader(app, settings.server), max_body_bytes=100_000) as served:
+    reader = BodyReader(app, settings.server, BodyBudget(settings.server.max_buffered_body_bytes))
+    async with serving(reader, max_body_bytes=100_000) as served:
         client = await served.connect()
         await client.send(head(b"POST", b"/x", b"Content-Length: 60000\r\n"))
         for _ in range(6):
@@ -560,7 +561,7 @@ def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() ->
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    token = "sigint-test-token-0123456789"
+    token = "sigint-test-token-0123456789-abcdefgh"
     internal = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env["BRIDGE_INTERNAL__PORT"] = str(internal)  # its /metrics

@@ -138,7 +138,11 @@ async def _after_write(what: str, step: Awaitable[None]) -> None:
 
 
 async def _whole_body(receive: Receive) -> bytes:
-    body = bytearray()
+    """The body, as ``bridge.body`` hands it on: one message, taken as it is (no copy)."""
+    message = await receive()
+    if not message.get("more_body"):
+        return bytes(message.get("body", b""))
+    body = bytearray(message.get("body", b""))
     while True:
         message = await receive()
         body += message.get("body", b"")

@@ -27,9 +27,9 @@ import httpx
 
 from bridge import __version__, deadline, request_state
 from bridge.config import ModyoSettings
-from bridge.metrics import MODYO_CALLS, MODYO_IN_FLIGHT, MODYO_LATENCY
+from bridge.metrics import MODYO_CALLS, MODYO_IN_FLIGHT, MODYO_LATENCY, REQUEST_LIMITS
 from bridge.modyo.retry import Retryable, RetryPolicy, parse_retry_after
-from bridge.upstream import BadGateway, Unavailable
+from bridge.upstream import BadGateway, TooManyCalls, Unavailable
 
 T = TypeVar("T")
 log = logging.getLogger("bridge.modyo")
@@ -306,6 +306,17 @@ class ModyoHttp:
             finally:
                 self._client = None
 
+    def expect(self, calls: int) -> None:
+        """Refuse (:class:`TooManyCalls`) before a run of ``calls`` calls that would take the
+        request being served past ``modyo.max_calls_per_request``: a contract announces each
+        fan-out (a listing's pages, a call per member) before its first call, so a request
+        over the budget is refused before it writes, not part-way."""
+        serving = request_state.current()
+        budget = self.settings.max_calls_per_request
+        if serving is not None and serving.upstream_budget_used + calls > budget:
+            REQUEST_LIMITS("modyo.max_calls_per_request").inc()
+            raise TooManyCalls(serving.upstream_budget_used + calls, budget)
+
     async def send(
         self,
         call: str,
@@ -317,10 +328,15 @@ class ModyoHttp:
         repeat: Repeat = Repeat.SAFE,
         retried: bool = True,
     ) -> Answer:
-        """One logical call: attempts under the retry policy, within the request deadline.
+        """One logical call: attempts under the retry policy, within the request deadline
+        and the request's budget of calls (:meth:`expect`).
 
         ``call`` names the endpoint (``"GET /team_members/:id"``) in metrics and logs.
         ``retried=False`` (a health probe): one attempt, whatever status it gets answered."""
+        self.expect(1)
+        serving = request_state.current()
+        if serving is not None:
+            serving.upstream_budget_used += 1
         uncertain = False
 
         async def attempt() -> httpx.Response:

@@ -58,11 +58,12 @@ from bridge.upstream import (
     UserChanges,
     UserField,
     UserRecord,
+    is_safe_id,
 )
+from bridge.yielding import batches
 
 log = logging.getLogger("bridge.modyo")
 _RETRIED: Final = frozenset({502, 503, 504})
-_SAFE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 API: Final = "/api/admin"
@@ -156,7 +157,7 @@ class RestUpstream:
         rows = await self._collect(
             "GET /team_members", f"{API}/team_members", "team_members", (), limit=limit
         )
-        return [_user(row) for row in _distinct(rows)]
+        return [_user(row) async for batch in batches(_distinct(rows)) for row in batch]
 
     async def create_user(self, values: UserChanges) -> UserRecord:
         return _user(
@@ -208,7 +209,7 @@ class RestUpstream:
 
     async def scan_groups(self, limit: int) -> list[GroupRecord]:
         rows = await self._collect("GET /groups", f"{API}/groups", "groups", (), limit=limit)
-        return [_group(row) for row in _distinct(rows)]
+        return [_group(row) async for batch in batches(_distinct(rows)) for row in batch]
 
     async def create_group(self, values: GroupChanges) -> GroupRecord:
         return _group(
@@ -260,6 +261,7 @@ class RestUpstream:
         (team members carry their ``group_ids``; ``only[]`` trims the rest)."""
         wanted = sorted({user_id for user_id in user_ids if _is_modyo_id(user_id)}, key=_sort_key)
         found: dict[str, frozenset[str]] = {}
+        self._http.expect(-(-len(wanted) // MAX_PER_PAGE))
         for chunk in chunks(wanted, MAX_PER_PAGE):
             params = [("per_page", str(MAX_PER_PAGE)), *MEMBERSHIP_FIELDS]
             params += [("ids[]", user_id) for user_id in chunk]
@@ -279,7 +281,9 @@ class RestUpstream:
     async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One call per 100 members; adding a member twice is a no-op upstream (SAFE)."""
         path = f"{API}/groups/{_modyo_id(group_id)}/team_members"
-        for chunk in chunks(sorted(set(user_ids), key=_sort_key), MAX_PER_PAGE):
+        wanted = sorted(set(user_ids), key=_sort_key)
+        self._http.expect(-(-len(wanted) // MAX_PER_PAGE))
+        for chunk in chunks(wanted, MAX_PER_PAGE):
             ids = [int(user_id) if user_id.isdigit() else user_id for user_id in chunk]
             answer = await self._http.send(
                 "POST /groups/:id/team_members", "POST", path, json={"team_member_ids": ids}
@@ -300,7 +304,9 @@ class RestUpstream:
                 if answer.status != 404:
                     self._expect(answer, "DELETE /groups/:id/team_members/:member_id", 200, 204)
 
-        await gather_all(remove(user_id) for user_id in sorted(set(user_ids), key=_sort_key))
+        ids = sorted(set(user_ids), key=_sort_key)
+        self._http.expect(len(ids))
+        await gather_all(remove(user_id) for user_id in ids)
 
     # ------------------------------------------------------------------ profile (check, health)
 
@@ -403,6 +409,7 @@ class RestUpstream:
         pages = meta["total_pages"]
         if pages <= 1:
             return rows
+        self._http.expect(pages - 1)
         gate = asyncio.Semaphore(PAGE_CONCURRENCY)
 
         async def fetch(page: int) -> list[dict[str, Any]]:
@@ -456,13 +463,13 @@ def _modyo_id(raw: str) -> str:
 
 
 def _is_modyo_id(raw: str) -> bool:
-    """An opaque token of a path-safe alphabet (C13): Modyo's integer ids ("12"), and the
-    ``uuid`` its console addresses team members by [API L643-L656], both fit; a ``/``, ``?``,
-    ``#``, ``%``, ``..``, a control character or more than 64 characters cannot, nor can a
-    number past what an id column holds (2^63-1), whichever form this Modyo's ids take."""
-    if _SAFE_ID.fullmatch(raw) is None or ".." in raw:
+    """An opaque token of a path-safe alphabet (C13, :func:`bridge.upstream.is_safe_id`):
+    Modyo's integer ids ("12") and the ``uuid`` its console addresses team members by
+    [API L643-L656] both fit; a number past what an id column holds (2^63-1) cannot, whichever
+    form this Modyo's ids take."""
+    if not is_safe_id(raw):
         return False
-    return not raw.isdigit() or int(raw) <= MAX_ID  # at most 64 digits (_SAFE_ID)
+    return not raw.isdigit() or int(raw) <= MAX_ID  # at most 64 digits (is_safe_id)
 
 
 def _sort_key(raw: str) -> tuple[int, str]:

@@ -65,6 +65,7 @@ from bridge.upstream import (
     UserField,
     UserRecord,
 )
+from bridge.yielding import batches
 
 log = logging.getLogger("bridge.modyo")
 
@@ -142,7 +143,7 @@ class ScimUpstream:
 
     async def scan_users(self, limit: int) -> list[UserRecord]:
         rows = await self._collect("GET /scim/Users", f"{SCIM}/Users", limit=limit)
-        return [_user(row) for row in rows if not _deleted(row)]
+        return [_user(row) async for batch in batches(rows) for row in batch if not _deleted(row)]
 
     async def search_users(self, field: UserField, value: str) -> list[UserRecord]:
         text = f"{USER_FILTERS[field]} eq {json.dumps(value, ensure_ascii=False)}"
@@ -174,6 +175,7 @@ class ScimUpstream:
         and mark deleted in one PATCH (safe to repeat). A failure part-way leaves the user
         readable, and re-sending the DELETE finishes it."""
         current = _user(await self._live_user(user_id))
+        self._http.expect(len(current.group_ids) + 1)
         await gather_all(self._leave(group_id, user_id) for group_id in sorted(current.group_ids))
         user_name, email = tombstone(current.id, current.user_name)
         await self._patch_user(
@@ -235,7 +237,7 @@ class ScimUpstream:
 
     async def scan_groups(self, limit: int) -> list[GroupRecord]:
         rows = await self._collect("GET /scim/Groups", f"{SCIM}/Groups", NO_MEMBERS, limit=limit)
-        return [_group(row) for row in rows]
+        return [_group(row) async for batch in batches(rows) for row in batch]
 
     async def create_group(self, values: GroupChanges) -> GroupRecord:
         """displayName must be unique (Entra matches on it; Modyo does not enforce it)."""
@@ -331,19 +333,25 @@ class ScimUpstream:
                 except NotFound:
                     return None
 
-        found = await gather_all(read(user_id) for user_id in sorted(set(user_ids)))
+        ids = sorted(set(user_ids))
+        self._http.expect(len(ids))
+        found = await gather_all(read(user_id) for user_id in ids)
         return dict(pair for pair in found if pair is not None)
 
     async def add_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One PATCH ``add members`` per 100 ids; adding a member twice changes nothing."""
-        for chunk in chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
+        ids = sorted(set(user_ids))
+        self._http.expect(-(-len(ids) // MEMBERS_PER_PATCH))
+        for chunk in chunks(ids, MEMBERS_PER_PATCH):
             value = [{"value": user_id} for user_id in chunk]
             await self._patch_group(group_id, [{"op": "add", "path": "members", "value": value}])
 
     async def remove_members(self, group_id: str, user_ids: Iterable[str]) -> None:
         """One PATCH per 100 ids, each removed by ``members[value eq "id"]`` (RFC 7644
         §3.5.2.2): a ``remove`` of ``members`` without a filter would empty the group."""
-        for chunk in chunks(sorted(set(user_ids)), MEMBERS_PER_PATCH):
+        ids = sorted(set(user_ids))
+        self._http.expect(-(-len(ids) // MEMBERS_PER_PATCH))
+        for chunk in chunks(ids, MEMBERS_PER_PATCH):
             operations = [
                 {
                     "op": "remove",
@@ -434,6 +442,7 @@ class ScimUpstream:
         if len(first) >= total:
             return first
         step, gate = len(first), asyncio.Semaphore(PAGE_CONCURRENCY)
+        self._http.expect(len(range(1 + step, total + 1, step)))
 
         async def fetch(start: int) -> list[dict[str, Any]]:
             async with gate:

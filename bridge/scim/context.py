@@ -12,6 +12,18 @@ from bridge.scim.locks import CreateLocks, KeyedLocks
 from bridge.upstream import Upstream
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The work one SCIM request may ask for, each answered before any upstream call
+    (``[scim]`` settings of the same names; docs/operator/security.md)."""
+
+    max_filter_length: int = 4096
+    max_filter_comparisons: int = 20
+    max_patch_members: int = 1000
+    max_patch_operations: int = 1000
+    max_json_values: int = 10_000
+
+
 @dataclass(slots=True)
 class ScimContext:
     upstream: Upstream
@@ -21,6 +33,7 @@ class ScimContext:
     """Most objects a filter the upstream cannot search may be evaluated over (beyond: 400
     ``tooMany``, RFC 7644 §3.4.2.2 and §3.12)."""
     creating: CreateLocks = field(default_factory=KeyedLocks)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def served(self) -> Served:

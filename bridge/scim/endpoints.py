@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from scim2_models import ResponseParameters, TooManyException
+from scim2_models import NotFoundException, ResponseParameters, TooManyException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,7 +19,8 @@ from bridge.scim.context import ScimContext
 from bridge.scim.filters import CompiledFilter, Filterable, Lookup, compile_filter
 from bridge.scim.queries import Query, query_from_body, query_from_url
 from bridge.scim.requests import read_json_object
-from bridge.upstream import GroupField, NotFound, TooMany, UserField
+from bridge.upstream import GroupField, NotFound, TooMany, UserField, is_safe_id
+from bridge.yielding import batches
 
 R = TypeVar("R")  # an upstream record
 F = TypeVar("F", UserField, GroupField)  # the fields it is searched by
@@ -34,10 +35,14 @@ def method_route(path: str, resource_type: str | None, **handlers: tuple[str, En
     async def endpoint(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         operation, handler = handlers[method]
+        resource_id = request.path_params.get("resource_id")
+        safe = resource_id is None or is_safe_id(resource_id)
         state = request_state.current()
         if state is not None:
             state.operation, state.resource_type = operation, resource_type
-            state.resource_id = request.path_params.get("resource_id")
+            state.resource_id = resource_id if safe else None
+        if not safe:  # no upstream holds it: asked of none, in either mode
+            raise NotFoundException(detail=f"{resource_type or 'resource'} not found")
         return await handler(request)
 
     return Route(path, endpoint, methods=list(handlers))
@@ -93,12 +98,15 @@ class ResourceEndpoints(Generic[R, F]):
             state.resource_id = resource_id
 
     async def read_body(self, request: Request) -> dict[str, Any]:
-        return await read_json_object(request)
+        return await read_json_object(request, self.context.limits.max_json_values)
 
     async def matching(self, text: str) -> list[R]:
         """The records matching a filter (RFC 7644 §3.4.2.2), in a stable order: the
         candidates the upstream finds, each then checked against the whole filter."""
-        compiled = compile_filter(text, self.filterable)
+        limits = self.context.limits
+        compiled = compile_filter(
+            text, self.filterable, limits.max_filter_length, limits.max_filter_comparisons
+        )
         if compiled.lookups is None:
             candidates = await self._scan()
         else:
@@ -106,12 +114,19 @@ class ResourceEndpoints(Generic[R, F]):
         if compiled.binding is not None:  # one comparison: compare the held value directly
             assert compiled.lookups is not None
             field = compiled.lookups[0].field
-            return [r for r in candidates if compiled.equals(self.held_value(r, field))]
+            return [
+                record
+                async for batch in batches(candidates)
+                for record in batch
+                if compiled.equals(self.held_value(record, field))
+            ]
         return await self.evaluate(compiled, candidates)
 
     async def _look_up(self, lookups: tuple[Lookup[F], ...]) -> list[R]:
         found: dict[str | None, R] = {}
         for lookup in lookups:
+            if lookup.field is None and not is_safe_id(lookup.value):
+                continue  # no resource has such an id: nothing to read
             if lookup.field is None:
                 try:
                     records = [await self.get(lookup.value)]

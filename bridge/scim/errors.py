@@ -17,6 +17,7 @@ from scim2_models import (
     InvalidValueException,
     NotFoundException,
     SCIMException,
+    TooManyException,
     UniquenessException,
 )
 
@@ -29,6 +30,7 @@ from bridge.upstream import (
     GroupField,
     NotFound,
     Rejected,
+    TooManyCalls,
     Unavailable,
     UnknownMembers,
     UpstreamError,
@@ -119,6 +121,8 @@ def from_upstream(failure: UpstreamError, *, resource: str) -> SCIMException:
         return UniquenessException(detail=f"{what} (Modyo: {failure.detail})")
     if isinstance(failure, UnknownMembers):
         return unknown_members(failure.ids)
+    if isinstance(failure, TooManyCalls):  # more work than one request may cause
+        return TooManyException(detail=failure.detail)
     if isinstance(failure, Rejected):
         name = scim_name(failure.field)
         return InvalidValueException(detail=f"{name}: {failure.detail}" if name else failure.detail)

@@ -53,6 +53,7 @@ from scim2_models.path import (
     ValuePath,
 )
 
+from bridge.metrics import REQUEST_LIMITS
 from bridge.scim.attributes import SchemaKeep, Served
 from bridge.scim.models import ENTRA_POLICY, GroupFilter, UserFilter
 from bridge.scim.requests import is_unicode
@@ -229,10 +230,18 @@ _PREFERENCE: Final = (
 )
 
 
-def compile_filter(text: str, filterable: Filterable[F]) -> CompiledFilter[F]:
+def compile_filter(
+    text: str,
+    filterable: Filterable[F],
+    max_length: int | None = None,
+    max_comparisons: int | None = None,
+) -> CompiledFilter[F]:
     """Parse, check and plan a filter. Raises ``InvalidFilterException`` (400
-    ``invalidFilter``) for bad syntax, an attribute the bridge does not hold, or a
-    comparison its attribute cannot take."""
+    ``invalidFilter``) for bad syntax, an attribute the bridge does not hold, a comparison
+    its attribute cannot take, or a filter longer or with more comparisons than the limits
+    (``scim.max_filter_length``, ``scim.max_filter_comparisons``), which are checked before
+    it is parsed: parsing and evaluating cost in proportion to them."""
+    _check_size(text, max_length, max_comparisons)
     try:
         ast = ScimFilter(quote_bare_values(text)).ast
     except InvalidFilterException as exc:
@@ -247,6 +256,30 @@ def compile_filter(text: str, filterable: Filterable[F]) -> CompiledFilter[F]:
         key = ENTRA_POLICY.comparison_key(binding, expected)
         return CompiledFilter(matches, lookups, binding=binding, key=key)
     return CompiledFilter(matches, lookups, frozenset(compiler.member_ids))
+
+
+def _check_size(text: str, max_length: int | None, max_comparisons: int | None) -> None:
+    """RFC 7644 §3.4.2.2: a filter "not supported" is 400 ``invalidFilter``; too long or too
+    many comparisons is counted in ``scim_bridge_request_limit_refusals_total``."""
+    if max_length is not None and len(text) > max_length:
+        REQUEST_LIMITS("scim.max_filter_length").inc()
+        raise InvalidFilterException(
+            detail=f"the filter has {len(text)} characters; at most {max_length} are "
+            "accepted (scim.max_filter_length)"
+        )
+    if max_comparisons is None:
+        return
+    comparisons = sum(
+        1
+        for match in _TOKEN.finditer(text)
+        if match.group().lower() in _COMPARISONS or match.group().lower() == "pr"
+    )
+    if comparisons > max_comparisons:
+        REQUEST_LIMITS("scim.max_filter_comparisons").inc()
+        raise InvalidFilterException(
+            detail=f"the filter has {comparisons} comparisons; at most {max_comparisons} are "
+            "accepted (scim.max_filter_comparisons)"
+        )
 
 
 # ---------------------------------------------------------------------- planning

@@ -7,25 +7,34 @@ clears all members (which depends on who is in the group).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 from scim2_models import Context, Group, InvalidValueException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bridge.metrics import REQUEST_LIMITS
 from bridge.scim.context import ScimContext
 from bridge.scim.endpoints import ResourceEndpoints
-from bridge.scim.errors import PartialWrite, unknown_members
+from bridge.scim.errors import PartialWrite, PayloadTooLarge, unknown_members
 from bridge.scim.fast_paths import FastPaths
 from bridge.scim.filters import CompiledFilter, group_filterable
 from bridge.scim.group_patch import GroupPlan, MemberStep, Step, plan_group_patch
 from bridge.scim.mapping import group_json, group_resource, group_values
 from bridge.scim.models import GroupPatch, GroupResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
-from bridge.scim.requests import patch_from, resource_from
+from bridge.scim.requests import check_operations, off_loop, patch_from, resource_from
 from bridge.scim.responses import ScimResponse, list_response, no_content
-from bridge.upstream import GroupChanges, GroupField, GroupRecord, MemberRecord, UpstreamError
+from bridge.upstream import (
+    GroupChanges,
+    GroupField,
+    GroupRecord,
+    MemberRecord,
+    UpstreamError,
+    is_safe_id,
+)
+from bridge.yielding import batches
 
 
 class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
@@ -44,8 +53,11 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         """Create (RFC 7644 §3.3): 201; a taken displayName is 409 (Entra matches groups by
         name). Members, if sent, are checked before the group is created."""
         body = await self.read_body(request)
-        group = resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
+        group = await off_loop(
+            lambda: resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
+        )
         member_ids = set(_member_ids(group))
+        self._check_members(member_ids)
         await self._require_users(member_ids)
         async with self.context.creating.hold(f"displayName:{group.display_name}"):
             record = await self.context.upstream.create_group(group_values(group, self.held))
@@ -81,9 +93,13 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         """Modify (RFC 7644 §3.5.2): every Entra form; 204 (R18-R20). The whole PATCH is
         checked before the first write, and re-sending it converges."""
         body = await self.read_body(request)
-        plan = self.fast.group_plan(body) or plan_group_patch(
-            patch_from(body, GroupPatch), self.holding
-        )
+        check_operations(body, self.context.limits.max_patch_operations)
+        plan = self.fast.group_plan(body)
+        if plan is None:
+            plan = await off_loop(
+                lambda: plan_group_patch(patch_from(body, GroupPatch), self.holding)
+            )
+        self._check_members(plan.touched_ids())
         group_id = request.path_params["resource_id"]
         to_add, to_remove = await self._membership_changes(group_id, plan)
         if not (plan.changes or to_add or to_remove):
@@ -94,9 +110,12 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
     async def replace(self, request: Request) -> Response:
         """Replace (RFC 7644 §3.5.1): name, externalId and exactly the members sent."""
         body = await self.read_body(request)
-        group = resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
+        group = await off_loop(
+            lambda: resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
+        )
         group_id = request.path_params["resource_id"]
         wanted = _member_ids(group)
+        self._check_members(wanted)
         plan = GroupPlan(
             changes=group_values(group, self.held), steps=[MemberStep(Step.REPLACE, wanted)]
         )
@@ -112,6 +131,17 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         await self.context.upstream.delete_group(request.path_params["resource_id"])
         return no_content()
 
+    def _check_members(self, member_ids: Collection[str]) -> None:
+        """413 for a request naming more than ``scim.max_patch_members`` members, before any
+        upstream call: each costs one or more (docs/operator/security.md)."""
+        limit = self.context.limits.max_patch_members
+        if len(member_ids) > limit:
+            REQUEST_LIMITS("scim.max_patch_members").inc()
+            raise PayloadTooLarge(
+                detail=f"the request names {len(member_ids)} group members; at most {limit} "
+                "are accepted in one request (scim.max_patch_members): send them in several"
+            )
+
     async def _membership_changes(
         self, group_id: str, plan: GroupPlan
     ) -> tuple[set[str], set[str]]:
@@ -122,7 +152,7 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         if plan.needs_member_list:
             current = {member.id for member in await self.context.upstream.list_members(group_id)}
         else:
-            touched = plan.touched_ids()
+            touched = {member for member in plan.touched_ids() if is_safe_id(member)}
             groups = await self.context.upstream.memberships(touched) if touched else {}
             current = {user_id for user_id, of in groups.items() if group_id in of}
             known = set(groups)
@@ -137,7 +167,8 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         if not user_ids:
             return
         if known is None:
-            known = set(await self.context.upstream.memberships(user_ids))
+            asked = {user_id for user_id in user_ids if is_safe_id(user_id)}
+            known = set(await self.context.upstream.memberships(asked)) if asked else set()
         missing = user_ids - known
         if missing:
             raise unknown_members(missing)
@@ -207,17 +238,18 @@ class GroupEndpoints(ResourceEndpoints[GroupRecord, GroupField]):
         """Each group rendered with, as members, the users the filter names that are in it
         (their memberships: one call per 100 users), so ``members eq`` is decided without
         reading any group's member list."""
-        wanted = sorted(compiled.member_ids)
+        wanted = sorted(member for member in compiled.member_ids if is_safe_id(member))
         groups_of = await self.context.upstream.memberships(wanted) if wanted and candidates else {}
         matched = []
-        for record in candidates:
-            members = [
-                MemberRecord(user_id, None)
-                for user_id in wanted
-                if record.id in groups_of.get(user_id, ())
-            ]
-            if compiled.matches(group_json(record, "", members, "")):
-                matched.append(record)
+        async for batch in batches(candidates):
+            for record in batch:
+                members = [
+                    MemberRecord(user_id, None)
+                    for user_id in wanted
+                    if record.id in groups_of.get(user_id, ())
+                ]
+                if compiled.matches(group_json(record, "", members, "")):
+                    matched.append(record)
         return matched
 
     def _render(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 from scim2_models import InvalidValueException, ResponseParameters
@@ -53,14 +53,33 @@ def query_from_body(
     )
 
 
-@lru_cache(maxsize=256)
+MAX_CACHED_TEXT: Final = 256
+"""Longest ``attributes`` and ``excludedAttributes`` cached: a cache entry is never a copy of
+a client's long text (a POST ``/.search`` body may hold a megabyte of it)."""
+
+
 def response_parameters(
     model: type[Parameters], attributes: str | None, excluded: str | None
 ) -> Parameters | None:
     """``attributes`` / ``excludedAttributes`` (RFC 7644 §3.9), comma-separated; None when
     neither is given. Building the model costs ~40 µs, and Entra sends the same
-    ``excludedAttributes=members`` on every group read, so results are cached (bounded; the
-    models are never modified)."""
+    ``excludedAttributes=members`` on every group read, so results are cached (bounded in
+    entries and in the length of each; the models are never modified)."""
+    if len(attributes or "") + len(excluded or "") > MAX_CACHED_TEXT:
+        return _response_parameters(model, attributes, excluded)
+    return _cached_parameters(model, attributes, excluded)
+
+
+@lru_cache(maxsize=256)
+def _cached_parameters(
+    model: type[Parameters], attributes: str | None, excluded: str | None
+) -> Parameters | None:
+    return _response_parameters(model, attributes, excluded)
+
+
+def _response_parameters(
+    model: type[Parameters], attributes: str | None, excluded: str | None
+) -> Parameters | None:
     if not attributes and not excluded:
         return None
     try:

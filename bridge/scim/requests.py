@@ -3,9 +3,11 @@ Entra's policy, and the list parameters (RFC 7644 §3.4.2)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -13,15 +15,18 @@ from pydantic import ValidationError
 from scim2_models import BaseModel, Context, InvalidSyntaxException, InvalidValueException
 from starlette.requests import Request
 
-from bridge.scim.errors import from_validation
+from bridge.metrics import REQUEST_LIMITS
+from bridge.scim.errors import PayloadTooLarge, from_validation
 from bridge.scim.models import ENTRA_POLICY
 from bridge.scim.unheld import Holding
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; 400 ``invalidSyntax`` if it is not one. (Its size and time
+async def read_json_object(request: Request, max_values: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object; 400 ``invalidSyntax`` if it is not one, 413 if it holds
+    more than ``max_values`` JSON values (``scim.max_json_values``). (Its size and time
     limits were enforced at the edge, where bodies are read: ``bridge/body.py``.)"""
     body = await request.body()
     if not body.strip():
@@ -34,7 +39,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise InvalidSyntaxException(detail=_TOO_DEEP) from None
     if not isinstance(parsed, dict):
         raise InvalidSyntaxException(detail="the request body must be a JSON object")
-    _check_document(parsed)
+    _check_document(parsed, max_values)
     return parsed
 
 
@@ -50,13 +55,23 @@ six); a deeper document is refused before anything recurses over it."""
 _TOO_DEEP: Final = f"the request body nests deeper than {MAX_DEPTH} levels"
 
 
-def _check_document(document: dict[str, Any]) -> None:
+def _check_document(document: dict[str, Any], max_values: int | None = None) -> None:
     """Refuse, with a SCIM 400, what JSON allows but no SCIM value is: nesting beyond
     :data:`MAX_DEPTH`, and strings holding a lone UTF-16 surrogate (``"\\ud800"``), which
-    are not Unicode text (RFC 8259 §8.2) and could be neither stored nor answered."""
+    are not Unicode text (RFC 8259 §8.2) and could be neither stored nor answered; and with
+    413 (RFC 9110 §15.5.14), a document of more than ``max_values`` values, whose validation
+    would cost in proportion (a SCIM resource or PatchOp from Entra holds a few dozen)."""
     stack: list[tuple[Any, int]] = [(document, 1)]
+    counted = 0
     while stack:
         value, depth = stack.pop()
+        counted += 1
+        if max_values is not None and counted > max_values:
+            REQUEST_LIMITS("scim.max_json_values").inc()
+            raise PayloadTooLarge(
+                detail=f"the request body holds more than {max_values} JSON values "
+                "(scim.max_json_values)"
+            )
         if depth > MAX_DEPTH:
             raise InvalidSyntaxException(detail=_TOO_DEEP)
         if isinstance(value, dict):
@@ -87,6 +102,27 @@ def _check_text(text: str) -> None:
             detail="the request body holds a string that is not valid Unicode "
             "(a lone UTF-16 surrogate)"
         )
+
+
+def check_operations(body: dict[str, Any], max_operations: int) -> None:
+    """413 for a PatchOp of more than ``max_operations`` operations (as RFC 7644 §3.7.3
+    answers a bulk request over ``maxOperations``), before any is read."""
+    operations = next((value for key, value in body.items() if key.lower() == "operations"), None)
+    if isinstance(operations, list) and len(operations) > max_operations:
+        REQUEST_LIMITS("scim.max_patch_operations").inc()
+        raise PayloadTooLarge(
+            detail=f"the PATCH has {len(operations)} operations; at most {max_operations} "
+            "are accepted (scim.max_patch_operations)"
+        )
+
+
+async def off_loop(work: Callable[[], T]) -> T:
+    """Run the library's validation of a body (scim2-models: a resource, a PatchOp and its
+    application) in a worker thread: its cost grows with the body (milliseconds per
+    operation or attribute), and the event loop keeps serving every other request meanwhile
+    (docs/operator/security.md, Event loop). Entra's everyday bodies take the fast paths
+    (``bridge.scim.fast_paths``) on the loop instead."""
+    return await asyncio.to_thread(work)
 
 
 def resource_from(payload: dict[str, Any], holding: Holding[M], context: Context) -> M:

@@ -3,7 +3,8 @@
 Rejecting them would make Entra retry the operation forever; storing them is impossible. They
 are dropped *before* scim2-models validates a body or applies a PATCH, so a value the library
 would refuse (a bare-string ``manager``, say) can never fail a request. The set of names
-already logged is bounded, so random attribute names cannot grow memory.
+already logged and the cache of resolved paths are bounded in entries and each entry in
+length, so random attribute names cannot grow memory.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from scim2_models import BaseModel, PatchOperation, Path, SCIMException
 M = TypeVar("M", bound=BaseModel)
 log = logging.getLogger("bridge.scim")
 MAX_REMEMBERED: Final = 1024
+MAX_KEPT_TEXT: Final = 256
+"""Longest attribute text cached or remembered (no attribute path comes near it: the
+longest, an extension's URN and attribute, has about 80 characters); a longer one is
+resolved every time, and logged cut to this length."""
 _KEPT_KEYS: Final = frozenset({"schemas"})
 _seen: set[tuple[str, str]] = set()
 _lock = threading.Lock()
@@ -27,6 +32,7 @@ _lock = threading.Lock()
 
 def note_unheld(resource: str, attribute: str) -> None:
     """Log (once per process and attribute) that ``attribute`` was accepted but not stored."""
+    attribute = attribute[:MAX_KEPT_TEXT]
     key = (resource, attribute.lower())
     with _lock:
         if key in _seen or len(_seen) >= MAX_REMEMBERED:
@@ -38,10 +44,20 @@ def note_unheld(resource: str, attribute: str) -> None:
     )
 
 
-@lru_cache(maxsize=4096)
 def _holds(holding: Holding[Any], text: str) -> bool:
     """Resolving a path costs ~20 µs; the names Entra sends are few, so answers are cached
     (bounded, and keyed by the exact text: the cache cannot change an answer)."""
+    if len(text) > MAX_KEPT_TEXT:
+        return _resolves_to_held(holding, text)
+    return _cached_holds(holding, text)
+
+
+@lru_cache(maxsize=4096)
+def _cached_holds(holding: Holding[Any], text: str) -> bool:
+    return _resolves_to_held(holding, text)
+
+
+def _resolves_to_held(holding: Holding[Any], text: str) -> bool:
     try:
         binding = holding.path_class(text).resolve()
     except SCIMException:

@@ -15,10 +15,11 @@ from bridge.scim.filters import CompiledFilter, user_filterable
 from bridge.scim.mapping import user_json, user_resource, user_values
 from bridge.scim.models import UserPatch, UserResponseParameters
 from bridge.scim.queries import Parameters, Query, query_from_url
-from bridge.scim.requests import patch_from, resource_from
+from bridge.scim.requests import check_operations, off_loop, patch_from, resource_from
 from bridge.scim.responses import ScimResponse, list_response, no_content
 from bridge.scim.user_patch import user_changes
 from bridge.upstream import UserField, UserRecord
+from bridge.yielding import batches
 
 
 class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
@@ -38,7 +39,9 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
         body = await self.read_body(request)
         values = self.fast.user_values(body)
         if values is None:
-            user = resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
+            user = await off_loop(
+                lambda: resource_from(body, self.holding, Context.RESOURCE_CREATION_REQUEST)
+            )
             values = user_values(user, self.held)
         email = values.get(UserField.EMAIL)
         unique = [f"userName:{values[UserField.USER_NAME]}", *([f"email:{email}"] if email else [])]
@@ -70,9 +73,12 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
         PATCH changes nothing the upstream holds. 200 with the resource, as Microsoft's
         examples."""
         body = await self.read_body(request)
+        check_operations(body, self.context.limits.max_patch_operations)
         changes = self.fast.user_changes(body)
         if changes is None:
-            changes = user_changes(patch_from(body, UserPatch), self.holding)
+            changes = await off_loop(
+                lambda: user_changes(patch_from(body, UserPatch), self.holding)
+            )
         user_id = request.path_params["resource_id"]
         upstream = self.context.upstream
         record = await (
@@ -83,7 +89,9 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
     async def replace(self, request: Request) -> Response:
         """Replace (RFC 7644 §3.5.1): held attributes absent from the body are cleared."""
         body = await self.read_body(request)
-        user = resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
+        user = await off_loop(
+            lambda: resource_from(body, self.holding, Context.RESOURCE_REPLACEMENT_REQUEST)
+        )
         record = await self.context.upstream.update_user(
             request.path_params["resource_id"], user_values(user, self.held)
         )
@@ -117,7 +125,12 @@ class UserEndpoints(ResourceEndpoints[UserRecord, UserField]):
     async def evaluate(
         self, compiled: CompiledFilter[UserField], candidates: list[UserRecord]
     ) -> list[UserRecord]:
-        return [record for record in candidates if compiled.matches(user_json(record, ""))]
+        return [
+            record
+            async for batch in batches(candidates)
+            for record in batch
+            if compiled.matches(user_json(record, ""))
+        ]
 
     # ------------------------------------------------------------------ rendering
 
