@@ -93,20 +93,23 @@ def publish_status(report: dict[str, Any]) -> None:
     scratch.replace(target)
 
 
+def gathered_status(slots: Slots, directory: Path) -> dict[str, Any]:
+    """The parent's status report: how many workers serve, and each one's last report (what
+    ``Readiness.status_report`` is for one process)."""
+    reports: dict[str, Any] = {}
+    alive = slots.alive()
+    for pid in alive:
+        written = directory / STATUS_FILE.format(pid=pid)
+        with contextlib.suppress(OSError, ValueError):  # not written yet
+            reports[str(pid)] = json.loads(written.read_text())
+    return {"workers": {"expected": len(slots.pids), "alive": len(alive)}, "processes": reports}
+
+
 def status_endpoint(slots: Slots, directory: Path) -> Callable[[Request], Any]:
-    """The parent's ``GET /status``: how many workers serve, and each one's last report."""
+    """The parent's ``GET /status``: :func:`gathered_status`."""
 
     async def status(request: Request) -> Response:
-        reports: dict[str, Any] = {}
-        for pid in slots.alive():
-            written = directory / STATUS_FILE.format(pid=pid)
-            with contextlib.suppress(OSError, ValueError):  # not written yet
-                reports[str(pid)] = json.loads(written.read_text())
-        expected = len(slots.pids)
-        body = {
-            "workers": {"expected": expected, "alive": len(slots.alive())},
-            "processes": reports,
-        }
+        body = gathered_status(slots, directory)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     return status

@@ -8,8 +8,9 @@ requests meanwhile get the bridge's own 503 with ``Retry-After`` and the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from bridge.app import create_app, internal_app
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
 from bridge.readiness import Readiness
+from bridge.server import Server, server_config
 from tests.conftest import (
     MODYO_TOKEN,
     MODYO_URL,
@@ -31,7 +33,7 @@ from tests.conftest import (
     no_rounds,
     until,
 )
-from tests.servers import ResetProxy, uvicorn_serving
+from tests.servers import ResetProxy, free_port, uvicorn_serving
 
 ROOT = "http://bridge.test"
 INSIDE = "http://internal.test"
@@ -295,7 +297,7 @@ async def test_a_probe_in_flight_at_shutdown_is_stopped_without_an_alarm(
 
 FAULT_MIX = Faults(error_rate=0.05, throttle_rate=0.05, lost_response_rate=0.05, seed=22)
 RESET_SHARE = 0.02
-ROUNDS = 150
+ROUNDS = 100
 HANG_GUARD_SECONDS = 120.0
 """A hang guard only: the rounds run every few hundredths of a second."""
 
@@ -304,73 +306,90 @@ def _settings(modyo_url: str, token: str = MODYO_TOKEN) -> Settings:
     return make_settings(
         modyo={"base_url": modyo_url, "token": token},
         server={
-            "readiness_interval_seconds": 0.05,
+            "readiness_interval_seconds": 0.1,
             "readiness_max_age_seconds": 3600,  # a busy host's pause is not a stuck prober
             "status_consecutive": 3,
         },
     )
 
 
-async def test_under_the_fault_mix_readyz_never_leaves_200_while_status_records_the_faults(
+@dataclass
+class Replica:
+    """One bridge of the fault-mix test: its readiness, each round's raw Modyo probe result,
+    and what its /readyz answered after each round."""
+
+    readiness: Readiness
+    results: list[str] = field(default_factory=list)
+    readyz: list[int] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def old_flips(self) -> int:
+        """How often a readiness following the last probe (as before) would have left 200."""
+        previous = ["ok", *self.results]
+        return sum(a == "ok" and b != "ok" for a, b in zip(previous, self.results, strict=False))
+
+
+async def test_under_the_fault_mix_two_replicas_never_leave_200_while_status_records_faults(
     fake: FakeModyo,
 ) -> None:
-    """The bridge, its background probing task and a fake Modyo, over real TCP through a proxy
-    resetting 2% of the connections, Modyo answering 5% 5xx, 5% 429 and losing 5% of its
-    answers: /readyz, read after every round, is 200 every time; /status and the metrics
-    count the failed probes. A readiness that followed the last probe, as before, would have
-    flipped once per failing run (counted here from the probes' own results)."""
+    """Two bridges, their background probing tasks and one fake Modyo, over real TCP through
+    a proxy resetting 2% of the connections, Modyo answering 5% 5xx, 5% 429 and losing 5% of
+    its answers: each /readyz, read after every round, is 200 every time, so the replicas
+    never leave the load balancer, together or alone; /status and the metrics count the
+    failed probes. A readiness that followed the last probe, as before, would have left 200
+    once per failing run (counted from the probes' own results, in the same run)."""
     service = FaultyModyo(fake, FAULT_MIX)
     before = probes("ok"), sum(probes(r) for r in ("unreachable", "token_rejected"))
+    round_done = asyncio.Event()
     async with uvicorn_serving(FakeModyoApp(service)) as modyo_port:
         proxy = ResetProxy(modyo_port)
         proxy.reset_share(RESET_SHARE, seed=22, methods=frozenset({"GET"}))
-        async with proxy.running() as proxy_port:
+        async with proxy.running() as proxy_port, contextlib.AsyncExitStack() as stack:
             settings = _settings(f"http://127.0.0.1:{proxy_port}")
-            readiness = Readiness.from_settings(settings.server)
-            results: list[str] = []
-            readyz: list[int] = []
-            round_done = asyncio.Event()
+            replicas = [Replica(Readiness.from_settings(settings.server)) for _ in range(2)]
+            for replica in replicas:
 
-            def note(report: dict[str, Any]) -> None:
-                results.append(report["checks"]["modyo"]["last_probe"]["result"])
-                round_done.set()
+                def note(report: dict[str, Any], replica: Replica = replica) -> None:
+                    replica.results.append(report["checks"]["modyo"]["last_probe"]["result"])
+                    round_done.set()
 
-            readiness.after_each_round(note)
-            app = create_app(settings, readiness=readiness)
-            inside = internal_app(settings, status=readiness.status_endpoint)
-            async with (
-                uvicorn_serving(app) as port,
-                uvicorn_serving(inside, lifespan="off") as inside_port,
-                httpx.AsyncClient() as client,
-                asyncio.timeout(HANG_GUARD_SECONDS),
-            ):
-                while len(results) < ROUNDS:
-                    await round_done.wait()  # a round completed: read /readyz
+                replica.readiness.after_each_round(note)
+                app = create_app(settings, readiness=replica.readiness)
+                replica.port = await stack.enter_async_context(uvicorn_serving(app))
+            inside = internal_app(settings, status=replicas[0].readiness.status_endpoint)
+            inside_port = await stack.enter_async_context(uvicorn_serving(inside, lifespan="off"))
+            client = await stack.enter_async_context(httpx.AsyncClient())
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                while min(len(replica.results) for replica in replicas) < ROUNDS:
+                    await round_done.wait()  # a round completed: read both /readyz
                     round_done.clear()
-                    answer = await client.get(f"http://127.0.0.1:{port}/readyz")
-                    readyz.append(answer.status_code)
+                    for replica in replicas:
+                        answer = await client.get(f"http://127.0.0.1:{replica.port}/readyz")
+                        replica.readyz.append(answer.status_code)
                 status = (await client.get(f"http://127.0.0.1:{inside_port}/status")).json()
     assert status["readiness"] == {"status": "ready"}
     assert status["checks"]["modyo"]["failed_probes"] > 0
-    modyo = readiness.status_report()["checks"]["modyo"]  # once the rounds have stopped
-    failed = sum(result != "ok" for result in results)
-    old_flips = sum(
-        1 for a, b in zip(["ok", *results], results, strict=False) if a == "ok" and b != "ok"
-    )
-    print(
-        f"\n{len(results)} rounds, {failed} failed probes; /readyz: {readyz.count(200)} x 200 "
-        f"of {len(readyz)}; a readiness following the last probe would have left 200 "
-        f"{old_flips} times; /status changed {modyo['flaps']} times"
-    )
-    assert set(readyz) == {200} and len(readyz) >= ROUNDS // 2
     assert service.injected["error"] and service.injected["throttled"] and proxy.resets
-    assert modyo["failed_probes"] == failed > 0 and old_flips > 0
-    assert modyo["last_error"] is not None and modyo["probes"] == len(results) >= ROUNDS
+    reported = []
+    for replica in replicas:
+        modyo = replica.readiness.status_report()["checks"]["modyo"]  # the rounds have stopped
+        reported.append(modyo)
+        failed = sum(result != "ok" for result in replica.results)
+        print(
+            f"\nreplica: {len(replica.results)} rounds, {failed} failed probes; /readyz "
+            f"{replica.readyz.count(200)} x 200 of {len(replica.readyz)}; a readiness following "
+            f"the last probe would have left 200 {replica.old_flips} times; /status changed "
+            f"{modyo['flaps']} times"
+        )
+        assert set(replica.readyz) == {200} and len(replica.readyz) >= ROUNDS
+        assert modyo["failed_probes"] == failed > 0 and replica.old_flips > 0
+        assert modyo["probes"] == len(replica.results) >= ROUNDS
+        assert modyo["last_error"] is not None and modyo["flaps"] < replica.old_flips
     after_ok = probes("ok") - before[0]
     after_failed = sum(probes(r) for r in ("unreachable", "token_rejected")) - before[1]
-    assert after_failed == modyo["failed_probes"]  # the metrics record the same faults
-    assert after_ok + after_failed == modyo["probes"]
-    assert modyo["flaps"] < old_flips
+    assert after_failed == sum(modyo["failed_probes"] for modyo in reported)  # the metrics
+    assert after_ok + after_failed == sum(modyo["probes"] for modyo in reported)
 
 
 async def test_a_revoked_token_over_real_http_keeps_readyz_and_shows_in_status(
@@ -416,3 +435,25 @@ async def test_a_revoked_token_over_real_http_keeps_readyz_and_shows_in_status(
         ("error", "token_rejected"),
     ]
     assert MODYO_TOKEN not in log_output.text
+
+
+async def test_the_server_says_it_is_draining_as_soon_as_it_stops(fake: FakeModyo) -> None:
+    """SIGTERM's path (``should_exit``): the server tells readiness before closing anything,
+    so a /readyz still arriving on an open connection is answered 503 ``draining``."""
+    settings = make_settings(server={"port": free_port()})
+    readiness = Readiness(5.0, 15.0, schedule=no_rounds)
+    app = create_app(
+        settings, modyo_transport=mock_transport(FaultyModyo(fake), MODYO_URL), readiness=readiness
+    )
+    server = Server(server_config(app, settings.server))
+    server.on_drain = readiness.drain
+    async with asyncio.timeout(HANG_GUARD_SECONDS):
+        serving = asyncio.create_task(server.serve())
+        await until(lambda: server.started or serving.done())
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{settings.server.port}/readyz"
+            assert (await client.get(url)).status_code == 200
+        assert readiness.reason() is None
+        server.should_exit = True
+        await serving
+    assert readiness.reason() == "draining"
