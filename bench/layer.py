@@ -2,7 +2,7 @@
 ``python -m bench.layer --port P --server {uvicorn,bridge} --parser {httptools,h11}``.
 
 A trivial ASGI app (reads the body, answers ``{}``) under plain uvicorn, or under the
-bridge's server layer (``bridge.server``'s protocols and ``bridge.body.BodyReader``, as
+bridge's server layer (``bridge.run.server``'s protocols and ``bridge.edge.body.BodyReader``, as
 ``scim-bridge serve`` runs them), so the CPU each spends per request is the layer's own.
 """
 
@@ -13,9 +13,9 @@ import argparse
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from bridge.body import BodyBudget, BodyReader
 from bridge.config import ServerSettings
-from bridge.server import Server, loop_name, server_config
+from bridge.edge.body import BodyBudget, BodyReader
+from bridge.run.server import Server, loop_name, server_config
 
 
 async def trivial(scope: Scope, receive: Receive, send: Send) -> None:

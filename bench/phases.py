@@ -87,8 +87,8 @@ def phases(marks: Marks) -> dict[str, float] | None:
 
 
 def _instrument() -> None:
-    from bridge import server
-    from bridge.idempotency import redis_link
+    from bridge.run import server
+    from bridge.store import redis_link
 
     request = httpx.AsyncClient.request
 
@@ -133,7 +133,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, dump)  # uvicorn restores it and raises SIGTERM once stopped
     _instrument()
-    from bridge.cli import main as bridge_main
+    from bridge.run.cli import main as bridge_main
 
     try:
         bridge_main(["serve"])

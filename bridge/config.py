@@ -169,6 +169,8 @@ class _Section(BaseModel):
             return values
         for name, table in _secret_fields(cls).items():
             key = name + FILE_SUFFIX
+            if key in cls.model_fields:
+                continue  # the section reads that file itself (``journal.key_file``)
             matched = [given for given in values if str(given).lower() == key]
             if not matched:
                 continue

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 MULTIPROCESS_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
-"""Set by ``bridge.workers`` for its workers: prometheus-client then writes each worker's
+"""Set by ``bridge.run.workers`` for its workers: prometheus-client then writes each worker's
 samples to files there (gauges below say how workers combine: the lowest, or the sum)."""
 
 
@@ -183,7 +183,7 @@ SHARED_STORE_REFUSED = Counter(
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """This process's metrics or, under ``server.workers`` (``bridge.workers``), every
+    """This process's metrics or, under ``server.workers`` (``bridge.run.workers``), every
     worker's, added up from prometheus-client's multiprocess files."""
     if MULTIPROCESS_DIR not in os.environ:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -14,15 +14,15 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bridge.app import create_app
 from bridge.config import Settings
+from bridge.edge.app import create_app
+from bridge.edge.readiness import Readiness
 from bridge.logs import configure_logging
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.retry import RetryPolicy
 from bridge.modyo.scim import MEDIA_TYPE, ScimUpstream
-from bridge.readiness import Readiness
 from bridge.upstream import Upstream
 from tests import entra
 

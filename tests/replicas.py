@@ -315,12 +315,15 @@ class Replica(Process):
             **options,
         )
 
+    @property
+    def metrics_url(self) -> str:
+        """This replica's ``/metrics``, on its internal listener (never the SCIM one)."""
+        return f"http://{HOST}:{self.internal_port}/metrics"
+
     async def metric(self, name: str, **labels: str) -> float:
-        """A sample of this replica's ``/metrics`` (0 when it was never set), from its
-        internal listener."""
-        metrics = f"http://{HOST}:{self.internal_port}/metrics"
+        """A sample of this replica's ``/metrics`` (0 when it was never set)."""
         async with httpx.AsyncClient(trust_env=False, timeout=HANG_GUARD_SECONDS) as client:
-            text = (await client.get(metrics)).text
+            text = (await client.get(self.metrics_url)).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and all(

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bridge.app import create_app
 from bridge.config import Settings
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyoScim, FaultyModyo, mock_transport
 from tests.conftest import BASE, MODYO_TOKEN, MODYO_URL, TOKEN, make_settings
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bridge.app import create_app
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from bench import ceiling, cpu, load, shares
 from bench.checks import PhaseError
 from bench.runner import OPS, QUICK, SCIM_TOKEN, Bench, run_guarded, scan_path
-from bridge.app import create_app
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo, mock_transport
 from tests.conftest import MODYO_TOKEN, MODYO_URL, make_settings, quiet_readiness
 from tests.servers import uvicorn_serving
@@ -200,7 +200,7 @@ async def test_the_scan_refuses_a_world_other_than_the_seeded_one(fake: FakeMody
     on a machine fast enough to create them first): it names the phase, what it expected
     and what it saw, before measuring anything."""
     fake.seed_members(7)  # any other number than the seeded one
-    settings = make_settings(scim={"tokens": [SCIM_TOKEN]})
+    settings = make_settings(scim={"tokens": {"entra": SCIM_TOKEN}})
     modyo = FaultyModyo(fake)
     app = create_app(
         settings,
@@ -275,12 +275,13 @@ def _stack(*files: str) -> list[str]:
 @pytest.mark.parametrize(
     ("stack", "expected"),
     [
-        (_stack("uvicorn/server.py", "bridge/observe.py", "logging/__init__.py", "json/encoder.py"),
+        (_stack("uvicorn/server.py", "bridge/edge/observe.py", "logging/__init__.py",
+                "json/encoder.py"),
          "access log (logging)"),
-        (_stack("bridge/observe.py", "uuid.py", "<frozen os>"), "uuid request ids"),
+        (_stack("bridge/edge/observe.py", "uuid.py", "<frozen os>"), "uuid request ids"),
         (_stack("httpx/_client.py", "aiohttp/http_writer.py", "re/__init__.py"), "aiohttp writer"),
-        (_stack("bridge/observe.py", "bridge/scim/users.py", "enum.py"), "bridge SCIM logic"),
-        (_stack("bridge/observe.py", "asyncio/timeouts.py"), "middleware stack"),
+        (_stack("bridge/edge/observe.py", "bridge/scim/users.py", "enum.py"), "bridge SCIM logic"),
+        (_stack("bridge/edge/observe.py", "asyncio/timeouts.py"), "middleware stack"),
         (_stack("bridge/scim/users.py", "scim2_models/base.py"), "pydantic / scim2-models"),
         (_stack("asyncio/runners.py"), "event loop"),
         (_stack("somewhere/else.py"), "other"),

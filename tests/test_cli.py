@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.cli import _dev_token
 from bridge.config import token_problem
+from bridge.run.cli import _dev_token
 from tests import entra
 
 SCIM_TOKEN = "cli-test-token-0123456789-abcdefghij"

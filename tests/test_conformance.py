@@ -17,7 +17,7 @@ import uvicorn
 from scim2_client.engines.httpx2 import SyncSCIMClient
 from scim2_tester import CheckResult, Status, check_server
 
-from bridge.app import create_app
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
 from tests.backends import APIS, Api, differs
 from tests.conftest import MODYO_TOKEN, MODYO_URL, TOKEN, make_settings

@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 from starlette.types import Message, Receive, Scope, Send
 
 import bridge.scim.auth
-from bridge.app import create_app
-from bridge.body import BodyBudget, BodyReader
+from bridge.edge.app import create_app
+from bridge.edge.body import BodyBudget, BodyReader
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.scim import queries, unheld
 from bridge.scim.auth import FailureThrottle

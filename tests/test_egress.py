@@ -17,7 +17,7 @@ import pytest
 import trustme
 from asgi_lifespan import LifespanManager
 
-from bridge.app import create_app
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo
 from tests.conftest import (
     MODYO_TOKEN,

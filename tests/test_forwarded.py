@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge.app import create_app
-from bridge.forwarded import forwarded_host
+from bridge.edge.app import create_app
+from bridge.edge.forwarded import forwarded_host
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests import entra
 from tests.conftest import MODYO_URL, TOKEN, LogOutput, make_settings, quiet_readiness

@@ -39,8 +39,8 @@ from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.app import create_app
 from bridge.config import Settings
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoScim, mock_transport
 from bridge.scim.errors import MAX_DETAIL
 from tests import entra, hostile

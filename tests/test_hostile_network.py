@@ -36,6 +36,7 @@ from tests import entra
 from tests.replicas import (
     HANG_GUARD_SECONDS,
     HOST,
+    MODYO_TOKEN,
     SCIM_TOKEN,
     FakeModyo,
     Replica,
@@ -62,6 +63,9 @@ class ScimFake(FakeModyo):
         self.log_path = directory / "fake-modyo-scim.log"
 
 
+_FAKE_AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}  # the fake's control plane takes it
+
+
 @dataclass
 class Rig:
     fake: FakeModyo
@@ -78,7 +82,7 @@ class Rig:
         raise AssertionError("no VmRSS")
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.bridge.url}/metrics", timeout=HANG_GUARD_SECONDS).text
+        return httpx.get(self.bridge.metrics_url, timeout=HANG_GUARD_SECONDS).text
 
     def sample(self, name: str, **labels: str) -> float:
         total = 0.0
@@ -92,12 +96,17 @@ class Rig:
 
     def modyo_calls(self) -> int:
         """Calls the SCIM requests made (the readiness probe's token checks aside)."""
-        answer = httpx.get(f"{self.fake.url}/__fake__/calls", timeout=HANG_GUARD_SECONDS)
+        answer = httpx.get(
+            f"{self.fake.url}/__fake__/calls", headers=_FAKE_AUTH, timeout=HANG_GUARD_SECONDS
+        )
+        answer.raise_for_status()
         calls: dict[str, int] = answer.json()["calls"]
         return sum(count for route, count in calls.items() if "profile" not in route)
 
     def reset_calls(self) -> None:
-        httpx.post(f"{self.fake.url}/__fake__/reset-calls", timeout=HANG_GUARD_SECONDS)
+        httpx.post(
+            f"{self.fake.url}/__fake__/reset-calls", headers=_FAKE_AUTH, timeout=HANG_GUARD_SECONDS
+        ).raise_for_status()
 
 
 class Rigs:

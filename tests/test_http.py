@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from bridge.app import create_app, internal_app
 from bridge.config import Settings
+from bridge.edge.app import create_app, internal_app
 from bridge.modyo.fake import FakeModyo, Faults, FaultyModyo, mock_transport
 from bridge.modyo.http import ModyoHttp
 from bridge.modyo.rest import RestUpstream

@@ -1,4 +1,4 @@
-"""The idempotency rule (bridge/idempotency/middleware.py): RFC 7644's MUSTs win over replay.
+"""The idempotency rule (bridge/edge/idempotency.py): RFC 7644's MUSTs win over replay.
 A twin whose answer reached its client gets what a fresh request gets (409 for a create,
 §3.3; 404 for a delete, §3.6); an answer that never reached its client is replayed to the
 first identical retry; concurrent twins still make one Modyo write."""
@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp, Message
 
-from bridge.app import create_app
-from bridge.idempotency import Flight, MemoryStore, Outcome, StoredAnswer
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FaultyModyo, mock_transport
+from bridge.store.answers import Flight, MemoryStore, Outcome, StoredAnswer
 from tests import entra
 from tests.backends import Backend, membership_lookup
 from tests.conftest import BASE, MODYO_URL, TOKEN, assert_scim_error

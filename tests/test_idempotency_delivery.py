@@ -9,7 +9,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.idempotency import IdempotencyMiddleware, MemoryStore
+from bridge.edge.idempotency import IdempotencyMiddleware
+from bridge.store.answers import MemoryStore
 
 SCOPE: Scope = {
     "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from bridge.config import ConfigError, load_settings
-from bridge.server import MAX_REFUSING
+from bridge.run.server import MAX_REFUSING
 from tests.test_cli import (
     FAKE_AUTH,
     SCIM_TOKEN,
@@ -88,7 +88,7 @@ def test_server_metrics_port_is_refused_naming_what_replaced_it(
     with pytest.raises(ConfigError) as refused:
         load_settings(
             config,
-            scim={"tokens": [SCIM_TOKEN]},
+            scim={"tokens": {"entra": SCIM_TOKEN}},
             modyo={"base_url": "https://m.example", "token": "t"},
         )
     (problem,) = refused.value.problems
@@ -102,7 +102,7 @@ def test_internal_and_scim_ports_must_differ() -> None:
             None,
             server={"port": 8000},
             internal={"port": 8000},
-            scim={"tokens": [SCIM_TOKEN]},
+            scim={"tokens": {"entra": SCIM_TOKEN}},
             modyo={"base_url": "https://m.example", "token": "t"},
         )
     assert "internal.port and server.port are both 8000" in refused.value.problems[0]

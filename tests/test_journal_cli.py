@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.cli import main
 from bridge.journal.event import json_schema
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy
 from bridge.journal.record import NOT_READ, JournalRecord
 from bridge.journal.sink import FileSink, series
 from bridge.journal.writer import JournalWriter
+from bridge.run.cli import main
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
 KEY = JournalKey.from_secret(SECRET)

@@ -14,11 +14,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bridge.config import IdempotencySettings
-from bridge.idempotency.redis_link import connect
 from bridge.journal.history import MAX_PAGE, EventFilter, History, HistoryUnavailable, MemoryHistory
 from bridge.journal.privacy import Privacy
 from bridge.journal.record import JournalRecord
 from bridge.journal.redis_history import RedisHistory
+from bridge.store.redis_link import connect
 from tests.redis_servers import RedisServer
 
 HANG_GUARD_SECONDS = 30.0

@@ -1,39 +1,50 @@
-"""Dependencies run one way: edge -> SCIM -> upstream interface <- Modyo, over the journal
-(which either side may feed) and a shared base. No module imports from a layer above it, and
-the SCIM and Modyo sides never see each other (docs/design/layers.md)."""
+"""Dependencies run one way, outermost first: run -> edge -> SCIM -> upstream interface <-
+Modyo, over the journal and the shared store (which either side may use) and a shared base. No
+module imports from a layer above it, the SCIM and Modyo sides never see each other, and every
+module of bridge/ is in a layer (docs/design/layers.md; README "Development")."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 import bridge
 
 ROOT = Path(bridge.__file__).parent
 BASE = {"bridge", "bridge.config", "bridge.deadline", "bridge.metrics", "bridge.logs",
         "bridge.request_state", "bridge.yielding"}  # fmt: skip
+# Each layer and what it may import (itself included); the order is the README's.
 ALLOWED = {
     "base": {"base"},
-    "journal": {"base", "journal"},
+    "store": {"base", "store"},
+    "journal": {"base", "store", "journal"},
     "upstream": {"base", "upstream"},
-    "scim": {"base", "journal", "upstream", "scim"},
-    "modyo": {"base", "journal", "upstream", "modyo"},
-    "edge": {"base", "journal", "upstream", "scim", "modyo", "edge"},
+    "scim": {"base", "store", "journal", "upstream", "scim"},
+    "modyo": {"base", "store", "journal", "upstream", "modyo"},
+    "edge": {"base", "store", "journal", "upstream", "scim", "modyo", "edge"},
+    "run": {"base", "store", "journal", "upstream", "scim", "modyo", "edge", "run"},
+}
+PACKAGES = {  # a package and the layer it is
+    "bridge.store": "store",
+    "bridge.journal": "journal",
+    "bridge.scim": "scim",
+    "bridge.modyo": "modyo",
+    "bridge.edge": "edge",
+    "bridge.run": "run",
 }
 
 
 def layer(module: str) -> str:
-    if module in BASE:
-        return "base"
+    if module in BASE or module == "bridge.__main__":
+        return "run" if module == "bridge.__main__" else "base"
     if module == "bridge.upstream":
         return "upstream"
-    if module.startswith("bridge.journal"):
-        return "journal"
-    if module.startswith("bridge.scim"):
-        return "scim"
-    if module.startswith("bridge.modyo"):
-        return "modyo"
-    return "edge"
+    for package, its_layer in PACKAGES.items():
+        if module == package or module.startswith(package + "."):
+            return its_layer
+    raise LookupError(f"{module} is in no layer: add it to tests/test_layers.py and the docs")
 
 
 def imports(path: Path) -> set[str]:
@@ -72,12 +83,47 @@ def test_no_module_imports_from_a_layer_above_it() -> None:
     assert violations == []
 
 
+def test_every_module_is_in_a_layer() -> None:
+    for path in sorted(ROOT.rglob("*.py")):
+        layer(module_name(path))  # raises for a module in none
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Not even within a layer: a cycle hides which of two modules is the lower."""
+    graph = {
+        module_name(path): {known(name) for name in imports(path)} - {module_name(path)}
+        for path in sorted(ROOT.rglob("*.py"))
+    }
+    state: dict[str, str] = {}
+    cycles: list[str] = []
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph.get(module, ())):
+            if imported.startswith(module + "."):
+                continue  # a package's face re-exporting its own modules
+            if state.get(imported) == "open":
+                cycles.append(" -> ".join([*trail[trail.index(imported) :], imported]))
+            elif imported not in state:
+                visit(imported, [*trail, imported])
+        state[module] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
 def test_the_rule_sees_a_violation() -> None:
     """The check itself: an import back up would be reported."""
+    with pytest.raises(LookupError):
+        layer("bridge.somewhere_new")
+    assert layer("bridge.run.cli") not in ALLOWED["edge"]
+    assert layer("bridge.edge.app") not in ALLOWED["store"]
     assert layer("bridge.scim.users") not in ALLOWED["modyo"]
-    assert layer("bridge.app") not in ALLOWED["scim"]
+    assert layer("bridge.edge.app") not in ALLOWED["scim"]
     assert layer("bridge.modyo.rest") not in ALLOWED["scim"]
-    assert layer("bridge.idempotency.redis_link") not in ALLOWED["journal"]
+    assert layer("bridge.store.redis_link") in ALLOWED["journal"]
     assert layer("bridge.scim.errors") not in ALLOWED["journal"]
     assert layer("bridge.journal.record") in ALLOWED["scim"]
     assert known("bridge.scim.errors.InternalError") == "bridge.scim.errors"

@@ -21,9 +21,9 @@ def test_the_wheel_installs_only_the_bridge_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names}
     assert {name for name in top_level if not name.endswith(".dist-info")} == {"bridge"}
-    assert "bridge/cli.py" in names and "bridge/modyo/fake/__init__.py" in names
+    assert "bridge/run/cli.py" in names and "bridge/modyo/fake/__init__.py" in names
     entry_points = next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
-    assert "scim-bridge = bridge.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "scim-bridge = bridge.run.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_bench_still_runs_from_the_source_tree() -> None:

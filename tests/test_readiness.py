@@ -18,11 +18,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 
-from bridge.app import create_app, internal_app
 from bridge.config import Settings
+from bridge.edge.app import create_app, internal_app
+from bridge.edge.readiness import Readiness
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock_transport
-from bridge.readiness import Readiness
-from bridge.server import Server, server_config
+from bridge.run.server import Server, server_config
 from tests.conftest import (
     MODYO_TOKEN,
     MODYO_URL,
@@ -165,7 +165,7 @@ async def test_a_revoked_token_is_reported_not_gated_and_scim_answers_503_with_t
     assert_scim_error(answer, 503)
     assert answer.headers["retry-after"] == "60"
     assert "rejected the bridge's API token" in answer.json()["detail"]
-    (line,) = [line for line in log_output.lines() if line["logger"] == "bridge.readiness"][1:]
+    (line,) = [line for line in log_output.lines() if line["logger"] == "bridge.edge.readiness"][1:]
     assert line["level"] == "error" and line["state"] == "token_rejected"
     assert line["check"] == "modyo" and "401 or 403" in line["message"]
     assert MODYO_TOKEN not in log_output.text
@@ -219,7 +219,7 @@ async def test_a_change_needs_consecutive_results_and_is_logged_once_each_way(
     modyo = await rig.modyo()
     assert modyo["state"] == "ok" and modyo["flaps"] == 2 and modyo["probes"] == 10
     assert (probes("unreachable"), changes()) == (before[0] + 5, before[1] + 2)
-    logged = [line for line in log_output.lines() if line["logger"] == "bridge.readiness"]
+    logged = [line for line in log_output.lines() if line["logger"] == "bridge.edge.readiness"]
     assert [(line["level"], line["state"]) for line in logged] == [
         ("info", "ok"),
         ("error", "unreachable"),
@@ -429,7 +429,7 @@ async def test_a_revoked_token_over_real_http_keeps_readyz_and_shows_in_status(
             )
             assert_scim_error(scim, 503)
             assert scim.headers["retry-after"] == "60"
-    logged = [line for line in log_output.lines() if line["logger"] == "bridge.readiness"]
+    logged = [line for line in log_output.lines() if line["logger"] == "bridge.edge.readiness"]
     assert [(line["level"], line["state"]) for line in logged] == [
         ("info", "ok"),
         ("error", "token_rejected"),

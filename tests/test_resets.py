@@ -14,7 +14,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from bridge.app import create_app
+from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyoApp
 from tests import entra
 from tests.backends import Backend, wire, write_methods

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.app import create_app
 from bridge.config import ConfigError, load_settings
+from bridge.edge.app import create_app
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.scim import ScimUpstream
 from bridge.modyo.upstreams import modyo_upstream

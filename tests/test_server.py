@@ -24,10 +24,10 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from bridge.app import create_app
-from bridge.body import BodyBudget, BodyReader
+from bridge.edge.app import create_app
+from bridge.edge.body import BodyBudget, BodyReader
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
-from bridge.server import (
+from bridge.run.server import (
     MAX_HEAD_BYTES,
     MAX_HEADER_FIELDS,
     MAX_REQUEST_LINE_BYTES,
@@ -430,7 +430,7 @@ def test_the_open_files_limit_is_raised_for_max_connections(hard: int, soft_afte
     if current_hard != resource.RLIM_INFINITY and current_hard < hard:
         pytest.skip(f"the hard limit here is {current_hard}")
     probe = (
-        "import resource; from bridge.server import ensure_file_descriptors; "
+        "import resource; from bridge.run.server import ensure_file_descriptors; "
         "ensure_file_descriptors(512); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )
     done = subprocess.run(

@@ -22,10 +22,10 @@ import httpx
 import pytest
 import trustme
 
-from bridge.app import internal_app
 from bridge.config import ConfigError, InternalSettings, load_settings
+from bridge.edge.app import internal_app
 from bridge.modyo.fake import FaultyModyo
-from bridge.server import Server, internal_config
+from bridge.run.server import Server, internal_config
 from tests import entra
 from tests.conftest import TOKEN, make_settings
 from tests.test_cli import _fake_modyo, _free_port, _healthcheck, _serve_env
@@ -271,7 +271,7 @@ def test_a_listener_s_certificate_and_key_must_load(volume: SecretVolume, tmp_pa
     for server, problem in cases:
         try:
             load_settings(
-                None, server=server, scim={"tokens": [TOKEN]},
+                None, server=server, scim={"tokens": {"entra": TOKEN}},
                 modyo={"base_url": "https://m.example", "token": "t"},
             )  # fmt: skip
         except ConfigError as refused:

@@ -5,7 +5,7 @@ A page holds a marker ``<!-- generated: NAME -->`` where the generated part goes
 
 - ``configuration``: every section and key of the settings model (``bridge/config.py``):
   type, default, bounds, description (the field's docstring), environment variable, secret;
-- ``cli``: every command and option of the argparse parser (``bridge/cli.py``);
+- ``cli``: every command and option of the argparse parser (``bridge/run/cli.py``);
 - ``metrics``: every Prometheus metric the bridge registers (``bridge/metrics.py``): name,
   type, labels with the values the code gives them where they are fixed, help;
 - ``log-lines``: every structured log line the bridge writes (a ``log.<level>(...)`` call in
@@ -201,7 +201,7 @@ def _cell(text: str) -> str:
 
 
 def cli() -> str:
-    from bridge.cli import _parser
+    from bridge.run.cli import _parser
 
     os.environ["COLUMNS"] = "100"  # argparse wraps usage lines at the terminal's width
     parser = _parser()
@@ -335,7 +335,7 @@ def _parse(path: str) -> ast.Module:
 def _operations() -> tuple[set[str], set[str]]:
     """The operation and method of every route ``method_route`` declares (``users.create``),
     and ``unrouted`` (a request no route served)."""
-    from bridge.observe import UNROUTED
+    from bridge.edge.observe import UNROUTED
 
     operations, methods = {UNROUTED}, set()
     for tree in _modules():

@@ -1,5 +1,5 @@
 """What ``scim-bridge journal verify | export | hash | schema`` do, apart from parsing their
-arguments (``bridge.cli``); exit status 0 when all is well, 1 on a finding, 2 when the
+arguments (``bridge.run.cli``); exit status 0 when all is well, 1 on a finding, 2 when the
 command cannot run (docs/reference/journal.md, "Commands")."""
 
 from __future__ import annotations

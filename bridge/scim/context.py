@@ -44,7 +44,7 @@ class ScimContext:
         """The Tenant URL as Entra uses it (``https://host/scim``), for ``Location`` and
         ``meta.location``. Behind a TLS proxy, ``server.public_url`` makes it the public one;
         without it, the request's scheme and host, which a trusted proxy's X-Forwarded-Proto
-        and X-Forwarded-Host have set (``bridge.forwarded``)."""
+        and X-Forwarded-Host have set (``bridge.edge.forwarded``)."""
         root = str(request.scope.get("root_path", ""))
         if self.public_url:
             return self.public_url.rstrip("/") + root

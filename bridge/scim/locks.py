@@ -3,8 +3,8 @@ other, so the second sees the first's result (Modyo's 409) instead of racing it.
 
 :class:`CreateLocks` is what the SCIM endpoints depend on; :class:`KeyedLocks` holds them in
 this process. Several processes (replicas, workers) get a shared implementation from the edge
-(``bridge.idempotency.redis_locks``), which raises
-:class:`~bridge.scim.errors.SharedStoreUnavailable` when it cannot lock: a create never runs
+(``bridge.store.redis_locks``), which raises
+:class:`~bridge.store.errors.StoreUnavailable` when it cannot lock: a create never runs
 without its lock."""
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ T = TypeVar("T")
 async def read_json_object(request: Request, max_values: int | None = None) -> dict[str, Any]:
     """The body as a JSON object; 400 ``invalidSyntax`` if it is not one, 413 if it holds
     more than ``max_values`` JSON values (``scim.max_json_values``). (Its size and time
-    limits were enforced at the edge, where bodies are read: ``bridge/body.py``.)"""
+    limits were enforced at the edge, where bodies are read: ``bridge/edge/body.py``.)"""
     body = await request.body()
     if not body.strip():
         raise InvalidSyntaxException(detail="the request body is empty; a JSON object is required")

@@ -1,5 +1,5 @@
 """Request bodies, read once at the edge: a size cap, a cap on what all requests hold at once,
-and a time limit, then the inner app. It runs after authentication (``bridge.app``): an
+and a time limit, then the inner app. It runs after authentication (``bridge.edge.app``): an
 unauthenticated request never has a byte of its body read.
 
 :class:`BodyReader` reads the whole body before anything else sees it. Past

@@ -19,8 +19,8 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Final
 
-from bridge.idempotency.redis_link import RedisLink, digest
-from bridge.scim.errors import SharedStoreUnavailable
+from bridge.store.errors import StoreUnavailable
+from bridge.store.redis_link import RedisLink, digest
 
 # KEYS: the locks. ARGV: token, ttl (ms). nil when all were taken, else the index (1-based)
 # of one already held and its remaining lifetime in ms (then none was taken).
@@ -87,7 +87,7 @@ class RedisLocks:
                 await renewal
             args: list[str | int | bytes] = [token, self.lock_ttl_ms, len(locks)]
             # unreleased, the locks expire by themselves: the create's answer is not lost
-            with contextlib.suppress(SharedStoreUnavailable):
+            with contextlib.suppress(StoreUnavailable):
                 await self.link.call(
                     "release", lambda: self._release(keys=[*locks, *frees], args=args)
                 )
@@ -113,5 +113,5 @@ class RedisLocks:
         args: list[str | int | bytes] = [token, self.lock_ttl_ms]
         while True:
             await asyncio.sleep(self.lock_ttl / 3)
-            with contextlib.suppress(SharedStoreUnavailable):  # logged by the link
+            with contextlib.suppress(StoreUnavailable):  # logged by the link
                 await self.link.call("renew", lambda: self._renew(keys=locks, args=args))

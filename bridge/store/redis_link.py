@@ -3,7 +3,8 @@
 the store's reachability, logged once per change and exported as a metric.
 
 A call that fails or outlives its bound raises
-:class:`~bridge.scim.errors.SharedStoreUnavailable` (a SCIM 503 with ``Retry-After``): the
+:class:`~bridge.store.errors.StoreUnavailable` (the edge answers a SCIM 503 with
+``Retry-After``): the
 caller never proceeds without the store's guarantee. The URL is a secret (its password): it is
 never logged nor part of an error.
 """
@@ -26,7 +27,7 @@ from redis.exceptions import RedisError
 from bridge import deadline
 from bridge.config import IdempotencySettings
 from bridge.metrics import SHARED_STORE_UP
-from bridge.scim.errors import SharedStoreUnavailable
+from bridge.store.errors import StoreUnavailable
 
 log = logging.getLogger("bridge.idempotency")
 T = TypeVar("T")
@@ -104,27 +105,27 @@ class RedisLink:
         self, what: str, call: Callable[[], Awaitable[T]], *, within: float | None = None
     ) -> T:
         """``call()`` within :meth:`bound` (``within``: a longer cap, for blocking waits);
-        a failure or a timeout is :class:`SharedStoreUnavailable`, naming ``what``."""
+        a failure or a timeout is :class:`StoreUnavailable`, naming ``what``."""
         seconds = self.bound(within)
         if seconds <= 0:  # the request's deadline passed: not the store's fault
-            raise SharedStoreUnavailable(detail=f"the request deadline passed before {what}")
+            raise StoreUnavailable(detail=f"the request deadline passed before {what}")
         try:
             async with asyncio.timeout(seconds):
                 result = await call()
         except (RedisError, OSError, TimeoutError) as exc:
             self._record(False, exc)
-            raise SharedStoreUnavailable(
+            raise StoreUnavailable(
                 detail=f"the shared idempotency store did not answer ({what})"
             ) from None
         self._record(True)
         return result
 
     async def check(self) -> str | None:
-        """Readiness (``bridge.readiness``): None when Redis answers a PING, else
+        """Readiness (``bridge.edge.readiness``): None when Redis answers a PING, else
         ``shared_store_unreachable``."""
         try:
             await self.call("ping", self.client.ping)
-        except SharedStoreUnavailable:
+        except StoreUnavailable:
             return "shared_store_unreachable"
         return None
 

@@ -8,9 +8,7 @@ import contextlib
 import gc
 import io
 import logging
-import os
 import secrets
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,8 +30,7 @@ from bridge.config import (
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
-    from bridge.readiness import Readiness
-    from bridge.workers import Slots, Source
+    from bridge.edge.readiness import Readiness
 
 DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
@@ -339,16 +336,16 @@ def _faults(args: argparse.Namespace) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     settings = _serve_settings(args)  # before the app's imports: a refusal is prompt
 
-    from bridge.app import create_app
-    from bridge.readiness import Readiness
+    from bridge.edge.app import create_app
+    from bridge.edge.readiness import Readiness
 
     settings = _serve_settings(args)
     level = args.log_level or settings.server.log_level
     configure_logging(level, settings.server.log_format, settings.secret_values())
     if settings.server.workers > 1:
-        from bridge.app import internal_app
-        from bridge.server import ensure_file_descriptors, internal_server
-        from bridge.workers import Source, run_workers
+        from bridge.edge.app import internal_app
+        from bridge.run.server import ensure_file_descriptors, internal_server
+        from bridge.run.workers import Source, run_workers
 
         server, internal = settings.server, settings.internal
         listener = None
@@ -365,40 +362,6 @@ def _serve(args: argparse.Namespace) -> int:
     readiness = Readiness.from_settings(settings.server)
     _run(create_app(settings, readiness=readiness), settings, readiness)
     return 0
-
-
-def run_worker(source: Source, listener: socket.socket, slots: Slots, index: int) -> None:
-    """Worker ``index`` of ``server.workers`` (``bridge.workers``): the settings loaded as
-    ``serve`` did, its own app, the bridge's server on the socket the parent listens on;
-    ready while every worker of ``slots`` is (docs/operator/health.md)."""
-    from bridge.app import create_app
-    from bridge.readiness import Readiness
-    from bridge.server import Server, ensure_file_descriptors, server_config
-    from bridge.workers import publish_status
-
-    settings = load_settings(source.config, **({"server": source.server} if source.server else {}))
-    level = source.log_level or settings.server.log_level
-    handler = configure_logging(level, settings.server.log_format, settings.secret_values())
-    handler.addFilter(_WorkerPid())
-    readiness = Readiness.from_settings(settings.server)
-    readiness.add_gate("workers", slots.gate)
-    readiness.when_started(lambda: slots.serving(index))
-    readiness.after_each_round(publish_status)
-    app = create_app(settings, readiness=readiness)
-    gc.collect()
-    gc.freeze()
-    ensure_file_descriptors(settings.server.max_connections)
-    server = Server(server_config(app, settings.server))
-    server.on_drain = readiness.drain
-    server.run(sockets=[listener])
-
-
-class _WorkerPid(logging.Filter):
-    """Every line of a worker names it (``"worker": pid``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.worker = os.getpid()
-        return True
 
 
 def _serve_settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
@@ -506,9 +469,9 @@ def _dev(args: argparse.Namespace) -> int:
     )
     faults = _faults(args)
 
-    from bridge.app import create_app
+    from bridge.edge.app import create_app
+    from bridge.edge.readiness import Readiness
     from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
-    from bridge.readiness import Readiness
 
     fake = (FakeModyoScim if args.modyo_api == "scim" else FakeModyo)(token=DEV_MODYO_TOKEN)
     service = FaultyModyo(fake, faults)
@@ -611,8 +574,8 @@ def _check(args: argparse.Namespace) -> int:
 def _run(app: Any, settings: Settings, readiness: Readiness) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
     is set, with ``readiness``'s ``/status`` (docs/operator/listeners.md)."""
-    from bridge.app import internal_app
-    from bridge.server import serve
+    from bridge.edge.app import internal_app
+    from bridge.run.server import serve
 
     internal = settings.internal
     _say_where_metrics_are(settings)
@@ -633,7 +596,7 @@ def _run(app: Any, settings: Settings, readiness: Readiness) -> None:
 def _say_where_metrics_are(settings: Settings) -> None:
     """``/metrics`` is never on the SCIM listener: without an internal one it is nowhere."""
     if settings.server.metrics_enabled and settings.internal.port is None:
-        logging.getLogger("bridge.server").info(
+        logging.getLogger("bridge.run.server").info(
             "/metrics is not served: set internal.port to serve it on the internal listener "
             "(docs/operator/listeners.md)"
         )
@@ -641,7 +604,7 @@ def _say_where_metrics_are(settings: Settings) -> None:
 
 def _fast_server() -> dict[str, Any]:
     """uvloop (when installed) and httptools, for the fake Modyo."""
-    from bridge.server import loop_name
+    from bridge.run.server import loop_name
 
     return {"loop": loop_name(), "http": "httptools"}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 import logging
 import multiprocessing
@@ -43,9 +44,11 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bridge.config import load_settings
+from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROCESS_DIR
 
-log = logging.getLogger("bridge.server")
+log = logging.getLogger("bridge.run.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,33 @@ def _internal_listener(internal: Any) -> Iterator[Any]:
 def _worker(
     source: Source, listener: socket.socket, slots: Slots, index: int
 ) -> None:  # runs in a spawned process
-    from bridge.cli import run_worker
+    """Worker ``index`` of ``server.workers``: the settings loaded as ``serve`` did, its own
+    app, the bridge's server on the socket the parent listens on; ready while every worker of
+    ``slots`` is (docs/operator/health.md)."""
+    from bridge.edge.app import create_app
+    from bridge.edge.readiness import Readiness
+    from bridge.run.server import Server, ensure_file_descriptors, server_config
 
-    run_worker(source, listener, slots, index)
+    settings = load_settings(source.config, **({"server": source.server} if source.server else {}))
+    level = source.log_level or settings.server.log_level
+    handler = configure_logging(level, settings.server.log_format, settings.secret_values())
+    handler.addFilter(_WorkerPid())
+    readiness = Readiness.from_settings(settings.server)
+    readiness.add_gate("workers", slots.gate)
+    readiness.when_started(lambda: slots.serving(index))
+    readiness.after_each_round(publish_status)
+    app = create_app(settings, readiness=readiness)
+    gc.collect()
+    gc.freeze()
+    ensure_file_descriptors(settings.server.max_connections)
+    server = Server(server_config(app, settings.server))
+    server.on_drain = readiness.drain
+    server.run(sockets=[listener])
+
+
+class _WorkerPid(logging.Filter):
+    """Every line of a worker names it (``"worker": pid``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = os.getpid()
+        return True

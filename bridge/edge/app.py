@@ -26,18 +26,15 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import request_state
-from bridge.body import BodyBudget, BodyReader
 from bridge.config import Settings
-from bridge.forwarded import ForwardedHeaders
-from bridge.hosts import AllowedHosts, HostCheck
-from bridge.idempotency import IdempotencyMiddleware, IdempotencyStore, MemoryStore
-from bridge.idempotency.redis_link import RedisLink, connect
-from bridge.idempotency.redis_locks import RedisLocks
-from bridge.idempotency.redis_store import RedisStore
+from bridge.edge.body import BodyBudget, BodyReader
+from bridge.edge.forwarded import ForwardedHeaders
+from bridge.edge.hosts import AllowedHosts, HostCheck
+from bridge.edge.idempotency import IdempotencyMiddleware
+from bridge.edge.observe import RequestObserver
+from bridge.edge.readiness import MODYO_WORDS, STORE_WORDS, Readiness, upstream_check
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.upstreams import modyo_upstream
-from bridge.observe import RequestObserver
-from bridge.readiness import MODYO_WORDS, STORE_WORDS, Readiness, upstream_check
 from bridge.scim.auth import BearerAuth, FailureThrottle
 from bridge.scim.context import Limits, ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
@@ -53,9 +50,14 @@ from bridge.scim.errors import (
 )
 from bridge.scim.groups import GroupEndpoints
 from bridge.scim.users import UserEndpoints
+from bridge.store.answers import IdempotencyStore, MemoryStore
+from bridge.store.errors import StoreUnavailable
+from bridge.store.redis_answers import RedisStore
+from bridge.store.redis_link import RedisLink, connect
+from bridge.store.redis_locks import RedisLocks
 from bridge.upstream import Upstream, UpstreamError
 
-log = logging.getLogger("bridge.app")
+log = logging.getLogger("bridge.edge.app")
 
 
 def create_app(
@@ -142,7 +144,7 @@ def create_app(
     handled = ExceptionMiddleware(
         Router(routes=routes, lifespan=lifespan, redirect_slashes=False),
         handlers={
-            SharedStoreUnavailable: _store_unavailable,
+            StoreUnavailable: _store_unavailable,
             SCIMException: _scim_error,
             UpstreamError: _upstream_error,
             PartialWrite: _partial_write,
@@ -236,9 +238,9 @@ async def _scim_error(request: Request, exc: Exception) -> Response:
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:
     """A write refused for want of the shared store (counted: an alert can watch it)."""
-    assert isinstance(exc, SharedStoreUnavailable)
+    assert isinstance(exc, StoreUnavailable)
     SHARED_STORE_REFUSED.inc()
-    return error_response(exc)
+    return error_response(SharedStoreUnavailable(detail=exc.detail, retry_after=exc.retry_after))
 
 
 async def _upstream_error(request: Request, exc: Exception) -> Response:

@@ -79,7 +79,7 @@ def host_name(host: bytes) -> str:
 
 class AllowedHosts:
     """ASGI middleware: a request whose host (its ``Host``, or a trusted proxy's
-    ``X-Forwarded-Host``, which ``bridge.forwarded`` has put there; the listening address
+    ``X-Forwarded-Host``, which ``bridge.edge.forwarded`` has put there; the listening address
     without either) is not in ``allowed`` is answered 421 before anything builds a URL from
     it. ``allowed`` None: any host (``server.public_url`` is set, or ``dev``)."""
 

@@ -35,7 +35,7 @@ run these protocols each with its own ``max_connections``, so a flood of one can
 file descriptors of the other. TLS (``tls_cert_file``) is done here too, after admission: a
 handshake holds one of ``max_connections`` and must end within the header timeout, which
 then runs on for the request head; over the cap a TLS connection is closed unanswered (an
-answer would need a handshake). The certificate comes from ``bridge.tls``, re-read when its
+answer would need a handshake). The certificate comes from ``bridge.run.tls``, re-read when its
 files change. docs/operator/listeners.md.
 """
 
@@ -61,17 +61,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from bridge.body import RequestTimeout
 from bridge.config import InternalSettings, ServerSettings
+from bridge.edge.body import RequestTimeout
+from bridge.run.tls import TlsFiles
 from bridge.scim.errors import HeaderedException, error_response
-from bridge.tls import TlsFiles
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.flow_control import FlowControl
     from uvicorn.server import ServerState
 
-log = logging.getLogger("bridge.server")
-_H11_LOG = logging.getLogger("bridge.server.h11")
+log = logging.getLogger("bridge.run.server")
+_H11_LOG = logging.getLogger("bridge.run.server.h11")
 _H11_LOG.setLevel(logging.ERROR)
 
 MAX_REQUEST_LINE_BYTES: Final = 8192
@@ -767,7 +767,7 @@ def _listener_config(
     tls: TlsFiles | None,
     lifespan: Literal["on", "off"] = "on",
 ) -> uvicorn.Config:
-    """The TLS of a listener is the server layer's (``bridge.tls``), not uvicorn's: a
+    """The TLS of a listener is the server layer's (``bridge.run.tls``), not uvicorn's: a
     handshake is then counted among ``max_connections`` and bounded by the header timeout,
     and the certificate is read again when its files change."""
     context = _Context(
@@ -795,7 +795,7 @@ def _listener_config(
         lifespan=lifespan,  # the internal listener's apps live in the SCIM app's lifespan
         log_config=None,
         access_log=False,
-        proxy_headers=False,  # the app handles X-Forwarded-* itself (bridge/forwarded.py)
+        proxy_headers=False,  # the app handles X-Forwarded-* itself (bridge/edge/forwarded.py)
         server_header=False,
         # uvicorn hands it to loop.call_later, which takes fractions of a second.
         timeout_keep_alive=server.keepalive_timeout_seconds,  # type: ignore[arg-type]
@@ -828,7 +828,7 @@ def ensure_file_descriptors(*max_connections: int) -> None:
 
 
 Internal = tuple[ASGIApp, InternalSettings]
-"""The internal listener: its app (``bridge.app.internal_app``) and settings."""
+"""The internal listener: its app (``bridge.edge.app.internal_app``) and settings."""
 
 
 def serve(

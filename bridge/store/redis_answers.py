@@ -1,5 +1,5 @@
 """The idempotency store in Redis, shared by every replica and worker: the semantics of
-:class:`~bridge.idempotency.store.MemoryStore`, across processes.
+:class:`~bridge.store.answers.MemoryStore`, across processes.
 
 Keys (after ``idempotency.key_prefix``; ``K`` is the request's SHA-256 key, already a digest of
 token, method, path and body, and ``R`` a digest of a resource name):
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
-from bridge.idempotency.redis_link import RedisLink, digest
-from bridge.idempotency.store import Flight, Kept, Lead, Outcome, StoredAnswer
-from bridge.scim.errors import SharedStoreUnavailable
+from bridge.store.answers import Flight, Kept, Lead, Outcome, StoredAnswer
+from bridge.store.errors import StoreUnavailable
+from bridge.store.redis_link import RedisLink, digest
 
 log = logging.getLogger("bridge.idempotency")
 
@@ -68,7 +68,7 @@ return 1
 
 
 class RedisStore:
-    """:class:`~bridge.idempotency.store.IdempotencyStore` in Redis (module docstring)."""
+    """:class:`~bridge.store.answers.IdempotencyStore` in Redis (module docstring)."""
 
     def __init__(self, link: RedisLink, ttl_seconds: float, lock_ttl_seconds: float) -> None:
         self.link = link
@@ -138,7 +138,7 @@ class RedisStore:
                     log.warning("a lock expired before its holder finished; another may take over")
                     return
                 log.debug("lock renewed")
-            except SharedStoreUnavailable:
+            except StoreUnavailable:
                 continue  # logged by the link; the next renewal may reach it
 
 

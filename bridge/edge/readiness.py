@@ -39,7 +39,7 @@ from bridge.logs import mask
 from bridge.metrics import STATUS_CHANGES, STATUS_PROBES, UPSTREAM_TOKEN_VALID, UPSTREAM_UP
 from bridge.upstream import Upstream, UpstreamHealth
 
-log = logging.getLogger("bridge.readiness")
+log = logging.getLogger("bridge.edge.readiness")
 Check = Callable[[], Awaitable[str | None]]
 """A dependency's probe: None when it answers, else a short reason (``<check>_<what>``)."""
 Gate = Callable[[], str | None]

@@ -36,9 +36,10 @@ from scim2_models import NotFoundException, SCIMException, UniquenessException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge import request_state
-from bridge.idempotency.store import Flight, IdempotencyStore, Lead, Outcome, StoredAnswer
 from bridge.metrics import IDEMPOTENCY
-from bridge.scim.errors import SharedStoreUnavailable, error_response
+from bridge.scim.errors import error_response
+from bridge.store.answers import Flight, IdempotencyStore, Lead, Outcome, StoredAnswer
+from bridge.store.errors import StoreUnavailable
 
 log = logging.getLogger("bridge.idempotency")
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -64,7 +65,7 @@ class IdempotencyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        body = await _whole_body(receive)  # complete and size-checked already (bridge/body.py)
+        body = await _whole_body(receive)  # complete and size-checked already (bridge/edge/body.py)
         key = _key(scope, body)
         client = _Client(receive, send)
         try:
@@ -99,7 +100,7 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, _body_then_disconnect(body), captured.send)
         except BaseException:
-            with contextlib.suppress(SharedStoreUnavailable):  # its lock expires anyway
+            with contextlib.suppress(StoreUnavailable):  # its lock expires anyway
                 await lead.abandon()
             raise
         answer = captured.answer()
@@ -133,12 +134,12 @@ async def _after_write(what: str, step: Awaitable[None]) -> None:
     out (a lock expires by itself; a waiting twin then begins again and gets Modyo's 409)."""
     try:
         await step
-    except SharedStoreUnavailable:
+    except StoreUnavailable:
         log.warning("the shared store missed a step after a write (%s)", what)
 
 
 async def _whole_body(receive: Receive) -> bytes:
-    """The body, as ``bridge.body`` hands it on: one message, taken as it is (no copy)."""
+    """The body, as ``bridge.edge.body`` hands it on: one message, taken as it is (no copy)."""
     message = await receive()
     if not message.get("more_body"):
         return bytes(message.get("body", b""))
