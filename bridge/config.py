@@ -301,9 +301,14 @@ class ServerSettings(_Section):
     """Comma-separated IPs or CIDRs (``*``: any) of the proxies whose ``X-Forwarded-Proto``,
     ``-Host`` and ``-For`` are trusted; other clients' are ignored."""
     readiness_interval_seconds: float = Field(5.0, gt=0, le=300)
-    """How often the background readiness probes run (each is cut after this long)."""
+    """How often the background probes of Modyo and the shared store run (each is cut after
+    this long); ``/status`` reports them, ``/readyz`` does not depend on them."""
     readiness_max_age_seconds: float = Field(15.0, gt=0, le=3600)
-    """``/readyz`` is 503 when the last completed probes are older than this."""
+    """``/readyz`` is 503 (``stale``) when the probing task has completed no round for this
+    long: the process is stuck, whatever the probes found."""
+    status_consecutive: int = Field(3, ge=1, le=100)
+    """Probe results in a row that change what ``/status`` reports about a dependency
+    (Modyo, the shared store), logged once: a single lost answer changes nothing."""
     keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
     """How long an idle connection is kept open: longer than the load balancer's idle timeout."""
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)

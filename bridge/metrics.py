@@ -111,6 +111,22 @@ MODYO_INSECURE = Gauge(
     "TLS, else 0",
     multiprocess_mode="livemax",
 )
+STATUS_PROBES = Labelled(
+    Counter(
+        "scim_bridge_status_probes_total",
+        "Probes of the dependencies /status reports, by check (modyo, shared_store) and "
+        "result (ok, unreachable, token_rejected, check_failed)",
+        ["check", "result"],
+    )
+)
+STATUS_CHANGES = Labelled(
+    Counter(
+        "scim_bridge_status_changes_total",
+        "Changes of a dependency's reported state (its flaps), after "
+        "server.status_consecutive probes in a row agreed, by check",
+        ["check"],
+    )
+)
 IDEMPOTENCY = Labelled(
     Counter(
         "scim_bridge_idempotency_total",

@@ -156,6 +156,19 @@ class Unavailable(UpstreamError):
         self.retry_after = retry_after
 
 
+TOKEN_REJECTED_RETRY_SECONDS: Final = 60
+"""``Retry-After`` while Modyo rejects the bridge's token: only an operator fixes that."""
+
+
+class TokenRejected(Unavailable):
+    """The upstream rejected the bridge's credentials (HTTP 401). The client can change
+    nothing, and an operator replacing ``modyo.token`` ends it: answered 503 with
+    ``Retry-After`` and the reason, which Entra retries later (docs/operator/health.md)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after=TOKEN_REJECTED_RETRY_SECONDS)
+
+
 class BadGateway(UpstreamError):
     """The upstream answered something the bridge cannot use (unexpected status or shape)."""
 

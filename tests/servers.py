@@ -29,7 +29,8 @@ async def uvicorn_serving(app: ASGIApp, **options: object) -> AsyncIterator[int]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     options.setdefault("proxy_headers", False)  # as ``serve``: the bridge reads X-Forwarded-*
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **options)  # type: ignore[arg-type]
+    options.setdefault("lifespan", "on")
+    config = uvicorn.Config(app, log_config=None, access_log=False, **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

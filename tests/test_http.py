@@ -147,11 +147,16 @@ async def test_every_response_carries_the_scim_media_type(scim: httpx.AsyncClien
         assert response.headers["x-request-id"]
 
 
-async def test_a_rejected_modyo_token_is_502_without_leaking_it(modyo: FaultyModyo) -> None:
+async def test_a_rejected_modyo_token_is_503_with_retry_after_without_leaking_it(
+    modyo: FaultyModyo,
+) -> None:
+    """Nothing Entra can change and no readiness to gate on: the bridge's own 503, which Entra
+    retries later, naming the setting to fix (docs/operator/health.md)."""
     settings = make_settings(modyo={"token": "the-wrong-modyo-token"})
     async with bridge_client(modyo, settings) as client:
         response = await client.get("/Users")
-    body = assert_scim_error(response, 502)
+    body = assert_scim_error(response, 503)
+    assert response.headers["retry-after"] == "60"
     assert "401" in body["detail"] and "modyo.token" in body["detail"]
     assert "the-wrong-modyo-token" not in response.text and MODYO_TOKEN not in response.text
 

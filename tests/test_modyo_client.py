@@ -32,6 +32,7 @@ from bridge.upstream import (
     MemberRecord,
     NotFound,
     Rejected,
+    TokenRejected,
     Unavailable,
     UnknownMembers,
     UpstreamError,
@@ -598,15 +599,16 @@ async def test_a_group_without_name_is_rejected(bench: Rig) -> None:
         await bench.client.create_group({GroupField.DISPLAY_NAME: " "})
 
 
-async def test_a_bad_modyo_token_is_a_bad_gateway_that_hides_the_token() -> None:
+async def test_a_bad_modyo_token_is_token_rejected_and_hides_the_token() -> None:
     async with rig(fake=FakeModyo(token="the-real-token-is-different")) as bench:
         for attempt in (
             bench.client.get_user("344"),
             bench.client.create_user(ANA),
             bench.client.list_users(0, 10),
         ):
-            with pytest.raises(BadGateway) as caught:
+            with pytest.raises(TokenRejected) as caught:
                 await attempt
+            assert caught.value.retry_after == 60
             for text in (str(caught.value), caught.value.detail, repr(caught.value)):
                 assert MODYO_TOKEN not in text
                 assert "the-real-token" not in text

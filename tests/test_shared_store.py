@@ -372,8 +372,9 @@ async def test_while_redis_is_down_writes_are_503_reads_work_and_it_recovers(
     redis_server: RedisServer, fake: FakeModyo
 ) -> None:
     """Redis stopped: every write is a SCIM 503 with Retry-After and Modyo never sees it
-    (no write without the guarantee), reads are served, /readyz says why; Redis back (empty,
-    as after a restart without persistence): writes work again, nothing to restart."""
+    (no write without the guarantee), reads are served, /status says why and /readyz stays
+    200 (every replica shares the store); Redis back (empty, as after a restart without
+    persistence): writes work again, nothing to restart."""
     settings = make_settings(idempotency={"backend": "redis", "redis_url": redis_server.url})
     readiness = Readiness(5.0, 15.0, schedule=no_rounds)
     app = create_app(
@@ -416,11 +417,14 @@ async def test_while_redis_is_down_writes_are_503_reads_work_and_it_recovers(
             await scim.get("/Users", params={"filter": 'userName eq "ada@contoso.com"'})
         ).json()["totalResults"] == 1
         await readiness.refresh()
-        ready = await _readyz(scim)
-        assert ready.status_code == 503 and ready.json()["reason"] == "shared_store_unreachable"
+        assert (await _readyz(scim)).status_code == 200
+        assert readiness.state("shared_store") == "unreachable"
+        report = readiness.status_report()["checks"]["shared_store"]
+        assert report["last_error"] == "the shared store (Redis) did not answer a PING"
 
         redis_server.start()
         await readiness.refresh()
+        assert readiness.state("shared_store") == "ok"
         assert (await _readyz(scim)).status_code == 200
         bob = await scim.post("/Users", json=entra.user("bob@contoso.com"))
         assert bob.status_code == 201 and _sample("scim_bridge_shared_store_up") == 1

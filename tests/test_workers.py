@@ -107,6 +107,7 @@ def test_two_workers_serve_one_port_and_share_redis(
             "BRIDGE_JOURNAL__FILE": str(tmp_path / "journal.jsonl"),
             "BRIDGE_JOURNAL__KEY": "workers-journal-key-0123456789abcdef",
             "BRIDGE_JOURNAL__REPLICA": "pod",
+            "BRIDGE_SERVER__READINESS_INTERVAL_SECONDS": "0.2",
         }
         with _serving(env) as bridge:
             (serving,) = bridge.wait_for("serving with 2 workers")
@@ -132,7 +133,8 @@ def test_two_workers_serve_one_port_and_share_redis(
 
             # /metrics on the parent's internal listener adds up both workers
             bridge.wait_for("request", count=sent + 6)  # counted before the access log line
-            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            inside = f"http://127.0.0.1:{metrics_port}"
+            metrics = httpx.get(f"{inside}/metrics").text
             total = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in metrics.splitlines()
@@ -140,13 +142,25 @@ def test_two_workers_serve_one_port_and_share_redis(
             )
             assert total == sent + 6
 
-            # a worker that dies is replaced; the other serves meanwhile
+            # /status on the parent's internal listener: each worker's report
+            readyz, status = f"http://127.0.0.1:{port}/readyz", f"{inside}/status"
+            assert {_readyz(readyz) for _ in range(4)} == {(200, None)}
+            reports = _until_reported(status, workers)
+            assert {r["checks"]["modyo"]["state"] for r in reports.values()} == {"ok"}
+            assert {r["checks"]["shared_store"]["state"] for r in reports.values()} == {"ok"}
+
+            # a worker that dies is replaced; the other serves meanwhile, unready until then
             dead = min(workers)
             os.kill(dead, signal.SIGKILL)
             bridge.wait_for(f"worker {dead} exited (code -9): starting another")
+            # the replacement takes seconds to start (a fresh interpreter importing the bridge)
+            assert _readyz(readyz) == (503, "worker_missing")
+            assert httpx.get(status).json()["workers"] == {"expected": 2, "alive": 1}
             assert httpx.get(f"{base}/Users", headers=headers).status_code == 200
             fresh = bridge.wait_for(STARTED, count=3)[2]["worker"]
             assert fresh not in workers and _parent(fresh) == bridge.process.pid
+            assert {_readyz(readyz) for _ in range(4)} == {(200, None)}
+            assert httpx.get(status).json()["workers"] == {"expected": 2, "alive": 2}
 
             assert bridge.stop() == 0  # SIGTERM: both workers finish and exit, then the parent
             for pid in (workers - {dead}) | {fresh}:
@@ -154,6 +168,26 @@ def test_two_workers_serve_one_port_and_share_redis(
     # each worker its own journal chain (a file each, named by its process id)
     chains = {path.name.split(".")[1] for path in tmp_path.glob("journal.*.jsonl")}
     assert chains == {f"pod-{pid}" for pid in workers | {fresh}}
+
+
+def _readyz(url: str) -> tuple[int, str | None]:
+    """``/readyz`` on a new connection (the kernel hands it to either worker)."""
+    answer = httpx.get(url)
+    reason: str | None = answer.json().get("reason")
+    return answer.status_code, reason
+
+
+def _until_reported(url: str, workers: set[int]) -> dict[str, Any]:
+    """The parent's ``/status`` once every worker has written a report (after its first
+    probing round)."""
+    for _ in range(5000):  # a hang guard: a round runs every 0.2 s
+        body: dict[str, Any] = httpx.get(url).json()
+        if set(body["processes"]) == {str(pid) for pid in workers}:
+            assert body["workers"] == {"expected": 2, "alive": 2}
+            reports: dict[str, Any] = body["processes"]
+            return reports
+        threading.Event().wait(0.02)  # the pace of polling another process, not a bound
+    raise AssertionError(f"not every worker reported: {body}")
 
 
 def _until_both_answered(

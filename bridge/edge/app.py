@@ -33,7 +33,7 @@ from bridge.edge.forwarded import ForwardedHeaders
 from bridge.edge.hosts import AllowedHosts, HostCheck
 from bridge.edge.idempotency import IdempotencyMiddleware
 from bridge.edge.observe import RequestObserver
-from bridge.edge.readiness import Readiness, upstream_check
+from bridge.edge.readiness import MODYO_WORDS, STORE_WORDS, Readiness, upstream_check
 from bridge.journal import Journal, replica_name
 from bridge.journal.middleware import JournalMiddleware
 from bridge.journal.redis_history import RedisHistory
@@ -45,7 +45,7 @@ from bridge.safety import SafetyEdge, safety_rails
 from bridge.scim.auth import BearerAuth, FailureThrottle
 from bridge.scim.context import Limits, ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
-from bridge.scim.endpoints import CaseInsensitivePaths, method_route
+from bridge.scim.endpoints import CaseInsensitivePaths, Endpoint, method_route
 from bridge.scim.errors import (
     InternalError,
     MethodNotAllowed,
@@ -94,10 +94,8 @@ def create_app(
     rails = safety_rails(settings, upstream, link, write_calls(settings.modyo.api))
     upstream = rails.upstream
     if readiness is None:
-        readiness = Readiness(
-            settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
-        )
-    readiness.add("modyo", upstream_check(upstream, "modyo"))
+        readiness = Readiness.from_settings(settings.server)
+    readiness.add("modyo", upstream_check(upstream, "modyo"), MODYO_WORDS)
     readiness.detail(rails.status_fields)
     insecure = settings.modyo.insecure
     readiness.warnings = [f"modyo_{what}" for what in insecure]
@@ -122,7 +120,7 @@ def create_app(
         context.creating = RedisLocks(link, idempotency.lock_ttl_seconds)
         if isinstance(upstream, ScimUpstream) and upstream.directory is not None:
             upstream.directory = RedisGroupDirectory(link, upstream.directory.size)
-        readiness.add("shared_store", link.check)
+        readiness.add("shared_store", link.check, STORE_WORDS)
     connected = upstream.connected
     if journal is None:
         journal = journal_for(settings, link, worker_pid)
@@ -227,14 +225,22 @@ class _Routed:
         await self.app(scope, receive, send)
 
 
-def internal_app(settings: Settings, mounted: Sequence[BaseRoute] = ()) -> ASGIApp:
-    """The internal listener's app (``[internal]``): ``/metrics`` (``server.metrics_enabled``)
-    and whatever else ``mounted`` holds (a ``Mount`` of an admin console, say), reachable by
-    the scraper and the operators on the internal network only, never through the ingress
-    Entra uses; the SCIM endpoints are not there (docs/operator/listeners.md)."""
+def internal_app(
+    settings: Settings,
+    mounted: Sequence[BaseRoute] = (),
+    status: Endpoint | None = None,
+) -> ASGIApp:
+    """The internal listener's app (``[internal]``): ``/metrics`` (``server.metrics_enabled``),
+    ``/status`` (the dependencies as reported: ``Readiness.status_endpoint``, or the workers'
+    supervisor's) and whatever else ``mounted`` holds (a ``Mount`` of an admin console, say),
+    reachable by the scraper and the operators on the internal network only, never through
+    the ingress Entra uses; the SCIM endpoints are not there (docs/operator/listeners.md,
+    docs/operator/health.md)."""
     routes: list[BaseRoute] = []
     if settings.server.metrics_enabled:
         routes.append(method_route("/metrics", None, GET=("metrics", metrics_endpoint)))
+    if status is not None:
+        routes.append(method_route("/status", None, GET=("status", status)))
     routes.extend(mounted)
     return _Routed(  # 404 and 405 in SCIM form, as on the SCIM listener
         ExceptionMiddleware(

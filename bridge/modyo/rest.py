@@ -49,6 +49,7 @@ from bridge.upstream import (
     NotSupported,
     Page,
     Rejected,
+    TokenRejected,
     TooMany,
     Unavailable,
     UnknownMembers,
@@ -566,7 +567,7 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
     if status == 404:
         return NotFound(f"Modyo has no such object ({call})")
     if status == 401:
-        return BadGateway(
+        return TokenRejected(
             "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
             "permissions, and that the token's owner is an active team member"
         )

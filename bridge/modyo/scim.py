@@ -59,6 +59,7 @@ from bridge.upstream import (
     NotFound,
     Page,
     Rejected,
+    TokenRejected,
     TooMany,
     Unavailable,
     UpstreamError,
@@ -757,7 +758,7 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
     never includes credentials."""
     status = response.status_code
     if status == 401:
-        return BadGateway(
+        return TokenRejected(
             "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
             "permissions, and that the token's owner is an active team member"
         )

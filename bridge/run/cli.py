@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import gc
 import io
 import logging
@@ -662,8 +661,12 @@ def _serve(args: argparse.Namespace) -> int:
         _refuse_ports_in_use(settings)
         listener = None
         if internal.port is not None:  # served by the supervisor, adding up the workers
+
+            def listener(status: Any) -> Any:
+                inside = _internal_app(settings, status=status)
+                return internal_server(inside, internal, server)
+
             ensure_file_descriptors(internal.max_connections)
-            listener = functools.partial(internal_server, _internal_app(settings), internal, server)
         _say_where_metrics_are(settings)
         source = Source(args.config, _server_flags(args), args.log_level)
         run_workers(source, server.workers, server.host, server.port, listener)
@@ -671,9 +674,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bridge.edge.app import journal_for
     from bridge.store.redis_link import connect
 
-    readiness = Readiness(
-        settings.server.readiness_interval_seconds, settings.server.readiness_max_age_seconds
-    )  # shared with the console's Overview
+    readiness = Readiness.from_settings(settings.server)  # also the console's Overview
     link = connect(settings.idempotency) if settings.idempotency.backend == "redis" else None
     journal = journal_for(settings, link)  # its recent history is what the console lists
     app = create_app(settings, readiness=readiness, shared_store=link, journal=journal)
@@ -831,11 +832,14 @@ def _dev(args: argparse.Namespace) -> int:
     faults = _faults(args)
 
     from bridge.edge.app import create_app
+    from bridge.edge.readiness import Readiness
     from bridge.modyo.fake import FakeModyo, FakeModyoScim, FaultyModyo, mock_transport
 
     fake = (FakeModyoScim if args.modyo_api == "scim" else FakeModyo)(token=DEV_MODYO_TOKEN)
     service = FaultyModyo(fake, faults)
-    app = create_app(settings, modyo_transport=mock_transport(service, DEV_MODYO_URL))
+    readiness = Readiness.from_settings(settings.server)
+    transport = mock_transport(service, DEV_MODYO_URL)
+    app = create_app(settings, modyo_transport=transport, readiness=readiness)
     configure_logging(args.log_level or "info", "text", settings.secret_values())
     base = f"http://{_local_address(args.host)}:{args.port}{settings.server.base_path}"
     banner = (
@@ -845,7 +849,7 @@ def _dev(args: argparse.Namespace) -> int:
         f"  Secret Token: {token}\n"
         f"  Try:  curl -H 'Authorization: Bearer {token}' {base}/Users\n"
     )
-    _run(app, settings, on_started=lambda: print(banner, flush=True))  # once it listens
+    _run(app, settings, readiness, on_started=lambda: print(banner, flush=True))  # once it listens
     return 0
 
 
@@ -932,9 +936,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _internal_app(
-    settings: Settings, readiness: Readiness | None = None, history: History | None = None
+    settings: Settings,
+    readiness: Readiness | None = None,
+    history: History | None = None,
+    status: Any = None,
 ) -> Any:
-    """The internal listener's app: ``/metrics`` and the admin console (``[admin]``;
+    """The internal listener's app: ``/metrics``, ``/status`` (``readiness``'s, or
+    ``status``: the workers' supervisor's) and the admin console (``[admin]``;
     docs/operator/console.md), whose Overview reads ``readiness`` (the SCIM app's) and whose
     Activity, Errors and Charts read ``history`` (the journal's recent history; without a
     journal, an empty one)."""
@@ -943,18 +951,20 @@ def _internal_app(
     from bridge.journal import MemoryHistory
 
     shown = history if history is not None else MemoryHistory(settings.journal.history_size)
-    return internal_app(settings, console_routes(settings, shown, readiness))
+    if status is None and readiness is not None:
+        status = readiness.status_endpoint
+    return internal_app(settings, console_routes(settings, shown, readiness), status=status)
 
 
 def _run(
     app: Any,
     settings: Settings,
-    readiness: Readiness | None = None,
+    readiness: Readiness,
     history: History | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
-    is set (docs/operator/listeners.md)."""
+    is set, with ``readiness``'s ``/status`` (docs/operator/listeners.md)."""
     from bridge.run.server import serve
 
     internal = settings.internal
@@ -966,7 +976,7 @@ def _run(
     gc.collect()
     gc.freeze()
     listener = (_internal_app(settings, readiness, history), internal) if internal.port else None
-    serve(app, settings.server, listener, on_started=on_started)
+    serve(app, settings.server, listener, on_started=on_started, on_drain=readiness.drain)
 
 
 def _say_where_metrics_are(settings: Settings) -> None:

@@ -697,12 +697,15 @@ class Server(uvicorn.Server):
     """uvicorn's server; on a forced exit it still answers what is in flight and closes the
     app (the Modyo client) instead of leaving both to be cancelled with tracebacks. A
     ``companion`` (the internal listener, served in the same loop) stops with it, before
-    uvicorn hands the stopping signal on to the process."""
+    uvicorn hands the stopping signal on to the process. ``on_drain`` is told first
+    (``Readiness.drain``: ``/readyz`` then answers 503 on connections still open)."""
 
     companion: tuple[uvicorn.Server, asyncio.Task[None]] | None = None
     on_started: Callable[[], None] | None = None
     """Called once the listener listens and the app has started (what ``dev`` and ``serve``
     print then)."""
+    on_drain: Callable[[], None] | None = None
+    """Called when stopping starts (readiness then answers ``draining``)."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -710,6 +713,8 @@ class Server(uvicorn.Server):
             self.on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_drain is not None:
+            self.on_drain()
         context: _Context | None = getattr(self.config.http_protocol_class, "context", None)
         for refused in list(context.refused if context else ()):
             refused.close()
@@ -840,14 +845,16 @@ def serve(
     server: ServerSettings,
     internal: Internal | None = None,
     on_started: Callable[[], None] | None = None,
+    on_drain: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT or SIGTERM (a second SIGINT stops without waiting), and
     the internal listener beside it when given; ``on_started`` once the SCIM listener
-    listens."""
+    listens, ``on_drain`` when stopping starts."""
     caps = [server.max_connections] + ([internal[1].max_connections] if internal else [])
     ensure_file_descriptors(*caps)
     main = Server(server_config(app, server))
     main.on_started = on_started
+    main.on_drain = on_drain
     if internal is None:
         main.run()
         return
