@@ -26,12 +26,14 @@ from bridge.run.server import Server, server_config
 from tests.harness import (
     MODYO_TOKEN,
     MODYO_URL,
+    TOKEN,
     LogOutput,
     assert_scim_error,
     make_settings,
     no_rounds,
 )
 from tests.servers import ResetProxy, free_port, uvicorn_serving
+from tests.waits import until
 
 ROOT = "http://bridge.test"
 INSIDE = "http://internal.test"
