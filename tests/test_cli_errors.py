@@ -171,7 +171,8 @@ CASES = [
          ["unhealthy: cannot read the command line of process 999999999: No such file or "
           "directory"], status=1),
     Case(["bogus"], [re.compile(r"scim-bridge: error: argument \{serve,dev,fake-modyo,check,"
-                                r"healthcheck,journal,brake\}: invalid choice: 'bogus' \(choose from "
+                                r"healthcheck,journal,"
+                                r"brake\}: invalid choice: 'bogus' \(choose from "
                                 r".+\) \(see scim-bridge --help\)")]),  # Python 3.12 drops quotes
     Case(["journal", "verify", "journal.jsonl"],
          ["scim-bridge journal: no journal key: give --key-file (or set BRIDGE_JOURNAL__KEY_FILE "

@@ -479,3 +479,36 @@ def test_the_overview_reads_a_status_report_when_the_readiness_has_one() -> None
         ("shared_store", "ok", True),
     ]
     assert age is not None and 29 <= age <= 3600
+
+
+async def test_the_safety_page_shows_the_real_brake_and_releases_it(modyo: Any) -> None:
+    """The console over the app's own rails: a disable held at a threshold of 1 shows as
+    engaged; the release form (CSRF-checked) opens it, and Entra's retry then applies."""
+    from bridge.console.safety import RailsPanel
+    from bridge.edge.app import internal_app
+    from bridge.modyo.fake import mock_transport
+    from tests import entra
+    from tests.harness import MODYO_URL, app_client, create_user
+
+    settings = console_settings(safety={"enabled": True, "max_disables": 1})
+    app = create_app(settings, modyo_transport=mock_transport(modyo, MODYO_URL))
+    console = internal_app(
+        settings, console_routes(settings, MemoryHistory(10), None, RailsPanel(app.rails))
+    )
+    disable = entra.patch(entra.op("Replace", "active", False))
+    async with (
+        app_client(app) as scim,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=console), base_url="http://internal"
+        ) as client,
+    ):
+        ids = [(await create_user(scim, f"held{n}@contoso.com"))["id"] for n in (1, 2)]
+        assert (await scim.patch(f"/Users/{ids[0]}", json=disable)).status_code == 200
+        held = await scim.patch(f"/Users/{ids[1]}", json=disable)
+        assert held.status_code == 503 and "Retry-After" in held.headers
+        await signed_in(client)
+        page = (await client.get("/console/safety")).text
+        assert "Dry run</dt><dd>off" in page and "engaged since" in page
+        done = await client.post("/console/safety/release", data={"csrf": csrf_of(page)})
+        assert "Released:" in done.text, done.text
+        assert (await scim.patch(f"/Users/{ids[1]}", json=disable)).status_code == 200

@@ -76,7 +76,7 @@ def create_app(
     shared_store: RedisLink | None = None,
     journal: Journal | None = None,
     worker_pid: int | None = None,
-) -> ASGIApp:
+) -> SafetyEdge:
     """Build the bridge. ``upstream`` replaces the Modyo upstream entirely; ``modyo_transport``
     keeps the real one (``modyo.api``) but sends its HTTP elsewhere (the in-process fake);
     ``readiness`` replaces the probing schedule of the settings (tests drive it);

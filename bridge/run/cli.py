@@ -36,6 +36,7 @@ from bridge.logs import configure_logging
 if TYPE_CHECKING:
     from bridge.edge.readiness import Readiness
     from bridge.journal.history import History
+    from bridge.safety import SafetyRails
 
 DEV_MODYO_URL = "http://localhost:9"  # served in process: nothing listens there
 DEV_MODYO_TOKEN = "fake-modyo-token-0123456789"
@@ -679,7 +680,11 @@ def _serve(args: argparse.Namespace) -> int:
     journal = journal_for(settings, link)  # its recent history is what the console lists
     app = create_app(settings, readiness=readiness, shared_store=link, journal=journal)
     history = journal.history if journal else None
-    _run(app, settings, readiness, history, on_started=lambda: _say_started(args.config, settings))
+
+    def started() -> None:
+        _say_started(args.config, settings)
+
+    _run(app, settings, readiness, history, on_started=started, rails=app.rails)
     return 0
 
 
@@ -849,7 +854,11 @@ def _dev(args: argparse.Namespace) -> int:
         f"  Secret Token: {token}\n"
         f"  Try:  curl -H 'Authorization: Bearer {token}' {base}/Users\n"
     )
-    _run(app, settings, readiness, on_started=lambda: print(banner, flush=True))  # once it listens
+
+    def listening() -> None:
+        print(banner, flush=True)
+
+    _run(app, settings, readiness, on_started=listening, rails=app.rails)
     return 0
 
 
@@ -940,6 +949,7 @@ def _internal_app(
     readiness: Readiness | None = None,
     history: History | None = None,
     status: Any = None,
+    rails: SafetyRails | None = None,
 ) -> Any:
     """The internal listener's app: ``/metrics``, ``/status`` (``readiness``'s, or
     ``status``: the workers' supervisor's) and the admin console (``[admin]``;
@@ -947,13 +957,16 @@ def _internal_app(
     Activity, Errors and Charts read ``history`` (the journal's recent history; without a
     journal, an empty one)."""
     from bridge.console import console_routes
+    from bridge.console.safety import RailsPanel
     from bridge.edge.app import internal_app
     from bridge.journal import MemoryHistory
 
     shown = history if history is not None else MemoryHistory(settings.journal.history_size)
     if status is None and readiness is not None:
         status = readiness.status_endpoint
-    return internal_app(settings, console_routes(settings, shown, readiness), status=status)
+    panel = RailsPanel(rails) if rails is not None else None
+    routes = console_routes(settings, shown, readiness, panel)
+    return internal_app(settings, routes, status=status)
 
 
 def _run(
@@ -962,6 +975,7 @@ def _run(
     readiness: Readiness,
     history: History | None = None,
     on_started: Callable[[], None] | None = None,
+    rails: SafetyRails | None = None,
 ) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
     is set, with ``readiness``'s ``/status`` (docs/operator/listeners.md)."""
@@ -975,7 +989,8 @@ def _run(
     # Costs the code avoids).
     gc.collect()
     gc.freeze()
-    listener = (_internal_app(settings, readiness, history), internal) if internal.port else None
+    inside = _internal_app(settings, readiness, history, rails=rails)
+    listener = (inside, internal) if internal.port else None
     serve(app, settings.server, listener, on_started=on_started, on_drain=readiness.drain)
 
 
