@@ -311,6 +311,10 @@ class ServerSettings(_Section):
     (Modyo, the shared store), logged once: a single lost answer changes nothing."""
     keepalive_timeout_seconds: float = Field(75.0, gt=0, le=3600)
     """How long an idle connection is kept open: longer than the load balancer's idle timeout."""
+    shutdown_timeout_seconds: float = Field(25.0, gt=0, le=3600)
+    """After SIGTERM, requests in flight get this long to finish; then the remaining
+    connections are closed and the process exits (keep it below Kubernetes'
+    ``terminationGracePeriodSeconds``, 30 s by default)."""
     header_timeout_seconds: float = Field(10.0, gt=0, le=300)
     """A request head must arrive within it: a silent connection is closed, a partial head
     gets 408."""

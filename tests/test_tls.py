@@ -304,6 +304,10 @@ def test_the_image_healthcheck_speaks_tls_to_a_tls_listener(volume: SecretVolume
 
                 result = wait_until(served_or_exited, "serve answering the healthcheck")
             finally:
-                process.terminate()
-                process.wait(timeout=SAFETY_SECONDS)
+                process.terminate()  # server.shutdown_timeout_seconds bounds the rest
+                try:
+                    process.wait(timeout=SAFETY_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    pytest.fail(f"serve still running {SAFETY_SECONDS} s after SIGTERM")
     assert result.stdout == f"healthy: GET https://127.0.0.1:{port}/healthz answered 200\n"

@@ -808,6 +808,8 @@ def _listener_config(
         server_header=False,
         # uvicorn hands it to loop.call_later, which takes fractions of a second.
         timeout_keep_alive=server.keepalive_timeout_seconds,  # type: ignore[arg-type]
+        # Without it uvicorn waits for every connection and task forever after SIGTERM.
+        timeout_graceful_shutdown=server.shutdown_timeout_seconds,  # type: ignore[arg-type]
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
 
