@@ -339,6 +339,18 @@ class Replica(Process):
         await eventually(reached, f"{self.name} /readyz answering {expected}")
         return answers[-1]
 
+    async def wait_status(self, check: str, state: str) -> dict[str, Any]:
+        """Poll the internal listener's ``/status`` until ``check`` is reported ``state``
+        (``unreachable``, ``ok``...); that check's report."""
+        url = f"http://{HOST}:{self.internal_port}/status"
+
+        async def reached() -> dict[str, Any] | None:
+            async with httpx.AsyncClient(trust_env=False, timeout=HANG_GUARD_SECONDS) as client:
+                report: dict[str, Any] = (await client.get(url)).json()["checks"].get(check, {})
+            return report if report.get("state") == state else None
+
+        return await eventually(reached, f"{self.name} /status reporting {check} {state}")
+
     def wait_exit(self) -> None:
         assert self._process is not None
         self._process.wait(timeout=HANG_GUARD_SECONDS)

@@ -67,7 +67,7 @@ SCIM_NAMES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """How one Modyo interface stores what it is given (docs/modyo-contract.md)."""
+    """How one Modyo interface stores what it is given (docs/design/modyo-contract.md)."""
 
     derives_formatted_name: bool
     """The REST API fills a team member's ``name`` from its first and last names when it is
