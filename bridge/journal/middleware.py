@@ -118,12 +118,8 @@ class JournalMiddleware:
         if state.resource_id is not None:
             record.identify(id=state.resource_id)
         record.add_upstream_calls(state.modyo_calls, state.modyo_calls_left_out)
-        outcome: Outcome
-        if state.withheld in _MARKED:  # the safety rails kept its writes from Modyo
-            outcome = "planned" if state.withheld == "planned" else "held"
-            for method, path in state.withheld_calls:  # the calls it would have made
-                record.add_modyo_call(method, path, outcome, 1, 0)
-            event = record.finish_wire(outcome, status=status or None)
+        if (withheld := withheld_outcome(record, state)) is not None:
+            event = record.finish_wire(withheld, status=status or None)
         elif state.replayed:
             event = record.finish_wire("replayed", status=status or None)
         elif failed:
@@ -141,3 +137,15 @@ class JournalMiddleware:
         else:
             event = record.finish_wire("applied", status=status)
         self.journal.emit_wire(event)
+
+
+def withheld_outcome(record: JournalRecord, state: RequestState | None) -> Outcome | None:
+    """A request whose writes the safety rails kept from Modyo (``RequestState.withheld``):
+    its outcome, ``planned`` or ``held``, with the calls it would have made added to
+    ``record`` (no attempt made); None for any other request."""
+    if state is None or state.withheld not in _MARKED:
+        return None
+    outcome: Outcome = "planned" if state.withheld == "planned" else "held"
+    for method, path in state.withheld_calls:
+        record.add_modyo_call(method, path, outcome, 1, 0)
+    return outcome

@@ -11,6 +11,7 @@ from typing import Final, Literal
 
 from bridge import request_state
 from bridge.journal.event import Outcome
+from bridge.journal.middleware import withheld_outcome
 from bridge.journal.record import JournalRecord
 from bridge.request_state import RequestState
 
@@ -53,11 +54,7 @@ def note(outcome: Withheld, calls: list[tuple[str, str]]) -> None:
 
 
 def journal_outcome(record: JournalRecord, state: RequestState | None) -> Outcome | None:
-    """For the journal: add the calls the rails kept from Modyo to ``record`` (status
-    ``planned`` or ``held``, no attempt made) and return the outcome the event has, or None
-    when the request's writes were not withheld."""
-    if state is None or state.withheld is None:
-        return None
-    for method, path in state.withheld_calls:
-        record.add_modyo_call(method, path, state.withheld, 1, 0)
-    return "held" if state.withheld == "held" else "planned"
+    """For the journal: the outcome of a request whose writes the rails withheld, with the
+    calls they kept from Modyo added to ``record``; None otherwise (the journal's own rule,
+    ``bridge.journal.middleware.withheld_outcome``)."""
+    return withheld_outcome(record, state)
