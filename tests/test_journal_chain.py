@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import logging
+import os
 import re
 import socket
 import stat
@@ -22,6 +23,7 @@ import pytest
 
 from bridge.config import JournalSettings
 from bridge.journal import EventFilter, Journal, replica_name
+from bridge.journal import writer as writer_module
 from bridge.journal.chain import Head
 from bridge.journal.event import LINE, ScimLine, StartLine
 from bridge.journal.keys import JournalKey
@@ -263,11 +265,11 @@ class _GatedSink(FileSink):
         self.gate = threading.Event()
         self.waiting = threading.Event()
 
-    def write(self, line: bytes) -> None:
-        if b'"kind":"start"' not in line:
+    def write(self, lines: bytes) -> None:
+        if b'"kind":"start"' not in lines:
             self.waiting.set()
             assert self.gate.wait(HANG_GUARD_SECONDS), "the test never opened the gate"
-        super().write(line)
+        super().write(lines)
 
 
 def test_a_stuck_sink_never_holds_the_caller_and_the_drops_are_in_the_chain(
@@ -290,44 +292,102 @@ def test_a_stuck_sink_never_holds_the_caller_and_the_drops_are_in_the_chain(
 
 
 class _FailingSink(FileSink):
-    """One write fails (a full disk), after half the line reached the file."""
+    """One write fails (a full disk) in the middle of req-2's line: what came before it
+    reached the file."""
 
     failures = 1
 
-    def write(self, line: bytes) -> None:
-        if b'"request_id":"req-2"' in line and self.failures:
+    def write(self, lines: bytes) -> None:
+        if b'"request_id":"req-2"' in lines and self.failures:
             self.failures -= 1
-            super().write(line[: len(line) // 2])
+            super().write(lines[: lines.index(b'"request_id":"req-2"')])
             raise OSError(28, "No space left on device")
-        super().write(line)
+        super().write(lines)
 
 
-def test_a_failed_write_drops_the_event_and_the_chain_recovers(
+def test_a_failed_write_drops_its_events_and_the_chain_recovers(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sink = _FailingSink(tmp_path / "journal.jsonl", "pod-1", max_bytes=1_000_000, keep_files=0)
-    seconds = iter([100.0, 100.5, 101.0, 101.5])  # the failure, then each later event
+    seconds = iter([100.0, 100.5, 101.0])  # the failure, then each later event until reopened
     journal = JournalWriter(sink, KEY, "pod-1", "full", 100, monotonic=lambda: next(seconds))
+    for number in range(6):  # queued before the thread starts: its first batch, one write
+        journal.submit(event(number))
     journal.start()
     with caplog.at_level(logging.INFO, "bridge.journal"):
-        for number in range(6):
+        for number in range(6, 9):
             journal.submit(event(number))
         assert journal.stop(HANG_GUARD_SECONDS)
     [path] = files(tmp_path)
     parsed = [json.loads(line) if line.endswith(b"}\n") else None for line in lines(path)]
     kinds = [line and (line["kind"], line.get("request_id")) for line in parsed]
     assert kinds == [
-        ("start", None), ("scim", "req-0"), ("scim", "req-1"), None,  # req-2: half a line
-        # req-3 at 100.5 s: dropped untried; req-4 at 101 s: the file is reopened
-        ("start", None), ("dropped", None), ("scim", "req-4"), ("scim", "req-5"),
+        ("start", None), ("scim", "req-0"), ("scim", "req-1"), None,  # req-2: part of a line
+        # req-2 to req-5 did not reach the file; req-6 at 100.5 s: dropped untried;
+        # req-7 at 101 s: the file is reopened
+        ("start", None), ("dropped", None), ("scim", "req-7"), ("scim", "req-8"),
     ]  # fmt: skip
     assert parsed[4] is not None and parsed[4]["repaired"] is True
-    assert parsed[5] is not None and (parsed[5]["count"], parsed[5]["reason"]) == (2, "write_error")
+    assert parsed[5] is not None and (parsed[5]["count"], parsed[5]["reason"]) == (5, "write_error")
     assert [record.message for record in caplog.records] == [
         "journal write failed: events are dropped (counted) until it recovers",
         "journal writable again",
     ]
     assert findings(verify([path], [KEY])) == [f"{path}:4: not a JSON object (damaged)"]
+
+
+class _CountingSink(FileSink):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[bytes] = []
+
+    def write(self, lines: bytes) -> None:
+        self.writes.append(lines)
+        super().write(lines)
+
+
+def test_what_the_writer_takes_at_once_is_one_write_and_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    sink = _CountingSink(
+        tmp_path / "journal.jsonl", "pod-1", max_bytes=1_000_000, keep_files=0, fsync_each=True
+    )
+    journal = writer(tmp_path, sink=sink)
+    for number in range(50):  # queued before the thread starts: one batch
+        assert journal.submit(event(number))
+    journal.start()
+    assert journal.stop(HANG_GUARD_SECONDS)
+    assert [batch.count(b"\n") for batch in sink.writes] == [1, 50]  # the start line, then all
+    assert len(synced) == 3  # after each write, and at close
+    [path] = files(tmp_path)
+    assert len(lines(path)) == 51
+    assert verify([path], [KEY]).intact
+
+
+def test_a_long_queue_is_written_in_parts_of_about_batch_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "BATCH_BYTES", 2_000)
+    sink = _CountingSink(tmp_path / "journal.jsonl", "pod-1", max_bytes=1_000_000, keep_files=0)
+    journal = writer(tmp_path, sink=sink)
+    for number in range(40):
+        assert journal.submit(event(number))
+    journal.start()
+    assert journal.stop(HANG_GUARD_SECONDS)
+    longest = max(len(line) for path in files(tmp_path) for line in lines(path))
+    parts = sink.writes[1:]
+    assert len(parts) > 1
+    assert all(2_000 <= len(part) < 2_000 + longest for part in parts[:-1])
+    assert sum(part.count(b"\n") for part in parts) == 40
+    assert verify(files(tmp_path), [KEY]).intact
 
 
 def test_the_stdout_stream_carries_the_same_lines(tmp_path: Path) -> None:

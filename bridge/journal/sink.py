@@ -4,9 +4,10 @@ process's stdout (docs/reference/journal.md, "Files and rotation").
 A file sink writes ``<stem>.<replica>.<number><suffix>`` beside ``journal.file`` (for
 ``/var/lib/bridge/journal.jsonl``: ``journal.pod-1.000001.jsonl``, then ``.000002``...): a
 name never changes once written, so a rotated file's first line can name the one before it.
-Each line is one ``write()`` to a descriptor opened ``O_APPEND`` (no buffer in the process:
-a line is in the kernel, and survives the process, once written); the file is forced to disk
-(``fsync``) at rotation and close, or after every line with ``journal.fsync = "event"``. The
+Each batch of lines the writer hands over is one ``write()`` to a descriptor opened
+``O_APPEND`` (no buffer in the process: a line is in the kernel, and survives the process,
+once written); the file is forced to disk (``fsync``) at rotation and close, or after every
+write with ``journal.fsync = "event"``. The
 current file is locked (``flock``): a second process given the same replica name is refused
 instead of interleaving its lines.
 """
@@ -44,10 +45,18 @@ class Resumed:
 class Sink(Protocol):
     @property
     def name(self) -> str | None: ...
+    @property
+    def written(self) -> int:
+        """Bytes written so far, all files together (a failed write counts what it wrote)."""
+        ...
+
     def open(self) -> Resumed: ...
-    def due(self) -> bool: ...
+    def due(self, pending: int = 0) -> bool:
+        """Whether the current file is full, with ``pending`` bytes more."""
+        ...
+
     def rotate(self) -> str: ...
-    def write(self, line: bytes) -> None: ...
+    def write(self, lines: bytes) -> None: ...
     def close(self) -> None: ...
 
 
@@ -58,23 +67,30 @@ class StreamSink:
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
+        self._written = 0
 
     @property
     def name(self) -> str | None:
         return None
 
+    @property
+    def written(self) -> int:
+        return self._written
+
     def open(self) -> Resumed:
         return Resumed(None)
 
-    def due(self) -> bool:
+    def due(self, pending: int = 0) -> bool:
         return False
 
     def rotate(self) -> str:  # pragma: no cover - never due
         raise NotImplementedError
 
-    def write(self, line: bytes) -> None:
-        self._stream.write(line)
+    def write(self, lines: bytes) -> None:
+        """All or nothing, as far as the writer counts (a new segment follows a failure)."""
+        self._stream.write(lines)
         self._stream.flush()
+        self._written += len(lines)
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -120,11 +136,16 @@ class FileSink:
         self._fd: int | None = None
         self._number = 0
         self._size = 0
+        self._written = 0
         self._name = ""
 
     @property
     def name(self) -> str | None:
         return self._name if self._number else None
+
+    @property
+    def written(self) -> int:
+        return self._written
 
     def _path(self, number: int) -> Path:
         template = self.template
@@ -160,8 +181,8 @@ class FileSink:
         self._size = os.fstat(fd).st_size
         self._name = path.name
 
-    def due(self) -> bool:
-        return self._size >= self.max_bytes
+    def due(self, pending: int = 0) -> bool:
+        return self._size + pending >= self.max_bytes
 
     def rotate(self) -> str:
         """Close the current file (forced to disk), open the next; removes the oldest beyond
@@ -176,13 +197,16 @@ class FileSink:
                     path.unlink()
         return previous
 
-    def write(self, line: bytes) -> None:
+    def write(self, lines: bytes) -> None:
+        """``lines`` in one ``write()`` (more only if the kernel takes part of them), then
+        forced to disk with ``fsync_each``."""
         if self._fd is None:
             raise OSError("the journal file is not open")
-        view = memoryview(line)
+        view = memoryview(lines)
         while view:
             written = os.write(self._fd, view)
             self._size += written
+            self._written += written
             view = view[written:]
         if self.fsync_each:
             os.fsync(self._fd)
