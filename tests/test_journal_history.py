@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -143,6 +143,31 @@ async def test_the_redis_stream_is_capped(redis_server: RedisServer) -> None:
         assert 10 <= length <= 10 + 100
         newest = await redis.history.query(EventFilter(), 3)
         assert [entry["request_id"] for entry in newest.events] == ["req-499", "req-498", "req-497"]
+    finally:
+        await redis.link.close()
+
+
+async def test_events_queued_together_reach_the_stream_in_one_call_per_batch(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis = Redis(redis_server, 10_000)
+    client = redis.link.client
+    sent: list[object] = []
+    execute: Callable[..., Awaitable[Any]] = client.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        sent.append(args[0])
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    try:
+        async with redis.history.running():
+            await fill(redis.history, 450)  # queued at once: the task wakes to all of them
+        # the script is loaded at its first use; then 200 + 200 + 50 events, one call each
+        assert sent == ["EVALSHA", "SCRIPT LOAD", *["EVALSHA"] * 3]
+        assert await client.xlen("scim-bridge:journal") == 450  # one entry each, as before
+        page = await redis.history.query(EventFilter(), 2)
+        assert [entry["request_id"] for entry in page.events] == ["req-449", "req-448"]
     finally:
         await redis.link.close()
 

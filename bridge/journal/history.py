@@ -109,12 +109,13 @@ class MemoryHistory:
     """The latest ``size`` events of this process, in a ring buffer."""
 
     def __init__(self, size: int) -> None:
-        self._events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=size)
+        self._events: deque[tuple[int, Mapping[str, Any]]] = deque(maxlen=size)
         self._counter = 0
 
     def add(self, event: Mapping[str, Any]) -> None:
+        """Keep ``event``: it is the history's from here on (not copied)."""
         self._counter += 1
-        self._events.append((self._counter, dict(event)))
+        self._events.append((self._counter, event))
 
     async def query(
         self, where: EventFilter, limit: int = 50, cursor: str | None = None
@@ -130,7 +131,7 @@ class MemoryHistory:
             if where.matches(event):
                 if len(found) == wanted:
                     return HistoryPage(found, str(last))
-                found.append(event)
+                found.append(dict(event))
                 last = number
         return HistoryPage(found, None)
 

@@ -3,9 +3,11 @@
 read newest first with ``XREVRANGE`` (docs/reference/journal.md, "Recent history").
 
 Events reach Redis from a task of their own, through a bounded queue: a SCIM request never
-waits for Redis. While Redis does not answer, events are left out of the history (counted,
-logged once per change of state); the journal's sink still has them. Every call is bounded
-in time. Needs Redis 6.2 (exclusive ranges).
+waits for Redis. What queued while the task's last call was out goes in the next one, a
+script adding them all (:data:`ADD`): one round trip for many events. While Redis does not
+answer, events are left out of the history (counted, logged once per change of state); the
+journal's sink still has them. Every call is bounded in time. Needs Redis 6.2 (exclusive
+ranges).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import json
 import logging
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final, cast
 
@@ -26,9 +29,17 @@ from bridge.metrics import JOURNAL_HISTORY_DROPPED
 
 log = logging.getLogger("bridge.journal")
 ADD_SECONDS: Final = 1.0
-"""The longest one XADD may take before the event is left out."""
+"""The longest one call adding events may take before they are left out."""
 QUERY_SECONDS: Final = 5.0
 BATCH: Final = 200
+"""Entries read per ``XREVRANGE``, and events added per call at most."""
+# KEYS: the stream. ARGV: its MAXLEN, then the events (JSON). Each XADD ... MAXLEN ~ as one.
+ADD: Final = """
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+end
+return #ARGV - 1
+"""
 _CURSOR: Final = re.compile(r"\d{1,20}-\d{1,20}")
 
 
@@ -39,15 +50,23 @@ class RedisHistory:
         self.client = client
         self.key = key
         self.size = size
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_size)
+        self._queue: deque[Mapping[str, Any]] = deque()
+        self._queue_size = queue_size
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._add = client.register_script(ADD)
         self.reachable: bool | None = None
 
     def add(self, event: Mapping[str, Any]) -> None:
-        """Queue ``event`` for the stream; dropped (counted) when the queue is full."""
-        try:
-            self._queue.put_nowait(json.dumps(event, ensure_ascii=False).encode())
-        except asyncio.QueueFull:
+        """Queue ``event`` for the stream (it is the history's from here on); dropped
+        (counted) when the queue is full. Encoded by the task that sends it."""
+        if len(self._queue) >= self._queue_size:
             JOURNAL_HISTORY_DROPPED("queue_full").inc()
+            return
+        self._queue.append(event)
+        self._idle.clear()
+        self._wake.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -62,23 +81,29 @@ class RedisHistory:
 
     async def drained(self) -> None:
         """Return once every event queued so far was added to Redis or dropped."""
-        await self._queue.join()
+        await self._idle.wait()
 
     async def _pump(self) -> None:
         while True:
-            entry = await self._queue.get()
-            try:
-                async with asyncio.timeout(ADD_SECONDS):
-                    await self.client.xadd(
-                        self.key, {"e": entry}, maxlen=self.size, approximate=True
-                    )
-            except (RedisError, OSError, TimeoutError) as exc:
-                JOURNAL_HISTORY_DROPPED("unreachable").inc()
-                self._record(False, exc)
-            else:
-                self._record(True)
-            finally:
-                self._queue.task_done()
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                count = min(len(self._queue), BATCH)
+                batch = [self._queue.popleft() for _ in range(count)]
+                await self._send(batch)
+            self._idle.set()
+
+    async def _send(self, batch: list[Mapping[str, Any]]) -> None:
+        """One call for ``batch``; when Redis fails it, its events are left out (counted)."""
+        entries = [json.dumps(event, ensure_ascii=False).encode() for event in batch]
+        try:
+            async with asyncio.timeout(ADD_SECONDS):
+                await self._add(keys=[self.key], args=[self.size, *entries])
+        except (RedisError, OSError, TimeoutError) as exc:
+            JOURNAL_HISTORY_DROPPED("unreachable").inc(len(batch))
+            self._record(False, exc)
+        else:
+            self._record(True)
 
     async def query(
         self, where: EventFilter, limit: int = 50, cursor: str | None = None
