@@ -26,7 +26,7 @@ from bridge.scim.locks import CreateLocks, KeyedLocks
 from bridge.store.answers import Flight, IdempotencyStore, Lead, MemoryStore, Outcome, StoredAnswer
 from bridge.store.errors import StoreUnavailable
 from bridge.store.redis_answers import RedisStore
-from bridge.store.redis_link import RedisLink, connect
+from bridge.store.redis_link import RedisLink, Renewal, connect
 from bridge.store.redis_locks import RedisLocks
 from tests import entra
 from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings, no_rounds
@@ -217,9 +217,9 @@ async def test_a_dead_leader_s_lock_expires_and_its_waiter_takes_over(
 
 
 def _stop_renewing(lead: Lead) -> None:
-    renewal = getattr(lead, "_renewal", None)
-    assert isinstance(renewal, asyncio.Task)
-    renewal.cancel()
+    renewal = getattr(lead, "renewal", None)
+    assert isinstance(renewal, Renewal)
+    renewal.stop()
 
 
 async def test_a_live_leader_renews_its_lock_past_its_ttl(redis_server: RedisServer) -> None:
@@ -447,9 +447,9 @@ def _sample(name: str) -> float | None:
 
 async def test_round_trips_per_write(redis_server: RedisServer, fake: FakeModyo) -> None:
     """What a write costs in Redis round trips (docs/operator/high-availability.md), counted as
-    the client sends them: before its answer a PATCH or DELETE two (the claim-or-lead script,
-    the settle script: invalidation and create locks' release), a create three (its create
-    lock); after the answer one (the lead's end); a read none."""
+    the client sends them: before its answer a PATCH or DELETE one (the claim-or-lead script),
+    a create two (its create lock); after the answer one (the lead's end: invalidation, create
+    locks' release, outcome); a read none."""
     link = _link(redis_server)
     sent: list[str] = []
     command = link.client.execute_command
@@ -501,14 +501,14 @@ async def test_round_trips_per_write(redis_server: RedisServer, fake: FakeModyo)
             sent.clear()
             created = await scim.post("/Users", json=entra.user("rt@contoso.com"))
             assert created.status_code == 201
-            assert sent == ["EVALSHA", "EVALSHA", "EVALSHA", "ANSWER", "EVALSHA"]
+            assert sent == ["EVALSHA", "EVALSHA", "ANSWER", "EVALSHA"]
             sent.clear()
             location = f"/Users/{created.json()['id']}"
             assert (await scim.get(location)).status_code == 200
             assert sent == ["ANSWER"]
             sent.clear()
             assert (await scim.patch(location, json=patch)).status_code == 200
-            assert sent == ["EVALSHA", "EVALSHA", "ANSWER", "EVALSHA"]
+            assert sent == ["EVALSHA", "ANSWER", "EVALSHA"]
             sent.clear()
             assert (await scim.delete(location)).status_code == 204
-            assert sent == ["EVALSHA", "EVALSHA", "ANSWER", "EVALSHA"]
+            assert sent == ["EVALSHA", "ANSWER", "EVALSHA"]

@@ -118,9 +118,8 @@ class IdempotencyMiddleware:
         answer = captured.answer()
         resources = _resources()
         success = 200 <= answer.status < 300
-        # The write is done: a store failure from here on must not cost its answer.
-        written = resources if success else frozenset()
-        await _after_write("settle", lead.settle(written))
+        # The write is done: a store failure from here on must not cost its answer. Nothing
+        # is asked of the store before the answer goes out (docs/design/reliability.md).
         delivered = await client.deliver(answer, replayed=False)
         serving = request_state.current()
         if not delivered and serving is not None:
@@ -133,7 +132,8 @@ class IdempotencyMiddleware:
                 extra={"status": answer.status},
             )
         outcome = Outcome(answer, delivered, next(iter(resources), None))
-        await _after_write("finish", lead.finish(outcome))
+        written = resources if success else frozenset()
+        await _after_write("finish", lead.finish(outcome, written))
 
     async def _follow(self, key: str, scope: Scope, outcome: Outcome, client: _Client) -> None:
         """A twin of a write that was in flight: the leader's answer if it never reached its

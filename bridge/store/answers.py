@@ -13,8 +13,9 @@ several replicas behave as one:
   failed, or its process died and its lock expired) makes ``outcome()`` answer None: the
   waiter then begins again, and may lead;
 - ``start``: ``claim``, else ``begin``, as one step (one round trip to a shared store);
-- ``Lead.settle``: once the leader's answer is known, ``invalidate`` for it and release what
-  its execution deferred (a shared store's create locks, ``Lead.running``), as one step.
+- ``Lead.finish``: once the leader's answer was sent (or kept for a retry), ``invalidate``
+  for what it wrote, release what its execution deferred (a shared store's create locks,
+  ``Lead.running``) and hand the outcome to the waiting twins, as one step.
 """
 
 from __future__ import annotations
@@ -59,15 +60,14 @@ class Lead(Protocol):
 
     def running(self) -> AbstractContextManager[None]:
         """The execution's scope: what it holds in the store until its answer is known (a
-        shared store's create locks) is released by :meth:`settle` or :meth:`abandon`."""
+        shared store's create locks) is released by :meth:`finish` or :meth:`abandon`."""
         ...
 
-    async def settle(self, resources: frozenset[str]) -> None:
-        """The answer is known: drop other kept answers about the ``resources`` it wrote
-        (empty unless it succeeded) and release what :meth:`running` deferred."""
+    async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
+        """The answer went out (or was kept): drop other kept answers about the resources
+        it ``written`` (empty unless it succeeded), release what :meth:`running` deferred,
+        and end the flight with ``outcome``."""
         ...
-
-    async def finish(self, outcome: Outcome) -> None: ...
 
     async def abandon(self) -> None:
         """End without an outcome (the execution failed): a waiter leads instead."""
@@ -188,10 +188,8 @@ class _MemoryLead:
     def running(self) -> AbstractContextManager[None]:
         return nullcontext()  # this process's create locks are released as their block ends
 
-    async def settle(self, resources: frozenset[str]) -> None:
-        await self.store.invalidate(resources, keep=self.key)
-
-    async def finish(self, outcome: Outcome) -> None:
+    async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
+        await self.store.invalidate(written, keep=self.key)
         self._end(outcome)
 
     async def abandon(self) -> None:

@@ -14,17 +14,17 @@ token, method, path and body, and ``R`` a digest of a resource name):
   wakes); an empty element is a lead abandoned. A follower whose wait outlasts the lock finds
   the lock gone (its process died) and answers None: it begins again.
 
-A write costs two round trips before its answer (a create three: its create lock): ``start``
-(the claim, else the lead, in one script) and ``settle`` (the invalidation, with the create
-locks' release that the execution deferred, ``bridge.store.redis_locks``); the lead's
-end (``finish``) follows the answer.
+A write costs one round trip before its answer (a create two: its create lock): ``start``
+(the claim, else the lead, in one script). Its other round trip follows the answer:
+``finish``, one script that drops the kept answers about what it wrote, releases the create
+locks the execution deferred (``bridge.store.redis_locks``) and ends the flight
+(docs/design/reliability.md, "Shared store").
 
 Every value carries a TTL: Redis holds nothing beyond ``ttl_seconds``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -35,8 +35,7 @@ from functools import partial
 from typing import Final
 
 from bridge.store.answers import Flight, Kept, Lead, Outcome, StoredAnswer
-from bridge.store.errors import StoreUnavailable
-from bridge.store.redis_link import RedisLink, digest
+from bridge.store.redis_link import RedisLink, Renewal, digest
 from bridge.store.redis_locks import DEFERRED, RELEASE_LUA, Held, release_arguments
 
 log = logging.getLogger("bridge.idempotency")
@@ -58,26 +57,17 @@ if holder then return holder end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 """
-# KEYS: lead, done. ARGV: token, outcome ('' when abandoned), ttl (ms).
-FINISH: Final = """
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1
-"""
 # KEYS: a lock. ARGV: token, ttl (ms). Extends the lock if the token still owns it.
 RENEW: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# KEYS: the resources' sets (ARGV[3] of them), then pairs of a create lock and its free list.
-# ARGV: the prefix of kept answers, the key to keep, the number of sets, the free lists' expiry
-# (ms), then each lock's token. Drops the kept answers about the resources, then releases the
-# locks (redis_locks.RELEASE_LUA): a write's last step before its answer, in one round trip.
-SETTLE: Final = (
-    """
+# Drops the kept answers about resources but one key's: the resources' sets are KEYS[at]...
+# (ARGV[3] of them; the caller defines ``at``); ARGV: the prefix of kept answers, the key to
+# keep, the number of sets.
+INVALIDATE_LUA: Final = """
 local n = tonumber(ARGV[3])
-for i = 1, n do
+for i = at, at + n - 1 do
   for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
     if key ~= ARGV[2] then
       redis.call('DEL', ARGV[1] .. key)
@@ -85,9 +75,25 @@ for i = 1, n do
     end
   end
 end
-local first, ttl_at, token_at = n + 1, 4, 5"""
+"""
+INVALIDATE: Final = "local at = 1" + INVALIDATE_LUA + "return 1"
+# A lead's end, in one round trip after its answer. KEYS: the lead, its done list, the
+# resources' sets, then pairs of a create lock and its free list. ARGV: as INVALIDATE's, then
+# the ttl (ms: the done list's and the free lists' expiry), the lead's token, the outcome (''
+# when abandoned), then each create lock's token. The invalidation, the create locks' release
+# (redis_locks.RELEASE_LUA), the outcome pushed for the waiting twins, and the lead released
+# if the token still owns it.
+FINISH: Final = (
+    "local at = 3"
+    + INVALIDATE_LUA
+    + "local first, ttl_at, token_at = n + 3, 4, 7"
     + RELEASE_LUA
-    + "return 1"
+    + """
+redis.call('RPUSH', KEYS[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if redis.call('GET', KEYS[1]) == ARGV[5] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
 )
 
 
@@ -103,7 +109,7 @@ class RedisStore:
         self.finish_script = client.register_script(FINISH)
         self._renew = client.register_script(RENEW)
         self._start = client.register_script(START)
-        self._settle = client.register_script(SETTLE)
+        self._invalidate = client.register_script(INVALIDATE)
 
     @property
     def lock_ttl_ms(self) -> int:
@@ -128,18 +134,26 @@ class RedisStore:
         await self.link.call("put", put)
 
     async def invalidate(self, resources: frozenset[str], keep: str) -> None:
-        await self.settle(resources, keep, [])
-
-    async def settle(self, resources: frozenset[str], keep: str, held: list[Held]) -> None:
-        """Drop the kept answers about ``resources`` but ``keep``'s, and release ``held``
-        create locks: one round trip, none when there is nothing to do."""
-        if not resources and not held:
+        """Drop the kept answers about ``resources`` but ``keep``'s: one round trip, none
+        when there are none."""
+        if not resources:
             return
-        indexes = [self.link.key("res", digest(resource)) for resource in sorted(resources)]
+        keys = [self.link.key("res", digest(resource)) for resource in sorted(resources)]
+        args: list[str | int] = [self.link.key("kept", ""), keep, len(keys)]
+        await self.link.call("invalidate", lambda: self._invalidate(keys=keys, args=args))
+
+    async def end(
+        self, lead: _RedisLead, written: frozenset[str], held: list[Held], payload: bytes
+    ) -> None:
+        """A lead's end (:data:`FINISH`): one round trip."""
+        indexes = [self.link.key("res", digest(resource)) for resource in sorted(written)]
         locks, tokens = release_arguments(held, self.lock_ttl_ms)
-        keys = [*indexes, *locks]
-        args = [self.link.key("kept", ""), keep, len(indexes), *tokens]
-        await self.link.call("settle", lambda: self._settle(keys=keys, args=args))
+        keys = [lead.lock, lead.done_key, *indexes, *locks]
+        args: list[str | int | bytes] = [
+            self.link.key("kept", ""), lead.key, len(indexes), *tokens[:1], lead.token,
+            payload, *tokens[1:],
+        ]  # fmt: skip
+        await self.link.call("finish", lambda: self.finish_script(keys=keys, args=args))
 
     async def begin(self, key: str) -> Lead | Flight:
         token = secrets.token_hex(8)
@@ -166,7 +180,8 @@ class RedisStore:
             token = holder.decode()
             return _RedisFlight(self, lock, self.link.key("done", key, token), token)
         lead = _RedisLead(self, key, lock, self.link.key("done", key, token), token)
-        lead.start_renewing()
+        lead.renewal = Renewal(self.lock_ttl / 3, partial(self.renew, lock, token))
+        lead.renewal.start()
         return lead
 
     async def renew(self, lock: str, token: str) -> bool:
@@ -175,18 +190,6 @@ class RedisStore:
             "renew", lambda: self._renew(keys=[lock], args=[token, self.lock_ttl_ms])
         )
         return bool(renewed)
-
-    async def renewing(self, lock: str, token: str) -> None:
-        """Keep ``lock`` alive (every third of its TTL) until cancelled or lost."""
-        while True:
-            await asyncio.sleep(self.lock_ttl / 3)
-            try:
-                if not await self.renew(lock, token):
-                    log.warning("a lock expired before its holder finished; another may take over")
-                    return
-                log.debug("lock renewed")
-            except StoreUnavailable:
-                continue  # logged by the link; the next renewal may reach it
 
 
 @dataclass(slots=True)
@@ -197,12 +200,9 @@ class _RedisLead:
     done_key: str
     token: str
     done: bool = False
-    _renewal: asyncio.Task[None] | None = field(default=None)
+    renewal: Renewal | None = None
     deferred: list[Held] = field(default_factory=list)
-    """The create locks the execution held, released by :meth:`settle`."""
-
-    def start_renewing(self) -> None:
-        self._renewal = asyncio.create_task(self.store.renewing(self.lock, self.token))
+    """The create locks the execution held, released by :meth:`finish`."""
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -212,29 +212,21 @@ class _RedisLead:
         finally:
             DEFERRED.reset(reset)
 
-    async def settle(self, resources: frozenset[str]) -> None:
-        held, self.deferred = self.deferred, []
-        await self.store.settle(resources, self.key, held)
-
-    async def finish(self, outcome: Outcome) -> None:
-        await self._end(_encode(outcome.answer, [], outcome.delivered, outcome.resource))
+    async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
+        payload = _encode(outcome.answer, [], outcome.delivered, outcome.resource)
+        await self._end(written, payload)
 
     async def abandon(self) -> None:
-        with contextlib.suppress(StoreUnavailable):  # they expire by themselves
-            await self.settle(frozenset())
-        await self._end(b"")
+        await self._end(frozenset(), b"")
 
-    async def _end(self, payload: bytes) -> None:
+    async def _end(self, written: frozenset[str], payload: bytes) -> None:
         if self.done:
             return
         self.done = True
-        if self._renewal is not None:
-            self._renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewal
-        store, keys = self.store, [self.lock, self.done_key]
-        args: list[str | int | bytes] = [self.token, payload, store.lock_ttl_ms]
-        await store.link.call("finish", lambda: store.finish_script(keys=keys, args=args))
+        if self.renewal is not None:
+            self.renewal.stop()
+        held, self.deferred = self.deferred, []
+        await self.store.end(self, written, held, payload)
 
 
 @dataclass(frozen=True, slots=True)

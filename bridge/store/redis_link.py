@@ -79,6 +79,46 @@ def _address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class Renewal:
+    """``renew()`` every ``interval`` seconds until :meth:`stop`, or until it answers False
+    (the lock was lost: logged). A timer, not a task, until a renewal is due: most writes
+    end before the first one, and a timer costs a request less than a task to start and to
+    cancel."""
+
+    def __init__(self, interval: float, renew: Callable[[], Awaitable[bool]]) -> None:
+        self.interval = interval
+        self._renew = renew
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.interval, self._due)
+
+    def stop(self) -> None:
+        """Not awaited: a renewal in flight is cancelled, its lock released or expiring."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _due(self) -> None:
+        self._timer = None
+        self._task = asyncio.create_task(self._renewing())
+
+    async def _renewing(self) -> None:
+        try:
+            owned = await self._renew()
+            log.debug("lock renewed")
+        except StoreUnavailable:
+            owned = True  # logged by the link; the next renewal may reach it
+        if not owned:
+            log.warning("a lock expired before its holder finished; another may take over")
+        elif not self._stopped:
+            self.start()
+
+
 class RedisLink:
     """The client, its key prefix and its health. :meth:`call` runs one Redis call within the
     request's deadline and records whether Redis answered."""

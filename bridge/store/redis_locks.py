@@ -10,12 +10,12 @@ when woken, or when the lock's lifetime has passed (its holder's process died).
 
 Inside an idempotent write's execution (:data:`DEFERRED` set by its lead,
 ``bridge.store.redis_answers``) a release is not sent as the block ends: the lead sends it
-with the write's invalidation, in one round trip before the answer (:data:`RELEASE_LUA`).
+with the write's invalidation and its end, in one round trip after the answer
+(:data:`RELEASE_LUA`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -26,7 +26,7 @@ from functools import partial
 from typing import Final
 
 from bridge.store.errors import StoreUnavailable
-from bridge.store.redis_link import RedisLink, digest
+from bridge.store.redis_link import RedisLink, Renewal, digest
 
 # KEYS: the locks. ARGV: token, ttl (ms). nil when all were taken, else the index (1-based)
 # of one already held and its remaining lifetime in ms (then none was taken).
@@ -41,7 +41,7 @@ return false
 # Releases the locks of KEYS[first], KEYS[first + 2]..., each followed by its free list and
 # owned by its own token, ARGV[token_at], ARGV[token_at + 1]...; ARGV[ttl_at] is the free
 # lists' expiry (ms). The caller defines those three locals: another script includes this one
-# (redis_answers.SETTLE).
+# (redis_answers.FINISH).
 RELEASE_LUA: Final = """
 local t = token_at
 for i = first, #KEYS, 2 do
@@ -114,11 +114,12 @@ class RedisLocks:
         frees = [self.link.key("free", name) for name in names]
         token = secrets.token_hex(8)
         await self._take(locks, frees, token)
-        renewal = asyncio.create_task(self._renewing(locks, token))
+        renewal = Renewal(self.lock_ttl / 3, partial(self._renew_all, locks, token))
+        renewal.start()
         try:
             yield
         finally:
-            renewal.cancel()  # not awaited: that would cost an event-loop pass before the answer
+            renewal.stop()
             held = Held(locks, frees, token)
             deferred = DEFERRED.get()
             if deferred is not None:
@@ -150,9 +151,8 @@ class RedisLocks:
                 within=self.lock_ttl + 1,
             )
 
-    async def _renewing(self, locks: list[str], token: str) -> None:
+    async def _renew_all(self, locks: list[str], token: str) -> bool:
+        """Extend ``locks`` while ``token`` owns them; whether it still owns one."""
         args: list[str | int | bytes] = [token, self.lock_ttl_ms]
-        while True:
-            await asyncio.sleep(self.lock_ttl / 3)
-            with contextlib.suppress(StoreUnavailable):  # logged by the link
-                await self.link.call("renew", lambda: self._renew(keys=locks, args=args))
+        owned = await self.link.call("renew", lambda: self._renew(keys=locks, args=args))
+        return bool(owned)
