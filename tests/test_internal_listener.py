@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from bridge.config import ConfigError, load_settings
-from bridge.run.server import MAX_REFUSING
+from bridge.edge.protocols import MAX_REFUSING
 from tests.processes import (
     FAKE_AUTH,
     SCIM_TOKEN,

@@ -86,7 +86,7 @@ class RequestObserver:
             except asyncio.CancelledError:
                 # Only the server cancels a request: it is going away (a second Ctrl-C, or
                 # its shutdown timeout). Entra gets a 503 to retry elsewhere or later; the
-                # server layer (bridge/run/server.py) then ends the task quietly.
+                # server layer (bridge/edge/protocols.py) then ends the task quietly.
                 if not status:
                     leaving = UpstreamUnavailable(
                         detail="the server is shutting down; retry later",
