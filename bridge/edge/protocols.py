@@ -190,12 +190,11 @@ def _invalid(reason: object) -> InvalidSyntaxException:
 # ---------------------------------------------------------------------------- connections
 
 
-class _Guarded:
-    """Connection limits shared by both protocols: admission, head timer, graceful close."""
+if TYPE_CHECKING:
 
-    context: ClassVar[_Context]
+    class _Uvicorn(asyncio.Protocol):
+        """What :class:`_Guarded` uses of uvicorn's protocol classes, which it precedes."""
 
-    if TYPE_CHECKING:  # provided by uvicorn's protocol classes
         transport: asyncio.Transport
         loop: asyncio.AbstractEventLoop
         connections: set[Any]
@@ -204,8 +203,38 @@ class _Guarded:
         timeout_keep_alive: int
         timeout_keep_alive_task: asyncio.TimerHandle | None
 
+        def connection_made(self, transport: asyncio.Transport) -> None: ...  # type: ignore[override]
+        def shutdown(self) -> None: ...
         def timeout_keep_alive_handler(self) -> None: ...
         def _unset_keepalive_if_required(self) -> None: ...
+else:
+    _Uvicorn = object
+
+
+class _Guarded(_Uvicorn):
+    """Connection limits shared by both protocols: admission, head timer, graceful close;
+    the connection's start, loss and shutdown around uvicorn's."""
+
+    context: ClassVar[_Context]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if not self._admitted(transport):
+            return
+        if self.context.tls is not None:
+            self._secure(transport, super().connection_made)
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard_lost()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        if self._discarding:  # answered already, closing
+            self.transport.close()
+            return
+        super().shutdown()
 
     def _guard_init(self) -> None:
         self._refused = False
@@ -275,9 +304,9 @@ class _Guarded:
         if secure is None or secure.is_closing():  # closed during the handshake (its timer)
             self._cancel_timers()
             return
-        secure.set_protocol(self)  # type: ignore[arg-type]
+        secure.set_protocol(self)
         connect(secure)
-        handover.hand_to(self)  # type: ignore[arg-type]
+        handover.hand_to(self)
 
     def _arm_head_timer(self, deadline: float | None = None) -> None:
         self._head_deadline = deadline or self.loop.time() + self.context.header_timeout
@@ -399,25 +428,6 @@ class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         self._ended_in_chunk = False  # a request ended inside the chunk being parsed
         self._head_size = 0
         self._head_chunks: list[bytes] | None = []  # None: where the head began is unknown
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if not self._admitted(transport):
-            return
-        if self.context.tls is not None:
-            self._secure(transport, super().connection_made)
-            return
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_lost()
-        super().connection_lost(exc)
-
-    def shutdown(self) -> None:
-        if self._discarding:  # answered already, closing
-            self.transport.close()
-            return
-        super().shutdown()
 
     def _idle(self) -> bool:
         return (self.cycle is None or self.cycle.response_complete) and self._body_linger is None
@@ -585,30 +595,11 @@ class ScimH11Protocol(_Guarded, H11Protocol):
         self._head_size = 0  # bytes of the current head so far
         self.logger = _H11_LOG  # its refusals are logged by _Rejections, not one by one
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if not self._admitted(transport):
-            return
-        if self.context.tls is not None:
-            self._secure(transport, super().connection_made)
-            return
-        super().connection_made(transport)
-        self._arm_head_timer()
-
     def take_over(self, transport: asyncio.Transport, head: bytes, deadline: float | None) -> None:
         """Continue a connection httptools started, from the first byte of its current head."""
-        super().connection_made(transport)
+        H11Protocol.connection_made(self, transport)  # admitted already
         self._arm_head_timer(deadline)
         self.data_received(head)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_lost()
-        super().connection_lost(exc)
-
-    def shutdown(self) -> None:
-        if self._discarding:  # answered already, closing
-            self.transport.close()
-            return
-        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
