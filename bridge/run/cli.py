@@ -24,13 +24,12 @@ from bridge import __version__
 from bridge.config import (
     ENV_PREFIX,
     CheckSettings,
-    ConfigError,
     Settings,
     host_problem,
     is_loopback,
-    load_settings,
     token_problem,
 )
+from bridge.config_loading import ConfigError, load_settings
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
