@@ -24,9 +24,10 @@ from scim2_models import SCIMException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.deadline import deadline_in
+from bridge.edge.errors import InternalError
 from bridge.metrics import SCIM_LATENCY, SCIM_REQUESTS, method_label
 from bridge.request_state import RequestState, serving
-from bridge.scim.errors import InternalError, UpstreamUnavailable, error_response
+from bridge.scim.errors import UpstreamUnavailable, error_response
 
 log = logging.getLogger("bridge.http")
 GRACE_SECONDS: Final = 1.0

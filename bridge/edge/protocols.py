@@ -57,9 +57,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from bridge.edge.body import RequestTimeout
+from bridge.edge.errors import (
+    HeaderFieldsTooLarge,
+    NotImplementedByServer,
+    RequestTimeout,
+    ServerBusy,
+    UriTooLong,
+    VersionNotSupported,
+)
 from bridge.edge.tls import TlsFiles
-from bridge.scim.errors import HeaderedException, error_response
+from bridge.scim.errors import error_response
 
 if TYPE_CHECKING:
     from uvicorn.protocols.http.flow_control import FlowControl
@@ -79,26 +86,6 @@ MAX_REFUSING: Final = 64
 """Refused connections lingering at once; beyond, a refused connection is closed unanswered."""
 REFUSAL_RETRY_AFTER: Final = "5"
 LOG_INTERVAL_SECONDS: Final = 10.0
-
-
-class UriTooLong(HeaderedException):
-    status = 414
-
-
-class HeaderFieldsTooLarge(HeaderedException):
-    status = 431
-
-
-class NotImplementedByServer(HeaderedException):
-    status = 501
-
-
-class ServerBusy(HeaderedException):
-    status = 503
-
-
-class VersionNotSupported(HeaderedException):
-    status = 505
 
 
 # ---------------------------------------------------------------------------- answers

@@ -553,7 +553,7 @@ def _brake_shared(args: argparse.Namespace, command: Callable[[Any, Any], Any]) 
 
 def _shared_run(name: str, run: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a command against the shared store; its failure is one line, exit status 2."""
-    from bridge.scim.errors import SharedStoreUnavailable
+    from bridge.edge.errors import SharedStoreUnavailable
 
     try:
         return asyncio.run(run())
