@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import bridge.scim.auth
-from bridge.config import ConfigError, load_settings
+from bridge.config_loading import ConfigError, load_settings
 from bridge.console import console_routes
 from bridge.console.headers import CSP
 from bridge.console.session import COOKIE, Sessions

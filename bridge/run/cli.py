@@ -24,13 +24,12 @@ from bridge import __version__
 from bridge.config import (
     ENV_PREFIX,
     CheckSettings,
-    ConfigError,
     Settings,
     host_problem,
     is_loopback,
-    load_settings,
     token_problem,
 )
+from bridge.config_loading import ConfigError, load_settings
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -553,7 +552,7 @@ def _brake_shared(args: argparse.Namespace, command: Callable[[Any, Any], Any]) 
 
 def _shared_run(name: str, run: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a command against the shared store; its failure is one line, exit status 2."""
-    from bridge.scim.errors import SharedStoreUnavailable
+    from bridge.edge.errors import SharedStoreUnavailable
 
     try:
         return asyncio.run(run())
