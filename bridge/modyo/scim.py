@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Final
 from urllib.parse import quote
@@ -35,13 +34,13 @@ from urllib.parse import quote
 import httpx
 
 from bridge import request_state
+from bridge.modyo.creates import FindExisting, create_once
 from bridge.modyo.group_directory import GroupDirectory
 from bridge.modyo.http import (
+    RETRIED_STATUSES,
     Answer,
     ModyoHttp,
     Params,
-    Repeat,
-    UnknownOutcome,
     chunks,
     gather_all,
     json_object,
@@ -70,15 +69,12 @@ from bridge.upstream import (
 )
 from bridge.yielding import batches
 
-log = logging.getLogger("bridge.modyo")
-
 SCIM: Final = "/api/admin/scim"  # [SCIM L32, L88]
 MEDIA_TYPE: Final = "application/scim+json"  # every SCIM answer, errors included [SCIM L98]
 MAX_COUNT: Final = 100  # GUESS (G3): Modyo's REST lists cap at 100 [API L541]
 PAGE_CONCURRENCY: Final = 8
 MEMBERS_PER_PATCH: Final = 100
 NO_MEMBERS: Final = (("excludedAttributes", "members"),)
-_RETRIED: Final = frozenset({502, 503, 504})
 
 USER_URN: Final = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN: Final = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -444,38 +440,17 @@ class ScimUpstream:
         return self._expect(answer, call, 200)
 
     async def _create(
-        self,
-        call: str,
-        path: str,
-        payload: dict[str, Any],
-        find_existing: Callable[[], Awaitable[Mapping[str, Any] | None]],
+        self, call: str, path: str, payload: dict[str, Any], find_existing: FindExisting
     ) -> dict[str, Any]:
-        """POST without ever creating twice: after an unknown outcome, look the object up and
-        adopt it if it holds what was being created. A uniqueness 409 is adopted the same way
-        only when an earlier attempt of this call may have been applied; otherwise it is a
-        genuine duplicate (``Conflict``: SCIM 409)."""
-        uncertain = False
-        for _ in range(self._http.retry.settings.max_attempts):
-            try:
-                answer = await self._http.send(
-                    call, "POST", path, json=payload, repeat=Repeat.UNSAFE
-                )
-            except UnknownOutcome:
-                uncertain = True
-                existing = await find_existing()
-                if existing is not None:
-                    log.info("adopted object after an unknown create outcome", extra={"call": call})
-                    return dict(existing)
-                continue  # it was not applied: creating again is safe
-            if answer.status == 409 and (uncertain or answer.maybe_applied_before):
-                failure = _failure(call, answer.response)
-                if isinstance(failure, Conflict):
-                    existing = await find_existing()
-                    if existing is not None:
-                        return dict(existing)
-                raise failure
-            return self._expect(answer, call, 201, 200)
-        raise Unavailable(f"Modyo did not confirm {call} after repeated attempts", retry_after=5)
+        """POST without ever creating twice (:func:`bridge.modyo.creates.create_once`)."""
+        return await create_once(
+            self._http,
+            call,
+            path,
+            payload,
+            find_existing,
+            lambda answer: self._expect(answer, call, 201, 200),
+        )
 
     async def _window(
         self, call: str, path: str, offset: int, count: int, extra: Params = ()
@@ -764,7 +739,7 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
         )
     if status == 403:
         return BadGateway(f"Modyo refused {call} (HTTP 403)")
-    if status == 429 or status in _RETRIED:
+    if status == 429 or status in RETRIED_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
     error = _scim_error(response)
