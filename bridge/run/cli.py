@@ -366,7 +366,7 @@ def _journal_export(args: argparse.Namespace) -> int:
     def command() -> int:
         _journal_source(args)
         if args.redis:
-            return _from_redis(args, where)
+            return _from_redis(args, where, tail=False)
         return export_command(args.files, where, args.format, args.all, sys.stdout)
 
     return _journal_run(command)
@@ -380,7 +380,7 @@ def _journal_tail(args: argparse.Namespace) -> int:
     def command() -> int:
         _journal_source(args)
         if args.redis:
-            return _from_redis(args, where)
+            return _from_redis(args, where, tail=True)
         printer = Printer(sys.stdout, args.format)
         tail_files(args.files, where, args.lines, not args.no_follow, printer)
         return 0
@@ -388,8 +388,8 @@ def _journal_tail(args: argparse.Namespace) -> int:
     return _journal_run(command)
 
 
-def _from_redis(args: argparse.Namespace, where: Any) -> int:
-    """``tail`` or ``export`` of the shared history: the Redis of the bridge's configuration
+def _from_redis(args: argparse.Namespace, where: Any, *, tail: bool) -> int:
+    """``tail`` (else ``export``) of the shared history: the Redis of the bridge's configuration
     (its URL a secret: never printed, nor any error text that could hold it)."""
     from redis.exceptions import RedisError
 
@@ -407,7 +407,6 @@ def _from_redis(args: argparse.Namespace, where: Any) -> int:
         )
     link = connect(settings.idempotency)
     key = link.key("journal")
-    tail = args.run is _journal_tail
     printer = Printer(sys.stdout, args.format)
 
     async def read() -> None:
