@@ -145,6 +145,8 @@ def test_the_rule_sees_a_violation() -> None:
     assert layer("bridge.journal.record") in ALLOWED["scim"]
     assert layer("bridge.safety.overlay") not in ALLOWED["scim"]
     assert layer("bridge.scim.errors") not in ALLOWED["safety"]
+    assert layer("bridge.edge.errors") not in ALLOWED["scim"]
+    assert layer("bridge.edge.protocols") not in ALLOWED["scim"]
     assert layer("bridge.modyo.rest") not in ALLOWED["safety"]
     assert layer("bridge.store.redis_link") in ALLOWED["safety"]
     assert known("bridge.scim.errors.InternalError") == "bridge.scim.errors"

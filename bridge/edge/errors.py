@@ -11,6 +11,8 @@ from bridge.scim.errors import HeaderedException, retry_after_header
 
 
 class MethodNotAllowed(HeaderedException):
+    """405 + ``Allow``: the path is served, not with this method (RFC 9110 §15.5.6)."""
+
     status = 405
 
 
@@ -29,6 +31,8 @@ class SharedStoreUnavailable(HeaderedException):
 
 
 class InternalError(HeaderedException):
+    """500: the last resort, for a failure nothing else answered (RFC 7644 §3.12)."""
+
     status = 500
 
 
@@ -45,20 +49,30 @@ class RequestTimeout(HeaderedException):
 
 
 class UriTooLong(HeaderedException):
+    """414: the request line is too long (RFC 9110 §15.5.15, RFC 9112 §3)."""
+
     status = 414
 
 
 class HeaderFieldsTooLarge(HeaderedException):
+    """431: the header fields are too many or too large (RFC 6585 §5)."""
+
     status = 431
 
 
 class NotImplementedByServer(HeaderedException):
+    """501: a transfer coding the server does not implement (RFC 9112 §6.1)."""
+
     status = 501
 
 
 class ServerBusy(HeaderedException):
+    """503 + ``Retry-After``: ``max_connections`` are open (docs/operator/listeners.md)."""
+
     status = 503
 
 
 class VersionNotSupported(HeaderedException):
+    """505: an HTTP version other than 1.0 and 1.1 (RFC 9110 §15.6.6)."""
+
     status = 505

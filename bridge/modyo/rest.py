@@ -23,8 +23,8 @@ from typing import Any, Final
 import httpx
 
 from bridge.modyo.creates import FindExisting, create_once
+from bridge.modyo.failures import shared_failure
 from bridge.modyo.http import (
-    RETRIED_STATUSES,
     Answer,
     ModyoHttp,
     Params,
@@ -33,7 +33,6 @@ from bridge.modyo.http import (
     json_object,
 )
 from bridge.modyo.profile import token_health
-from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
     BadGateway,
     Conflict,
@@ -46,9 +45,7 @@ from bridge.upstream import (
     NotSupported,
     Page,
     Rejected,
-    TokenRejected,
     TooMany,
-    Unavailable,
     UnknownMembers,
     UpstreamError,
     UpstreamHealth,
@@ -532,20 +529,13 @@ def _group(row: Mapping[str, Any]) -> GroupRecord:
 def _failure(call: str, response: httpx.Response) -> UpstreamError:
     """Map a Modyo failure to the bridge's vocabulary; never includes credentials."""
     status = response.status_code
+    shared = shared_failure(call, response)
+    if shared is not None:
+        return shared
     if status == 404:
         return NotFound(f"Modyo has no such object ({call})")
-    if status == 401:
-        return TokenRejected(
-            "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
-            "permissions, and that the token's owner is an active team member"
-        )
-    if status == 403:
-        return BadGateway(f"Modyo refused {call} (HTTP 403)")
     if status == 405:
         return NotSupported(f"this Modyo does not offer {call} (HTTP 405)")
-    if status == 429 or status in RETRIED_STATUSES:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
     if status in (409, 422):
         return _validation_failure(call, status, response)
     return BadGateway(f"Modyo answered {call} with HTTP {status}")

@@ -35,9 +35,9 @@ import httpx
 
 from bridge import request_state
 from bridge.modyo.creates import FindExisting, create_once
+from bridge.modyo.failures import shared_failure
 from bridge.modyo.group_directory import GroupDirectory
 from bridge.modyo.http import (
-    RETRIED_STATUSES,
     Answer,
     ModyoHttp,
     Params,
@@ -46,7 +46,6 @@ from bridge.modyo.http import (
     json_object,
 )
 from bridge.modyo.profile import token_health
-from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
     BadGateway,
     Conflict,
@@ -58,9 +57,7 @@ from bridge.upstream import (
     NotFound,
     Page,
     Rejected,
-    TokenRejected,
     TooMany,
-    Unavailable,
     UpstreamError,
     UpstreamHealth,
     UserChanges,
@@ -732,16 +729,9 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
     """Map a Modyo SCIM failure to the bridge's vocabulary (the same errors as REST's);
     never includes credentials."""
     status = response.status_code
-    if status == 401:
-        return TokenRejected(
-            "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
-            "permissions, and that the token's owner is an active team member"
-        )
-    if status == 403:
-        return BadGateway(f"Modyo refused {call} (HTTP 403)")
-    if status == 429 or status in RETRIED_STATUSES:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
+    shared = shared_failure(call, response)
+    if shared is not None:
+        return shared
     error = _scim_error(response)
     if error is None:
         return BadGateway(f"Modyo answered {call} with HTTP {status}, not a SCIM answer")
