@@ -15,6 +15,7 @@ import re
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -313,8 +314,12 @@ def test_a_failed_write_drops_its_events_and_the_chain_recovers(
     journal = JournalWriter(sink, KEY, "pod-1", "full", 100, monotonic=lambda: next(seconds))
     for number in range(6):  # queued before the thread starts: its first batch, one write
         journal.submit(event(number))
-    journal.start()
     with caplog.at_level(logging.INFO, "bridge.journal"):
+        journal.start()
+        deadline = time.monotonic() + HANG_GUARD_SECONDS
+        while journal.dropped["write_error"] < 4:  # that batch failed: later events are apart
+            assert time.monotonic() < deadline, "the first batch was never written"
+            time.sleep(0.001)
         for number in range(6, 9):
             journal.submit(event(number))
         assert journal.stop(HANG_GUARD_SECONDS)
