@@ -355,3 +355,44 @@ async def test_serving_requests_reads_no_environment_and_no_file(
             monkeypatch.undo()
     assert fake.calls == {"GET /team_members": 51}
     assert (environment.reads, jobs, opened) == (0, 0, [])
+
+
+async def test_each_call_carries_the_bridges_head_and_no_cookie_modyo_set(
+    transport: str, fake: FakeModyo, log_output: LogOutput
+) -> None:
+    """Every Modyo call sends the bridge's own head (its token, the media type it accepts, its
+    User-Agent, the request id of the access line) and nothing an earlier answer set: a
+    ``Set-Cookie`` from Modyo is not sent back (each call stands on its bearer token)."""
+    heads: list[dict[bytes, bytes]] = []
+    inner = FakeModyoApp(FaultyModyo(fake))
+
+    async def cookie_setting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        heads.append(dict(scope["headers"]))
+
+        async def with_cookie(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                cookie = (b"set-cookie", b"_modyo_session=s3ss10n; Path=/; HttpOnly")
+                message["headers"] = [*message.get("headers", []), cookie]
+            await send(message)
+
+        await inner(scope, receive, with_cookie)
+
+    log_output.configure()
+    async with (
+        uvicorn_serving(cookie_setting) as port,
+        bridge(transport, base_url=f"http://127.0.0.1:{port}") as scim,
+    ):
+        for _ in range(2):
+            assert (await scim.get("/Users")).status_code == 200
+    ids = [line["request_id"] for line in log_output.lines() if line["message"] == "request"]
+    assert len(heads) == 2 and len(ids) == 2
+    for head, request_id in zip(heads, ids, strict=True):
+        assert head[b"authorization"] == f"Bearer {MODYO_TOKEN}".encode()
+        assert head[b"accept"] == b"application/json"
+        assert head[b"user-agent"].startswith(b"scim-bridge/")
+        assert head[b"x-request-id"] == request_id.encode()
+        assert head[b"host"] == f"127.0.0.1:{port}".encode()
+        assert b"cookie" not in head
