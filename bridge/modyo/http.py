@@ -11,7 +11,9 @@ contract, which looks the object up first.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import socket
 import ssl
 import time
@@ -21,6 +23,7 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -83,23 +86,32 @@ def build_transport(
     return httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=proxy, trust_env=False)
 
 
+_PLAIN_PATH: Final = re.compile(r"(?:[A-Za-z0-9\-_~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+"""A path httpx leaves as it is: unreserved characters (no ``.``: no dot segment to remove),
+the sub-delimiters, ``:``, ``@``, ``/`` and percent-escapes (RFC 3986 §3.3)."""
+
+
 class Requests:
     """Builds each Modyo request as ``httpx.AsyncClient`` would (the base URL joined with the
-    path, httpx's default headers plus the bridge's, the timeouts) and hands it straight to
-    the transport. The client's per-request chain does nothing the bridge needs: no auth
-    flow (the token is a header), no redirects (never followed), no event hooks, and a cookie
-    jar the bridge does not want: every call carries its bearer token and nothing an earlier
-    answer set (docs/design/upstreams.md).
+    path, httpx's default headers plus the bridge's, the JSON body as httpx encodes it, the
+    timeouts): the same bytes on the wire, with the head written out once instead of merged
+    for each call; and hands it straight to the transport. The client's per-request chain
+    does nothing the bridge needs: no auth flow (the token is a header), no redirects (never
+    followed), no event hooks, and a cookie jar the bridge does not want: every call carries
+    its bearer token and nothing an earlier answer set (docs/design/upstreams.md).
 
     ``media_type`` is what it accepts (``application/scim+json`` for Modyo's SCIM server,
-    RFC 7644 §3.1)."""
+    RFC 7644 §3.1) and the type of the JSON bodies it sends."""
+
+    _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    """httpx's own JSON encoding of a request body."""
 
     def __init__(
         self, settings: ModyoSettings, transport: httpx.AsyncBaseTransport, media_type: str = JSON
     ) -> None:
         self.transport = transport
-        base = str(settings.base_url)
-        self._prefix = base if base.endswith("/") else base + "/"
+        text = str(settings.base_url)
+        self._prefix = text if text.endswith("/") else text + "/"
         headers = httpx.AsyncClient(  # the client's default headers (Accept-Encoding...) too
             transport=transport,
             trust_env=False,
@@ -109,7 +121,10 @@ class Requests:
                 "User-Agent": f"scim-bridge/{__version__}",
             },
         ).headers
-        self._headers = headers.raw
+        base = httpx.URL(self._prefix)
+        self._base = base._uri_reference  # its parts, parsed once
+        self._head = [(b"Host", base.netloc), *headers.raw]
+        self._content_type = (b"Content-Type", media_type.encode())
         timeout = httpx.Timeout(
             connect=settings.connect_timeout_seconds,
             read=settings.read_timeout_seconds,
@@ -119,22 +134,46 @@ class Requests:
         self._timeout = timeout.as_dict()
 
     def build(
-        self,
-        method: str,
-        path: str,
-        params: Params,
-        json: Any,
-        headers: Sequence[tuple[bytes, bytes]],
+        self, method: str, path: str, params: Params, body: Any, request_id: str | None
     ) -> httpx.Request:
-        """``path`` (absolute, already percent-encoded where it must be) under the base URL."""
-        return httpx.Request(
+        """``path`` (absolute, already percent-encoded where it must be) under the base URL;
+        ``body``, if not None, sent as JSON; ``request_id`` as ``X-Request-Id``."""
+        head = self._head.copy()
+        if request_id is not None:
+            head.append((b"X-Request-Id", request_id.encode()))
+        content = b""
+        if body is not None:
+            content = self._encode(body).encode()
+            head += (self._content_type, (b"Content-Length", str(len(content)).encode()))
+        elif method in ("POST", "PUT", "PATCH"):
+            head.insert(1, (b"Content-Length", b"0"))  # after Host, where httpx puts it
+        request = httpx.Request(
             method,
-            httpx.URL(self._prefix + path.lstrip("/")),
-            params=list(params) or None,
-            headers=[*self._headers, *headers],
-            json=json,
+            self.url(path, params),
+            headers=head,
+            stream=httpx.ByteStream(content),
             extensions={"timeout": self._timeout},
         )
+        request.read()
+        return request
+
+    def url(self, path: str, params: Params) -> httpx.URL:
+        """``httpx.URL(base + path, params=params)``, without parsing what it would leave as
+        it is: the base URL's parts (parsed once), a path of characters it keeps (RFC 3986
+        §3.3) and the query as httpx writes it (``urllib.parse.urlencode`` of its
+        ``QueryParams``)."""
+        full = self._base.path + path.lstrip("/")
+        if not _PLAIN_PATH.fullmatch(full):
+            return httpx.URL(self._prefix + path.lstrip("/"), params=list(params) or None)
+        url = httpx.URL.__new__(httpx.URL)
+        query = None
+        if params:  # grouped by name, as httpx.QueryParams holds them
+            values: dict[str, list[str]] = {}
+            for name, value in params:
+                values.setdefault(name, []).append(value)
+            query = urlencode([(name, value) for name, held in values.items() for value in held])
+        url._uri_reference = self._base._replace(path=full, query=query)
+        return url
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """The whole answer, read (a failure while reading closes it)."""
@@ -337,7 +376,6 @@ class ModyoHttp:
         self.retry = retry
         self._transport = transport
         self._media_type = media_type
-        self._body_header = (b"Content-Type", media_type.encode())
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._requests: Requests | None = None
         self._target = f"{settings.base_url.host}:{settings.base_url.port}"
@@ -458,10 +496,8 @@ class ModyoHttp:
         if left is not None and left <= 0:
             raise Unavailable(f"the request deadline passed before {call}", retry_after=1)
         serving = request_state.current()
-        headers = [(b"X-Request-Id", serving.request_id.encode())] if serving is not None else []
-        if json is not None:
-            headers.append(self._body_header)
-        request = requests.build(method, path, params, json, headers)
+        request_id = serving.request_id if serving is not None else None
+        request = requests.build(method, path, params, json, request_id)
         sent = False
         outcome = "deadline"
         started = time.perf_counter()
