@@ -396,3 +396,49 @@ async def test_each_call_carries_the_bridges_head_and_no_cookie_modyo_set(
         assert head[b"x-request-id"] == request_id.encode()
         assert head[b"host"] == f"127.0.0.1:{port}".encode()
         assert b"cookie" not in head
+
+
+async def test_a_compressed_answer_from_modyo_is_decoded(transport: str, fake: FakeModyo) -> None:
+    """Modyo may compress what it sends (the bridge accepts gzip, as httpx offers it): the
+    user read from a gzip-coded answer is the user Modyo holds."""
+    import gzip
+
+    inner = FakeModyoApp(FaultyModyo(fake))
+    coded: list[bytes] = []
+
+    async def compressing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        body = bytearray()
+
+        async def gather(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            packed = gzip.compress(bytes(body))
+            coded.append(packed)
+            kept = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            headers = [
+                *kept,
+                (b"content-encoding", b"gzip"),
+                (b"content-length", b"%d" % len(packed)),
+            ]
+            await send(start | {"headers": headers})
+            await send({"type": "http.response.body", "body": packed})
+
+        await inner(scope, receive, gather)
+
+    [member] = fake.seed_members(1, prefix="zipped")
+    async with (
+        uvicorn_serving(compressing) as port,
+        bridge(transport, base_url=f"http://127.0.0.1:{port}") as scim,
+    ):
+        response = await scim.get(f"/Users/{member}")
+    assert response.status_code == 200, response.text
+    assert response.json()["userName"] == "zipped0@example.com"
+    assert coded  # the answer did travel compressed

@@ -176,18 +176,27 @@ class Requests:
         return url
 
     async def send(self, request: httpx.Request) -> httpx.Response:
-        """The whole answer, read (a failure while reading closes it)."""
+        """The whole answer, read (a failure while reading closes it). A body without a
+        content coding is kept as read; one with a coding goes through httpx's decoding."""
         try:
             response = await self.transport.handle_async_request(request)
+            response.request = request
+            stream = response.stream
+            if not isinstance(stream, httpx.AsyncByteStream):  # as httpx's client refuses it
+                raise RuntimeError("the transport answered with a synchronous stream")
+            try:
+                body = b"".join([chunk async for chunk in stream])
+            finally:
+                await stream.aclose()
         except httpx.RequestError as exc:
             exc.request = request
             raise
-        response.request = request
-        try:
-            await response.aread()
-        except BaseException:
-            await response.aclose()
-            raise
+        if "content-encoding" in response.headers:
+            response.stream = httpx.ByteStream(body)
+            response.read()
+        else:  # what read() would keep, without its chain of generators for one chunk
+            response._content = body
+            response.is_stream_consumed = response.is_closed = True
         return response
 
 
