@@ -2,7 +2,7 @@
 ``python -m bench.layer --port P --server {uvicorn,bridge} --parser {httptools,h11}``.
 
 A trivial ASGI app (reads the body, answers ``{}``) under plain uvicorn, or under the
-bridge's server layer (``bridge.run.server``'s protocols and ``bridge.edge.body.BodyReader``, as
+bridge's server layer (``bridge.edge.protocols`` and ``bridge.edge.body.BodyReader``, as
 ``scim-bridge serve`` runs them), so the CPU each spends per request is the layer's own.
 """
 

@@ -63,7 +63,7 @@ MODULES: tuple[tuple[str, tuple[Rule, ...]], ...] = (  # the innermost non-gener
             ("bridge/edge/app.py", ""),
             ("bridge/deadline.py", ""),
             ("bridge/request_state.py", ""),
-            ("bridge/run/server.py", "_EndQuietly"),
+            ("bridge/edge/protocols.py", "EndQuietly"),
             ("bridge/scim/auth.py", "BearerAuth"),
             ("bridge/scim/endpoints.py", "CaseInsensitivePaths"),
         ),
@@ -76,6 +76,7 @@ MODULES: tuple[tuple[str, tuple[Rule, ...]], ...] = (  # the innermost non-gener
         (
             ("uvicorn/", "RequestResponseCycle.send"),
             ("uvicorn/protocols/", ""),
+            ("bridge/edge/protocols.py", ""),
             ("bridge/run/server.py", ""),
         ),
     ),

@@ -1,8 +1,23 @@
-"""What the request being served carries across layers, in a context variable (as the
-deadline is): its id (and the client's), the token it was authenticated with, the SCIM
-operation routing resolved, the resource it names, and the upstream calls it made. The
-outermost middleware opens it; routing, the upstream plumbing and the access log read and fill
-it. Concurrent requests each see their own."""
+"""What the request being served carries across layers: its id (and the client's), the token
+it was authenticated with, the SCIM operation routing resolved, the resource it names, the
+upstream calls it made, what the idempotency cache and the safety rails did with it.
+Concurrent requests each see their own.
+
+It flows one way. The outermost middleware (``bridge.edge.observe``) opens it with the
+request id; each layer notes here what happened in it, as it happens (routing, the bearer
+check, the idempotency cache, the safety rails, the Modyo plumbing); the layers around them
+read those notes once the inner call has returned: the error handlers (the resource type of
+an error), the journal middleware (the event), the idempotency cache (the resources a
+request wrote), the access log. No layer reads here what a layer around it wrote, except
+the request id it was opened with (sent to Modyo as ``X-Request-Id``); the Modyo plumbing
+also reads its own count of calls, against the request's budget. It is a record of the
+request, not a channel into an inner layer.
+
+A context variable, as the deadline (``bridge.deadline``) is, rather than the ASGI scope's
+state: most notes are made by the Modyo plumbing (``bridge.modyo.http``, ``retry``), below
+the upstream interface (``bridge.upstream``), which speaks users and groups and has no
+scope; passing the request down every upstream method would put a request in an interface
+that has none."""
 
 from __future__ import annotations
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from bridge.config import SafetySettings
 from bridge.run.cli import main
 from bridge.safety import SafetyEdge
+from bridge.safety.brake import Brake, Kind
+from bridge.safety.brake_store import Decision, MemoryBrakeStore
 from tests import entra
 from tests.backends import Backend
 from tests.harness import TOKEN
@@ -141,3 +145,43 @@ def test_brake_commands_refuse_what_they_cannot_do(
     assert "--kind needs the shared store" in capsys.readouterr().err
     assert main(["journal", "report", "--planned", "--config", str(config)]) == 2
     assert "the plan is in the serving process" in capsys.readouterr().err
+
+
+class _Overtaken(MemoryBrakeStore):
+    """Its first reservation is decided at once but answered only when ``answer`` is set:
+    the answers of one process's concurrent reservations arrive out of order, as two
+    answers from Redis can reach their coroutines."""
+
+    def __init__(self) -> None:
+        super().__init__(3600)
+        self.decided = asyncio.Event()
+        self.answer = asyncio.Event()
+        self._first = True
+
+    async def reserve(self, kind: str, keys: Sequence[str], limit: int) -> Decision:
+        decision = await super().reserve(kind, keys, limit)
+        if self._first:
+            self._first = False
+            self.decided.set()
+            await self.answer.wait()
+        return decision
+
+
+@pytest.mark.upstreams("rest")
+async def test_a_counted_answer_overtaken_by_a_hold_leaves_the_brake_shown() -> None:
+    """A disable counted before the threshold whose answer arrives after a later disable's
+    hold is not a release: ``/readyz`` keeps showing the brake. Counted after this process
+    saw the hold, a change is one (released elsewhere)."""
+    store = _Overtaken()
+    brake = Brake(SafetySettings(max_disables=1), store)
+    async with asyncio.timeout(60):
+        first = asyncio.create_task(brake.reserve(Kind.DISABLES, ["user-1"]))
+        await store.decided.wait()
+        held = await brake.reserve(Kind.DISABLES, ["user-2"])
+        assert not held.applied and brake.engaged == {Kind.DISABLES}
+        store.answer.set()
+        counted = await first
+    assert counted.applied and counted.new and brake.engaged == {Kind.DISABLES}
+    await store.release(Kind.DISABLES)  # another replica, or the CLI, released it
+    after = await brake.reserve(Kind.DISABLES, ["user-3"])
+    assert after.applied and brake.engaged == set()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import ConfigError, host_problem, load_settings
+from bridge.config import host_problem
+from bridge.config_loading import ConfigError, load_settings
 
 VALID = """
 [scim.tokens]

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import bridge.scim.auth
-from bridge.config import ConfigError, load_settings
+from bridge.config_loading import ConfigError, load_settings
 from bridge.console import console_routes
 from bridge.console.headers import CSP
 from bridge.console.session import COOKIE, Sessions
@@ -36,7 +36,7 @@ from tests.console import (
     journal_event,
     sign_in,
 )
-from tests.harness import MODYO_TOKEN, TOKEN, make_settings
+from tests.harness import MODYO_TOKEN, TOKEN, app_client, make_settings
 
 PAGES = ["/", "/activity", "/errors", "/charts", "/configuration", "/safety",
          "/activity.csv", "/activity.jsonl", "/events/req-1"]  # fmt: skip
@@ -55,9 +55,7 @@ def history() -> MemoryHistory:
 @pytest.fixture
 async def client(history: MemoryHistory) -> AsyncIterator[httpx.AsyncClient]:
     app = console_app(console_settings(), history)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with app_client(app, None, "http://internal") as client:
         yield client
 
 
@@ -68,9 +66,7 @@ async def signed_in(client: httpx.AsyncClient) -> httpx.AsyncClient:
 
 async def test_without_admin_tokens_the_console_is_off_and_says_so() -> None:
     app = console_app(make_settings(), MemoryHistory(10))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with app_client(app, None, "http://internal") as client:
         root = await client.get("/")
         assert root.status_code == 200 and "console is off: set admin.tokens" in root.text
         assert (await client.get("/console/")).status_code == 404
@@ -115,9 +111,7 @@ async def test_sign_in_sets_a_strict_http_only_expiring_cookie_and_never_shows_t
 
 async def test_under_tls_the_cookie_is_secure(history: MemoryHistory) -> None:
     app = console_app(console_settings(), history)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="https://internal"
-    ) as client:
+    async with app_client(app, None, "https://internal") as client:
         response = await sign_in(client)
     cookie = next(
         value for value in response.headers.get_list("set-cookie") if value.startswith(COOKIE)
@@ -245,9 +239,7 @@ async def test_activity_lists_newest_first_and_filters(client: httpx.AsyncClient
 async def test_activity_is_paginated() -> None:
     history = history_of(*(journal_event(f"req-{n}", minutes_ago=100 - n) for n in range(25)))
     app = console_app(console_settings(admin={"page_size": 10}), history)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with app_client(app, None, "http://internal") as client:
         await signed_in(client)
         seen: list[str] = []
         url: str | None = "/console/activity"
@@ -304,9 +296,7 @@ async def test_errors_are_grouped_by_reason_over_the_last_hour_and_day() -> None
         journal_event("ok", "users.create", "applied"),
     )  # fmt: skip
     app = console_app(console_settings(), history)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with app_client(app, None, "http://internal") as client:
         await signed_in(client)
         page = (await client.get("/console/errors")).text
     rows = page.split('<tr class="group ')[1:]
@@ -337,9 +327,7 @@ async def test_the_overview_shows_readiness_and_token_names_never_values() -> No
     await readiness.refresh()
     settings = console_settings(server={"public_url": "https://scim.bank.example"})
     app = console_app(settings, history_of(journal_event("a", replica="pod-b")), readiness)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with app_client(app, None, "http://internal") as client:
         await signed_in(client)
         page = (await client.get("/console/")).text
     # a rejected Modyo token is reported, not gated: readiness is this process's alone
@@ -365,9 +353,7 @@ async def test_configuration_masks_secrets_and_names_each_source(
     monkeypatch.setenv("BRIDGE_RETRY__MAX_ATTEMPTS", "3")
     settings = load_settings(config)
     app = console_app(settings, MemoryHistory(10))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with app_client(app, None, "http://internal") as client:
         await signed_in(client)
         page = (await client.get("/console/configuration")).text
     for secret in (TOKEN, MODYO_TOKEN, ADMIN_TOKEN):
@@ -403,9 +389,7 @@ async def test_the_safety_slot_without_and_with_a_panel(history: MemoryHistory) 
             from bridge.edge.app import internal_app
 
             app = internal_app(settings, console_routes(settings, history, None, panel))
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://internal"
-        ) as client:
+        async with app_client(app, None, "http://internal") as client:
             await signed_in(client)
             page = (await client.get("/console/safety")).text
             assert expected in page
@@ -422,9 +406,7 @@ async def test_no_console_path_answers_on_the_scim_listener(modyo: Any) -> None:
 
     settings = console_settings()
     app = create_app(settings, modyo_transport=mock_transport(modyo, MODYO_URL))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://bridge.test"
-    ) as client:
+    async with app_client(app, None, "http://bridge.test") as client:
         for path in ["/", "/console", "/console/", "/console/sign-in", "/console/console.css"]:
             response = await client.get(path)
             assert response.status_code == 404, path
@@ -498,9 +480,7 @@ async def test_the_safety_page_shows_the_real_brake_and_releases_it(modyo: Any) 
     disable = entra.patch(entra.op("Replace", "active", False))
     async with (
         app_client(app) as scim,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=console), base_url="http://internal"
-        ) as client,
+        app_client(console, None, "http://internal") as client,
     ):
         ids = [(await create_user(scim, f"held{n}@contoso.com"))["id"] for n in (1, 2)]
         assert (await scim.patch(f"/Users/{ids[0]}", json=disable)).status_code == 200

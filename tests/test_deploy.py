@@ -19,7 +19,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from bridge.config import ScimSettings, Settings, load_settings, token_problem
+from bridge.config import ScimSettings, Settings, token_problem
+from bridge.config_loading import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from bridge.edge.app import create_app
 from bridge.edge.readiness import Readiness
@@ -22,7 +21,7 @@ from bridge.modyo.group_directory import MemoryGroupDirectory
 from bridge.modyo.upstreams import scim_upstream
 from bridge.upstream import GroupField, GroupRecord
 from tests import entra
-from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error, no_rounds
+from tests.harness import MODYO_URL, app_client, assert_scim_error, no_rounds
 from tests.redis_servers import RedisServer
 from tests.scim_mode import scim_fake, scim_mode_settings
 
@@ -60,14 +59,7 @@ async def replica(
     upstream.clock = clock
     readiness = Readiness(5, 15, schedule=no_rounds)  # no probe among the counted calls
     app = create_app(settings, upstream=upstream, readiness=readiness)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=BASE,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as client,
-    ):
+    async with app_client(app) as client:
         yield client
 
 

@@ -19,8 +19,8 @@ from contextlib import ExitStack, contextmanager, suppress
 import httpx
 import pytest
 
-from bridge.config import ConfigError, load_settings
-from bridge.run.server import MAX_REFUSING
+from bridge.config_loading import ConfigError, load_settings
+from bridge.edge.protocols import MAX_REFUSING
 from tests.processes import (
     FAKE_AUTH,
     SCIM_TOKEN,

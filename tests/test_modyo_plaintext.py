@@ -11,7 +11,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from bridge.config import ConfigError, is_loopback, load_settings
+from bridge.config import is_loopback
+from bridge.config_loading import ConfigError, load_settings
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from tests.harness import MODYO_TOKEN, TOKEN, LogOutput, bridge_client, make_settings
 

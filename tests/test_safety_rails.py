@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 
 from bridge.config import Settings
@@ -29,7 +28,7 @@ from bridge.safety import SafetyEdge
 from bridge.safety.overlay import PLANNED_PREFIX
 from tests import entra
 from tests.backends import Backend
-from tests.harness import BASE, TOKEN, quiet_readiness
+from tests.harness import TOKEN, app_client, quiet_readiness
 from tests.redis_servers import RedisServer
 from tests.servers import uvicorn_serving
 
@@ -66,13 +65,7 @@ async def bridge(
     assert isinstance(app, SafetyEdge)
     async with (
         asyncio.timeout(GUARD_SECONDS),
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=BASE,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        ) as client,
+        app_client(app) as client,
     ):
         yield client, app
 

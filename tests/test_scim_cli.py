@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.config import ConfigError, load_settings
+from bridge.config_loading import ConfigError, load_settings
 from bridge.edge.app import create_app
 from bridge.modyo.rest import RestUpstream
 from bridge.modyo.scim import ScimUpstream

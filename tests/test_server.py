@@ -26,14 +26,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from bridge.edge.app import create_app
 from bridge.edge.body import BodyBudget, BodyReader
+from bridge.edge.protocols import MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_REQUEST_LINE_BYTES
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
-from bridge.run.server import (
-    MAX_HEAD_BYTES,
-    MAX_HEADER_FIELDS,
-    MAX_REQUEST_LINE_BYTES,
-    Server,
-    server_config,
-)
+from bridge.run.server import Server, server_config
 from tests import entra
 from tests.harness import MODYO_URL, TOKEN, make_settings
 from tests.servers import free_port

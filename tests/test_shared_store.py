@@ -29,7 +29,15 @@ from bridge.store.redis_answers import RedisStore
 from bridge.store.redis_link import RedisLink, connect
 from bridge.store.redis_locks import RedisLocks
 from tests import entra
-from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error, make_settings, no_rounds
+from tests.harness import (
+    BASE,
+    MODYO_URL,
+    TOKEN,
+    app_client,
+    assert_scim_error,
+    make_settings,
+    no_rounds,
+)
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.servers import logged
 
@@ -380,14 +388,7 @@ async def test_while_redis_is_down_writes_are_503_reads_work_and_it_recovers(
     app = create_app(
         settings, modyo_transport=mock_transport(FaultyModyo(fake), MODYO_URL), readiness=readiness
     )
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=BASE,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as scim,
-    ):
+    async with app_client(app) as scim:
         ada = await scim.post("/Users", json=entra.user("ada@contoso.com"))
         assert ada.status_code == 201
         await readiness.refresh()

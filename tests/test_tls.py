@@ -22,7 +22,8 @@ import httpx
 import pytest
 import trustme
 
-from bridge.config import ConfigError, InternalSettings, load_settings
+from bridge.config import InternalSettings
+from bridge.config_loading import ConfigError, load_settings
 from bridge.edge.app import internal_app
 from bridge.modyo.fake import FaultyModyo
 from bridge.run.server import Server, internal_config

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.config import ConfigError, load_settings, token_problem
+from bridge.config import token_problem
+from bridge.config_loading import ConfigError, load_settings
 
 ROOT = Path(__file__).parent.parent
 STRONG = "Zq8xW2vK9mLp4sT7yB3nR6-strong-token"

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bridge import request_state
 from bridge.config import Settings
 from bridge.edge.body import BodyBudget, BodyReader
+from bridge.edge.errors import InternalError, MethodNotAllowed, SharedStoreUnavailable
 from bridge.edge.forwarded import ForwardedHeaders
 from bridge.edge.hosts import AllowedHosts, HostCheck
 from bridge.edge.idempotency import IdempotencyMiddleware
@@ -46,15 +47,7 @@ from bridge.scim.auth import BearerAuth, FailureThrottle
 from bridge.scim.context import Limits, ScimContext
 from bridge.scim.discovery import DiscoveryEndpoints
 from bridge.scim.endpoints import CaseInsensitivePaths, Endpoint, method_route
-from bridge.scim.errors import (
-    InternalError,
-    MethodNotAllowed,
-    PartialWrite,
-    SharedStoreUnavailable,
-    error_response,
-    from_upstream,
-    from_validation,
-)
+from bridge.scim.errors import PartialWrite, error_response, from_upstream, from_validation
 from bridge.scim.groups import GroupEndpoints
 from bridge.scim.users import UserEndpoints
 from bridge.store.answers import IdempotencyStore, MemoryStore

@@ -26,8 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.config import ServerSettings
 from bridge.deadline import remaining
+from bridge.edge.errors import BodyBufferFull, RequestTimeout
 from bridge.metrics import BODY_BUFFER_BYTES, BODY_BUFFER_REFUSED
-from bridge.scim.errors import HeaderedException, PayloadTooLarge, error_response
+from bridge.scim.errors import PayloadTooLarge, error_response
 
 _CLOSE: Final = {"Connection": "close"}
 BUSY_RETRY_AFTER: Final = "1"
@@ -55,20 +56,8 @@ class BodyBudget:
         BODY_BUFFER_BYTES.dec(size)
 
 
-class BodyBufferFull(HeaderedException):
-    """503 + ``Retry-After``: other requests' bodies fill the buffer (RFC 9110 §15.6.4)."""
-
-    status = 503
-
-
 class _OverBudget(Exception):
     """A chunked body outgrew what the buffer had left."""
-
-
-class RequestTimeout(HeaderedException):
-    """408: the client did not send its request in time; the connection is closed."""
-
-    status = 408
 
 
 class BodyReader:

@@ -24,9 +24,10 @@ from scim2_models import SCIMException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.deadline import deadline_in
+from bridge.edge.errors import InternalError
 from bridge.metrics import SCIM_LATENCY, SCIM_REQUESTS, method_label
 from bridge.request_state import RequestState, serving
-from bridge.scim.errors import InternalError, UpstreamUnavailable, error_response
+from bridge.scim.errors import UpstreamUnavailable, error_response
 
 log = logging.getLogger("bridge.http")
 GRACE_SECONDS: Final = 1.0
@@ -86,7 +87,7 @@ class RequestObserver:
             except asyncio.CancelledError:
                 # Only the server cancels a request: it is going away (a second Ctrl-C, or
                 # its shutdown timeout). Entra gets a 503 to retry elsewhere or later; the
-                # server layer (bridge/run/server.py) then ends the task quietly.
+                # server layer (bridge/edge/protocols.py) then ends the task quietly.
                 if not status:
                     leaving = UpstreamUnavailable(
                         detail="the server is shutting down; retry later",

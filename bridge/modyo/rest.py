@@ -9,12 +9,9 @@ looked up by its unique key first and adopted if it is the one being created.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
-    Callable,
     Iterable,
     Iterator,
     Mapping,
@@ -25,18 +22,17 @@ from typing import Any, Final
 
 import httpx
 
+from bridge.modyo.creates import FindExisting, create_once
+from bridge.modyo.failures import shared_failure
 from bridge.modyo.http import (
     Answer,
     ModyoHttp,
     Params,
-    Repeat,
-    UnknownOutcome,
     chunks,
     gather_all,
     json_object,
 )
 from bridge.modyo.profile import token_health
-from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
     BadGateway,
     Conflict,
@@ -49,9 +45,7 @@ from bridge.upstream import (
     NotSupported,
     Page,
     Rejected,
-    TokenRejected,
     TooMany,
-    Unavailable,
     UnknownMembers,
     UpstreamError,
     UpstreamHealth,
@@ -62,8 +56,6 @@ from bridge.upstream import (
 )
 from bridge.yielding import batches
 
-log = logging.getLogger("bridge.modyo")
-_RETRIED: Final = frozenset({502, 503, 504})
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 API: Final = "/api/admin"
@@ -345,45 +337,18 @@ class RestUpstream:
         self.shapes.delete_status = answer.status
 
     async def _create(
-        self,
-        call: str,
-        path: str,
-        payload: dict[str, Any],
-        find_existing: Callable[[], Awaitable[Mapping[str, Any] | None]],
+        self, call: str, path: str, payload: dict[str, Any], find_existing: FindExisting
     ) -> dict[str, Any]:
-        """POST without ever creating twice: after an unknown outcome, look the object up by
-        its unique key and adopt it if it holds what was being created. A uniqueness failure
-        is adopted the same way only when an earlier attempt of this call may have been
-        applied; otherwise it is a real duplicate, and the SCIM side answers 409 (RFC 7644
-        §3.3)."""
-        maybe_applied = False
-        for _ in range(self._http.retry.settings.max_attempts):
-            try:
-                answer = await self._http.send(
-                    call, "POST", path, json=payload, repeat=Repeat.UNSAFE
-                )
-            except UnknownOutcome:
-                maybe_applied = True
-                existing = await find_existing()
-                if existing is not None:
-                    log.info("adopted object after an unknown create outcome", extra={"call": call})
-                    return dict(existing)
-                continue  # not found: it was not applied, creating again is safe
-            if answer.status in (409, 422):  # Modyo's failure statuses (C9)
-                failure = self._failure(call, answer.response)
-                if isinstance(failure, Conflict) and maybe_applied:
-                    existing = await find_existing()
-                    if existing is not None:
-                        log.info(
-                            "adopted object created by an earlier attempt", extra={"call": call}
-                        )
-                        return dict(existing)
-                raise failure
-            created = self._expect(answer, call, 200, 201)
+        """POST without ever creating twice (:func:`bridge.modyo.creates.create_once`);
+        Modyo's failure statuses (409, 422: C9) are read as :meth:`_failure` reads them."""
+
+        def created(answer: Answer) -> dict[str, Any]:
+            body = self._expect(answer, call, 200, 201)
             self.shapes.create_status = answer.status
-            self.shapes.saw_id(created.get("id"))
-            return created
-        raise Unavailable(f"Modyo did not confirm {call} after repeated attempts", retry_after=5)
+            self.shapes.saw_id(body.get("id"))
+            return body
+
+        return await create_once(self._http, call, path, payload, find_existing, created)
 
     async def _window(
         self, call: str, path: str, plural: str, offset: int, count: int
@@ -564,20 +529,13 @@ def _group(row: Mapping[str, Any]) -> GroupRecord:
 def _failure(call: str, response: httpx.Response) -> UpstreamError:
     """Map a Modyo failure to the bridge's vocabulary; never includes credentials."""
     status = response.status_code
+    shared = shared_failure(call, response)
+    if shared is not None:
+        return shared
     if status == 404:
         return NotFound(f"Modyo has no such object ({call})")
-    if status == 401:
-        return TokenRejected(
-            "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
-            "permissions, and that the token's owner is an active team member"
-        )
-    if status == 403:
-        return BadGateway(f"Modyo refused {call} (HTTP 403)")
     if status == 405:
         return NotSupported(f"this Modyo does not offer {call} (HTTP 405)")
-    if status == 429 or status in _RETRIED:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
     if status in (409, 422):
         return _validation_failure(call, status, response)
     return BadGateway(f"Modyo answered {call} with HTTP {status}")

@@ -25,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Final
 from urllib.parse import quote
@@ -35,19 +34,18 @@ from urllib.parse import quote
 import httpx
 
 from bridge import request_state
+from bridge.modyo.creates import FindExisting, create_once
+from bridge.modyo.failures import shared_failure
 from bridge.modyo.group_directory import GroupDirectory
 from bridge.modyo.http import (
     Answer,
     ModyoHttp,
     Params,
-    Repeat,
-    UnknownOutcome,
     chunks,
     gather_all,
     json_object,
 )
 from bridge.modyo.profile import token_health
-from bridge.modyo.retry import parse_retry_after
 from bridge.upstream import (
     BadGateway,
     Conflict,
@@ -59,9 +57,7 @@ from bridge.upstream import (
     NotFound,
     Page,
     Rejected,
-    TokenRejected,
     TooMany,
-    Unavailable,
     UpstreamError,
     UpstreamHealth,
     UserChanges,
@@ -70,15 +66,12 @@ from bridge.upstream import (
 )
 from bridge.yielding import batches
 
-log = logging.getLogger("bridge.modyo")
-
 SCIM: Final = "/api/admin/scim"  # [SCIM L32, L88]
 MEDIA_TYPE: Final = "application/scim+json"  # every SCIM answer, errors included [SCIM L98]
 MAX_COUNT: Final = 100  # GUESS (G3): Modyo's REST lists cap at 100 [API L541]
 PAGE_CONCURRENCY: Final = 8
 MEMBERS_PER_PATCH: Final = 100
 NO_MEMBERS: Final = (("excludedAttributes", "members"),)
-_RETRIED: Final = frozenset({502, 503, 504})
 
 USER_URN: Final = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_URN: Final = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -444,38 +437,17 @@ class ScimUpstream:
         return self._expect(answer, call, 200)
 
     async def _create(
-        self,
-        call: str,
-        path: str,
-        payload: dict[str, Any],
-        find_existing: Callable[[], Awaitable[Mapping[str, Any] | None]],
+        self, call: str, path: str, payload: dict[str, Any], find_existing: FindExisting
     ) -> dict[str, Any]:
-        """POST without ever creating twice: after an unknown outcome, look the object up and
-        adopt it if it holds what was being created. A uniqueness 409 is adopted the same way
-        only when an earlier attempt of this call may have been applied; otherwise it is a
-        genuine duplicate (``Conflict``: SCIM 409)."""
-        uncertain = False
-        for _ in range(self._http.retry.settings.max_attempts):
-            try:
-                answer = await self._http.send(
-                    call, "POST", path, json=payload, repeat=Repeat.UNSAFE
-                )
-            except UnknownOutcome:
-                uncertain = True
-                existing = await find_existing()
-                if existing is not None:
-                    log.info("adopted object after an unknown create outcome", extra={"call": call})
-                    return dict(existing)
-                continue  # it was not applied: creating again is safe
-            if answer.status == 409 and (uncertain or answer.maybe_applied_before):
-                failure = _failure(call, answer.response)
-                if isinstance(failure, Conflict):
-                    existing = await find_existing()
-                    if existing is not None:
-                        return dict(existing)
-                raise failure
-            return self._expect(answer, call, 201, 200)
-        raise Unavailable(f"Modyo did not confirm {call} after repeated attempts", retry_after=5)
+        """POST without ever creating twice (:func:`bridge.modyo.creates.create_once`)."""
+        return await create_once(
+            self._http,
+            call,
+            path,
+            payload,
+            find_existing,
+            lambda answer: self._expect(answer, call, 201, 200),
+        )
 
     async def _window(
         self, call: str, path: str, offset: int, count: int, extra: Params = ()
@@ -757,16 +729,9 @@ def _failure(call: str, response: httpx.Response) -> UpstreamError:
     """Map a Modyo SCIM failure to the bridge's vocabulary (the same errors as REST's);
     never includes credentials."""
     status = response.status_code
-    if status == 401:
-        return TokenRejected(
-            "Modyo rejected the bridge's API token (HTTP 401): check modyo.token, its "
-            "permissions, and that the token's owner is an active team member"
-        )
-    if status == 403:
-        return BadGateway(f"Modyo refused {call} (HTTP 403)")
-    if status == 429 or status in _RETRIED:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return Unavailable(f"Modyo answered {call} with HTTP {status}", retry_after or 5)
+    shared = shared_failure(call, response)
+    if shared is not None:
+        return shared
     error = _scim_error(response)
     if error is None:
         return BadGateway(f"Modyo answered {call} with HTTP {status}, not a SCIM answer")

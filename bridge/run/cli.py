@@ -24,13 +24,12 @@ from bridge import __version__
 from bridge.config import (
     ENV_PREFIX,
     CheckSettings,
-    ConfigError,
     Settings,
     host_problem,
     is_loopback,
-    load_settings,
     token_problem,
 )
+from bridge.config_loading import ConfigError, load_settings
 from bridge.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -367,7 +366,7 @@ def _journal_export(args: argparse.Namespace) -> int:
     def command() -> int:
         _journal_source(args)
         if args.redis:
-            return _from_redis(args, where)
+            return _from_redis(args, where, tail=False)
         return export_command(args.files, where, args.format, args.all, sys.stdout)
 
     return _journal_run(command)
@@ -381,7 +380,7 @@ def _journal_tail(args: argparse.Namespace) -> int:
     def command() -> int:
         _journal_source(args)
         if args.redis:
-            return _from_redis(args, where)
+            return _from_redis(args, where, tail=True)
         printer = Printer(sys.stdout, args.format)
         tail_files(args.files, where, args.lines, not args.no_follow, printer)
         return 0
@@ -389,8 +388,8 @@ def _journal_tail(args: argparse.Namespace) -> int:
     return _journal_run(command)
 
 
-def _from_redis(args: argparse.Namespace, where: Any) -> int:
-    """``tail`` or ``export`` of the shared history: the Redis of the bridge's configuration
+def _from_redis(args: argparse.Namespace, where: Any, *, tail: bool) -> int:
+    """``tail`` (else ``export``) of the shared history: the Redis of the bridge's configuration
     (its URL a secret: never printed, nor any error text that could hold it)."""
     from redis.exceptions import RedisError
 
@@ -408,7 +407,6 @@ def _from_redis(args: argparse.Namespace, where: Any) -> int:
         )
     link = connect(settings.idempotency)
     key = link.key("journal")
-    tail = args.run is _journal_tail
     printer = Printer(sys.stdout, args.format)
 
     async def read() -> None:
@@ -554,7 +552,7 @@ def _brake_shared(args: argparse.Namespace, command: Callable[[Any, Any], Any]) 
 
 def _shared_run(name: str, run: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a command against the shared store; its failure is one line, exit status 2."""
-    from bridge.scim.errors import SharedStoreUnavailable
+    from bridge.edge.errors import SharedStoreUnavailable
 
     try:
         return asyncio.run(run())

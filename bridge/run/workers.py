@@ -44,7 +44,7 @@ from typing import Any, Final
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bridge.config import load_settings
+from bridge.config_loading import load_settings
 from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROCESS_DIR
 

@@ -117,19 +117,26 @@ class Brake:
         }
         self.engaged: set[Kind] = set()
         """The kinds this process last saw held (no store call: what ``/readyz`` shows)."""
+        self._holds_seen = 0
+        """Holds this process has seen: a reservation sent before the latest of them may
+        come back applied afterwards (answers overtake each other) without any release."""
+        self._seen_at: dict[Kind, int] = {}
         privileged = settings.privileged_groups
         self.privileged_ids = frozenset(privileged)
         self.privileged_names = frozenset(name.lower() for name in privileged)
 
     async def reserve(self, kind: Kind, changes: Iterable[str]) -> Decision:
         limit = self.limits[kind]
+        sent_after = self._holds_seen
         decision = await self.store.reserve(kind, [_key(change) for change in changes], limit)
         BRAKE_COUNTED(kind.value).set(decision.count)
         if not decision.applied:
-            self.engaged.add(kind)
+            self._saw_held(kind)
             BRAKE_ENGAGED(kind.value).set(1)
             BRAKE_HELD(kind.value).inc()
-        elif kind in self.engaged and decision.new:  # released elsewhere (another replica)
+        elif kind in self.engaged and decision.new and sent_after >= self._seen_at[kind]:
+            # counted although this process had seen the brake held when it asked:
+            # released elsewhere (another replica, the CLI)
             self.engaged.discard(kind)
             BRAKE_ENGAGED(kind.value).set(0)
         if decision.engaged_now:
@@ -144,6 +151,11 @@ class Brake:
                 extra={"kind": kind.value, "limit": limit, "counted": decision.count},
             )
         return decision
+
+    def _saw_held(self, kind: Kind) -> None:
+        self._holds_seen += 1
+        self._seen_at[kind] = self._holds_seen
+        self.engaged.add(kind)
 
     async def cancel(self, kind: Kind, keys: tuple[str, ...]) -> None:
         """Uncount changes Modyo refused; a store failure leaves them counted (the safe side:
@@ -181,7 +193,7 @@ class Brake:
             if state.engaged_since is None:
                 self.engaged.discard(kind)
             else:
-                self.engaged.add(kind)
+                self._saw_held(kind)
             since = None
             if state.engaged_since is not None:
                 moment = datetime.fromtimestamp(state.engaged_since, UTC)

@@ -2,7 +2,9 @@
 
 Handlers raise; :func:`error_response` turns any failure into the Error JSON with
 ``application/scim+json`` (Entra parses every body, errors included). Upstream failures are
-mapped here, the one place the SCIM side learns about them.
+mapped here, the one place the SCIM side learns about them. The errors only the HTTP layer
+answers (a refused request head, 405, the shared store's 503, the last-resort 500) are
+``bridge.edge.errors``, built on :class:`HeaderedException`.
 """
 
 from __future__ import annotations
@@ -52,10 +54,6 @@ class BadRequest(HeaderedException):
     status = 400
 
 
-class MethodNotAllowed(HeaderedException):
-    status = 405
-
-
 class PayloadTooLarge(HeaderedException):
     status = 413
 
@@ -70,26 +68,8 @@ class UpstreamUnavailable(HeaderedException):
     status = 503
 
 
-class SharedStoreUnavailable(HeaderedException):
-    """503 + ``Retry-After``: the shared store (Redis) that makes replicas behave as one did
-    not answer in time, so a write is refused rather than run without its guarantees (no
-    replay of a lost answer, no lock against a concurrent twin on another replica)."""
-
-    status = 503
-
-    def __init__(self, *, detail: str, retry_after: float = 2) -> None:
-        super().__init__(
-            detail=f"{detail}; retry later",
-            headers={"Retry-After": retry_after_header(retry_after)},
-        )
-
-
 class UpstreamBadGateway(HeaderedException):
     status = 502
-
-
-class InternalError(HeaderedException):
-    status = 500
 
 
 def scim_name(field: UserField | GroupField | None) -> str | None:

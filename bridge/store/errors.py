@@ -1,6 +1,6 @@
 """The shared store's one error: Redis did not answer in time (or the request's deadline left
 no time to ask). Callers never proceed without the store's guarantee; the edge answers it as
-a SCIM 503 with ``Retry-After`` (``bridge.scim.errors.SharedStoreUnavailable``,
+a SCIM 503 with ``Retry-After`` (``bridge.edge.errors.SharedStoreUnavailable``,
 docs/design/reliability.md)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """TLS on a listener (``server.tls_cert_file``, ``internal.tls_cert_file``): TLS 1.2 and 1.3
 only, and a certificate replaced on disk taken without a restart.
 
-The server layer (``bridge.run.server``) asks :meth:`TlsFiles.current` for the context of every
+The server layer (``bridge.edge.protocols``) asks :meth:`TlsFiles.current` for the context of every
 new connection. It compares the files' identity (inode, size, modification time, following
 symlinks) with the last load and loads them again when either changed, so the first
 handshake after cert-manager (or anyone) replaces them presents the new certificate;
@@ -18,7 +18,7 @@ import os
 import ssl
 from pathlib import Path
 
-log = logging.getLogger("bridge.run.tls")
+log = logging.getLogger("bridge.edge.tls")
 
 Stamp = tuple[tuple[int, int, int], ...]
 
