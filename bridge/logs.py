@@ -36,17 +36,41 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 class JsonFormatter(logging.Formatter):
+    _encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": _utc_milliseconds(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return self._encode(entry)
+
+
+_second: tuple[int, str] = (0, "")  # the last second formatted, and its text
+
+
+def _utc_milliseconds(created: float) -> str:
+    """``created`` as ``datetime.fromtimestamp(created, UTC).isoformat(timespec=
+    "milliseconds")`` writes it (``2026-12-05T16:13:49.858+00:00``: microseconds rounded half
+    to even, then cut to milliseconds), with the date and time of day formatted once per
+    second."""
+    global _second
+    whole = int(created)
+    microseconds = round((created - whole) * 1e6)
+    if microseconds >= 1_000_000:
+        whole, microseconds = whole + 1, microseconds - 1_000_000
+    second, text = _second
+    if second != whole:
+        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{microseconds // 1000:03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):
@@ -130,6 +154,10 @@ def configure_logging(
     """One handler on the root logger (every logger propagates to it), writing to ``stream``
     (stderr by default); returns it."""
     remember_secrets(secrets)
+    # No line shows where a call was made, nor its thread or process: not gathered for each
+    # record (the Logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     inner = JsonFormatter() if fmt == "json" else TextFormatter()
     handler.setFormatter(RedactingFormatter(inner))

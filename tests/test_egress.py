@@ -355,3 +355,90 @@ async def test_serving_requests_reads_no_environment_and_no_file(
             monkeypatch.undo()
     assert fake.calls == {"GET /team_members": 51}
     assert (environment.reads, jobs, opened) == (0, 0, [])
+
+
+async def test_each_call_carries_the_bridges_head_and_no_cookie_modyo_set(
+    transport: str, fake: FakeModyo, log_output: LogOutput
+) -> None:
+    """Every Modyo call sends the bridge's own head (its token, the media type it accepts, its
+    User-Agent, the request id of the access line) and nothing an earlier answer set: a
+    ``Set-Cookie`` from Modyo is not sent back (each call stands on its bearer token)."""
+    heads: list[dict[bytes, bytes]] = []
+    inner = FakeModyoApp(FaultyModyo(fake))
+
+    async def cookie_setting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        heads.append(dict(scope["headers"]))
+
+        async def with_cookie(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                cookie = (b"set-cookie", b"_modyo_session=s3ss10n; Path=/; HttpOnly")
+                message["headers"] = [*message.get("headers", []), cookie]
+            await send(message)
+
+        await inner(scope, receive, with_cookie)
+
+    log_output.configure()
+    async with (
+        uvicorn_serving(cookie_setting) as port,
+        bridge(transport, base_url=f"http://127.0.0.1:{port}") as scim,
+    ):
+        for _ in range(2):
+            assert (await scim.get("/Users")).status_code == 200
+    ids = [line["request_id"] for line in log_output.lines() if line["message"] == "request"]
+    assert len(heads) == 2 and len(ids) == 2
+    for head, request_id in zip(heads, ids, strict=True):
+        assert head[b"authorization"] == f"Bearer {MODYO_TOKEN}".encode()
+        assert head[b"accept"] == b"application/json"
+        assert head[b"user-agent"].startswith(b"scim-bridge/")
+        assert head[b"x-request-id"] == request_id.encode()
+        assert head[b"host"] == f"127.0.0.1:{port}".encode()
+        assert b"cookie" not in head
+
+
+async def test_a_compressed_answer_from_modyo_is_decoded(transport: str, fake: FakeModyo) -> None:
+    """Modyo may compress what it sends (the bridge accepts gzip, as httpx offers it): the
+    user read from a gzip-coded answer is the user Modyo holds."""
+    import gzip
+
+    inner = FakeModyoApp(FaultyModyo(fake))
+    coded: list[bytes] = []
+
+    async def compressing(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        body = bytearray()
+
+        async def gather(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            packed = gzip.compress(bytes(body))
+            coded.append(packed)
+            kept = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            headers = [
+                *kept,
+                (b"content-encoding", b"gzip"),
+                (b"content-length", b"%d" % len(packed)),
+            ]
+            await send(start | {"headers": headers})
+            await send({"type": "http.response.body", "body": packed})
+
+        await inner(scope, receive, gather)
+
+    [member] = fake.seed_members(1, prefix="zipped")
+    async with (
+        uvicorn_serving(compressing) as port,
+        bridge(transport, base_url=f"http://127.0.0.1:{port}") as scim,
+    ):
+        response = await scim.get(f"/Users/{member}")
+    assert response.status_code == 200, response.text
+    assert response.json()["userName"] == "zipped0@example.com"
+    assert coded  # the answer did travel compressed

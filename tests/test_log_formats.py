@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bridge.logs import configure_logging
+from bridge.logs import _utc_milliseconds, configure_logging
 
 SECRET = "modyo-secret-0123456789"
 
@@ -58,6 +60,13 @@ def test_json_time_is_utc_to_the_millisecond(capsys: pytest.CaptureFixture[str])
     offset = datetime.fromisoformat(entry["time"]).utcoffset()
     assert offset is not None and offset.total_seconds() == 0
     assert len(entry["time"].split(".")[1]) == len("123+00:00")  # milliseconds
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800))  # 1970 to 2100
+def test_json_time_is_what_datetime_writes(created: float) -> None:
+    """The time field, formatted once per second, reads as datetime's own ISO text."""
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert _utc_milliseconds(created) == expected
 
 
 def test_json_carries_the_exception_text(capsys: pytest.CaptureFixture[str]) -> None:

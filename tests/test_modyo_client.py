@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.config import Settings
 from bridge.deadline import deadline_in
@@ -925,3 +927,91 @@ def test_parse_retry_after_http_dates(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("value", [None, "", "   ", "soon", "-5", "1.5", "Mon, 99 Foo 2025"])
 def test_parse_retry_after_garbage_is_none(value: str | None) -> None:
     assert parse_retry_after(value) is None
+
+
+WIRE_CASES = [
+    ("GET", "/api/admin/team_members/12", (), None),
+    (
+        "GET",
+        "/api/admin/team_members",
+        (("username", "a b+é@x.com"), ("per_page", "100"), ("ids[]", "1"), ("ids[]", "2")),
+        None,
+    ),
+    ("POST", "/api/admin/team_members", (), {"username": "é\u2028x", "n": 1, "l": [1, None]}),
+    ("PUT", "/api/admin/groups/3", (), {}),
+    ("DELETE", "/api/admin/groups/3/team_members/4", (), None),
+    ("POST", "/api/admin/groups/3/team_members", (), None),
+    ("PATCH", "/api/admin/scim/Users/a%2Fb", (), {"schemas": ["x"]}),
+    ("GET", "/api/admin/scim/Users", (("filter", 'userName eq "a&b=c"'),), None),
+]
+
+
+@pytest.mark.parametrize("base_url", ["https://modyo.example", "http://127.0.0.1:8001/prefix"])
+@pytest.mark.parametrize("media_type", ["application/json", "application/scim+json"])
+async def test_each_call_is_built_as_httpxs_own_client_builds_it(
+    base_url: str, media_type: str
+) -> None:
+    """The bridge builds its Modyo requests itself (``Requests``): each one is what
+    ``httpx.AsyncClient.build_request`` makes of the same call (URL, head in order, body,
+    timeouts), byte for byte."""
+    from bridge import __version__
+    from bridge.modyo.http import Requests
+
+    settings = make_settings(modyo={"base_url": base_url}).modyo
+    requests = Requests(settings, httpx.MockTransport(lambda _: httpx.Response(200)), media_type)
+    client = httpx.AsyncClient(
+        base_url=str(settings.base_url),
+        headers={
+            "Authorization": f"Bearer {settings.token.get_secret_value()}",
+            "Accept": media_type,
+            "User-Agent": f"scim-bridge/{__version__}",
+        },
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout_seconds,
+            read=settings.read_timeout_seconds,
+            write=settings.read_timeout_seconds,
+            pool=settings.connect_timeout_seconds,
+        ),
+        trust_env=False,
+    )
+    async with client:
+        for method, path, params, body in WIRE_CASES:
+            head = {"X-Request-Id": "0123456789abcdef"}
+            if body is not None:
+                head["Content-Type"] = media_type
+            expected = client.build_request(
+                method, path, params=list(params) or None, json=body, headers=head
+            )
+            built = requests.build(method, path, params, body, "0123456789abcdef")
+            assert (built.method, str(built.url)) == (expected.method, str(expected.url))
+            assert built.headers.raw == expected.headers.raw, (method, path)
+            assert built.content == expected.content
+            assert built.extensions == expected.extensions
+
+
+@given(
+    path=st.text(st.sampled_from("aZ09-._~!$&'()*+,;=:@/%2Fé ?#\\[]"), max_size=30),
+    params=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_call_url_is_httpxs_own(path: str, params: list[tuple[str, str]]) -> None:
+    """The URL of each call, built without parsing what httpx would keep as it is, equals
+    what ``httpx.URL`` makes of the base URL, the path and the parameters."""
+    from bridge.modyo.http import Requests
+
+    for base_url in ("https://modyo.example", "http://127.0.0.1:8001/prefix"):
+        modyo = make_settings(modyo={"base_url": base_url}).modyo
+        requests = Requests(modyo, httpx.MockTransport(lambda _: httpx.Response(200)))
+        full = str(modyo.base_url).rstrip("/") + "/" + path.lstrip("/")
+        try:
+            expected = httpx.URL(full, params=params or None)
+        except httpx.InvalidURL:
+            with pytest.raises(httpx.InvalidURL):
+                requests.url("/" + path, params)
+            continue
+        url = requests.url("/" + path, params)
+        assert (str(url), url.raw_path, url.netloc) == (
+            str(expected),
+            expected.raw_path,
+            expected.netloc,
+        )

@@ -527,6 +527,78 @@ async def test_the_body_is_read_once_and_disconnects_still_reach_the_app(
     assert seen[1] == {"type": "http.disconnect"}
 
 
+# ------------------------------------------------------------------------- writes
+
+
+@asynccontextmanager
+async def counted_writes(port: int) -> AsyncIterator[list[bytes]]:
+    """Every ``write`` the server makes on its connections from port ``port`` (asyncio's
+    socket transport, this test's event loop), in order."""
+    from asyncio import selector_events
+
+    writes: list[bytes] = []
+    transport_class: Any = getattr(selector_events, "_SelectorSocketTransport")  # noqa: B009
+    write = transport_class.write
+
+    def counted(transport: Any, data: bytes) -> None:
+        if transport.get_extra_info("sockname")[1] == port:
+            writes.append(bytes(data))
+        write(transport, data)
+
+    transport_class.write = counted
+    try:
+        yield writes
+    finally:
+        transport_class.write = write
+
+
+async def test_an_answer_leaves_in_one_write(modyo: FaultyModyo) -> None:
+    """The head of an answer goes out with its body, one system call per answer instead of
+    two (a read with a Modyo call, an authentication failure, a create, on one connection)."""
+    user = json.dumps(entra.user("one.write@example.com")).encode()
+    async with bridge(modyo) as served, counted_writes(served.port) as writes:
+        client = await served.connect()
+        await client.send(head(b"GET", b"/scim/Users?count=1", AUTH))
+        assert (await client.answer()).status == 200
+        await client.send(head(b"GET", b"/scim/Users"))
+        assert (await client.answer()).status == 401
+        length = f"Content-Length: {len(user)}\r\n".encode()
+        await client.send(head(b"POST", b"/scim/Users", AUTH, length) + user)
+        created = await client.answer()
+    assert created.status == 201, created.body
+    assert len(writes) == 3
+    assert all(write.startswith(b"HTTP/1.1 ") for write in writes)
+
+
+async def test_a_head_sent_before_a_slow_body_still_goes_out_first(modyo: FaultyModyo) -> None:
+    """An app that starts its answer and finishes it later: the head leaves at the event
+    loop's next pass (held no longer), the body after it."""
+    body_now = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        async with asyncio.timeout(SAFETY_SECONDS):
+            await body_now.wait()
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(app) as served, counted_writes(served.port) as writes:
+        client = await served.connect()
+        await client.send(head(b"GET", b"/x"))
+        async with asyncio.timeout(SAFETY_SECONDS):
+            head_bytes = await client.reader.readuntil(b"\r\n\r\n")
+        assert head_bytes.startswith(b"HTTP/1.1 200 ")
+        body_now.set()
+        async with asyncio.timeout(SAFETY_SECONDS):
+            assert await client.reader.readexactly(2) == b"ok"
+    assert len(writes) == 2
+
+
 # ------------------------------------------------------------------------- shutdown
 
 

@@ -478,6 +478,8 @@ class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         ) + len(self.url) > MAX_HEAD_BYTES:
             raise _TooLarge(_too_large_head())
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle.scope is self.scope:  # this request's
+            self.cycle.transport = _OneWrite(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._fresh = True
@@ -537,6 +539,40 @@ class ScimHttpToolsProtocol(_Guarded, HttpToolsProtocol):
         )
         self.transport.set_protocol(successor)
         successor.take_over(self.transport, head, deadline)
+
+
+class _OneWrite:
+    """The transport as one response sees it: the head uvicorn writes on
+    ``http.response.start`` is held until the body's first write and sent with it, so that
+    an answer leaves in one system call instead of two; held at most until the event loop's
+    next pass, and written before anything else is done with the transport."""
+
+    __slots__ = ("_first", "_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._first = True
+
+    def write(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def __getattr__(self, name: str) -> Any:  # close, is_closing...: after the held bytes
+        self.flush()
+        return getattr(self._transport, name)
 
 
 class _Connection(h11.Connection):

@@ -11,7 +11,9 @@ contract, which looks the object up first.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import socket
 import ssl
 import time
@@ -21,6 +23,7 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -59,51 +62,142 @@ class Answer:
         return self.response.status_code
 
 
-def build_http_client(
-    settings: ModyoSettings,
-    transport: httpx.AsyncBaseTransport | None = None,
-    media_type: str = JSON,
-) -> httpx.AsyncClient:
-    """The one async HTTP client of an app (created in its lifespan).
+def build_transport(
+    settings: ModyoSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncBaseTransport:
+    """The one HTTP transport of an app (opened in its lifespan): ``transport`` when given (a
+    test's, the in-process fake's), else ``modyo.transport``'s connection pool.
 
     Egress: :func:`egress_proxy`, resolved here, once; neither transport consults the
     environment again (``trust_env=False``: aiohttp would otherwise read ``~/.netrc`` and scan
-    the environment in a thread on every request). TLS: :func:`tls_context`.
-    ``media_type`` is what it accepts (``application/scim+json`` for Modyo's SCIM server,
-    RFC 7644 §3.1)."""
+    the environment in a thread on every request). TLS: :func:`tls_context`."""
+    if transport is not None:
+        return transport
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_connections,
     )
     proxy = egress_proxy(settings)
-    own_pool: dict[str, Any] = {}
-    if transport is None and settings.transport == "aiohttp":
+    ssl_context = tls_context(settings)
+    if settings.transport == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
-        ssl_context = tls_context(settings)
-        transport = AiohttpTransport(
-            proxy=proxy,
-            client=lambda: _aiohttp_session(limits, ssl_context),
-        )
-    elif transport is None:
-        own_pool = {"limits": limits, "verify": tls_context(settings), "proxy": proxy}
-    return httpx.AsyncClient(
-        base_url=str(settings.base_url),
-        transport=transport,
-        timeout=httpx.Timeout(
+        return AiohttpTransport(proxy=proxy, client=lambda: _aiohttp_session(limits, ssl_context))
+    return httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=proxy, trust_env=False)
+
+
+_PLAIN_PATH: Final = re.compile(r"(?:[A-Za-z0-9\-_~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
+"""A path httpx leaves as it is: unreserved characters (no ``.``: no dot segment to remove),
+the sub-delimiters, ``:``, ``@``, ``/`` and percent-escapes (RFC 3986 §3.3)."""
+
+
+class Requests:
+    """Builds each Modyo request as ``httpx.AsyncClient`` would (the base URL joined with the
+    path, httpx's default headers plus the bridge's, the JSON body as httpx encodes it, the
+    timeouts): the same bytes on the wire, with the head written out once instead of merged
+    for each call; and hands it straight to the transport. The client's per-request chain
+    does nothing the bridge needs: no auth flow (the token is a header), no redirects (never
+    followed), no event hooks, and a cookie jar the bridge does not want: every call carries
+    its bearer token and nothing an earlier answer set (docs/design/upstreams.md).
+
+    ``media_type`` is what it accepts (``application/scim+json`` for Modyo's SCIM server,
+    RFC 7644 §3.1) and the type of the JSON bodies it sends."""
+
+    _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    """httpx's own JSON encoding of a request body."""
+
+    def __init__(
+        self, settings: ModyoSettings, transport: httpx.AsyncBaseTransport, media_type: str = JSON
+    ) -> None:
+        self.transport = transport
+        text = str(settings.base_url)
+        self._prefix = text if text.endswith("/") else text + "/"
+        headers = httpx.AsyncClient(  # the client's default headers (Accept-Encoding...) too
+            transport=transport,
+            trust_env=False,
+            headers={
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
+                "Accept": media_type,
+                "User-Agent": f"scim-bridge/{__version__}",
+            },
+        ).headers
+        base = httpx.URL(self._prefix)
+        self._base = base._uri_reference  # its parts, parsed once
+        self._head = [(b"Host", base.netloc), *headers.raw]
+        self._content_type = (b"Content-Type", media_type.encode())
+        timeout = httpx.Timeout(
             connect=settings.connect_timeout_seconds,
             read=settings.read_timeout_seconds,
             write=settings.read_timeout_seconds,
             pool=settings.connect_timeout_seconds,
-        ),
-        headers={
-            "Authorization": f"Bearer {settings.token.get_secret_value()}",
-            "Accept": media_type,
-            "User-Agent": f"scim-bridge/{__version__}",
-        },
-        trust_env=False,
-        **own_pool,
-    )
+        )
+        self._timeout = timeout.as_dict()
+
+    def build(
+        self, method: str, path: str, params: Params, body: Any, request_id: str | None
+    ) -> httpx.Request:
+        """``path`` (absolute, already percent-encoded where it must be) under the base URL;
+        ``body``, if not None, sent as JSON; ``request_id`` as ``X-Request-Id``."""
+        head = self._head.copy()
+        if request_id is not None:
+            head.append((b"X-Request-Id", request_id.encode()))
+        content = b""
+        if body is not None:
+            content = self._encode(body).encode()
+            head += (self._content_type, (b"Content-Length", str(len(content)).encode()))
+        elif method in ("POST", "PUT", "PATCH"):
+            head.insert(1, (b"Content-Length", b"0"))  # after Host, where httpx puts it
+        request = httpx.Request(
+            method,
+            self.url(path, params),
+            headers=head,
+            stream=httpx.ByteStream(content),
+            extensions={"timeout": self._timeout},
+        )
+        request.read()
+        return request
+
+    def url(self, path: str, params: Params) -> httpx.URL:
+        """``httpx.URL(base + path, params=params)``, without parsing what it would leave as
+        it is: the base URL's parts (parsed once), a path of characters it keeps (RFC 3986
+        §3.3) and the query as httpx writes it (``urllib.parse.urlencode`` of its
+        ``QueryParams``)."""
+        full = self._base.path + path.lstrip("/")
+        if not _PLAIN_PATH.fullmatch(full):
+            return httpx.URL(self._prefix + path.lstrip("/"), params=list(params) or None)
+        url = httpx.URL.__new__(httpx.URL)
+        query = None
+        if params:  # grouped by name, as httpx.QueryParams holds them
+            values: dict[str, list[str]] = {}
+            for name, value in params:
+                values.setdefault(name, []).append(value)
+            query = urlencode([(name, value) for name, held in values.items() for value in held])
+        url._uri_reference = self._base._replace(path=full, query=query)
+        return url
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """The whole answer, read (a failure while reading closes it). A body without a
+        content coding is kept as read; one with a coding goes through httpx's decoding."""
+        try:
+            response = await self.transport.handle_async_request(request)
+            response.request = request
+            stream = response.stream
+            if not isinstance(stream, httpx.AsyncByteStream):  # as httpx's client refuses it
+                raise RuntimeError("the transport answered with a synchronous stream")
+            try:
+                body = b"".join([chunk async for chunk in stream])
+            finally:
+                await stream.aclose()
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        if "content-encoding" in response.headers:
+            response.stream = httpx.ByteStream(body)
+            response.read()
+        else:  # what read() would keep, without its chain of generators for one chunk
+            response._content = body
+            response.is_stream_consumed = response.is_closed = True
+        return response
 
 
 def egress_proxy(settings: ModyoSettings) -> httpx.Proxy | None:
@@ -146,13 +240,15 @@ def _aiohttp_session(limits: httpx.Limits, ssl_context: ssl.SSLContext) -> aioht
     counted; the attribute is aiohttp's only switch for it.
 
     The proxy is given per request by the transport (:func:`egress_proxy`); the session never
-    reads the environment (``trust_env`` off)."""
+    reads the environment (``trust_env`` off) and keeps no cookies (:class:`Requests`)."""
     connector = aiohttp.TCPConnector(
         limit=limits.max_connections or 0,
         keepalive_timeout=limits.keepalive_expiry,
         ssl=ssl_context,
     )
-    session = aiohttp.ClientSession(connector=connector, trust_env=False)
+    session = aiohttp.ClientSession(
+        connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
     session._retry_connection = False
     return session
 
@@ -289,9 +385,8 @@ class ModyoHttp:
         self.retry = retry
         self._transport = transport
         self._media_type = media_type
-        self._body_headers = {"Content-Type": media_type}
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
-        self._client: httpx.AsyncClient | None = None
+        self._requests: Requests | None = None
         self._target = f"{settings.base_url.host}:{settings.base_url.port}"
         proxy = egress_proxy(settings)
         self._proxy = f"{proxy.url.host}:{proxy.url.port}" if proxy is not None else None
@@ -299,12 +394,12 @@ class ModyoHttp:
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
         """Keep one connection pool open while the block runs."""
-        async with build_http_client(self.settings, self._transport, self._media_type) as client:
-            self._client = client
+        async with build_transport(self.settings, self._transport) as transport:
+            self._requests = Requests(self.settings, transport, self._media_type)
             try:
                 yield
             finally:
-                self._client = None
+                self._requests = None
 
     def expect(self, calls: int) -> None:
         """Refuse (:class:`TooManyCalls`) before a run of ``calls`` calls that would take the
@@ -403,13 +498,15 @@ class ModyoHttp:
         """One HTTP exchange, queued behind the in-flight bound, cut at the deadline; counted
         in the request's state, kept there for the journal (the call's name, its status,
         attempt and duration) and, at debug level, logged (never a body or a header)."""
-        if self._client is None:  # a caller outside ``connected()``: a bug, not a state
+        requests = self._requests
+        if requests is None:  # a caller outside ``connected()``: a bug, not a state
             raise RuntimeError("ModyoHttp.connected() is not open")
         left = deadline.remaining()
         if left is not None and left <= 0:
             raise Unavailable(f"the request deadline passed before {call}", retry_after=1)
         serving = request_state.current()
-        headers = {"X-Request-Id": serving.request_id} if serving is not None else None
+        request_id = serving.request_id if serving is not None else None
+        request = requests.build(method, path, params, json, request_id)
         sent = False
         outcome = "deadline"
         started = time.perf_counter()
@@ -423,14 +520,7 @@ class ModyoHttp:
                     serving.upstream_calls += 1
                 MODYO_IN_FLIGHT.inc()
                 try:
-                    response = await self._client.request(
-                        method,
-                        path,
-                        params=list(params) or None,
-                        json=json,
-                        headers=(headers or {}) | (self._body_headers if json is not None else {})
-                        or None,
-                    )
+                    response = await requests.send(request)
                 finally:
                     MODYO_IN_FLIGHT.dec()
             outcome = str(response.status_code)

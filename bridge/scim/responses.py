@@ -12,11 +12,12 @@ SCIM_MEDIA_TYPE = "application/scim+json"
 
 class ScimResponse(Response):
     media_type = SCIM_MEDIA_TYPE
+    _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     def render(self, content: Any) -> bytes:
         if content is None:
             return b""
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return self._encode(content).encode("utf-8")
 
 
 def no_content() -> Response:
