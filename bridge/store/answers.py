@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +75,12 @@ class Lead(Protocol):
         ...
 
 
-@runtime_checkable
-class Flight(Protocol):
-    """Someone else's execution of the same write, in progress."""
+class Flight(ABC):
+    """Someone else's execution of the same write, in progress. A base class, not a
+    protocol: the middleware tells it from a :class:`Lead` by ``isinstance`` on every write,
+    which a runtime-checked protocol answers by inspecting the object's attributes."""
 
+    @abstractmethod
     async def outcome(self) -> Outcome | None: ...
 
 
@@ -171,7 +174,7 @@ class MemoryStore:
 
 
 @dataclass(frozen=True, slots=True)
-class _MemoryFlight:
+class _MemoryFlight(Flight):
     flight: asyncio.Future[Outcome | None]
 
     async def outcome(self) -> Outcome | None:

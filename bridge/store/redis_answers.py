@@ -230,7 +230,7 @@ class _RedisLead:
 
 
 @dataclass(frozen=True, slots=True)
-class _RedisFlight:
+class _RedisFlight(Flight):
     store: RedisStore
     lock: str
     done: str
