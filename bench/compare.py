@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import Process, free_port
-from bench.runner import FULL, MODYO_TOKEN, OPS, QUICK, SCIM_TOKEN, Bench, Profile
+from bench.rig import FULL, MODYO_TOKEN, OPS, QUICK, SCIM_TOKEN, Bench, Profile
 
 
 class Comparison(Bench):

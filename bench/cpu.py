@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from bench.checks import expect
 
 if TYPE_CHECKING:
-    from bench.runner import Bench
+    from bench.rig import Bench
 
 BASELINE = Path(__file__).with_name("baseline.json")
 TOLERANCE = 0.20  # the CI step fails when an operation's relative CPU rises more than this

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bench.procs import Process, free_port
 
 if TYPE_CHECKING:
-    from bench.runner import Bench
+    from bench.rig import Bench
 
 JOURNAL_KEY = "bench-journal-key-0123456789abcdefghij"
 SETUPS: dict[str, dict[str, str]] = {

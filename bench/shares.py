@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.checks import PhaseError, expect
 from bench.procs import raise_priority
-from bench.runner import CI, OPS, Bench
+from bench.rig import CI, OPS, Bench
 
 Rule = tuple[str, str]  # a file prefix as py-spy names files, and a function name prefix
 PURPOSES: tuple[tuple[str, tuple[Rule, ...]], ...] = (  # any frame of the stack

@@ -25,7 +25,7 @@ import redis
 from bench.procs import Process, free_port, stop
 
 if TYPE_CHECKING:
-    from bench.runner import Bench
+    from bench.rig import Bench
 
 SETUPS: dict[str, dict[str, str]] = {
     "1 worker, memory": {},

@@ -21,7 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from bench import ceiling, cpu, load, shares
 from bench.checks import PhaseError
-from bench.runner import OPS, QUICK, SCIM_TOKEN, Bench, run_guarded, scan_path
+from bench.rig import OPS, QUICK, SCIM_TOKEN, Bench
+from bench.runner import run_guarded, scan_path
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo, mock_transport
 from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings, quiet_readiness
