@@ -57,10 +57,36 @@ async def tls_serving(
 
 
 def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on (bound, then released) for a server a test starts, drawn
+    below the kernel's ephemeral range: a port of that range, once released, may be taken by
+    any outgoing connection (the suite opens thousands) before the server binds it."""
+    low, _ = _ephemeral_range()
+    if low <= 16384:  # a machine whose ephemeral range leaves little below it
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = _ports.randrange(1024 + 8192, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port found below the ephemeral range ({low})")
+
+
+_ports = random.SystemRandom()  # two workers drawing alike would collide
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports outgoing connections are given (Linux's ip_local_port_range)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(word) for word in text.split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
 
 
 @dataclass
