@@ -30,16 +30,26 @@ class Comparison(Bench):
     def bases(self) -> dict[str, str]:
         return super().bases() | {"baseline": f"http://127.0.0.1:{self.baseline_port}/scim"}
 
+    def baseline_tokens(self) -> str:
+        """``scim.tokens`` in the form the other checkout reads: a table of named tokens, or
+        the plain list that checkouts before named tokens took."""
+        example = (self.baseline / "config.example.toml").read_text()
+        if "[scim.tokens]" in example:
+            return json.dumps({"bench": SCIM_TOKEN})
+        return json.dumps([SCIM_TOKEN])
+
     def start_baseline(self) -> None:
         env = {
             "PYTHONPATH": str(self.baseline),
             "BRIDGE_SERVER__PORT": str(self.baseline_port),
-            "BRIDGE_SCIM__TOKENS": json.dumps([SCIM_TOKEN]),
+            "BRIDGE_SCIM__TOKENS": self.baseline_tokens(),
             "BRIDGE_MODYO__BASE_URL": self.modyo,
             "BRIDGE_MODYO__TOKEN": MODYO_TOKEN,
         }
         ready = f"http://127.0.0.1:{self.baseline_port}/healthz"
-        process = Process("baseline", ["-m", "bridge", "serve"], ready, self.log_dir, env)
+        process = Process(
+            "baseline", ["-m", "bridge", "serve"], ready, self.log_dir, env, cwd=self.baseline
+        )
         self.processes.append(process)
         self.by_target["baseline"] = process
 

@@ -43,6 +43,7 @@ class Process:
         ready_url: str,
         log_dir: Path,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self._log: IO[bytes] = (log_dir / f"{name}.log").open("wb")
@@ -52,6 +53,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=merged | (env or {}),
+            cwd=cwd,
         )
         deadline = time.monotonic() + 60
         while True:
