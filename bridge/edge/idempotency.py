@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable
 from typing import Final
 
 from scim2_models import NotFoundException, SCIMException, UniquenessException
@@ -50,6 +49,9 @@ REPLAYED_HEADER: Final = (b"x-idempotent-replay", b"true")
 _EXCHANGE_HEADERS: Final = frozenset(
     {b"date", b"server", b"x-request-id", b"connection", b"keep-alive", b"transfer-encoding"}
 )
+# A body's canonical form, for its key: built once (``json.dumps``/``loads`` build them per call).
+_DECODER: Final = json.JSONDecoder()
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class IdempotencyMiddleware:
@@ -126,14 +128,20 @@ class IdempotencyMiddleware:
             serving.undelivered_status = answer.status  # its journal event's status
         if success and not delivered:
             IDEMPOTENCY("kept_undelivered").inc()
-            await _after_write("keep", self.store.put(key, answer, resources))
+            try:
+                await self.store.put(key, answer, resources)
+            except StoreUnavailable:
+                _missed("keep")
             log.info(
                 "answer kept for a retry: its client left before it",
                 extra={"status": answer.status},
             )
         outcome = Outcome(answer, delivered, next(iter(resources), None))
         written = resources if success else frozenset()
-        await _after_write("finish", lead.finish(outcome, written))
+        try:
+            await lead.finish(outcome, written)
+        except StoreUnavailable:
+            _missed("finish")
 
     async def _follow(self, key: str, scope: Scope, outcome: Outcome, client: _Client) -> None:
         """A twin of a write that was in flight: the leader's answer if it never reached its
@@ -144,13 +152,10 @@ class IdempotencyMiddleware:
         await client.deliver(after or outcome.answer, replayed=after is None)
 
 
-async def _after_write(what: str, step: Awaitable[None]) -> None:
-    """A store step after the write ran: if the shared store fails it, the answer still goes
-    out (a lock expires by itself; a waiting twin then begins again and gets Modyo's 409)."""
-    try:
-        await step
-    except StoreUnavailable:
-        log.warning("the shared store missed a step after a write (%s)", what)
+def _missed(what: str) -> None:
+    """A store step after the write ran failed: the answer still goes out (a lock expires by
+    itself; a waiting twin then begins again and gets Modyo's 409)."""
+    log.warning("the shared store missed a step after a write (%s)", what)
 
 
 async def _whole_body(receive: Receive) -> bytes:
@@ -275,20 +280,22 @@ def _body_then_disconnect(body: bytes) -> Receive:
 
 
 def _key(scope: Scope, body: bytes) -> str:
-    """SHA-256 of the credential, method, path and canonical body: the raw token never lives
-    in the cache, and ``{"a":1,"b":2}`` equals ``{ "b": 2, "a": 1 }``."""
+    """SHA-256 of the credential, method, path, query and canonical body, each preceded by its
+    length (so no two requests' parts run into the same bytes): the raw token never lives in
+    the cache, and ``{"a":1,"b":2}`` equals ``{ "b": 2, "a": 1 }``."""
     credential = b""
     for name, value in scope["headers"]:
         if name == b"authorization":
             credential = value
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        canonical = _CANONICAL.encode(_DECODER.decode(body.decode())).encode()
+    except (ValueError, RecursionError):  # not UTF-8 JSON: its bytes as they came
         canonical = body
     digest = hashlib.sha256()
     method, path = scope["method"].encode(), _path(scope).encode()
     for part in (credential, method, path, scope["query_string"], canonical):
-        digest.update(hashlib.sha256(part).digest())
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
     return digest.hexdigest()
 
 

@@ -119,6 +119,9 @@ class MemoryStore:
         return len(self._entries)
 
     async def claim(self, key: str) -> Kept | None:
+        return self._claim(key)
+
+    def _claim(self, key: str) -> Kept | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -135,12 +138,19 @@ class MemoryStore:
             self._by_resource.setdefault(resource, set()).add(key)
 
     async def invalidate(self, resources: frozenset[str], keep: str) -> None:
+        self._invalidate(resources, keep)
+
+    def _invalidate(self, resources: frozenset[str], keep: str) -> None:
         for resource in resources:
-            for key in list(self._by_resource.get(resource, ())):
+            keys = self._by_resource.get(resource)
+            for key in list(keys) if keys else ():
                 if key != keep:
                     self._drop(key)
 
     async def begin(self, key: str) -> Lead | Flight:
+        return self._begin(key)
+
+    def _begin(self, key: str) -> Lead | Flight:
         flight = self._flights.get(key)
         if flight is not None:
             return _MemoryFlight(flight)
@@ -149,8 +159,8 @@ class MemoryStore:
         return _MemoryLead(self, key, flight)
 
     async def start(self, key: str) -> Kept | Lead | Flight:
-        kept = await self.claim(key)
-        return kept if kept is not None else await self.begin(key)
+        kept = self._claim(key)
+        return kept if kept is not None else self._begin(key)
 
     def _expire(self) -> None:
         """Entries are kept in insertion order with one TTL, so expired ones are at the front."""
@@ -192,7 +202,7 @@ class _MemoryLead:
         return nullcontext()  # this process's create locks are released as their block ends
 
     async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
-        await self.store.invalidate(written, keep=self.key)
+        self.store._invalidate(written, keep=self.key)
         self._end(outcome)
 
     async def abandon(self) -> None:
