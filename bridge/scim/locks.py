@@ -10,8 +10,7 @@ without its lock."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
@@ -31,25 +30,48 @@ class KeyedLocks:
     def __len__(self) -> int:
         return len(self._locks)
 
-    @asynccontextmanager
-    async def hold(self, *keys: str) -> AsyncIterator[None]:
+    def hold(self, *keys: str) -> AbstractAsyncContextManager[None]:
         """Hold every key's lock, taken in sorted order so two holders cannot deadlock."""
-        registered: list[str] = []
-        acquired: list[asyncio.Lock] = []
+        return _Holding(self._locks, sorted({key.lower() for key in keys if key}))
+
+
+class _Holding(AbstractAsyncContextManager[None]):
+    """One :meth:`KeyedLocks.hold`. A class rather than an ``asynccontextmanager``: every
+    create enters one, and the generator's machinery cost more than the locks
+    (docs/performance.md, Costs the code avoids)."""
+
+    __slots__ = ("_acquired", "_keys", "_locks", "_registered")
+
+    def __init__(self, locks: dict[str, tuple[asyncio.Lock, int]], keys: list[str]) -> None:
+        self._locks = locks
+        self._keys = keys
+        self._registered: list[str] = []
+        self._acquired: list[asyncio.Lock] = []
+
+    async def __aenter__(self) -> None:
         try:
-            for key in sorted({key.lower() for key in keys if key}):
-                lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+            for key in self._keys:
+                held = self._locks.get(key)
+                lock, users = held if held is not None else (asyncio.Lock(), 0)
                 self._locks[key] = (lock, users + 1)
-                registered.append(key)
+                self._registered.append(key)
                 await lock.acquire()
-                acquired.append(lock)
-            yield
-        finally:
-            for lock in reversed(acquired):
-                lock.release()
-            for key in registered:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
+                self._acquired.append(lock)
+        except BaseException:  # cancelled while waiting: give back what was taken
+            self._release()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        for lock in reversed(self._acquired):
+            lock.release()
+        for key in self._registered:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+        self._acquired.clear()
+        self._registered.clear()
