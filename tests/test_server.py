@@ -678,3 +678,16 @@ def test_a_second_ctrl_c_answers_in_flight_requests_503_without_a_traceback() ->
     assert int(answer.headers["retry-after"]) >= 1
     output = "".join(seen)
     assert "Traceback" not in output and "Exception in ASGI application" not in output, output
+
+
+def test_serving_freezes_start_up_objects_and_collects_the_young_generation_less_often() -> None:
+    """``settle_heap``, which ``serve`` and every worker run before serving (in a process of
+    its own: it changes the garbage collector of the process that runs it)."""
+    code = (
+        "import gc; from bridge.run.server import settle_heap; settle_heap(); "
+        "print(gc.get_threshold()[0], gc.get_freeze_count() > 0)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert shown.stdout.split() == ["10000", "True"]

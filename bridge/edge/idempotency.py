@@ -205,7 +205,7 @@ class _Client:
         self._send = send
         self.gone = False
         self._watching = False
-        self._watcher = asyncio.create_task(self._watch(receive))
+        self._watcher: asyncio.Task[None] | None = asyncio.create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
         self._watching = True
@@ -217,8 +217,15 @@ class _Client:
 
     def stop_watching(self) -> None:
         """A cancelled watcher records nothing more, even if the server's message is already
-        on its way to it (its next step raises ``CancelledError``): no need to await it."""
-        self._watcher.cancel()
+        on its way to it (its next step raises ``CancelledError``): no need to await it.
+
+        The client lets go of it: a cancelled task keeps its ``CancelledError``, whose
+        traceback holds the watcher's frame and so this client; holding the task as well
+        would leave a reference cycle (task, frames, the request's context) per write for
+        the garbage collector to find (docs/performance.md, Costs the code avoids)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
 
     async def deliver(self, answer: StoredAnswer, *, replayed: bool) -> bool:
         """Send ``answer`` unless the client has gone; whether it was sent.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import io
 import logging
 import os
@@ -977,16 +976,12 @@ def _run(
 ) -> None:
     """Serve ``app`` on the SCIM listener, and the internal listener when ``internal.port``
     is set, with ``readiness``'s ``/status`` (docs/operator/listeners.md)."""
-    from bridge.run.server import serve
+    from bridge.run.server import serve, settle_heap
 
     internal = settings.internal
     _refuse_ports_in_use(settings)
     _say_where_metrics_are(settings)
-    # Everything imported and built so far lives as long as the process: freezing it keeps
-    # the garbage collector from re-scanning it on every full collection (docs/performance.md,
-    # Costs the code avoids).
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     inside = _internal_app(settings, readiness, history, rails=rails)
     listener = (inside, internal) if internal.port else None
     serve(app, settings.server, listener, on_started=on_started, on_drain=readiness.drain)

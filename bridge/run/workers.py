@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import logging
 import multiprocessing
@@ -244,7 +243,7 @@ def _worker(
     ``slots`` is (docs/operator/health.md)."""
     from bridge.edge.app import create_app
     from bridge.edge.readiness import Readiness
-    from bridge.run.server import Server, ensure_file_descriptors, server_config
+    from bridge.run.server import Server, ensure_file_descriptors, server_config, settle_heap
 
     settings = load_settings(source.config, **({"server": source.server} if source.server else {}))
     level = source.log_level or settings.server.log_level
@@ -255,8 +254,7 @@ def _worker(
     readiness.when_started(lambda: slots.serving(index))
     readiness.after_each_round(publish_status)
     app = create_app(settings, readiness=readiness, worker_pid=os.getpid())  # its own journal
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     ensure_file_descriptors(settings.server.max_connections)
     server = Server(server_config(app, settings.server))
     server.on_drain = readiness.drain
