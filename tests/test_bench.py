@@ -9,6 +9,8 @@ import ast
 import asyncio
 import json
 import os
+import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -290,3 +292,28 @@ def _stack(*files: str) -> list[str]:
 )  # fmt: skip
 def test_a_profile_sample_is_counted_to_what_it_serves(stack: list[str], expected: str) -> None:
     assert shares.category(stack) == expected
+
+
+def test_the_app_s_cpu_per_write_is_measured_with_the_cache_on_and_off() -> None:
+    """``python -m bench.app_cpu`` (a process of its own: it sets the garbage collector as
+    ``serve`` does); a request answered other than 201/200 would stop it."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "bench.app_cpu", "--requests", "5", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = {
+        name: float(cpu)
+        for name, cpu in re.findall(
+            r"^(\w+ idempotency o\w+) +([\d.]+) µs/request$", shown.stdout, re.M
+        )
+    }
+    assert sorted(figures) == [
+        "create idempotency off",
+        "create idempotency on",
+        "patch idempotency off",
+        "patch idempotency on",
+    ]
+    assert all(cpu > 0 for cpu in figures.values())
