@@ -11,10 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+from starlette.requests import Request
 
 from bridge.edge.app import create_app
 from bridge.edge.forwarded import forwarded_host
+from bridge.edge.hosts import _HOST, host_header_problem
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
+from bridge.scim.context import _origin
 from tests import entra
 from tests.harness import MODYO_URL, TOKEN, LogOutput, make_settings, quiet_readiness
 from tests.servers import uvicorn_serving
@@ -120,3 +125,40 @@ async def test_a_forwarded_host_that_is_not_host_port_is_ignored(
 )
 def test_forwarded_host_syntax(raw: bytes, expected: bytes | None) -> None:
     assert forwarded_host(raw) == expected
+
+
+@example(host=b"bridge.test", scheme="https", path="/scim/Users")
+@example(host=b"Bridge.Test:8443", scheme="https", path="/scim/Users")
+@example(host=b"127.0.0.1:65535", scheme="http", path="/scim/Users")
+@example(host=b"host:0", scheme="http", path="/scim/Users")
+@example(host=b"host:08000", scheme="http", path="/scim/Users")
+@example(host=b"host:", scheme="http", path="/scim/Users")
+@example(host=b"[::1]:80", scheme="http", path="/scim/Users")
+@given(
+    host=st.from_regex(_HOST, fullmatch=True),
+    scheme=st.sampled_from(["http", "https"]),
+    path=st.sampled_from(["/scim/Users", "/scim/Users/7", "/scim/Groups"]),
+)
+def test_the_tenant_url_s_origin_is_starlette_s_for_every_host_the_edge_serves(
+    host: bytes, scheme: str, path: str
+) -> None:
+    """``ScimContext.base_url`` spells ``scheme://host`` itself instead of building
+    ``request.url``; Starlette's URL is the oracle, over every ``Host`` the edge lets in."""
+    assume(host_header_problem([host], "1.1") is None)
+    scope: dict[str, Any] = {
+        "type": "http", "scheme": scheme, "path": path, "root_path": "", "query_string": b"",
+        "server": ("127.0.0.1", 8000), "headers": [(b"host", host)],
+    }  # fmt: skip
+    request = Request(scope)
+    assert _origin(request) == f"{request.url.scheme}://{request.url.netloc}"
+
+
+@pytest.mark.parametrize("server", [("127.0.0.1", 80), ("127.0.0.1", 8000), None])
+def test_without_a_host_header_the_origin_is_starlette_s(server: tuple[str, int] | None) -> None:
+    """HTTP/1.0 may send no ``Host``: then Starlette's URL decides, from the server address."""
+    scope: dict[str, Any] = {
+        "type": "http", "scheme": "http", "path": "/scim/Users", "root_path": "",
+        "query_string": b"", "server": server, "headers": [],
+    }  # fmt: skip
+    request = Request(scope)
+    assert _origin(request) == f"{request.url.scheme}://{request.url.netloc}"

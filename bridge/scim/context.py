@@ -3,7 +3,9 @@ create locks, and how to spell the bridge's own URLs."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from starlette.requests import Request
 
@@ -48,4 +50,25 @@ class ScimContext:
         root = str(request.scope.get("root_path", ""))
         if self.public_url:
             return self.public_url.rstrip("/") + root
-        return f"{request.url.scheme}://{request.url.netloc}{root}"
+        return _origin(request) + root
+
+
+def _origin(request: Request) -> str:
+    """``scheme://authority`` as Starlette's ``request.url`` spells it, without building and
+    parsing the request's whole URL when the ``Host`` header is a plain name or IPv4
+    address with at most a port (what every Starlette takes as it is); any other ``Host``
+    goes through ``request.url``."""
+    for name, value in request.scope["headers"]:
+        if name == b"host":
+            if _PLAIN_HOST.fullmatch(value):
+                return f"{str(request.scope.get('scheme', 'http')).lower()}://{value.decode()}"
+            break
+    url = request.url
+    return f"{url.scheme}://{url.netloc}"
+
+
+_PLAIN_HOST: Final = re.compile(
+    rb"[A-Za-z0-9][A-Za-z0-9.-]*(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}"
+    rb"|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+)
+"""A name or IPv4 address, and a port from 1 to 65535 without leading zeros."""
