@@ -5,10 +5,9 @@ largest): the memory idempotency store with the journal off and on (its file sin
 memory history), and the Redis store with the journal off and on (the file sink, the capped
 Redis stream every replica shares), the Redis ones on a ``redis-server`` the run starts.
 
-Each round measures every operation on the four in turn, the order reversed every other
-round so that drift on a shared machine weighs on all alike; the table gives each figure's
-median over the rounds and its spread (lowest-highest), and the journal's cost per setup:
-throughput lost (%) and p50 added (ms), per round then the median.
+Measured in alternating rounds (``bench.rounds``); the table gives each figure's median over
+the rounds and its spread (lowest-highest), and the journal's cost per setup: throughput lost
+(%), p50 added (ms) and CPU added (µs), per round then the median.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.procs import Process, free_port
+from bench.rounds import Runs, alternate, medians
 
 if TYPE_CHECKING:
     from bench.rig import Bench
@@ -72,23 +72,7 @@ def measure_journal(
             bench.processes.append(process)
             bench.by_target[setup] = process
             ports[setup] = port
-        runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-            op: {setup: [] for setup in SETUPS} for op in OPS
-        }
-        for number in range(rounds):
-            order = list(SETUPS) if number % 2 == 0 else list(reversed(SETUPS))
-            for op in OPS:
-                for setup in order:
-                    bench.bridge_port = ports[setup]
-                    bench.by_target["bridge"] = bench.by_target[setup]
-                    result = bench.measure("bridge", op, data)
-                    runs[op][setup].append(result)
-                    print(
-                        f"  round {number + 1} {op:<12}{setup:<21}{result['rps']:8.1f} req/s  "
-                        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
-                        f"cpu {result.get('cpu_us_per_request', 0):6.0f} µs",
-                        flush=True,
-                    )
+        runs = alternate(bench, ports, OPS, data, rounds, _show)
         lines = sum(len(path.read_bytes().splitlines()) for path in Path(directory).glob("*.jsonl"))
         for setup in SETUPS:
             bench.stop(bench.by_target.pop(setup))
@@ -100,16 +84,21 @@ def measure_journal(
     }
 
 
-def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+def _show(number: int, op: str, setup: str, result: dict[str, Any]) -> None:
+    print(
+        f"  round {number} {op:<12}{setup:<21}{result['rps']:8.1f} req/s  "
+        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+        f"cpu {result.get('cpu_us_per_request', 0):6.0f} µs",
+        flush=True,
+    )
+
+
+def summarise(runs: Runs) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for op, by_setup in runs.items():
         for setup, results in by_setup.items():
-            row: dict[str, Any] = {}
-            for name in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request"):
-                values = [r.get(name) or 0.0 for r in results]
-                row[name] = statistics.median(values)
-                row[f"{name}_range"] = [min(values), max(values)]
-            table[f"{op}|{setup}"] = row
+            names = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+            table[f"{op}|{setup}"] = medians(results, names)
     cost: dict[str, Any] = {}
     for store, (off, on) in PAIRS.items():
         for op, by_setup in runs.items():
