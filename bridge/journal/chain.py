@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bridge.journal.canonical import canonical
+from bridge.journal.canonical import Ordered, canonical, canonical_ordered
 from bridge.journal.keys import JournalKey
 
 _MAC_MEMBER: Final = re.compile(rb',"mac":"([0-9a-f]{64})"\}$')
@@ -71,12 +71,14 @@ class Chain:
         self.prev = head.mac if head else None
 
     def seal(self, fields: Mapping[str, Any]) -> Sealed:
+        """The next line: ``fields`` with the seal's members (an :class:`Ordered` event
+        written by the fast encoder, anything else by the reference)."""
         body = {**fields, "seq": self.seq + 1, "replica": self.replica}
         if self.key is not None:
             body["kid"] = self.key.id
             if self.prev is not None:
                 body["prev"] = self.prev
-        text = canonical(body)
+        text = canonical_ordered(body) if isinstance(fields, Ordered) else canonical(body)
         if self._keyed is None:
             return Sealed(text + b"\n", self.seq + 1, None)
         mac = _mac(self._keyed.copy(), text)
