@@ -79,6 +79,8 @@ class JournalRecord:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._privacy = privacy
+        self._full = privacy.mode == "full"
+        """Values written as given: no path to clean, no value to hash or remember."""
         self._now = now
         self._monotonic = monotonic
         self._started = monotonic()
@@ -126,9 +128,11 @@ class JournalRecord:
         if len(self._changes) >= MAX_CHANGES:
             self._truncated["changes"] += 1
             return
-        path, literals = self._privacy.path(self.resource_type, attribute)
-        for literal in literals:
-            self._remember(literal)
+        path = attribute
+        if not self._full:
+            path, literals = self._privacy.path(self.resource_type, attribute)
+            for literal in literals:
+                self._remember(literal)
         recorded = self._clip(path, MAX_ATTRIBUTE)
         was: tuple[bool, Any] = (False, None)
         if not isinstance(before, _NotRead):
@@ -267,12 +271,13 @@ class JournalRecord:
         """What is written for ``value`` of ``attribute``: privacy first (a hash covers the
         whole value), then the bound."""
         plain = _plain(value)
-        personal = self._privacy.mode != "full" and self._privacy.personal(
-            self.resource_type, attribute
-        )
-        if personal and isinstance(plain, str):
-            self._remember(plain)
-        kept, shown = self._privacy.value(personal, plain)
+        if self._full:
+            kept, shown = True, plain
+        else:
+            personal = self._privacy.personal(self.resource_type, attribute)
+            if personal and isinstance(plain, str):
+                self._remember(plain)
+            kept, shown = self._privacy.value(personal, plain)
         if isinstance(shown, str):
             shown = self._clip(shown, MAX_TEXT)
         return kept, shown
