@@ -12,6 +12,7 @@ the rounds and its spread (lowest-highest), and the journal's cost per setup: th
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -35,6 +36,19 @@ PAIRS = {"memory": ("memory, journal off", "memory, journal on"),
 OPS = ("create_user", "patch_user", "get_user")
 TARGET_THROUGHPUT_LOSS = 0.05
 TARGET_P50_MS = 0.2
+BEFORE = "memory, journal on, before"
+"""With ``BENCH_JOURNAL_BEFORE`` naming another source tree (an earlier commit's, e.g. from
+``git archive``): that tree's bridge with the journal on, beside the others in the same run,
+its cost against the same journal-off bridge ("memory, before"): a change to the journal
+judged side by side."""
+
+
+def setups() -> dict[str, dict[str, str]]:
+    chosen = dict(SETUPS)
+    before = os.environ.get("BENCH_JOURNAL_BEFORE")
+    if before:
+        chosen[BEFORE] = {"journal": "on", "tree": str(Path(before).resolve())}
+    return chosen
 
 
 def _env(bench: Bench, port: int, number: int, setup: dict[str, str], redis_url: str,
@@ -46,6 +60,8 @@ def _env(bench: Bench, port: int, number: int, setup: dict[str, str], redis_url:
             "BRIDGE_IDEMPOTENCY__REDIS_URL": redis_url,
             "BRIDGE_IDEMPOTENCY__KEY_PREFIX": f"benchj{number}:",
         }
+    if setup.get("tree"):  # its own tree first on sys.path, not the current directory's
+        env |= {"PYTHONPATH": setup["tree"], "PYTHONSAFEPATH": "1"}
     if setup.get("journal"):
         env |= {
             "BRIDGE_JOURNAL__ENABLED": "true",
@@ -62,7 +78,8 @@ def measure_journal(
     """Every op on the four setups (all running, each on its own port), ``rounds`` times."""
     ports: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-journal-", dir=".") as directory:
-        for number, (setup, options) in enumerate(SETUPS.items()):
+        chosen = setups()
+        for number, (setup, options) in enumerate(chosen.items()):
             port = free_port()
             env = _env(bench, port, number, options, redis_url, Path(directory))
             process = Process(
@@ -74,7 +91,7 @@ def measure_journal(
             ports[setup] = port
         runs = alternate(bench, ports, OPS, data, rounds, _show)
         lines = sum(len(path.read_bytes().splitlines()) for path in Path(directory).glob("*.jsonl"))
-        for setup in SETUPS:
+        for setup in chosen:
             bench.stop(bench.by_target.pop(setup))
     return summarise(runs) | {
         "rounds": rounds,
@@ -100,7 +117,10 @@ def summarise(runs: Runs) -> dict[str, Any]:
             names = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
             table[f"{op}|{setup}"] = medians(results, names)
     cost: dict[str, Any] = {}
-    for store, (off, on) in PAIRS.items():
+    pairs_of = dict(PAIRS)
+    if BEFORE in next(iter(runs.values()), {}):
+        pairs_of["memory, before"] = ("memory, journal off", BEFORE)
+    for store, (off, on) in pairs_of.items():
         for op, by_setup in runs.items():
             pairs = list(zip(by_setup[off], by_setup[on], strict=True))
             lost = [1 - b["rps"] / a["rps"] for a, b in pairs]
