@@ -74,8 +74,13 @@ def _utc_milliseconds(created: float) -> str:
 
 
 class TextFormatter(logging.Formatter):
+    """``level logger: message [key=value ...]`` for a person at a terminal (``dev``); a field
+    without a value is left out (the JSON format keeps it, as ``null``, for machines)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        extras = " ".join(
+            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and v is not None
+        )
         line = f"{record.levelname.lower():7} {record.name}: {record.getMessage()}"
         if extras:
             line += f" [{extras}]"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bridge.config import Settings
 from bridge.modyo.fake import FakeModyo, FaultyModyo
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from tests.backends import Backend, LoggedScim
 
 pytest_plugins = ["tests.redis_servers"]  # redis_server, redis_factory, redis_sentinel
+
+# Hypothesis's default deadline (200 ms per example) is a wall-clock bound: on a loaded machine
+# an example that is slow once fails the suite (seen: 277 ms for a 1 ms example), and the
+# suite's waits are conditions, never times. Every property runs without one.
+hypothesis_settings.register_profile("suite", deadline=None)
+hypothesis_settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)

@@ -121,20 +121,33 @@ async def app_client(
     token: str | None = TOKEN,
     base_url: str = BASE,
     headers: Mapping[str, str] | None = None,
+    read_seconds: float = 30,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """``app`` started (its lifespan) behind an httpx client over ASGI that sends ``token``
-    (none when None) and ``headers``: every in-process test's way to the bridge."""
-    sent = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    """``app`` started (its lifespan) behind :func:`asgi_client`: every in-process test's way
+    to the bridge."""
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=base_url,
-            headers=sent | dict(headers or {}),
-            timeout=30,
-        ) as client,
+        asgi_client(manager.app, token, base_url, headers, read_seconds) as client,
     ):
         yield client
+
+
+def asgi_client(
+    app: ASGIApp,
+    token: str | None = TOKEN,
+    base_url: str = BASE,
+    headers: Mapping[str, str] | None = None,
+    read_seconds: float = 30,
+) -> httpx.AsyncClient:
+    """An httpx client over ASGI to ``app`` as it is (started already, or an app without a
+    lifespan) that sends ``token`` (none when None) and ``headers``."""
+    sent = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=base_url,
+        headers=sent | dict(headers or {}),
+        timeout=read_seconds,
+    )
 
 
 async def create_user(scim: httpx.AsyncClient, user_name: str, **fields: Any) -> dict[str, Any]:

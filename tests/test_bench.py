@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from starlette.types import Receive, Scope, Send
 
 from bench import ceiling, cpu, load, rounds, shares
@@ -25,7 +23,7 @@ from bench.rig import OPS, QUICK, SCIM_TOKEN, Bench
 from bench.runner import run_guarded, scan_path
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo, mock_transport
-from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings, quiet_readiness
+from tests.harness import MODYO_TOKEN, MODYO_URL, app_client, make_settings, quiet_readiness
 from tests.servers import uvicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,31 +90,29 @@ async def test_the_ceiling_reads_no_environment_and_no_file_per_request(
             opened.append(str(args[0]))
 
     sys.addaudithook(audit)  # cannot be removed: it counts only while `counting` is set
-    async with LifespanManager(ceiling.create_ceiling(upstream)) as manager:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://ceiling.test"
-        )
-        async with client:
-            assert (await client.get(path)).status_code == 200  # connections and imports warm
-            loop = asyncio.get_running_loop()
-            jobs = 0
-            submit = loop.run_in_executor
+    async with app_client(
+        ceiling.create_ceiling(upstream), token=None, base_url="http://ceiling.test"
+    ) as client:
+        assert (await client.get(path)).status_code == 200  # connections and imports warm
+        loop = asyncio.get_running_loop()
+        jobs = 0
+        submit = loop.run_in_executor
 
-            def counted_submit(*args: Any) -> Any:
-                nonlocal jobs
-                jobs += 1
-                return submit(*args)
+        def counted_submit(*args: Any) -> Any:
+            nonlocal jobs
+            jobs += 1
+            return submit(*args)
 
-            environment = _CountedEnvironment(dict(os.environ))
-            monkeypatch.setattr(os, "environ", environment)
-            monkeypatch.setattr(loop, "run_in_executor", counted_submit)
-            counting = True
-            try:
-                for _ in range(50):
-                    assert (await client.get(path)).status_code == 200
-            finally:
-                counting = False
-                monkeypatch.undo()
+        environment = _CountedEnvironment(dict(os.environ))
+        monkeypatch.setattr(os, "environ", environment)
+        monkeypatch.setattr(loop, "run_in_executor", counted_submit)
+        counting = True
+        try:
+            for _ in range(50):
+                assert (await client.get(path)).status_code == 200
+        finally:
+            counting = False
+            monkeypatch.undo()
     assert fake.calls == {"GET /team_members/:id": 51}
     assert (environment.reads, jobs, opened) == (0, 0, [])
 

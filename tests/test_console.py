@@ -36,7 +36,7 @@ from tests.console import (
     journal_event,
     sign_in,
 )
-from tests.harness import MODYO_TOKEN, TOKEN, app_client, make_settings
+from tests.harness import MODYO_TOKEN, TOKEN, app_client, asgi_client, make_settings
 
 PAGES = ["/", "/activity", "/errors", "/charts", "/configuration", "/safety",
          "/activity.csv", "/activity.jsonl", "/events/req-1"]  # fmt: skip
@@ -181,10 +181,9 @@ async def test_sign_out_needs_the_sessions_csrf_token(client: httpx.AsyncClient)
 
 async def test_another_sessions_csrf_token_is_refused(history: MemoryHistory) -> None:
     app = console_app(console_settings(), history)
-    transport = httpx.ASGITransport(app=app)
     async with (
-        httpx.AsyncClient(transport=transport, base_url="http://internal") as first,
-        httpx.AsyncClient(transport=transport, base_url="http://internal") as second,
+        asgi_client(app, token=None, base_url="http://internal") as first,
+        asgi_client(app, token=None, base_url="http://internal") as second,
     ):
         await signed_in(first)
         await signed_in(second)

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import pytest
 import trustme
-from asgi_lifespan import LifespanManager
 
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo
 from tests.harness import (
     MODYO_TOKEN,
-    TOKEN,
     LogOutput,
+    app_client,
     assert_scim_error,
     make_settings,
     quiet_readiness,
@@ -64,31 +63,10 @@ async def plain_modyo(fake: FakeModyo) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-class bridge:
+def bridge(transport: str, **modyo: Any) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     """The bridge (in-process, driven over ASGI) with its real Modyo transport."""
-
-    def __init__(self, transport: str, **modyo: Any) -> None:
-        settings = make_settings(modyo={"transport": transport, **modyo}, retry={"max_attempts": 3})
-        self.app = create_app(settings, readiness=quiet_readiness(settings))
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        self._lifespan = LifespanManager(self.app)
-        manager = await self._lifespan.__aenter__()
-        self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url="http://bridge.test/scim",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        return self._client
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        await self._client.aclose()
-        await self._lifespan.__aexit__(kind, error, trace)
+    settings = make_settings(modyo={"transport": transport, **modyo}, retry={"max_attempts": 3})
+    return app_client(create_app(settings, readiness=quiet_readiness(settings)))
 
 
 def access_line(log_output: LogOutput) -> dict[str, Any]:

@@ -35,7 +35,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +44,7 @@ from bridge.modyo.fake import FakeModyo, FakeModyoScim, mock_transport
 from bridge.scim.errors import MAX_DETAIL
 from tests import entra, hostile
 from tests.backends import Api, Backend, new_backend
-from tests.harness import MODYO_TOKEN, MODYO_URL, SECOND_TOKEN, TOKEN, make_settings
+from tests.harness import MODYO_TOKEN, MODYO_URL, SECOND_TOKEN, TOKEN, app_client, make_settings
 from tests.servers import uvicorn_serving
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
@@ -328,10 +327,9 @@ def harness(api: Api) -> Iterator[Harness]:
 
     @contextlib.asynccontextmanager
     async def started() -> AsyncIterator[httpx.AsyncClient]:
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), timeout=60) as client,
-        ):
+        async with app_client(
+            app, token=None, base_url="http://testserver", read_seconds=60
+        ) as client:
             yield client
 
     context = started()

@@ -28,6 +28,7 @@ from tests.harness import (
     SECOND_TOKEN,
     LogOutput,
     app_client,
+    asgi_client,
     assert_scim_error,
     bridge_client,
     create_user,
@@ -173,8 +174,9 @@ async def test_modyo_unavailable_is_503_with_retry_after(fake: FakeModyo) -> Non
 
 async def _internal_get(settings: Settings, path: str) -> httpx.Response:
     """``path`` from the internal listener's app (``[internal]``), without a token."""
-    transport = httpx.ASGITransport(app=internal_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://internal") as client:
+    async with asgi_client(
+        internal_app(settings), token=None, base_url="http://internal"
+    ) as client:
         return await client.get(path)
 
 
@@ -208,9 +210,7 @@ async def test_the_internal_listener_takes_more_apps() -> None:
         return PlainTextResponse("console")
 
     app = internal_app(make_settings(), [Mount("/admin", routes=[Route("/", console)])])
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://internal"
-    ) as client:
+    async with asgi_client(app, token=None, base_url="http://internal") as client:
         assert (await client.get("/admin/")).text == "console"
         assert (await client.get("/metrics")).status_code == 200
 

@@ -23,7 +23,7 @@ from bridge.store import redis_link
 from bridge.store.answers import Flight, MemoryStore, Outcome, StoredAnswer
 from tests import entra
 from tests.backends import Backend, membership_lookup
-from tests.harness import BASE, MODYO_URL, TOKEN, assert_scim_error
+from tests.harness import MODYO_URL, TOKEN, asgi_client, assert_scim_error
 from tests.redis_servers import RedisServer
 from tests.servers import logged, uvicorn_serving
 
@@ -61,11 +61,7 @@ async def _rig(backend: Backend, **sections: dict[str, Any]) -> AsyncIterator[Ri
     app = create_app(settings, modyo_transport=mock_transport(service, MODYO_URL))
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=BASE,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as scim,
+        asgi_client(manager.app) as scim,
     ):
         yield Rig(manager.app, scim, backend, service)
 

@@ -110,6 +110,14 @@ def test_text_is_level_logger_message_and_extras(capsys: pytest.CaptureFixture[s
     ]
 
 
+def test_text_leaves_out_fields_without_a_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """An access line's unset fields (no client request id, no reason) are noise at a
+    terminal; the JSON format keeps them."""
+    configure_logging("info", "text")
+    logging.getLogger("bridge.test").info("request", extra={"status": 200, "reason": None})
+    assert _lines(capsys) == ["info    bridge.test: request [status=200]"]
+
+
 def test_text_appends_the_exception_text(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("info", "text")
     try:

@@ -28,6 +28,8 @@ from tests.harness import (
     MODYO_URL,
     TOKEN,
     LogOutput,
+    app_client,
+    asgi_client,
     assert_scim_error,
     make_settings,
     no_rounds,
@@ -93,12 +95,8 @@ async def rig(fake: FakeModyo, request: pytest.FixtureRequest) -> AsyncIterator[
     inside = internal_app(settings, status=readiness.status_endpoint)
     async with (
         LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app),
-            base_url=f"{ROOT}/scim",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as client,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=inside), base_url=INSIDE) as status,
+        asgi_client(manager.app, base_url=f"{ROOT}/scim") as client,
+        asgi_client(inside, token=None, base_url=INSIDE) as status,
     ):
         yield Rig(client, status, readiness, service, clock)
 
@@ -129,10 +127,8 @@ async def test_starting_until_the_app_has_started_then_ready_before_any_probe(
         readiness=readiness,
     )  # fmt: skip
     assert readiness.reason() == "starting"
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url=ROOT) as client:
-            response = await client.get("/readyz")
+    async with app_client(app, token=None, base_url=ROOT) as client:
+        response = await client.get("/readyz")
     assert response.status_code == 200 and response.json() == {"status": "ready"}
     assert response.headers["cache-control"] == "no-store"
     assert fake.calls == {}  # readiness waited for no dependency

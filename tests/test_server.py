@@ -30,7 +30,7 @@ from bridge.edge.protocols import MAX_HEAD_BYTES, MAX_HEADER_FIELDS, MAX_REQUEST
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.run.server import Server, server_config
 from tests import entra
-from tests.harness import MODYO_URL, TOKEN, make_settings
+from tests.harness import MODYO_URL, TOKEN, asgi_client, make_settings
 from tests.servers import free_port
 from tests.waits import wait_until
 
@@ -182,10 +182,8 @@ async def routers_allow(modyo: FaultyModyo, path: str) -> set[str]:
     """The Allow the app's own router gives for ``path`` (asked with a known method)."""
     settings = make_settings()
     app = create_app(settings, modyo_transport=mock_transport(modyo, MODYO_URL))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://bridge"
-    ) as client:
-        response = await client.request("TRACE", path, headers={"Authorization": f"Bearer {TOKEN}"})
+    async with asgi_client(app, base_url="http://bridge") as client:
+        response = await client.request("TRACE", path)
     assert response.status_code == 405
     return _allow(response.headers["allow"])
 

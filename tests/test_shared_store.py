@@ -30,10 +30,9 @@ from bridge.store.redis_link import RedisLink, Renewal, connect
 from bridge.store.redis_locks import RedisLocks
 from tests import entra
 from tests.harness import (
-    BASE,
     MODYO_URL,
-    TOKEN,
     app_client,
+    asgi_client,
     assert_scim_error,
     make_settings,
     no_rounds,
@@ -490,11 +489,7 @@ async def test_round_trips_per_write(redis_server: RedisServer, fake: FakeModyo)
 
             await manager.app(scope, receive, answering)
 
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=marked),
-            base_url=BASE,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as scim:
+        async with asgi_client(marked) as scim:
             # the first use of each script loads it (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA)
             patch = entra.patch(entra.op("Replace", "active", "False"))
             warm = await scim.post("/Users", json=entra.user("warm@contoso.com"))
