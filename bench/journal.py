@@ -1,8 +1,9 @@
 """The provisioning journal's cost: ``python -m bench.journal [--events N] [--rounds R]``.
 
 - on the event loop, per SCIM write: a ``JournalRecord`` filled as a user PATCH fills it (the
-  resource, three changes, one Modyo call), finished and handed to ``Journal.emit`` (the
-  writer's queue and the memory history), under each ``journal.values`` mode;
+  resource, three changes, one Modyo call), finished as the request flow finishes it
+  (``finish_wire``) and handed over as ``Journal.emit_wire`` does (the writer's queue and the
+  memory history), under each ``journal.values`` mode;
 - on the writer's thread: lines sealed and written to a file, with ``fsync = "rotation"``
   and ``"event"``;
 - ``journal verify``: lines checked per second;
@@ -22,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bridge.journal.canonical import Ordered
 from bridge.journal.chain import Chain
-from bridge.journal.event import ScimEvent
 from bridge.journal.history import MemoryHistory
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy
@@ -35,7 +36,7 @@ from bridge.journal.writer import JournalWriter
 KEY = JournalKey.from_secret("bench-journal-key-0123456789abcdefghij")
 
 
-def patch_event(privacy: Privacy, number: int) -> ScimEvent:
+def patch_event(privacy: Privacy, number: int) -> Ordered:
     entry = JournalRecord(
         privacy,
         request_id=f"a1b2c3d4e5f6{number:04d}",
@@ -51,7 +52,7 @@ def patch_event(privacy: Privacy, number: int) -> ScimEvent:
                      op="Replace")  # fmt: skip
     entry.add_change("active", True, False, op="Replace")
     entry.add_modyo_call("PATCH", "/team_members/:id", 200, 1, 23.4)
-    return entry.finish("applied", status=200)
+    return entry.finish_wire("applied", status=200)
 
 
 def on_the_loop(mode: str, events: int) -> float:
@@ -62,7 +63,7 @@ def on_the_loop(mode: str, events: int) -> float:
     writer = JournalWriter(sink, KEY, "bench", "full", events + 1)  # not started: queue only
     started = time.thread_time()
     for number in range(events):
-        fields = patch_event(privacy, number).wire()
+        fields = patch_event(privacy, number)
         writer.submit(fields)
         history.add({**fields, "replica": "bench"})
     return (time.thread_time() - started) / events * 1e6
@@ -75,7 +76,7 @@ def writing(directory: Path, fsync: str, events: int) -> tuple[float, float, lis
     sink = FileSink(template, "bench", max_bytes=10**9, keep_files=0, fsync_each=fsync == "event")
     writer = JournalWriter(sink, KEY, "bench", "full", events + 1)
     privacy = Privacy("full", None)
-    queued = [patch_event(privacy, number).wire() for number in range(events)]
+    queued = [patch_event(privacy, number) for number in range(events)]
     writer.start()
     ident = writer._thread.ident
     assert ident is not None
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:34} {spread(values, '')}")
     for mode in ("full", "hashed", "none"):
         event = patch_event(Privacy(mode, KEY.values), 1)  # type: ignore[arg-type]
-        print(f"  line bytes, values={mode:14} {len(Chain(KEY, 'pod-1').seal(event.wire()).line)}")
+        print(f"  line bytes, values={mode:14} {len(Chain(KEY, 'pod-1').seal(event).line)}")
 
 
 if __name__ == "__main__":

@@ -5,20 +5,21 @@ largest): the memory idempotency store with the journal off and on (its file sin
 memory history), and the Redis store with the journal off and on (the file sink, the capped
 Redis stream every replica shares), the Redis ones on a ``redis-server`` the run starts.
 
-Each round measures every operation on the four in turn, the order reversed every other
-round so that drift on a shared machine weighs on all alike; the table gives each figure's
-median over the rounds and its spread (lowest-highest), and the journal's cost per setup:
-throughput lost (%) and p50 added (ms), per round then the median.
+Measured in alternating rounds (``bench.rounds``); the table gives each figure's median over
+the rounds and its spread (lowest-highest), and the journal's cost per setup: throughput lost
+(%), p50 added (ms) and CPU added (µs), per round then the median.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.procs import Process, free_port
+from bench.rounds import Runs, alternate, medians
 
 if TYPE_CHECKING:
     from bench.rig import Bench
@@ -35,6 +36,19 @@ PAIRS = {"memory": ("memory, journal off", "memory, journal on"),
 OPS = ("create_user", "patch_user", "get_user")
 TARGET_THROUGHPUT_LOSS = 0.05
 TARGET_P50_MS = 0.2
+BEFORE = "memory, journal on, before"
+"""With ``BENCH_JOURNAL_BEFORE`` naming another source tree (an earlier commit's, e.g. from
+``git archive``): that tree's bridge with the journal on, beside the others in the same run,
+its cost against the same journal-off bridge ("memory, before"): a change to the journal
+judged side by side."""
+
+
+def setups() -> dict[str, dict[str, str]]:
+    chosen = dict(SETUPS)
+    before = os.environ.get("BENCH_JOURNAL_BEFORE")
+    if before:
+        chosen[BEFORE] = {"journal": "on", "tree": str(Path(before).resolve())}
+    return chosen
 
 
 def _env(bench: Bench, port: int, number: int, setup: dict[str, str], redis_url: str,
@@ -46,6 +60,8 @@ def _env(bench: Bench, port: int, number: int, setup: dict[str, str], redis_url:
             "BRIDGE_IDEMPOTENCY__REDIS_URL": redis_url,
             "BRIDGE_IDEMPOTENCY__KEY_PREFIX": f"benchj{number}:",
         }
+    if setup.get("tree"):  # its own tree first on sys.path, not the current directory's
+        env |= {"PYTHONPATH": setup["tree"], "PYTHONSAFEPATH": "1"}
     if setup.get("journal"):
         env |= {
             "BRIDGE_JOURNAL__ENABLED": "true",
@@ -62,7 +78,8 @@ def measure_journal(
     """Every op on the four setups (all running, each on its own port), ``rounds`` times."""
     ports: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="bench-journal-", dir=".") as directory:
-        for number, (setup, options) in enumerate(SETUPS.items()):
+        chosen = setups()
+        for number, (setup, options) in enumerate(chosen.items()):
             port = free_port()
             env = _env(bench, port, number, options, redis_url, Path(directory))
             process = Process(
@@ -72,25 +89,9 @@ def measure_journal(
             bench.processes.append(process)
             bench.by_target[setup] = process
             ports[setup] = port
-        runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-            op: {setup: [] for setup in SETUPS} for op in OPS
-        }
-        for number in range(rounds):
-            order = list(SETUPS) if number % 2 == 0 else list(reversed(SETUPS))
-            for op in OPS:
-                for setup in order:
-                    bench.bridge_port = ports[setup]
-                    bench.by_target["bridge"] = bench.by_target[setup]
-                    result = bench.measure("bridge", op, data)
-                    runs[op][setup].append(result)
-                    print(
-                        f"  round {number + 1} {op:<12}{setup:<21}{result['rps']:8.1f} req/s  "
-                        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
-                        f"cpu {result.get('cpu_us_per_request', 0):6.0f} µs",
-                        flush=True,
-                    )
+        runs = alternate(bench, ports, OPS, data, rounds, _show)
         lines = sum(len(path.read_bytes().splitlines()) for path in Path(directory).glob("*.jsonl"))
-        for setup in SETUPS:
+        for setup in chosen:
             bench.stop(bench.by_target.pop(setup))
     return summarise(runs) | {
         "rounds": rounds,
@@ -100,18 +101,26 @@ def measure_journal(
     }
 
 
-def summarise(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+def _show(number: int, op: str, setup: str, result: dict[str, Any]) -> None:
+    print(
+        f"  round {number} {op:<12}{setup:<21}{result['rps']:8.1f} req/s  "
+        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms  "
+        f"cpu {result.get('cpu_us_per_request', 0):6.0f} µs",
+        flush=True,
+    )
+
+
+def summarise(runs: Runs) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for op, by_setup in runs.items():
         for setup, results in by_setup.items():
-            row: dict[str, Any] = {}
-            for name in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request"):
-                values = [r.get(name) or 0.0 for r in results]
-                row[name] = statistics.median(values)
-                row[f"{name}_range"] = [min(values), max(values)]
-            table[f"{op}|{setup}"] = row
+            names = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+            table[f"{op}|{setup}"] = medians(results, names)
     cost: dict[str, Any] = {}
-    for store, (off, on) in PAIRS.items():
+    pairs_of = dict(PAIRS)
+    if BEFORE in next(iter(runs.values()), {}):
+        pairs_of["memory, before"] = ("memory, journal off", BEFORE)
+    for store, (off, on) in pairs_of.items():
         for op, by_setup in runs.items():
             pairs = list(zip(by_setup[off], by_setup[on], strict=True))
             lost = [1 - b["rps"] / a["rps"] for a, b in pairs]

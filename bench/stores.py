@@ -3,10 +3,9 @@ one uvicorn worker and the memory store, one worker and Redis, two workers and R
 (``server.workers``), against one fake Modyo answering after 20 ms and a real
 ``redis-server`` the run starts on a free loopback port (no persistence) and stops.
 
-Each round measures every operation on the three setups in turn, the order reversed every
-other round so drift on a shared machine weighs on all alike; the tables give each figure's
-median over the rounds and its spread (lowest-highest), and the p50 latency Redis adds to
-each write (Redis one worker minus memory one worker, per round, then the median).
+Measured in alternating rounds (``bench.rounds``); the tables give each figure's median over
+the rounds and its spread (lowest-highest), and the p50 latency Redis adds to each write
+(Redis one worker minus memory one worker, per round, then the median).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 import redis
 
 from bench.procs import Process, free_port, stop
+from bench.rounds import Runs, alternate, medians
 
 if TYPE_CHECKING:
     from bench.rig import Bench
@@ -126,20 +126,7 @@ def measure_stores(
         bench.by_target[setup] = process
         ports[setup] = port
         seen[setup] = worker_processes(process.pid)
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {op: {s: [] for s in chosen} for op in ops}
-    for number in range(rounds):
-        order = list(chosen) if number % 2 == 0 else list(reversed(chosen))
-        for op in ops:
-            for setup in order:
-                bench.bridge_port = ports[setup]
-                bench.by_target["bridge"] = bench.by_target[setup]
-                result = bench.measure("bridge", op, data)
-                runs[op][setup].append(result)
-                print(
-                    f"  round {number + 1} {op:<13}{setup:<18}{result['rps']:8.1f} req/s  "
-                    f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms",
-                    flush=True,
-                )
+    runs = alternate(bench, ports, ops, data, rounds, _show)
     bench.set_modyo_latency(0)
     timings: dict[str, Any] = {}
     for number, setup in enumerate(chosen):
@@ -159,6 +146,14 @@ def measure_stores(
         "modyo_latency_ms": MODYO_LATENCY_MS,
         "raw": {f"{op}|{s}": r for op, by in runs.items() for s, r in by.items()},
     }
+
+
+def _show(number: int, op: str, setup: str, result: dict[str, Any]) -> None:
+    print(
+        f"  round {number} {op:<13}{setup:<18}{result['rps']:8.1f} req/s  "
+        f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:7.2f} ms",
+        flush=True,
+    )
 
 
 def phase_medians(by_kind: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
@@ -187,17 +182,11 @@ def redis_added(
     }
 
 
-def summarise(
-    runs: dict[str, dict[str, list[dict[str, Any]]]], ops: tuple[str, ...]
-) -> dict[str, Any]:
+def summarise(runs: Runs, ops: tuple[str, ...]) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for op in ops:
         for setup, results in runs[op].items():
-            row = {}
-            for name in ("rps", "p50_ms", "p99_ms"):
-                values = [r[name] for r in results]
-                row[name] = statistics.median(values)
-                row[f"{name}_range"] = [min(values), max(values)]
+            row = medians(results, ("rps", "p50_ms", "p99_ms"))
             row["errors"] = sum(sum(r["errors"].values()) for r in results)
             row["modyo_calls"] = statistics.median(r["modyo_calls"] or 0 for r in results)
             cpu = [

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from bench import ceiling, cpu, load, shares
+from bench import ceiling, cpu, load, rounds, shares
 from bench.checks import PhaseError
 from bench.rig import OPS, QUICK, SCIM_TOKEN, Bench
 from bench.runner import run_guarded, scan_path
@@ -313,3 +313,38 @@ def test_the_app_s_cpu_per_write_is_measured_with_the_cache_on_and_off() -> None
         "patch idempotency on",
     ]
     assert all(cpu > 0 for cpu in figures.values())
+
+
+class Recorded:
+    """A Bench whose windows are recorded, not run: each result says which it was."""
+
+    def __init__(self, setups: list[str]) -> None:
+        self.by_target: dict[str, Any] = {setup: setup for setup in setups}
+        self.bridge_port = 0
+        self.windows: list[tuple[str, str]] = []
+
+    def measure(self, target: str, op: str, data: dict[str, Any]) -> dict[str, Any]:
+        setup = self.by_target[target]
+        self.windows.append((op, setup))
+        return {"rps": float(len(self.windows)), "port": self.bridge_port}
+
+
+def test_rounds_alternate_the_setups_and_give_medians_and_spreads() -> None:
+    """bench.journal_ab and bench.stores measure their setups so (bench/rounds.py)."""
+    ports = {"a": 1, "b": 2, "c": 3}
+    bench = Recorded(list(ports))
+    shown: list[tuple[int, str, str]] = []
+
+    def show(number: int, op: str, setup: str, result: dict[str, Any]) -> None:
+        shown.append((number, op, setup))
+
+    runs = rounds.alternate(bench, ports, ("get", "put"), {}, 3, show)  # type: ignore[arg-type]
+    forward, backward = ["a", "b", "c"], ["c", "b", "a"]
+    expected = [(op, s) for order in (forward, backward, forward) for op in ("get", "put")
+                for s in order]  # fmt: skip
+    assert bench.windows == expected == [(op, setup) for _, op, setup in shown]
+    assert all(r["port"] == ports[s] for by in runs.values() for s, rs in by.items() for r in rs)
+    assert [r["rps"] for r in runs["put"]["a"]] == [4.0, 12.0, 16.0]
+    row = rounds.medians(runs["put"]["a"], ("rps", "cpu_us_per_request"))
+    assert row == {"rps": 12.0, "rps_range": [4.0, 16.0], "cpu_us_per_request": 0.0,
+                   "cpu_us_per_request_range": [0.0, 0.0]}  # fmt: skip

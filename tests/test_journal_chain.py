@@ -25,7 +25,7 @@ import pytest
 from bridge.config import JournalSettings
 from bridge.journal import EventFilter, Journal, replica_name
 from bridge.journal import writer as writer_module
-from bridge.journal.chain import Head
+from bridge.journal.chain import HELD_BYTES, Chain, Head, authentic, open_line
 from bridge.journal.event import LINE, ScimLine, StartLine
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy
@@ -114,6 +114,29 @@ def test_the_chain_over_n_events_is_what_the_docs_say(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     report = verify([path], [KEY])
     assert (report.intact, report.lines, report.replicas) == (True, 41, {"pod-1": (1, 41)})
+
+
+def test_sealing_keeps_the_interpreter_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hashlib lets the interpreter's lock go while it hashes 2,048 bytes or more at once, and
+    ``hmac.digest`` always does: on the writer's thread each release handed the lock to the
+    event loop and waited to take it back. A line is hashed in parts below that."""
+    fed: list[int] = []
+    update = hmac.HMAC.update
+
+    def counted(self: hmac.HMAC, data: bytes) -> None:
+        fed.append(len(data))
+        update(self, data)
+
+    def refused(*args: object) -> bytes:
+        raise AssertionError("hmac.digest lets the interpreter's lock go")
+
+    monkeypatch.setattr(hmac.HMAC, "update", counted)
+    monkeypatch.setattr(hmac, "digest", refused)
+    sealed = Chain(KEY, "pod-1").seal({"kind": "scim", "detail": "é" * 5_000})
+    hashed = sum(fed)
+    assert HELD_BYTES < 2048 and len(fed) > 1 and max(fed) == HELD_BYTES
+    opened = open_line(sealed.line.rstrip(b"\n"))
+    assert opened.problem is None and hashed == len(opened.body) and authentic(opened, KEY)
 
 
 def test_a_removed_line_is_named(tmp_path: Path) -> None:

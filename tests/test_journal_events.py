@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bridge.journal.canonical import canonical
+from bridge.journal.canonical import Ordered, canonical, canonical_ordered
 from bridge.journal.chain import Chain, open_line
 from bridge.journal.event import (
     LINE,
@@ -300,11 +300,16 @@ def test_any_input_makes_a_line_of_the_schema_in_canonical_form(
         return entry
 
     wire = filled().finish("refused", detail=texts[5]).wire()
-    assert filled().finish_wire("refused", detail=texts[5]) == wire  # the request flow's path
-    raw = Chain(KEY, "pod-1").seal(wire).line
+    flowing = filled().finish_wire("refused", detail=texts[5])  # the request flow's path
+    assert isinstance(flowing, Ordered) and flowing == wire
+    raw = Chain(KEY, "pod-1").seal(wire).line  # a plain dict: the reference encoder
     opened = open_line(raw[:-1])
     assert opened.problem is None and opened.fields is not None
     assert isinstance(LINE.validate_python(opened.fields | {"mac": opened.mac}), ScimLine)
+    # the fast encoder writes the same bytes (the writer seals the flow's events with it)
+    assert Chain(KEY, "pod-1").seal(flowing).line == raw
+    seal = {"seq": 7, "replica": "pod-1", "kid": KEY.id, "prev": "0" * 64}
+    assert canonical_ordered(flowing | seal) == canonical(wire | seal)
 
 
 # --------------------------------------------------------------------------- canonical form
@@ -327,6 +332,39 @@ def test_any_input_makes_a_line_of_the_schema_in_canonical_form(
 )  # fmt: skip
 def test_canonical_form_is_rfc_8785(written: str, expected: str) -> None:
     assert canonical(json.loads(written)) == expected.encode("utf-8")
+
+
+def ordered(value: Any) -> Any:
+    """``value`` with every object's members in code-point order, as Ordered promises."""
+    if isinstance(value, dict):
+        return {key: ordered(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [ordered(item) for item in value]
+    return value
+
+
+TEXTS = st.text(st.characters(codec="utf-8"), max_size=20) | st.sampled_from(
+    ["\x00\x1f\x7f\u2028\u2029", '"\\/\b\f\n\r\t', "Zoë 😀 \ufeff", "\U0010ffff"]
+)
+LEAVES = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | TEXTS
+VALUES = st.recursive(
+    LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXTS, inner, max_size=4),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@settings(max_examples=500, derandomize=True, database=None, deadline=None)
+@given(top=st.dictionaries(TEXTS, VALUES, max_size=12))
+def test_the_fast_encoder_writes_the_reference_bytes(top: dict[str, Any]) -> None:
+    """Any JSON the journal holds (non-ASCII, every escaped character, nested lists and
+    objects, integers to ±(2^53-1)), its nested objects in order and its top level in any."""
+    nested = {key: ordered(value) for key, value in top.items()}
+    assert canonical_ordered(nested) == canonical(top)
+
+
+def test_the_fast_encoder_leaves_what_it_cannot_write_to_the_reference() -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        canonical_ordered({"a": "\ud800"})
 
 
 def test_the_canonical_form_refuses_what_it_cannot_write() -> None:

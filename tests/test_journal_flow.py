@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from bridge import request_state
@@ -236,6 +240,77 @@ async def test_a_write_marked_planned_or_held_is_journaled_so(outcome: str) -> N
         await JournalMiddleware(app, journal)(scope, receive, send)
     [event] = await events(journal)
     assert (event["outcome"], event["status"], event["operation"]) == (outcome, 202, "users.create")
+
+
+class Refused(Exception):
+    pass
+
+
+async def refusal(request: Request, exc: Exception) -> Response:
+    return Response(f"refused: {exc}", status_code=409)
+
+
+async def not_here(request: Request, exc: Exception) -> Response:
+    return Response("not here", status_code=404)
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"), [(Refused("taken"), 409), (HTTPException(404), 404), (KeyError(), None)]
+)
+async def test_an_error_raised_inside_is_answered_by_its_handler_and_journaled_so(
+    raised: Exception, status: int | None
+) -> None:
+    """The journal answers an error with its handler (the work of an exception middleware,
+    done only when there is an error), so that the event has the answer's status; an error
+    without a handler goes on up, journaled as failed."""
+    journal = Journal(JournalSettings(enabled=True), replica="a", stream=io.BytesIO())
+    middleware = JournalMiddleware(raising(raised), journal, {Refused: refusal, 404: not_here})
+    sent: list[Message] = []
+    if status is None:
+        with pytest.raises(KeyError):
+            await serve_one(middleware, sent)
+    else:
+        await serve_one(middleware, sent)
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == (
+        [status] if status else []
+    )
+    [event] = await events(journal)
+    outcome = "refused" if status else "failed"
+    assert (event["outcome"], event.get("status")) == (outcome, status)
+
+
+async def test_an_error_after_the_answer_began_goes_on_up() -> None:
+    journal = Journal(JournalSettings(enabled=True), replica="a", stream=io.BytesIO())
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise Refused("too late")
+
+    sent: list[Message] = []
+    with pytest.raises(Refused):
+        await serve_one(JournalMiddleware(app, journal, {Refused: refusal}), sent)
+    assert [m["status"] for m in sent] == [200]
+    [event] = await events(journal)
+    assert (event["outcome"], event["status"]) == ("failed", 200)
+
+
+def raising(exc: Exception) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise exc
+
+    return app
+
+
+async def serve_one(app: JournalMiddleware, sent: list[Message]) -> None:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/scim/Users", "headers": []}
+    with request_state.serving("r-1"):
+        await app(scope, receive, send)
 
 
 async def test_hashed_values_keep_names_out_of_the_journal_and_the_history(

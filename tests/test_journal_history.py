@@ -5,6 +5,7 @@ noticing (events left out, counted, logged once per change)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -131,6 +132,20 @@ async def test_the_memory_history_keeps_the_latest() -> None:
     assert [entry["request_id"] for entry in page.events] == [
         f"req-{number}" for number in reversed(range(15, 25))
     ]
+
+
+def test_the_memory_history_keeps_nothing_the_garbage_collector_walks() -> None:
+    """Ten thousand events kept as dicts made every full collection walk them all; kept as
+    JSON text and tuples of strings, they are not tracked at all."""
+    history = MemoryHistory(1000)
+    kept = [event(number) for number in range(1000)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for entry in kept:
+        history.add(entry)
+    del kept
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50  # was 1000 events x 4 containers
 
 
 async def test_the_redis_stream_is_capped(redis_server: RedisServer) -> None:

@@ -152,7 +152,7 @@ def create_app(
     server = settings.server
     scim = BodyReader(scim, server, BodyBudget(server.max_buffered_body_bytes))  # read once
     if journal is not None:  # its errors answered inside it, so that it sees them
-        scim = JournalMiddleware(ExceptionMiddleware(scim, handlers=HANDLERS), journal)
+        scim = JournalMiddleware(scim, journal, HANDLERS)
     scim = BearerAuth(scim, tokens, throttle)  # from the head, before any body byte
     scim = AllowedHosts(scim, None if server.public_url else server.url_hosts())
     routes.append(_Mount(server.base_path, app=scim))

@@ -1,9 +1,9 @@
 """The recent history the console reads: a bounded store of the latest events, newest first,
 filtered and paginated by a cursor (docs/reference/journal.md, "Recent history").
 
-:class:`MemoryHistory` keeps one process's events; ``bridge.journal.redis_history`` keeps
-every replica's in a capped Redis stream. Adding never blocks and never raises: the history
-is a convenience, the journal's sink is the record.
+:class:`MemoryHistory` keeps one process's events (as JSON text);
+``bridge.journal.redis_history`` keeps every replica's in a capped Redis stream. Adding never
+blocks and never raises: the history is a convenience, the journal's sink is the record.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
+
+from pydantic_core import PydanticSerializationError, from_json, to_json
 
 MAX_PAGE: Final = 200
 
@@ -35,6 +37,14 @@ class EventFilter:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_folded", self.text.casefold() if self.text else None)
+
+    @property
+    def everything(self) -> bool:
+        """Whether every event passes (no condition set)."""
+        return not (
+            self.outcomes or self.operations or self.resource_types or self._folded is not None
+            or self.since is not None or self.until is not None
+        )  # fmt: skip
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Whether ``event`` (a line's fields, possibly from a file an attacker edited)
@@ -105,17 +115,35 @@ def page_size(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
 
 
+Summary = tuple[Any, Any, Any, Any, Any, Any, Any, Any]
+"""What :meth:`EventFilter.matches` reads of an event: its outcome, operation, resource type,
+time, request id, and its resource's id, name and externalId."""
+
+
 class MemoryHistory:
-    """The latest ``size`` events of this process, in a ring buffer."""
+    """The latest ``size`` events of this process, in a ring buffer: each its JSON text and
+    the fields a filter reads, in tuples of strings: the garbage collector does not walk them
+    (a dict per event, ten thousand kept, made each full collection walk them all)."""
 
     def __init__(self, size: int) -> None:
-        self._events: deque[tuple[int, Mapping[str, Any]]] = deque(maxlen=size)
+        self._events: deque[tuple[int, Summary, bytes]] = deque(maxlen=size)
         self._counter = 0
 
     def add(self, event: Mapping[str, Any]) -> None:
-        """Keep ``event``: it is the history's from here on (not copied)."""
+        """Keep ``event`` (a JSON object); one that is not JSON is not kept."""
+        try:
+            text = to_json(event)
+        except PydanticSerializationError:
+            return
+        resource = event.get("resource")
+        found = resource if isinstance(resource, Mapping) else {}
+        summary = (
+            event.get("outcome"), event.get("operation"), event.get("resource_type"),
+            event.get("time"), event.get("request_id"),
+            found.get("id"), found.get("name"), found.get("external_id"),
+        )  # fmt: skip
         self._counter += 1
-        self._events.append((self._counter, event))
+        self._events.append((self._counter, summary, text))
 
     async def query(
         self, where: EventFilter, limit: int = 50, cursor: str | None = None
@@ -123,21 +151,32 @@ class MemoryHistory:
         """Raises ValueError for a cursor this store did not hand out."""
         before = _number(cursor)
         wanted = page_size(limit)
+        everything = where.everything
         found: list[dict[str, Any]] = []
         last = 0
-        for number, event in reversed(self._events):
+        for number, summary, text in reversed(self._events):
             if before is not None and number >= before:
                 continue
-            if where.matches(event):
+            if everything or where.matches(_probe(summary)):
                 if len(found) == wanted:
                     return HistoryPage(found, str(last))
-                found.append(dict(event))
+                found.append(from_json(text))
                 last = number
         return HistoryPage(found, None)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         yield
+
+
+def _probe(summary: Summary) -> dict[str, Any]:
+    """An event as far as a filter reads it."""
+    outcome, operation, resource_type, time, request_id, id_, name, external_id = summary
+    return {
+        "outcome": outcome, "operation": operation, "resource_type": resource_type,
+        "time": time, "request_id": request_id,
+        "resource": {"id": id_, "name": name, "external_id": external_id},
+    }  # fmt: skip
 
 
 def _number(cursor: str | None) -> int | None:

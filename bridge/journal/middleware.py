@@ -9,15 +9,22 @@ for a SCIM error below 500 other than 429 (the client must change its request), 
 for a 5xx or 429 answer or no answer at all (the bridge or Modyo could not do it),
 ``applied`` otherwise. The SCIM error's ``scimType`` and ``detail`` are read by the
 observer from the answer (``bridge.edge.observe``).
+
+An error raised inside it is answered here, by its handler, so that the event has the answer's
+status: the work of an exception middleware, done only when there is an exception (a layer of
+its own cost every journaled request a pass through it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Final
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge import deadline, request_state
@@ -42,10 +49,18 @@ def record_of(scope: MutableMapping[str, Any]) -> JournalRecord | None:
     return record if isinstance(record, JournalRecord) else None
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
 class JournalMiddleware:
-    def __init__(self, app: ASGIApp, journal: Journal) -> None:
+    def __init__(
+        self, app: ASGIApp, journal: Journal, handlers: Mapping[Any, Handler] | None = None
+    ) -> None:
+        """``handlers``: the answer to an error, by its class (or an HTTPException's status),
+        as Starlette's ``ExceptionMiddleware`` takes them."""
         self.app = app
         self.journal = journal
+        self.handlers: dict[Any, Handler] = dict(handlers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = request_state.current()
@@ -66,7 +81,15 @@ class JournalMiddleware:
 
         interrupted: str | None = None
         try:
-            await self.app(scope, receive, sending)
+            try:
+                await self.app(scope, receive, sending)
+            except Exception as exc:
+                handler = None if status else self._handler(exc)
+                if handler is None:
+                    raise
+                response = await handler(Request(scope, receive, sending), exc)
+                await response(scope, receive, sending)
+                exc.__traceback__ = None  # a reused instance would grow its traceback
         except asyncio.CancelledError:
             left = deadline.remaining()
             interrupted = (
@@ -84,6 +107,16 @@ class JournalMiddleware:
             except Exception:  # the journal is a witness: it never fails a request
                 JOURNAL_DROPPED("build_error").inc()
                 log.exception("a journal event could not be built")
+
+    def _handler(self, exc: Exception) -> Handler | None:
+        """The handler of ``exc``, as Starlette looks it up: an HTTPException's status, then
+        the nearest class."""
+        if isinstance(exc, HTTPException) and exc.status_code in self.handlers:
+            return self.handlers[exc.status_code]
+        for kind in type(exc).__mro__:
+            if kind in self.handlers:
+                return self.handlers[kind]
+        return None
 
     def _open(self, state: RequestState, method: str) -> JournalRecord:
         return self.journal.record(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from bridge.journal.canonical import Ordered
 from bridge.journal.event import (
     MAX_ATTRIBUTE,
     MAX_CALLS,
@@ -78,6 +79,8 @@ class JournalRecord:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._privacy = privacy
+        self._full = privacy.mode == "full"
+        """Values written as given: no path to clean, no value to hash or remember."""
         self._now = now
         self._monotonic = monotonic
         self._started = monotonic()
@@ -125,20 +128,23 @@ class JournalRecord:
         if len(self._changes) >= MAX_CHANGES:
             self._truncated["changes"] += 1
             return
-        path, literals = self._privacy.path(self.resource_type, attribute)
-        for literal in literals:
-            self._remember(literal)
-        fields: dict[str, Any] = {"attribute": self._clip(path, MAX_ATTRIBUTE)}
+        path = attribute
+        if not self._full:
+            path, literals = self._privacy.path(self.resource_type, attribute)
+            for literal in literals:
+                self._remember(literal)
+        recorded = self._clip(path, MAX_ATTRIBUTE)
+        was: tuple[bool, Any] = (False, None)
+        if not isinstance(before, _NotRead):
+            was = self._recorded(attribute, before)
+        kept, shown = self._recorded(attribute, after)
+        fields: dict[str, Any] = {"after": shown} if kept else {}  # members in order (Ordered)
+        fields["attribute"] = recorded
+        if was[0]:
+            fields["before"] = was[1]
         operation = (op or "").lower()
         if operation in _OPS:
             fields["op"] = operation
-        if not isinstance(before, _NotRead):
-            kept, shown = self._recorded(attribute, before)
-            if kept:
-                fields["before"] = shown
-        kept, shown = self._recorded(attribute, after)
-        if kept:
-            fields["after"] = shown
         self._changes.append(fields)
 
     def add_members(self, added: Iterable[str] = (), removed: Iterable[str] = ()) -> None:
@@ -160,12 +166,12 @@ class JournalRecord:
             return
         answered = isinstance(status, int) and 100 <= status <= 599
         self._calls.append(
-            {
+            {  # members in order (Ordered)
+                "attempt": min(max(attempt, 1), 1000),
                 "method": self._clip(method, 16),
+                "ms": min(max(round(ms), 0), MAX_INTEGER),
                 "path": self._clip(path, MAX_PATH),
                 "status": status if answered else self._clip(str(status), 64),
-                "attempt": min(max(attempt, 1), 1000),
-                "ms": min(max(round(ms), 0), MAX_INTEGER),
             }
         )
 
@@ -205,11 +211,12 @@ class JournalRecord:
         detail: str | None = None,
         reason: str | None = None,
         checked: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Ordered:
         """:meth:`finish`'s event as the journal writes it (``ScimEvent.wire()``), built
         directly: the request flow's path, without validating again what the record already
-        bounded (tests/test_journal_events.py holds the two equal). Raises ValueError for an
-        outcome without its explanation, as :meth:`finish` does."""
+        bounded, every nested object's members in order (tests/test_journal_events.py holds
+        the two equal, and the line sealed from it equal to the reference). Raises ValueError
+        for an outcome without its explanation, as :meth:`finish` does."""
         if self._finished:
             raise RuntimeError("a journal record is finished once")
         self._finished = True
@@ -218,18 +225,20 @@ class JournalRecord:
         if checked and problem:
             raise ValueError(problem)
         elapsed = max(0.0, self._monotonic() - self._started)
-        event: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "scim",
-            "time": timestamp(self._now()),
-            "request_id": self.request_id,
-            "operation": self.operation,
-            "values": self._privacy.mode,
-            "changes": self._changes,
-            "outcome": outcome,
-            "modyo_calls": self._calls,
-            "duration_ms": min(round(elapsed * 1000), MAX_INTEGER),
-        }
+        event = Ordered(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "scim",
+                "time": timestamp(self._now()),
+                "request_id": self.request_id,
+                "operation": self.operation,
+                "values": self._privacy.mode,
+                "changes": self._changes,
+                "outcome": outcome,
+                "modyo_calls": self._calls,
+                "duration_ms": min(round(elapsed * 1000), MAX_INTEGER),
+            }
+        )
         for name, value in (
             ("client_request_id", self.client_request_id),
             ("token", self.token),
@@ -239,12 +248,12 @@ class JournalRecord:
             if value is not None:
                 event[name] = value
         if self._resource:
-            event["resource"] = self._resource
+            event["resource"] = dict(sorted(self._resource.items()))
         if self._added_count or self._removed_count:
             event["members"] = {
                 "added": self._added,
-                "removed": self._removed,
                 "added_count": self._added_count,
+                "removed": self._removed,
                 "removed_count": self._removed_count,
             }
         if has_error:
@@ -262,12 +271,13 @@ class JournalRecord:
         """What is written for ``value`` of ``attribute``: privacy first (a hash covers the
         whole value), then the bound."""
         plain = _plain(value)
-        personal = self._privacy.mode != "full" and self._privacy.personal(
-            self.resource_type, attribute
-        )
-        if personal and isinstance(plain, str):
-            self._remember(plain)
-        kept, shown = self._privacy.value(personal, plain)
+        if self._full:
+            kept, shown = True, plain
+        else:
+            personal = self._privacy.personal(self.resource_type, attribute)
+            if personal and isinstance(plain, str):
+                self._remember(plain)
+            kept, shown = self._privacy.value(personal, plain)
         if isinstance(shown, str):
             shown = self._clip(shown, MAX_TEXT)
         return kept, shown

@@ -225,9 +225,11 @@ class JournalWriter:
         dropped: tuple[str, int] | None = None,
     ) -> None:  # fmt: skip
         """Seal ``fields`` as the chain's next line, into the batch."""
-        line = {"schema_version": 1, **fields}
-        if "time" not in line:  # a SCIM event has its own: when its outcome was known
-            line["time"] = timestamp(self._now())
+        line = fields
+        if "schema_version" not in fields or "time" not in fields:  # a SCIM event has both
+            line = {"schema_version": 1, **fields}
+            if "time" not in line:  # a SCIM event's: when its outcome was known
+                line["time"] = timestamp(self._now())
         try:
             sealed = self._chain.seal(line)
         except Exception:
