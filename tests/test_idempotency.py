@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FaultyModyo, mock_transport
 from bridge.store import redis_link
-from bridge.store.answers import Flight, MemoryStore, Outcome, StoredAnswer
+from bridge.store.answers import Flight, LeadResult, MemoryStore, StoredAnswer
 from tests import entra
 from tests.backends import Backend, membership_lookup
 from tests.harness import MODYO_URL, TOKEN, asgi_client, assert_scim_error
@@ -379,7 +379,7 @@ async def test_single_flight_hands_the_outcome_to_every_waiter() -> None:
     store = MemoryStore(max_entries=10, ttl_seconds=60)
     lead = await store.begin("k")
     flights = [await store.begin("k") for _ in range(3)]
-    outcome = Outcome(StoredAnswer(201, (), b"{}"), delivered=True, resource="User/1")
+    outcome = LeadResult(StoredAnswer(201, (), b"{}"), delivered=True, resource="User/1")
     assert not isinstance(lead, Flight)
     await lead.finish(outcome)
     assert [await f.outcome() for f in flights if isinstance(f, Flight)] == [outcome] * 3

@@ -23,7 +23,14 @@ from bridge.edge.app import create_app
 from bridge.edge.readiness import Readiness
 from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.scim.locks import CreateLocks, KeyedLocks
-from bridge.store.answers import Flight, IdempotencyStore, Lead, MemoryStore, Outcome, StoredAnswer
+from bridge.store.answers import (
+    Flight,
+    IdempotencyStore,
+    Lead,
+    LeadResult,
+    MemoryStore,
+    StoredAnswer,
+)
 from bridge.store.errors import StoreUnavailable
 from bridge.store.redis_answers import RedisStore
 from bridge.store.redis_link import RedisLink, Renewal, connect
@@ -45,7 +52,7 @@ ANSWER = StoredAnswer(
     ((b"content-type", b"application/scim+json"), (b"location", b"http://b/scim/Users/7")),
     '{"userName":"zoë@contoso.com",\n"x":"\\u0000"}'.encode(),
 )
-OUTCOME = Outcome(ANSWER, delivered=False, resource="User/7")
+OUTCOME = LeadResult(ANSWER, delivered=False, resource="User/7")
 DOWN = "shared store unreachable: writes are refused (503) until it answers"
 UP = "shared store reachable again: writes are accepted"
 VANISHED = "the leader of an identical request vanished; taking over"
@@ -219,8 +226,8 @@ async def test_a_dead_leader_s_lock_expires_and_its_waiter_takes_over(
         assert isinstance(follower, Flight)
         await leader.finish(OUTCOME)  # too late: not the successor's lock nor flight
         assert isinstance(await store.begin("k"), Flight)
-        await successor.finish(Outcome(ANSWER, delivered=True, resource="User/7"))
-        assert (await follower.outcome()) == Outcome(ANSWER, delivered=True, resource="User/7")
+        await successor.finish(LeadResult(ANSWER, delivered=True, resource="User/7"))
+        assert (await follower.outcome()) == LeadResult(ANSWER, delivered=True, resource="User/7")
 
 
 def _stop_renewing(lead: Lead) -> None:

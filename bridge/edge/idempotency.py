@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bridge import request_state
 from bridge.metrics import IDEMPOTENCY
 from bridge.scim.errors import error_response
-from bridge.store.answers import Flight, IdempotencyStore, Kept, Lead, Outcome, StoredAnswer
+from bridge.store.answers import Flight, IdempotencyStore, Kept, Lead, LeadResult, StoredAnswer
 from bridge.store.errors import StoreUnavailable
 
 log = logging.getLogger("bridge.idempotency")
@@ -136,14 +136,14 @@ class IdempotencyMiddleware:
                 "answer kept for a retry: its client left before it",
                 extra={"status": answer.status},
             )
-        outcome = Outcome(answer, delivered, next(iter(resources), None))
+        outcome = LeadResult(answer, delivered, next(iter(resources), None))
         written = resources if success else frozenset()
         try:
             await lead.finish(outcome, written)
         except StoreUnavailable:
             _missed("finish")
 
-    async def _follow(self, key: str, scope: Scope, outcome: Outcome, client: _Client) -> None:
+    async def _follow(self, key: str, scope: Scope, outcome: LeadResult, client: _Client) -> None:
         """A twin of a write that was in flight: the leader's answer if it never reached its
         client (first come, first served), else what a request after it would get."""
         if not outcome.delivered and await self._replay(key, client):
@@ -171,7 +171,7 @@ async def _whole_body(receive: Receive) -> bytes:
             return bytes(body)
 
 
-def _after(method: str, outcome: Outcome) -> StoredAnswer | None:
+def _after(method: str, outcome: LeadResult) -> StoredAnswer | None:
     """The answer RFC 7644 gives a write arriving after the leader's success, when it differs
     from the leader's own: 409 for a create (§3.3), 404 for a delete (§3.6)."""
     answer = outcome.answer

@@ -9,7 +9,7 @@ several replicas behave as one:
 - ``invalidate``: any other write to the same resource drops the kept answers about it;
 - ``begin``: single-flight. The first of concurrent identical writes leads (it gets a
   :class:`Lead` and executes); the others get a :class:`Flight` whose ``outcome()`` waits
-  for the leader's :class:`Outcome`. A lead that ends without an outcome (its execution
+  for the leader's :class:`LeadResult`. A lead that ends without an outcome (its execution
   failed, or its process died and its lock expired) makes ``outcome()`` answer None: the
   waiter then begins again, and may lead;
 - ``start``: ``claim``, else ``begin``, as one step (one round trip to a shared store);
@@ -46,7 +46,7 @@ class Kept:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class LeadResult:
     """What a leader's execution produced, as the identical requests waiting on it need it."""
 
     answer: StoredAnswer
@@ -64,7 +64,7 @@ class Lead(Protocol):
         shared store's create locks) is released by :meth:`finish` or :meth:`abandon`."""
         ...
 
-    async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
+    async def finish(self, outcome: LeadResult, written: frozenset[str] = frozenset()) -> None:
         """The answer went out (or was kept): drop other kept answers about the resources
         it ``written`` (empty unless it succeeded), release what :meth:`running` deferred,
         and end the flight with ``outcome``."""
@@ -81,7 +81,7 @@ class Flight(ABC):
     which a runtime-checked protocol answers by inspecting the object's attributes."""
 
     @abstractmethod
-    async def outcome(self) -> Outcome | None: ...
+    async def outcome(self) -> LeadResult | None: ...
 
 
 class IdempotencyStore(Protocol):
@@ -113,7 +113,7 @@ class MemoryStore:
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._by_resource: dict[str, set[str]] = {}
-        self._flights: dict[str, asyncio.Future[Outcome | None]] = {}
+        self._flights: dict[str, asyncio.Future[LeadResult | None]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -185,9 +185,9 @@ class MemoryStore:
 
 @dataclass(frozen=True, slots=True)
 class _MemoryFlight(Flight):
-    flight: asyncio.Future[Outcome | None]
+    flight: asyncio.Future[LeadResult | None]
 
-    async def outcome(self) -> Outcome | None:
+    async def outcome(self) -> LeadResult | None:
         return await asyncio.shield(self.flight)
 
 
@@ -195,20 +195,20 @@ class _MemoryFlight(Flight):
 class _MemoryLead:
     store: MemoryStore
     key: str
-    flight: asyncio.Future[Outcome | None]
+    flight: asyncio.Future[LeadResult | None]
     done: bool = field(default=False)
 
     def running(self) -> AbstractContextManager[None]:
         return nullcontext()  # this process's create locks are released as their block ends
 
-    async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
+    async def finish(self, outcome: LeadResult, written: frozenset[str] = frozenset()) -> None:
         self.store._invalidate(written, keep=self.key)
         self._end(outcome)
 
     async def abandon(self) -> None:
         self._end(None)
 
-    def _end(self, outcome: Outcome | None) -> None:
+    def _end(self, outcome: LeadResult | None) -> None:
         if not self.done:
             self.done = True
             del self.store._flights[self.key]

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
-from bridge.store.answers import Flight, Kept, Lead, Outcome, StoredAnswer
+from bridge.store.answers import Flight, Kept, Lead, LeadResult, StoredAnswer
 from bridge.store.redis_link import RedisLink, Renewal, digest
 from bridge.store.redis_locks import DEFERRED, RELEASE_LUA, Held, release_arguments
 
@@ -212,7 +212,7 @@ class _RedisLead:
         finally:
             DEFERRED.reset(reset)
 
-    async def finish(self, outcome: Outcome, written: frozenset[str] = frozenset()) -> None:
+    async def finish(self, outcome: LeadResult, written: frozenset[str] = frozenset()) -> None:
         payload = _encode(outcome.answer, [], outcome.delivered, outcome.resource)
         await self._end(written, payload)
 
@@ -236,7 +236,7 @@ class _RedisFlight(Flight):
     done: str
     token: str
 
-    async def outcome(self) -> Outcome | None:
+    async def outcome(self) -> LeadResult | None:
         store, link, done = self.store, self.store.link, self.done
         client = link.client
         while True:
@@ -298,9 +298,9 @@ def _kept(value: bytes) -> Kept:
     return Kept(answer, frozenset(str(resource) for resource in resources))
 
 
-def _outcome(value: bytes) -> Outcome | None:
+def _outcome(value: bytes) -> LeadResult | None:
     if not value:
         return None  # the lead was abandoned
     answer, meta = _decode(value)
     resource = meta.get("w")
-    return Outcome(answer, bool(meta.get("d")), None if resource is None else str(resource))
+    return LeadResult(answer, bool(meta.get("d")), None if resource is None else str(resource))
