@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from bench.runner import run_guarded, scan_path
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FakeModyo, FakeModyoApp, FaultyModyo, mock_transport
 from tests.harness import MODYO_TOKEN, MODYO_URL, app_client, make_settings, quiet_readiness
+from tests.lookups import counted_lookups
 from tests.servers import uvicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,28 +47,6 @@ def test_the_ceiling_imports_nothing_from_the_bridge() -> None:
     assert imported and not [name for name in imported if name and name.startswith("bridge")]
 
 
-class _CountedEnvironment(dict[str, str]):
-    """``os.environ`` while the ceiling serves: every read counted."""
-
-    reads = 0
-
-    def __getitem__(self, key: str) -> str:
-        self.reads += 1
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.reads += 1
-        return super().get(key, default)
-
-    def __iter__(self) -> Any:
-        self.reads += 1
-        return super().__iter__()
-
-    def items(self) -> Any:
-        self.reads += 1
-        return super().items()
-
-
 @pytest.fixture
 async def modyo_port(fake: FakeModyo) -> AsyncIterator[int]:
     async with uvicorn_serving(FakeModyoApp(FaultyModyo(fake))) as port:
@@ -84,39 +62,15 @@ async def test_the_ceiling_reads_no_environment_and_no_file_per_request(
     [member] = fake.seed_members(1)
     path = f"/scim/Users/{fake.client_id('user', member)}"
     upstream = ceiling.Upstream(f"http://127.0.0.1:{modyo_port}", MODYO_TOKEN, transport)
-    opened: list[str] = []
-    counting = False
-
-    def audit(event: str, args: tuple[Any, ...]) -> None:
-        if counting and event == "open":
-            opened.append(str(args[0]))
-
-    sys.addaudithook(audit)  # cannot be removed: it counts only while `counting` is set
     async with app_client(
         ceiling.create_ceiling(upstream), token=None, base_url="http://ceiling.test"
     ) as client:
         assert (await client.get(path)).status_code == 200  # connections and imports warm
-        loop = asyncio.get_running_loop()
-        jobs = 0
-        submit = loop.run_in_executor
-
-        def counted_submit(*args: Any) -> Any:
-            nonlocal jobs
-            jobs += 1
-            return submit(*args)
-
-        environment = _CountedEnvironment(dict(os.environ))
-        monkeypatch.setattr(os, "environ", environment)
-        monkeypatch.setattr(loop, "run_in_executor", counted_submit)
-        counting = True
-        try:
+        with counted_lookups(monkeypatch) as lookups:
             for _ in range(50):
                 assert (await client.get(path)).status_code == 200
-        finally:
-            counting = False
-            monkeypatch.undo()
     assert fake.calls == {"GET /team_members/:id": 51}
-    assert (environment.reads, jobs, opened) == (0, 0, [])
+    assert lookups.counts() == (0, 0, [])
 
 
 # ---------------------------------------------------------------------- the load generator

@@ -26,6 +26,7 @@ from tests.harness import (
     make_settings,
     quiet_readiness,
 )
+from tests.lookups import counted_lookups
 from tests.servers import EgressProxy, free_port, tls_serving, uvicorn_serving
 
 PROXY_USER, PROXY_PASSWORD = "egress-user", "proxy-pass@word-1234"
@@ -260,79 +261,19 @@ async def test_http_proxy_variable_for_an_http_modyo(
     assert len(proxy.forwarded) == 1 and fake.calls == {"GET /team_members": 1}
 
 
-class _CountedEnvironment(dict[str, str]):
-    """``os.environ`` as seen while requests are served: every read counted."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.reads = 0
-
-    def __getitem__(self, key: str) -> str:
-        self.reads += 1
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.reads += 1
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.reads += 1
-        return super().__contains__(key)
-
-    def __iter__(self) -> Any:
-        self.reads += 1
-        return super().__iter__()
-
-    def items(self) -> Any:
-        self.reads += 1
-        return super().items()
-
-    def copy(self) -> dict[str, str]:
-        self.reads += 1
-        return dict(self)
-
-
 async def test_serving_requests_reads_no_environment_and_no_file(
     transport: str, plain_modyo: str, fake: FakeModyo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The proxy and TLS settings are resolved when the client is built; a request costs no
     look-up of the environment, no file opened and no job for the thread pool (aiohttp's
     ``trust_env`` made two per request: ``~/.netrc`` and a scan of the environment)."""
-    import asyncio
-    import os
-    import sys
-
-    opened: list[str] = []
-    counting = False
-
-    def audit(event: str, args: tuple[Any, ...]) -> None:
-        if counting and event == "open":
-            opened.append(str(args[0]))
-
-    sys.addaudithook(audit)  # cannot be removed: it counts only while `counting` is set
     async with bridge(transport, base_url=plain_modyo) as scim:
         assert (await scim.get("/Users")).status_code == 200  # connections and imports warm
-        loop = asyncio.get_running_loop()
-        jobs = 0
-        submit = loop.run_in_executor
-
-        def counted_submit(*args: Any) -> Any:
-            nonlocal jobs
-            jobs += 1
-            return submit(*args)
-
-        environment = _CountedEnvironment(dict(os.environ))
-        monkeypatch.setattr(os, "environ", environment)
-        monkeypatch.setattr(loop, "run_in_executor", counted_submit)
-        counting = True
-        try:
+        with counted_lookups(monkeypatch) as lookups:
             for _ in range(50):
                 assert (await scim.get("/Users")).status_code == 200
-        finally:
-            counting = False
-            monkeypatch.undo()
     assert fake.calls == {"GET /team_members": 51}
-    assert (environment.reads, jobs, opened) == (0, 0, [])
+    assert lookups.counts() == (0, 0, [])
 
 
 async def test_each_call_carries_the_bridges_head_and_no_cookie_modyo_set(
