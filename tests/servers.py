@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import trustme
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Send
 
 
 @contextlib.asynccontextmanager
@@ -54,6 +54,14 @@ async def tls_serving(
     ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(server_pem)
     async with uvicorn_serving(app, ssl_certfile=str(server_pem), **options) as port:
         yield port
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """The ASGI lifespan protocol of an app with nothing to start or stop (a test's own app
+    served by uvicorn)."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
 
 
 def free_port() -> int:

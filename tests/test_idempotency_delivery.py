@@ -34,22 +34,27 @@ def _app(*, awaits: bool, marks: list[str]) -> ASGIApp:
     return app
 
 
-async def test_an_answer_is_delivered_without_waiting_for_another_loop_pass() -> None:
-    marks: list[str] = []
-    stay = asyncio.Event()
-    messages: list[Message] = [{"type": "http.request", "body": b"{}", "more_body": False}]
+def _connected(body: bytes, stay: asyncio.Event) -> Receive:
+    """A client that sends ``body`` and stays connected until ``stay`` is set."""
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive() -> Message:
         if messages:
             return messages.pop(0)
-        await stay.wait()  # the client stays connected
+        await stay.wait()
         return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def test_an_answer_is_delivered_without_waiting_for_another_loop_pass() -> None:
+    marks: list[str] = []
 
     async def send(message: Message) -> None:
         marks.append(message["type"])
 
     middleware = IdempotencyMiddleware(_app(awaits=True, marks=marks), MemoryStore(10, 60))
-    await middleware(SCOPE, receive, send)
+    await middleware(SCOPE, _connected(b"{}", asyncio.Event()), send)
     await asyncio.sleep(0)
     assert marks == ["http.response.start", "http.response.body", "next loop pass"]
 
@@ -87,20 +92,10 @@ async def test_a_write_leaves_no_reference_cycle_for_the_garbage_collector() -> 
     middleware = IdempotencyMiddleware(_app(awaits=True, marks=[]), MemoryStore(10, 60))
 
     async def write(number: int) -> None:
-        messages: list[Message] = [
-            {"type": "http.request", "body": b'{"n": %d}' % number, "more_body": False}
-        ]
-
-        async def receive() -> Message:
-            if messages:
-                return messages.pop(0)
-            await stay.wait()  # the client stays connected
-            return {"type": "http.disconnect"}
-
         async def send(message: Message) -> None:
             pass
 
-        await middleware(SCOPE, receive, send)
+        await middleware(SCOPE, _connected(b'{"n": %d}' % number, stay), send)
 
     gc.collect()
     gc.disable()

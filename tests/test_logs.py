@@ -26,7 +26,7 @@ from tests.harness import (
     create_user,
     make_settings,
 )
-from tests.servers import uvicorn_serving
+from tests.servers import answer_lifespan, uvicorn_serving
 
 SECRET = 'scim-token-with-"quotes"-and-\\-0123'  # JSON escapes it: masked in both forms
 
@@ -92,9 +92,7 @@ async def test_an_exception_in_uvicorn_itself_is_masked(log_output: LogOutput) -
 
     async def broken(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         raise RuntimeError(f"a library put the token {MODYO_TOKEN} in its message")
 

@@ -31,7 +31,7 @@ from bridge.modyo.fake import FakeModyo, FaultyModyo, mock_transport
 from bridge.run.server import Server, server_config
 from tests import entra
 from tests.harness import MODYO_URL, TOKEN, asgi_client, make_settings
-from tests.servers import free_port
+from tests.servers import answer_lifespan, free_port
 from tests.waits import wait_until
 
 PARSERS = pytest.mark.parametrize("parser", ["httptools", "h11"])
@@ -503,9 +503,7 @@ async def test_the_body_is_read_once_and_disconnects_still_reach_the_app(
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         seen.append(await receive())
         seen.append(await receive())
@@ -575,9 +573,7 @@ async def test_a_head_sent_before_a_slow_body_still_goes_out_first(modyo: Faulty
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await answer_lifespan(receive, send)
             return
         headers = [(b"content-length", b"2")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
