@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -36,7 +36,7 @@ from bridge.edge.idempotency import IdempotencyMiddleware
 from bridge.edge.observe import RequestObserver
 from bridge.edge.readiness import MODYO_WORDS, STORE_WORDS, Readiness, upstream_check
 from bridge.journal import Journal, replica_name
-from bridge.journal.middleware import JournalMiddleware
+from bridge.journal.middleware import Handler, JournalMiddleware
 from bridge.journal.redis_history import RedisHistory
 from bridge.metrics import MODYO_INSECURE, SHARED_STORE_REFUSED, metrics_endpoint
 from bridge.modyo.redis_directory import RedisGroupDirectory
@@ -292,7 +292,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(InternalError(detail=str(exc.detail)))
 
 
-HANDLERS: dict[type[Exception] | int, Callable[[Request, Exception], Awaitable[Response]]] = {
+HANDLERS: dict[type[Exception] | int, Handler] = {
     StoreUnavailable: _store_unavailable,
     SCIMException: _scim_error,
     UpstreamError: _upstream_error,

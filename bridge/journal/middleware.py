@@ -50,6 +50,7 @@ def record_of(scope: MutableMapping[str, Any]) -> JournalRecord | None:
 
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+"""An error's answer, as Starlette's exception handlers take it (``bridge.edge.app.HANDLERS``)."""
 
 
 class JournalMiddleware:
