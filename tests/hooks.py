@@ -66,7 +66,7 @@ class HookedModyo(FaultyModyo):
         headers: Mapping[str, str],
     ) -> Served:
         self.entered += 1
-        await self.gate.wait()
+        await self.gate.wait()  # unguarded: the test opens it, stop_hanging() too
         route = self.fake.route_name(method, path)
         if route is not None and self._bad_gateway_next[route] > 0:
             self._bad_gateway_next[route] -= 1

@@ -451,7 +451,7 @@ class ProxyThread:
             self._stop = asyncio.Event()
             async with self.proxy.running():
                 self._started.set()
-                await self._stop.wait()
+                await self._stop.wait()  # unguarded: set by stop()
 
         try:
             self._loop.run_until_complete(serve())

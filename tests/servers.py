@@ -22,6 +22,8 @@ import trustme
 import uvicorn
 from starlette.types import ASGIApp, Receive, Send
 
+from tests.waits import Signal
+
 
 @contextlib.asynccontextmanager
 async def uvicorn_serving(app: ASGIApp, **options: object) -> AsyncIterator[int]:
@@ -307,9 +309,10 @@ def _request_line(message: bytes) -> tuple[str, str]:
 
 
 class _Seen(logging.Handler):
-    def __init__(self, message: str, times: int) -> None:
+    def __init__(self, logger: str, message: str, times: int) -> None:
         super().__init__(logging.DEBUG)
-        self.message, self.left, self.event = message, times, asyncio.Event()
+        self.message, self.left = message, times
+        self.event = Signal(f"{logger} logging {message!r} {times} times")
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage() == self.message:
@@ -319,11 +322,11 @@ class _Seen(logging.Handler):
 
 
 @contextlib.contextmanager
-def logged(logger: str, message: str, times: int = 1) -> Iterator[asyncio.Event]:
-    """An event set once ``logger`` has logged ``message`` ``times`` times: how a test waits
-    for something the server did, without sleeping."""
+def logged(logger: str, message: str, times: int = 1) -> Iterator[Signal]:
+    """A signal set once ``logger`` has logged ``message`` ``times`` times: how a test waits
+    for something the server did, without sleeping (and fails, naming it, if it never does)."""
     target = logging.getLogger(logger)
-    handler, level = _Seen(message, times), target.level
+    handler, level = _Seen(logger, message, times), target.level
     target.addHandler(handler)
     target.setLevel(logging.DEBUG)
     try:

@@ -163,7 +163,7 @@ class _Overtaken(MemoryBrakeStore):
         if self._first:
             self._first = False
             self.decided.set()
-            await self.answer.wait()
+            await self.answer.wait()  # unguarded: the test's timeout covers it
         return decision
 
 

@@ -191,7 +191,7 @@ async def test_a_probe_fails_under_python_optimize() -> None:
         finally:
             if process.returncode is None:
                 process.kill()
-                await process.wait()
+                await process.wait()  # unguarded: killed on the line above
     assert process.returncode == 1, out.decode() + err.decode()
     assert "  FAIL  " in line(out.decode(), "team member filter honoured")
     assert "the filter is ignored" in out.decode()

@@ -22,7 +22,7 @@ from bridge.modyo.fake import FakeModyo, FakeModyoApp, Faults, FaultyModyo, mock
 from bridge.modyo.fake.base import FakeResponse
 from bridge.modyo.fake.faults import Served
 from tests.harness import MODYO_TOKEN, MODYO_URL
-from tests.waits import until
+from tests.waits import until, within
 
 API = "/api/admin"
 AUTH = {"Authorization": f"Bearer {MODYO_TOKEN}"}
@@ -867,7 +867,7 @@ async def test_stopping_releases_held_calls_and_unused_holds(fake: FakeModyo) ->
     first = service.hold_next("POST /groups")
     service.hold_next("POST /groups")
     pending = asyncio.create_task(serve(service, "POST", "/groups", {"name": "g"}))
-    await first.arrived.wait()
+    await within("the held call arriving", first.arrived.wait())
     service.stop_hanging()
     assert (await pending).applied
     assert (await serve(service, "POST", "/groups", {"name": "h"})).applied  # hold dropped

@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -26,9 +26,9 @@ from tests.backends import Backend, membership_lookup
 from tests.harness import MODYO_URL, TOKEN, asgi_client, assert_scim_error
 from tests.redis_servers import RedisServer
 from tests.servers import logged, uvicorn_serving
+from tests.waits import HANG_GUARD_SECONDS, within
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
-T = TypeVar("T")
 
 
 @dataclass
@@ -39,20 +39,9 @@ class Rig:
     service: FaultyModyo
 
 
-HANG_GUARD_SECONDS = 60
-"""How long a test waits for something the bridge must do before it fails as hung."""
 DEADLINE = {"request_deadline_seconds": 2 * HANG_GUARD_SECONDS}
 """A request deadline a loaded machine does not reach: a 503 would leave the waits below
 waiting for twins that never come, so the hang guard fails first, naming what it awaited."""
-
-
-async def _within(what: str, awaited: Awaitable[T]) -> T:
-    """``awaited``, or the test fails once :data:`HANG_GUARD_SECONDS` have passed."""
-    try:
-        async with asyncio.timeout(HANG_GUARD_SECONDS):
-            return await awaited
-    except TimeoutError:
-        pytest.fail(f"hung: no {what} within {HANG_GUARD_SECONDS} s")
 
 
 async def _rig(backend: Backend, **sections: dict[str, Any]) -> AsyncIterator[Rig]:
@@ -233,10 +222,10 @@ async def _together(
     hold = rig.service.hold_next(rig.backend.route(operation))
     with logged("bridge.idempotency", WAITING, times=len(requests) - 1) as all_waiting:
         tasks = [asyncio.ensure_future(request) for request in requests]
-        await _within(f"{operation} call reaching Modyo", hold.arrived.wait())
-        await _within(f"{len(requests) - 1} twins waiting", all_waiting.wait())
+        await within(f"{operation} call reaching Modyo", hold.arrived.wait())
+        await within(f"{len(requests) - 1} twins waiting", all_waiting.wait())
     hold.release()
-    return list(await _within("answers", asyncio.gather(*tasks)))
+    return list(await within("answers", asyncio.gather(*tasks)))
 
 
 async def test_fifty_identical_concurrent_creates_make_one_user_and_49_conflicts(
@@ -283,14 +272,14 @@ async def test_a_twin_of_a_create_whose_client_has_gone_gets_the_original_201(ri
     body = entra.user("inflight@contoso.com")
     hold = rig.service.hold_next(rig.backend.route("user.create"))
     leader = asyncio.create_task(vanishing(rig.app, "POST", "/Users", body))
-    await _within("leader's create reaching Modyo", hold.arrived.wait())
+    await within("leader's create reaching Modyo", hold.arrived.wait())
     with logged("bridge.idempotency", WAITING, times=2) as both_waiting:
         retry = asyncio.create_task(rig.scim.post("/Users", json=body))
         third = asyncio.create_task(rig.scim.post("/Users", json=body))
-        await _within("2 twins waiting", both_waiting.wait())
+        await within("2 twins waiting", both_waiting.wait())
     hold.release()
-    assert await _within("leader's end", leader) == []
-    twins = await _within("twins' answers", asyncio.gather(retry, third))
+    assert await within("leader's end", leader) == []
+    twins = await within("twins' answers", asyncio.gather(retry, third))
     answers = sorted(twins, key=lambda r: r.status_code)
     assert [r.status_code for r in answers] == [201, 409]
     assert answers[0].headers["x-idempotent-replay"] == "true"
@@ -320,16 +309,16 @@ async def test_over_real_http_a_vanished_client_s_create_is_replayed(backend: Ba
             + payload
         )
         await writer.drain()
-        await _within("create reaching Modyo", hold.arrived.wait())
+        await within("create reaching Modyo", hold.arrived.wait())
         with (
             logged("bridge.idempotency", GONE) as gone,
             logged("bridge.idempotency", KEPT) as kept,
         ):
             writer.close()
             await writer.wait_closed()
-            await _within("disconnect seen", gone.wait())
+            await within("disconnect seen", gone.wait())
             hold.release()
-            await _within("answer kept", kept.wait())
+            await within("answer kept", kept.wait())
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}/scim", headers=headers
@@ -371,7 +360,7 @@ async def test_single_flight_lets_a_waiter_lead_when_the_leader_gives_up() -> No
     assert isinstance(flight, Flight) and not isinstance(lead, Flight)
     waiting = asyncio.create_task(flight.outcome())
     await lead.abandon()
-    assert await _within("outcome", waiting) is None  # no outcome: the waiter begins again...
+    assert await within("outcome", waiting) is None  # no outcome: the waiter begins again...
     assert not isinstance(await store.begin("k"), Flight)  # ...and leads
 
 
@@ -401,7 +390,7 @@ async def test_a_rename_to_a_name_being_created_waits_for_the_create(
         hold = rig.service.hold_next(rig.backend.route("group.create"))
         create = asyncio.ensure_future(rig.scim.post("/Groups", json=entra.group("Same")))
         # the create holds the name's lock, Modyo has not applied it
-        await _within("create reaching Modyo", hold.arrived.wait())
+        await within("create reaching Modyo", hold.arrived.wait())
         rename_body = entra.patch(entra.op("Replace", "displayName", "Same"))
         rename = asyncio.ensure_future(rig.scim.patch(f"/Groups/{other['id']}", json=rename_body))
         async with aioredis.from_url(redis_server.url) as probe:
@@ -410,7 +399,7 @@ async def test_a_rename_to_a_name_being_created_waits_for_the_create(
                     break
         assert not rename.done(), rename.result().text  # it waits on the name's lock
         hold.release()
-        created, renamed = await _within("answers", asyncio.gather(create, rename))
+        created, renamed = await within("answers", asyncio.gather(create, rename))
         assert created.status_code == 201
         assert_scim_error(renamed, 409, "uniqueness")
         assert [g.display_name for g in rig.backend.held_groups()].count("Same") == 1

@@ -41,7 +41,7 @@ def _connected(body: bytes, stay: asyncio.Event) -> Receive:
     async def receive() -> Message:
         if messages:
             return messages.pop(0)
-        await stay.wait()
+        await stay.wait()  # unguarded: a client that stays until the test lets it go
         return {"type": "http.disconnect"}
 
     return receive

@@ -46,6 +46,7 @@ from tests.harness import (
 )
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.servers import logged
+from tests.waits import Signal
 
 ANSWER = StoredAnswer(
     201,
@@ -173,7 +174,7 @@ async def test_creates_of_one_key_run_one_after_the_other(
 ) -> None:
     one, other = locks
     order: list[str] = []
-    first_holds, second_tried = asyncio.Event(), asyncio.Event()
+    first_holds, second_tried = Signal("the first holding its locks"), Signal("the second trying")
 
     async def first() -> None:
         async with one.hold("userName:Ana@Contoso.com", "email:ana@contoso.com"):
@@ -237,16 +238,22 @@ def _stop_renewing(lead: Lead) -> None:
     renewal.stop()
 
 
+RENEWED_TTL_SECONDS = 1.5
+"""The lock TTL of the renewal test: renewed every 0.5 s, so a renewal may come a second late
+on a loaded machine and still find its lock (at 0.15 s, one 0.1 s stall lost it and the test
+waited for renewals that no longer came)."""
+
+
 async def test_a_live_leader_renews_its_lock_past_its_ttl(redis_server: RedisServer) -> None:
     async with _linked(redis_server) as link:
-        store = RedisStore(link, 60, 0.15)
+        store = RedisStore(link, 60, RENEWED_TTL_SECONDS)
         lead = await store.begin("k")
         assert not isinstance(lead, Flight)
         flight = await store.begin("k")
         assert isinstance(flight, Flight)
         waiting = asyncio.ensure_future(flight.outcome())
         with logged("bridge.idempotency", "lock renewed", times=3) as renewed:
-            await renewed.wait()  # three renewals: more than a TTL has passed
+            await renewed.wait()  # three renewals (a lost lock is not one): a TTL has passed
         assert not waiting.done()
         await lead.finish(OUTCOME)
         assert await waiting == OUTCOME

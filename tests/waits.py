@@ -1,6 +1,8 @@
 """The tests' one way to wait: for a condition, never for a count of requests nor a sleep, and
 never without a guard that FAILS when it runs out (a test that can hang is a bug).
 
+- :class:`Signal`: an event the code under test (or a test's fake) sets; awaiting it fails
+  once the guard runs out instead of hanging.
 - :func:`until`: state this event loop changes (a task's progress): the loop is given turns
   until the condition holds; no clock involved.
 - :func:`eventually` (async) and :func:`wait_until` (blocking): state another process or
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -23,6 +25,34 @@ process start under coverage on a loaded 2-CPU machine), far below CI's own kill
 POLL_SECONDS = 0.02
 """Between two looks at a condition another process changes (no event crosses processes):
 the pace of polling, never a bound a test relies on."""
+
+
+class Signal(asyncio.Event):
+    """An :class:`asyncio.Event` whose :meth:`wait` fails the test, saying ``what`` was
+    awaited, once :data:`HANG_GUARD_SECONDS` have passed: every event a test awaits is one
+    (tests/test_suite_rules.py), so a broken guarantee fails a test instead of hanging it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    async def wait(self) -> Literal[True]:
+        try:
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                return await super().wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"never happened within {HANG_GUARD_SECONDS} s: {self.what}"
+            ) from None
+
+
+async def within(what: str, awaited: Awaitable[T]) -> T:
+    """``awaited``, or the test fails once :data:`HANG_GUARD_SECONDS` have passed."""
+    try:
+        async with asyncio.timeout(HANG_GUARD_SECONDS):
+            return await awaited
+    except TimeoutError:
+        raise AssertionError(f"never happened within {HANG_GUARD_SECONDS} s: {what}") from None
 
 
 async def until(condition: Callable[[], object], turns: int = 100_000) -> None:

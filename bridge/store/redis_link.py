@@ -110,9 +110,11 @@ class Renewal:
     async def _renewing(self) -> None:
         try:
             owned = await self._renew()
-            log.debug("lock renewed")
         except StoreUnavailable:
             owned = True  # logged by the link; the next renewal may reach it
+        else:
+            if owned:
+                log.debug("lock renewed")
         if not owned:
             log.warning("a lock expired before its holder finished; another may take over")
         elif not self._stopped:
