@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from bridge.journal.event import (
 )
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy, keyed_hash
-from bridge.journal.record import NOT_READ, JournalRecord
+from bridge.journal.record import NOT_READ, JournalRecord, timestamp
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -137,6 +137,23 @@ def test_routing_names_the_operation_after_the_record_opened() -> None:
     event = entry.finish("applied", status=204)
     assert (event.operation, event.resource_type) == ("groups.patch", "Group")
     assert event.resource is not None and event.resource.name == "Finance Admins"
+
+
+ZONES = [UTC, timezone(timedelta(hours=-3)), timezone(timedelta(hours=5, minutes=45))]
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(ZONES),
+    )
+)  # fmt: skip
+def test_the_time_is_spelled_as_isoformat_spells_it_in_utc(moment: datetime) -> None:
+    """``time`` is spelled directly; Python's own ``isoformat`` is the oracle (milliseconds
+    cut, not rounded; any zone converted to UTC)."""
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert timestamp(moment) == expected
 
 
 def test_a_record_is_finished_once() -> None:
