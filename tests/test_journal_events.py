@@ -18,6 +18,7 @@ from bridge.journal.canonical import Ordered, canonical, canonical_ordered, with
 from bridge.journal.chain import Chain, Head, open_line
 from bridge.journal.event import (
     LINE,
+    MAX_ATTRIBUTE,
     MAX_CALLS,
     MAX_CHANGES,
     MAX_LINE_BYTES,
@@ -170,6 +171,36 @@ def test_full_mode_writes_values_as_given() -> None:
     raw = sealed(user_patch("full").finish("applied", status=200).wire()).decode()
     for name in ("userName", "givenName", "familyName", "email"):
         assert PERSONAL[name] in raw
+
+
+def bounded(text: str, limit: int) -> str:
+    """A text as docs/reference/journal.md bounds it: valid Unicode (a lone surrogate
+    replaced), at most ``limit`` characters, a cut one ending in an ellipsis."""
+    text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(
+    attribute=st.text(max_size=MAX_ATTRIBUTE + 3) | st.sampled_from(["a" * 129, "x\udc80"]),
+    before=st.none() | st.booleans() | st.text(max_size=MAX_TEXT + 3),
+    after=st.none()
+    | st.booleans()
+    | st.text(max_size=MAX_TEXT + 3)
+    | st.sampled_from(["é" * MAX_TEXT, "\ud800 lone"]),
+    op=st.none() | st.sampled_from(["Add", "replace", "REMOVE", "move", ""]),
+)
+def test_full_mode_writes_each_change_as_given_within_its_bounds(
+    attribute: str, before: str | bool | None, after: str | bool | None, op: str | None
+) -> None:
+    entry = record("full")
+    entry.add_change(attribute, before, after, op=op)
+    (change,) = entry.finish_wire("applied", status=200)["changes"]
+    shown = [bounded(v, MAX_TEXT) if isinstance(v, str) else v for v in (before, after)]
+    assert change == {
+        "after": shown[1], "attribute": bounded(attribute, MAX_ATTRIBUTE), "before": shown[0],
+        **({"op": op.lower()} if op and op.lower() in ("add", "replace", "remove") else {}),
+    }  # fmt: skip
 
 
 def test_hashed_mode_writes_what_the_auditor_helper_computes() -> None:

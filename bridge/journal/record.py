@@ -142,7 +142,8 @@ class JournalRecord:
             path, literals = self._privacy.path(self.resource_type, attribute)
             for literal in literals:
                 self._remember(literal)
-        recorded = self._clip(path, MAX_ATTRIBUTE)
+        fits = len(path) <= MAX_ATTRIBUTE and path.isascii()  # _clip's answer, without a call
+        recorded = path if fits else self._clip(path, MAX_ATTRIBUTE)
         was: tuple[bool, Any] = (False, None)
         if not isinstance(before, _NotRead):
             was = self._recorded(attribute, before)
@@ -151,8 +152,7 @@ class JournalRecord:
         fields["attribute"] = recorded
         if was[0]:
             fields["before"] = was[1]
-        operation = (op or "").lower()
-        if operation in _OPS:
+        if op is not None and (operation := op.lower()) in _OPS:
             fields["op"] = operation
         self._changes.append(fields)
 
@@ -279,6 +279,11 @@ class JournalRecord:
     def _recorded(self, attribute: str, value: Raw) -> tuple[bool, str | bool | int | None]:
         """What is written for ``value`` of ``attribute``: privacy first (a hash covers the
         whole value), then the bound."""
+        if self._full:  # as below, without the calls, for the values a write mostly holds
+            if value is None or value is True or value is False:
+                return True, value
+            if type(value) is str and len(value) <= MAX_TEXT and value.isascii():
+                return True, value
         plain = _plain(value)
         if self._full:
             kept, shown = True, plain
