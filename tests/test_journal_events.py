@@ -14,7 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bridge.journal.canonical import Ordered, canonical, canonical_ordered, with_seal
+from bridge.journal.canonical import (
+    Ordered,
+    canonical,
+    canonical_ordered,
+    event_text,
+    with_seal,
+)
 from bridge.journal.chain import Chain, Head, open_line
 from bridge.journal.event import (
     LINE,
@@ -367,7 +373,9 @@ def test_any_input_makes_a_line_of_the_schema_in_canonical_form(
     seal = {"seq": 7, "replica": "pod-1", "kid": KEY.id, "prev": "0" * 64}
     assert canonical_ordered(flowing | seal) == canonical(wire | seal)
     # and so does the seal added to the event as Journal.emit_wire encodes it, once
-    text = canonical_ordered(flowing | {"replica": "pod-1"})
+    assert list(flowing) == sorted(flowing)  # written as it is: its top level in order too
+    text = event_text(flowing, "pod-1")
+    assert text == canonical(wire | {"replica": "pod-1"})
     assert Chain(KEY, "pod-1", head).seal_encoded(flowing, text).line == raw
     keyless = Chain(None, "pod-1", head)
     assert keyless.seal_encoded(flowing, text).line == keyless.seal(wire).line
@@ -433,6 +441,8 @@ def test_an_encoded_event_not_of_this_chain_is_sealed_by_the_reference() -> None
     text = canonical_ordered(start)
     assert Chain(KEY, "pod-1").seal_encoded(start, text).line == sealed(start)
     assert with_seal(text, 1, None, None) is None  # no schema_version member as an event's
+    assert event_text(Ordered(start), "pod-1") is None  # no request_id: not an event
+    assert event_text(Ordered({"a": "\ud800", "request_id": "r"}), "pod-1") is None  # not JSON
 
 
 def test_the_fast_encoder_leaves_what_it_cannot_write_to_the_reference() -> None:

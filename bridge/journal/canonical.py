@@ -16,6 +16,7 @@ the reference for any event).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Final
 
@@ -42,9 +43,10 @@ _ENCODER = json.JSONEncoder(
 
 
 class Ordered(dict[str, Any]):
-    """An event's fields as ``JournalRecord.finish_wire`` builds them: every object below the
-    top level with its members in code-point order already, and nothing but strings (valid
-    Unicode), integers within ±(2^53-1), booleans, null, lists and such objects."""
+    """An event's fields as ``JournalRecord.finish_wire`` builds them: every object's members
+    in code-point order already (the top level's too, which :func:`canonical_ordered` does
+    not rely on), and nothing but strings (valid Unicode), integers within ±(2^53-1),
+    booleans, null, lists and such objects."""
 
 
 def canonical_ordered(value: dict[str, Any]) -> bytes:
@@ -56,6 +58,27 @@ def canonical_ordered(value: dict[str, Any]) -> bytes:
         return to_json({key: value[key] for key in sorted(value)})
     except PydanticSerializationError:  # not as promised: the reference says why
         return canonical(value)
+
+
+def event_text(event: Ordered, replica: str) -> bytes | None:
+    """:func:`canonical` of a SCIM event with its ``replica`` (what ``Journal.emit_wire``
+    encodes once, for the history and the line): ``event`` written as it is, its members
+    in order, and the ``replica`` member put before ``request_id``, the member that follows
+    it in code-point order in every event. None when ``event`` is not as Ordered promises."""
+    try:
+        text = to_json(event)
+    except PydanticSerializationError:
+        return None
+    at = text.find(b',"request_id":')
+    if at < 0:
+        return None
+    return b"".join((text[: at + 1], _replica_member(replica), text[at:]))
+
+
+@functools.lru_cache(maxsize=8)
+def _replica_member(replica: str) -> bytes:
+    """``"replica":"<name>"``: a process has one replica name, written once."""
+    return b'"replica":' + canonical(replica)
 
 
 _KIND: Final = b',"kind":"scim",'

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, BinaryIO, Final
 
 from bridge.config import JournalSettings
-from bridge.journal.canonical import Ordered, canonical_ordered
+from bridge.journal.canonical import Ordered, event_text
 from bridge.journal.chain import Head
 from bridge.journal.event import ScimEvent
 from bridge.journal.history import History, MemoryHistory
@@ -106,13 +106,9 @@ class Journal:
         """Hand a finished event, as written (``JournalRecord.finish_wire``), to the writer
         and the history; ``fields`` is theirs from here on. Such an event is encoded once,
         here: the history keeps that text, and the writer adds the seal to it."""
-        shown = {**fields, "replica": self.replica}
-        text = None
-        if isinstance(fields, Ordered):
-            with contextlib.suppress(ValueError):  # the writer's reference says why
-                text = canonical_ordered(shown)
+        text = event_text(fields, self.replica) if isinstance(fields, Ordered) else None
         self.writer.submit(fields, text)
-        self.history.add(shown, text)
+        self.history.add({**fields, "replica": self.replica}, text)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
