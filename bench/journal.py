@@ -2,8 +2,8 @@
 
 - on the event loop, per SCIM write: a ``JournalRecord`` filled as a user PATCH fills it (the
   resource, three changes, one Modyo call), finished as the request flow finishes it
-  (``finish_wire``) and handed over by ``Journal.emit_wire`` (encoded once for the writer's
-  queue and the memory history), under each ``journal.values`` mode;
+  (``finish_wire``) and handed over as ``Journal.emit_wire`` does (the writer's queue and the
+  memory history), under each ``journal.values`` mode;
 - on the writer's thread: lines sealed and written to a file, with ``fsync = "rotation"``
   and ``"event"``;
 - ``journal verify``: lines checked per second;
@@ -23,10 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bridge.config import JournalSettings
-from bridge.journal import Journal
-from bridge.journal.canonical import Ordered, canonical_ordered
+from bridge.journal.canonical import Ordered
 from bridge.journal.chain import Chain
+from bridge.journal.history import MemoryHistory
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy
 from bridge.journal.record import NOT_READ, JournalRecord
@@ -34,8 +33,7 @@ from bridge.journal.sink import FileSink, series
 from bridge.journal.verify import verify
 from bridge.journal.writer import JournalWriter
 
-SECRET = "bench-journal-key-0123456789abcdefghij"
-KEY = JournalKey.from_secret(SECRET)
+KEY = JournalKey.from_secret("bench-journal-key-0123456789abcdefghij")
 
 
 def patch_event(privacy: Privacy, number: int) -> Ordered:
@@ -58,17 +56,16 @@ def patch_event(privacy: Privacy, number: int) -> Ordered:
 
 
 def on_the_loop(mode: str, events: int) -> float:
-    """CPU microseconds per event: build, finish, emit (``Journal.emit_wire``: encoded once,
-    queued, kept in the memory history)."""
+    """CPU microseconds per event: build, finish, emit (queue and memory history)."""
     privacy = Privacy(mode, KEY.values)  # type: ignore[arg-type]
-    settings = JournalSettings(
-        enabled=True, file=Path(tempfile.mkdtemp()) / "j.jsonl", key=SECRET,
-        queue_size=events + 1, history_size=10_000,
-    )  # fmt: skip
-    journal = Journal(settings, replica="bench")  # not running: its writer's queue only
+    history = MemoryHistory(10_000)
+    sink = FileSink(Path(tempfile.mkdtemp()) / "j.jsonl", "bench", max_bytes=10**9, keep_files=0)
+    writer = JournalWriter(sink, KEY, "bench", "full", events + 1)  # not started: queue only
     started = time.thread_time()
     for number in range(events):
-        journal.emit_wire(patch_event(privacy, number))
+        fields = patch_event(privacy, number)
+        writer.submit(fields)
+        history.add({**fields, "replica": "bench"})
     return (time.thread_time() - started) / events * 1e6
 
 
@@ -80,14 +77,13 @@ def writing(directory: Path, fsync: str, events: int) -> tuple[float, float, lis
     writer = JournalWriter(sink, KEY, "bench", "full", events + 1)
     privacy = Privacy("full", None)
     queued = [patch_event(privacy, number) for number in range(events)]
-    texts = [canonical_ordered(fields | {"replica": "bench"}) for fields in queued]
     writer.start()
     ident = writer._thread.ident
     assert ident is not None
     clock = time.pthread_getcpuclockid(ident)
     cpu, started = time.clock_gettime(clock), time.perf_counter()
-    for fields, text in zip(queued, texts, strict=True):
-        writer.submit(fields, text)  # as Journal.emit_wire hands them over
+    for fields in queued:
+        writer.submit(fields)
     writer.submit({"kind": "scim", "last": True})  # measured before the thread ends
     while writer.head is None or writer.head.seq < events + 2:
         time.sleep(0.001)

@@ -21,13 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic_core import to_json
 
 from bridge.config import JournalSettings
 from bridge.journal import EventFilter, Journal, replica_name
-from bridge.journal import canonical as canonical_module
-from bridge.journal import history as history_module
-from bridge.journal import redis_history as redis_history_module
 from bridge.journal import writer as writer_module
 from bridge.journal.chain import HELD_BYTES, Chain, Head, authentic, open_line
 from bridge.journal.event import LINE, ScimLine, StartLine
@@ -523,41 +519,6 @@ async def test_the_journal_writes_keeps_history_and_witnesses_its_last_head(
     assert [event["request_id"] for event in page.events] == ["r2", "r1", "r0"]
     assert {event["replica"] for event in page.events} == {"pod-1"}
     assert journal.head() == Head("pod-1", 4, journal.head().mac, "journal.pod-1.000001.jsonl")  # type: ignore[union-attr]
-    assert verify(files(tmp_path), [KEY]).intact
-
-
-async def test_an_emitted_event_is_encoded_once_for_its_history_and_its_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``Journal.emit_wire`` encodes the event; the history keeps that text and the writer
-    adds the seal to it: one encoding per event, and the lines those of the reference."""
-    encoded: list[object] = []
-
-    def counting(value: Any, *args: Any, **kwargs: Any) -> bytes:
-        encoded.append(value)
-        return to_json(value, *args, **kwargs)
-
-    for module in (canonical_module, history_module, redis_history_module):
-        monkeypatch.setattr(module, "to_json", counting)
-    settings = JournalSettings(enabled=True, file=tmp_path / "journal.jsonl", key=SECRET)
-    journal = Journal(settings, replica="pod-1")
-    async with journal.running():
-        encoded.clear()  # the start line
-        for number in range(5):
-            entry = journal.record(request_id=f"r{number}", operation="users.create")
-            entry.identify(id=str(number), name=f"user{number}@contoso.com")
-            journal.emit_wire(entry.finish_wire("applied", status=201))
-    assert len(encoded) == 5
-    page = await journal.history.query(EventFilter())
-    assert [event["request_id"] for event in page.events] == ["r4", "r3", "r2", "r1", "r0"]
-    written = lines(files(tmp_path)[0])[1:]
-    reference = Chain(
-        KEY, "pod-1", Head("pod-1", 1, json.loads(lines(files(tmp_path)[0])[0])["mac"])
-    )
-    for line, event in zip(written, reversed(page.events), strict=True):
-        del event["replica"]
-        assert line == reference.seal(event).line  # a plain dict: the reference encoder
-        reference.advance(reference.seal(event))
     assert verify(files(tmp_path), [KEY]).intact
 
 

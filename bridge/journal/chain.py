@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bridge.journal.canonical import Ordered, canonical, canonical_ordered, with_seal
+from bridge.journal.canonical import Ordered, canonical, canonical_ordered
 from bridge.journal.keys import JournalKey
 
 _MAC_MEMBER: Final = re.compile(rb',"mac":"([0-9a-f]{64})"\}$')
@@ -70,7 +70,6 @@ class Chain:
         self.key = key
         self.replica = replica
         self._keyed = None if key is None else hmac.new(key.chain, digestmod=hashlib.sha256)
-        self._replica_member = b',"replica":' + canonical(replica) + b","
         self.seq = head.seq if head else 0
         self.prev = head.mac if head else None
 
@@ -83,21 +82,6 @@ class Chain:
             if self.prev is not None:
                 body["prev"] = self.prev
         text = canonical_ordered(body) if isinstance(fields, Ordered) else canonical(body)
-        return self._sealed(text)
-
-    def seal_encoded(self, fields: Mapping[str, Any], text: bytes | None) -> Sealed:
-        """:meth:`seal` of a SCIM event whose ``text`` is its JSON with this chain's
-        replica, as ``Journal.emit_wire`` encodes it once (``canonical.with_seal``): the same
-        line, without writing the event again. Without ``text``, or when it is not such an
-        event, :meth:`seal`."""
-        if text is not None and self._replica_member in text:
-            kid = None if self.key is None else self.key.id
-            body = with_seal(text, self.seq + 1, kid, self.prev if kid else None)
-            if body is not None:
-                return self._sealed(body)
-        return self.seal(fields)
-
-    def _sealed(self, text: bytes) -> Sealed:
         if self._keyed is None:
             return Sealed(text + b"\n", self.seq + 1, None)
         mac = _mac(self._keyed.copy(), text)

@@ -102,9 +102,7 @@ class HistoryUnavailable(Exception):
 
 
 class History(Protocol):
-    def add(self, event: Mapping[str, Any], text: bytes | None = None) -> None:
-        """Keep ``event``; ``text``: its JSON, when the caller has it already."""
-        ...
+    def add(self, event: Mapping[str, Any]) -> None: ...
 
     async def query(
         self, where: EventFilter, limit: int = 50, cursor: str | None = None
@@ -131,14 +129,12 @@ class MemoryHistory:
         self._events: deque[tuple[int, Summary, bytes]] = deque(maxlen=size)
         self._counter = 0
 
-    def add(self, event: Mapping[str, Any], text: bytes | None = None) -> None:
-        """Keep ``event`` (a JSON object, ``text`` when given); one that is not JSON is not
-        kept."""
-        if text is None:
-            try:
-                text = to_json(event)
-            except PydanticSerializationError:
-                return
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Keep ``event`` (a JSON object); one that is not JSON is not kept."""
+        try:
+            text = to_json(event)
+        except PydanticSerializationError:
+            return
         resource = event.get("resource")
         found = resource if isinstance(resource, Mapping) else {}
         summary = (

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, BinaryIO, Final
 
 from bridge.config import JournalSettings
-from bridge.journal.canonical import Ordered, event_text
 from bridge.journal.chain import Head
 from bridge.journal.event import ScimEvent
 from bridge.journal.history import History, MemoryHistory
@@ -104,11 +103,9 @@ class Journal:
 
     def emit_wire(self, fields: dict[str, Any]) -> None:
         """Hand a finished event, as written (``JournalRecord.finish_wire``), to the writer
-        and the history; ``fields`` is theirs from here on. Such an event is encoded once,
-        here: the history keeps that text, and the writer adds the seal to it."""
-        text = event_text(fields, self.replica) if isinstance(fields, Ordered) else None
-        self.writer.submit(fields, text)
-        self.history.add({**fields, "replica": self.replica}, text)
+        and the history; ``fields`` is theirs from here on."""
+        self.writer.submit(fields)
+        self.history.add({**fields, "replica": self.replica})
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

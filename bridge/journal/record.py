@@ -223,7 +223,7 @@ class JournalRecord:
     ) -> Ordered:
         """:meth:`finish`'s event as the journal writes it (``ScimEvent.wire()``), built
         directly: the request flow's path, without validating again what the record already
-        bounded, every object's members in order (tests/test_journal_events.py holds
+        bounded, every nested object's members in order (tests/test_journal_events.py holds
         the two equal, and the line sealed from it equal to the reference). Raises ValueError
         for an outcome without its explanation, as :meth:`finish` does."""
         if self._finished:
@@ -234,17 +234,30 @@ class JournalRecord:
         if checked and problem:
             raise ValueError(problem)
         elapsed = max(0.0, self._monotonic() - self._started)
-        event = Ordered()  # every member in code-point order, the top level's too
-        event["changes"] = self._changes
-        if self.client_request_id is not None:
-            event["client_request_id"] = self.client_request_id
-        event["duration_ms"] = min(round(elapsed * 1000), MAX_INTEGER)
-        if has_error:
-            error = {"detail": self._text(detail or "", MAX_DETAIL)}
-            if scim_type is not None:
-                error["scim_type"] = self._clip(scim_type, 64)
-            event["error"] = error
-        event["kind"] = "scim"
+        event = Ordered(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "scim",
+                "time": timestamp(self._now()),
+                "request_id": self.request_id,
+                "operation": self.operation,
+                "values": self._privacy.mode,
+                "changes": self._changes,
+                "outcome": outcome,
+                "modyo_calls": self._calls,
+                "duration_ms": min(round(elapsed * 1000), MAX_INTEGER),
+            }
+        )
+        for name, value in (
+            ("client_request_id", self.client_request_id),
+            ("token", self.token),
+            ("resource_type", self.resource_type),
+            ("status", status),
+        ):
+            if value is not None:
+                event[name] = value
+        if self._resource:
+            event["resource"] = dict(sorted(self._resource.items()))
         if self._added_count or self._removed_count:
             event["members"] = {
                 "added": self._added,
@@ -252,25 +265,15 @@ class JournalRecord:
                 "removed": self._removed,
                 "removed_count": self._removed_count,
             }
-        event["modyo_calls"] = self._calls
-        event["operation"] = self.operation
-        event["outcome"] = outcome
+        if has_error:
+            error = {"detail": self._text(detail or "", MAX_DETAIL)}
+            if scim_type is not None:
+                error["scim_type"] = self._clip(scim_type, 64)
+            event["error"] = error
         if reason is not None:
             event["reason"] = self._text(reason, MAX_DETAIL)
-        event["request_id"] = self.request_id
-        if self._resource:
-            event["resource"] = dict(sorted(self._resource.items()))
-        if self.resource_type is not None:
-            event["resource_type"] = self.resource_type
-        event["schema_version"] = SCHEMA_VERSION
-        if status is not None:
-            event["status"] = status
-        event["time"] = timestamp(self._now())
-        if self.token is not None:
-            event["token"] = self.token
-        if any(self._truncated.values()):  # after the texts above, which may cut
+        if any(self._truncated.values()):
             event["truncated"] = dict(self._truncated)
-        event["values"] = self._privacy.mode
         return event
 
     def _recorded(self, attribute: str, value: Raw) -> tuple[bool, str | bool | int | None]:

@@ -51,7 +51,7 @@ class RedisHistory:
         self.client = client
         self.key = key
         self.size = size
-        self._queue: deque[Mapping[str, Any] | bytes] = deque()
+        self._queue: deque[Mapping[str, Any]] = deque()
         self._queue_size = queue_size
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -59,14 +59,13 @@ class RedisHistory:
         self._add = client.register_script(ADD)
         self.reachable: bool | None = None
 
-    def add(self, event: Mapping[str, Any], text: bytes | None = None) -> None:
-        """Queue ``event`` (its JSON ``text``, when given) for the stream (it is the
-        history's from here on); dropped (counted) when the queue is full. Encoded by the
-        task that sends it, unless it is already."""
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Queue ``event`` for the stream (it is the history's from here on); dropped
+        (counted) when the queue is full. Encoded by the task that sends it."""
         if len(self._queue) >= self._queue_size:
             JOURNAL_HISTORY_DROPPED("queue_full").inc()
             return
-        self._queue.append(event if text is None else text)
+        self._queue.append(event)
         self._idle.clear()
         self._wake.set()
 
@@ -95,11 +94,9 @@ class RedisHistory:
                 await self._send(batch)
             self._idle.set()
 
-    async def _send(self, batch: list[Mapping[str, Any] | bytes]) -> None:
+    async def _send(self, batch: list[Mapping[str, Any]]) -> None:
         """One call for ``batch``; when Redis fails it, its events are left out (counted)."""
-        entries = [  # pydantic's encoder: a quarter of json's
-            item if isinstance(item, bytes) else to_json(item) for item in batch
-        ]
+        entries = [to_json(event) for event in batch]  # pydantic's encoder: a quarter of json's
         try:
             async with asyncio.timeout(ADD_SECONDS):
                 await self._add(keys=[self.key], args=[self.size, *entries])

@@ -79,7 +79,7 @@ class JournalWriter:
         self._now = now
         self._monotonic = monotonic
         self._retry_at = 0.0
-        self._items: deque[tuple[Mapping[str, Any], bytes | None]] = deque()
+        self._items: deque[Mapping[str, Any]] = deque()
         self._size = queue_size
         self._wake = threading.Event()
         self._stopping = False
@@ -100,14 +100,13 @@ class JournalWriter:
         self._flush()
         self._thread.start()
 
-    def submit(self, fields: Mapping[str, Any], text: bytes | None = None) -> bool:
-        """Queue an event's fields (and ``text``, when the event is encoded already:
-        ``Chain.seal_encoded``); False when it was dropped (the queue is full). No lock and
-        no wake-up: the thread takes the queue every :data:`TAKE_SECONDS`."""
+    def submit(self, fields: Mapping[str, Any]) -> bool:
+        """Queue an event's fields; False when it was dropped (the queue is full). No lock
+        and no wake-up: the thread takes the queue every :data:`TAKE_SECONDS`."""
         if len(self._items) >= self._size:
             self._drop("queue_full")
             return False
-        self._items.append((fields, text))  # atomic; only the writer's thread takes from it
+        self._items.append(fields)  # atomic; only the writer's thread takes from it
         return True
 
     def stop(self, timeout: float) -> bool:
@@ -141,9 +140,9 @@ class JournalWriter:
     def _take(self) -> None:
         """Seal what is queued, in order, and write it: one batch."""
         while self._items:
-            fields, text = self._items.popleft()
+            item = self._items.popleft()
             try:
-                self._event(fields, text)
+                self._event(item)
             except OSError as exc:
                 self._drop("write_error")
                 self._fail(exc)
@@ -156,7 +155,7 @@ class JournalWriter:
                 self._write_batch()
         self._write_batch()
 
-    def _event(self, fields: Mapping[str, Any], text: bytes | None = None) -> None:
+    def _event(self, fields: Mapping[str, Any]) -> None:
         """Seal ``fields`` into the batch (after what the chain must say first); OSError
         when the file cannot be reopened or rotated."""
         if self._broken:
@@ -171,7 +170,7 @@ class JournalWriter:
             self._flush()
             previous = self.sink.rotate()
             self._write({"kind": "rotated", "previous_file": previous})
-        self._write(fields, event=True, text=text)
+        self._write(fields, event=True)
 
     def _write_batch(self) -> None:
         try:
@@ -226,18 +225,16 @@ class JournalWriter:
 
     def _write(
         self, fields: Mapping[str, Any], *, event: bool = False,
-        dropped: tuple[str, int] | None = None, text: bytes | None = None,
+        dropped: tuple[str, int] | None = None,
     ) -> None:  # fmt: skip
-        """Seal ``fields`` (encoded as ``text`` already, if given) as the chain's next line,
-        into the batch."""
+        """Seal ``fields`` as the chain's next line, into the batch."""
         line = fields
         if "schema_version" not in fields or "time" not in fields:  # a SCIM event has both
             line = {"schema_version": 1, **fields}
             if "time" not in line:  # a SCIM event's: when its outcome was known
                 line["time"] = timestamp(self._now())
-            text = None
         try:
-            sealed = self._chain.seal_encoded(line, text)
+            sealed = self._chain.seal(line)
         except Exception:
             if dropped is not None:
                 self._restore(*dropped)
