@@ -29,6 +29,7 @@ from bridge.journal.event import (
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy, keyed_hash
 from bridge.journal.record import NOT_READ, JournalRecord
+from tests.properties import examples
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -274,7 +275,7 @@ JSONISH = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(WORDS, SCALA
 
 
 @settings(
-    max_examples=300, derandomize=True, database=None, deadline=None,
+    max_examples=examples(300), derandomize=True, database=None, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )  # fmt: skip
 @given(
@@ -353,7 +354,7 @@ VALUES = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=500, derandomize=True, database=None, deadline=None)
+@settings(max_examples=examples(500), derandomize=True, database=None, deadline=None)
 @given(top=st.dictionaries(TEXTS, VALUES, max_size=12))
 def test_the_fast_encoder_writes_the_reference_bytes(top: dict[str, Any]) -> None:
     """Any JSON the journal holds (non-ASCII, every escaped character, nested lists and
