@@ -140,7 +140,6 @@ GENERATED = settings(
     max_examples=examples(1000),
     derandomize=True,  # CI: the same examples every run; EXAMPLES_SCALE explores further
     database=None,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

@@ -224,7 +224,6 @@ async def _answers(group: list[Person], expressions: list[str]) -> list[tuple[st
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @settings(
     max_examples=examples(100),
-    deadline=None,
     derandomize=True,  # the same examples on every run: CI never flakes, failures reproduce
     database=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -329,7 +329,6 @@ async def _run(api: str, history: list[tuple[Any, ...]]) -> None:
 @pytest.mark.parametrize("api", ["rest", "scim"])
 @settings(
     max_examples=examples(60),
-    deadline=None,
     derandomize=True,  # the same examples on every run: CI never flakes, failures reproduce
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
