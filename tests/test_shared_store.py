@@ -339,6 +339,16 @@ async def test_a_slow_redis_is_an_unreachable_one(redis_server: RedisServer) -> 
         assert await link.check() is None
 
 
+async def test_a_slow_redis_is_cut_at_its_timeout_setting(redis_server: RedisServer) -> None:
+    """Outside any request deadline (a renewal, a readiness round), a call waits at most
+    ``idempotency.redis_timeout_seconds``."""
+    async with _linked(redis_server, redis_timeout_seconds=0.2) as link:
+        store = RedisStore(link, 60, 10)
+        await store.claim("k")  # connected
+        with _paused(redis_server), pytest.raises(StoreUnavailable):
+            await store.claim("k")
+
+
 @contextlib.contextmanager
 def _paused(server: RedisServer) -> Iterator[None]:
     process = server._process
