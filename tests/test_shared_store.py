@@ -59,8 +59,13 @@ UP = "shared store reachable again: writes are accepted"
 VANISHED = "the leader of an identical request vanished; taking over"
 
 
+PATIENT = {"redis_timeout_seconds": 60, "redis_connect_timeout_seconds": 60}
+"""The bounds of a link these tests did not set (harness.make_settings says why)."""
+
+
 def _link(server: RedisServer, **settings: Any) -> RedisLink:
-    return connect(IdempotencySettings(backend="redis", redis_url=server.url, **settings))
+    values = {"backend": "redis", "redis_url": server.url, **PATIENT, **settings}
+    return connect(IdempotencySettings(**values))
 
 
 @contextlib.asynccontextmanager
