@@ -690,6 +690,11 @@ class IdempotencySettings(_Section):
     lock_ttl_seconds: float = Field(10.0, gt=0, le=300)
     """Expiry of a single-flight or create lock, renewed by its owner while it runs: how soon
     another replica takes over the write of a process that died."""
+    redis_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    """The longest one Redis call may take (and never past the request's deadline): a slower
+    Redis counts as unreachable, and the write it served answers 503 with ``Retry-After``."""
+    redis_connect_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    """The longest opening a connection to Redis (or to a sentinel) may take."""
 
     @field_validator("redis_url")
     @classmethod

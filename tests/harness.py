@@ -49,6 +49,10 @@ def make_settings(**sections: dict[str, Any]) -> Settings:
         # the brake's defaults would hold the large histories other suites replay; its own
         # tests (test_brake.py, test_safety_rails.py) turn it on
         "safety": {"enabled": False},
+        # the test's servers share one event loop, which a loaded machine may keep from a
+        # Redis answer for seconds: the shipped bounds (5 s, 2 s) would turn that into a 503
+        # the test did not ask for. The tests of those bounds set their own.
+        "idempotency": {"redis_timeout_seconds": 60, "redis_connect_timeout_seconds": 60},
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)

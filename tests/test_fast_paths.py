@@ -12,7 +12,6 @@ turn and shows that these tests notice.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeAlias
@@ -32,6 +31,7 @@ from bridge.scim.requests import patch_from, resource_from
 from bridge.scim.user_patch import user_changes
 from bridge.upstream import GroupField, UserField
 from tests import entra
+from tests.properties import examples
 
 Body: TypeAlias = dict[str, Any]
 
@@ -137,10 +137,9 @@ def check(
 # ---------------------------------------------------------------------------- generated bodies
 
 GENERATED = settings(
-    max_examples=int(os.environ.get("FAST_PATH_EXAMPLES", "1000")),
-    derandomize=True,  # CI: the same examples every run; FAST_PATH_EXAMPLES explores further
+    max_examples=examples(1000),
+    derandomize=True,  # CI: the same examples every run; EXAMPLES_SCALE explores further
     database=None,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
@@ -729,7 +728,7 @@ def test_the_generators_reach_every_outcome(
 ) -> None:
     """The properties are not vacuous: each generator makes bodies the fast path answers,
     bodies it defers that the library answers, and bodies the library refuses."""
-    quick = settings(database=None, derandomize=True, max_examples=2000)
+    quick = settings(database=None, derandomize=True, max_examples=examples(2000))
 
     def answered(body: Body) -> bool:
         return fast(body, SERVED) is not None

@@ -36,6 +36,7 @@ from bridge.modyo.fake import FakeModyo, FaultyModyo
 from bridge.scim.models import BridgeUser
 from tests import entra
 from tests.harness import MODYO_TOKEN, bridge_client, make_settings
+from tests.properties import examples
 
 UserFilter = ScimFilter[BridgeUser]
 
@@ -222,8 +223,7 @@ async def _answers(group: list[Person], expressions: list[str]) -> list[tuple[st
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @settings(
-    max_examples=100,
-    deadline=None,
+    max_examples=examples(100),
     derandomize=True,  # the same examples on every run: CI never flakes, failures reproduce
     database=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -26,7 +26,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from bridge.scim.errors import MAX_DETAIL
 from tests import entra, hostile
 from tests.backends import Api, Backend, new_backend
 from tests.harness import MODYO_TOKEN, MODYO_URL, SECOND_TOKEN, TOKEN, app_client, make_settings
+from tests.properties import examples
 from tests.servers import uvicorn_serving
 
 pytestmark = pytest.mark.upstreams("rest", "scim")
@@ -63,8 +63,8 @@ FUZZ_A_CLASS: Final = settings(
 )
 """For properties in a parametrized class (an instance per mode); no example database to
 replay from, so the executors' difference does not matter."""
-EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
-"""Examples per property; ``FUZZ_EXAMPLES=20000 pytest tests/test_fuzz.py`` digs deeper."""
+EXAMPLES: Final = examples(1000)
+"""Examples per property (``EXAMPLES_SCALE=20 pytest tests/test_fuzz.py`` digs deeper)."""
 
 SECRETS: Final = (TOKEN, SECOND_TOKEN, MODYO_TOKEN)
 HOST: Final = "bridge.test"

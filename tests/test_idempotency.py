@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Message
 
 from bridge.edge.app import create_app
 from bridge.modyo.fake import FaultyModyo, mock_transport
-from bridge.store import redis_link
 from bridge.store.answers import Flight, LeadResult, MemoryStore, StoredAnswer
 from tests import entra
 from tests.backends import Backend, membership_lookup
@@ -62,10 +61,6 @@ def store(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "memory":
         return {}
     server: RedisServer = request.getfixturevalue("redis_server")
-    # a loaded machine may take more than a Redis call's 5 s cap: that 503 would leave the
-    # waits below waiting for a twin that never comes
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-    monkeypatch.setattr(redis_link, "CALL_CAP_SECONDS", 2 * HANG_GUARD_SECONDS)
     return {"backend": "redis", "redis_url": server.url}
 
 

@@ -30,6 +30,7 @@ from bridge.journal.event import (
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy, keyed_hash
 from bridge.journal.record import NOT_READ, JournalRecord, timestamp
+from tests.properties import examples
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -143,7 +144,7 @@ def test_routing_names_the_operation_after_the_record_opened() -> None:
 ZONES = [UTC, timezone(timedelta(hours=-3)), timezone(timedelta(hours=5, minutes=45))]
 
 
-@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@settings(max_examples=examples(300), derandomize=True, database=None)
 @given(
     moment=st.datetimes(
         min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30),
@@ -180,7 +181,7 @@ def bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@settings(max_examples=examples(300), derandomize=True, database=None)
 @given(
     attribute=st.text(max_size=MAX_ATTRIBUTE + 3) | st.sampled_from(["a" * 129, "x\udc80"]),
     before=st.none() | st.booleans() | st.text(max_size=MAX_TEXT + 3),
@@ -322,7 +323,7 @@ JSONISH = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(WORDS, SCALA
 
 
 @settings(
-    max_examples=300, derandomize=True, database=None, deadline=None,
+    max_examples=examples(300), derandomize=True, database=None, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )  # fmt: skip
 @given(
@@ -401,7 +402,7 @@ VALUES = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=500, derandomize=True, database=None, deadline=None)
+@settings(max_examples=examples(500), derandomize=True, database=None, deadline=None)
 @given(top=st.dictionaries(TEXTS, VALUES, max_size=12))
 def test_the_fast_encoder_writes_the_reference_bytes(top: dict[str, Any]) -> None:
     """Any JSON the journal holds (non-ASCII, every escaped character, nested lists and

@@ -44,6 +44,7 @@ from bridge.upstream import (
 )
 from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
 from tests.hooks import HookedModyo, VirtualClock
+from tests.properties import examples
 from tests.waits import until
 
 API = "/api/admin"
@@ -993,7 +994,7 @@ async def test_each_call_is_built_as_httpxs_own_client_builds_it(
     path=st.text(st.sampled_from("aZ09-._~!$&'()*+,;=:@/%2Fé ?#\\[]"), max_size=30),
     params=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3),
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 def test_a_call_url_is_httpxs_own(path: str, params: list[tuple[str, str]]) -> None:
     """The URL of each call, built without parsing what httpx would keep as it is, equals
     what ``httpx.URL`` makes of the base URL, the path and the parameters."""

@@ -36,6 +36,7 @@ from bridge.upstream import (
     UserRecord,
 )
 from tests.harness import MODYO_TOKEN, MODYO_URL, make_settings
+from tests.properties import examples
 
 READS = frozenset({"GET"})
 NAMES = ("ana", "bo", "ANA", "cy", "dee", "Bo")
@@ -327,8 +328,7 @@ async def _run(api: str, history: list[tuple[Any, ...]]) -> None:
 
 @pytest.mark.parametrize("api", ["rest", "scim"])
 @settings(
-    max_examples=60,
-    deadline=None,
+    max_examples=examples(60),
     derandomize=True,  # the same examples on every run: CI never flakes, failures reproduce
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -59,8 +59,13 @@ UP = "shared store reachable again: writes are accepted"
 VANISHED = "the leader of an identical request vanished; taking over"
 
 
+PATIENT = {"redis_timeout_seconds": 60, "redis_connect_timeout_seconds": 60}
+"""The bounds of a link these tests did not set (harness.make_settings says why)."""
+
+
 def _link(server: RedisServer, **settings: Any) -> RedisLink:
-    return connect(IdempotencySettings(backend="redis", redis_url=server.url, **settings))
+    values = {"backend": "redis", "redis_url": server.url, **PATIENT, **settings}
+    return connect(IdempotencySettings(**values))
 
 
 @contextlib.asynccontextmanager
@@ -337,6 +342,16 @@ async def test_a_slow_redis_is_an_unreachable_one(redis_server: RedisServer) -> 
             with deadline_in(0.2):
                 await store.claim("k")
         assert await link.check() is None
+
+
+async def test_a_slow_redis_is_cut_at_its_timeout_setting(redis_server: RedisServer) -> None:
+    """Outside any request deadline (a renewal, a readiness round), a call waits at most
+    ``idempotency.redis_timeout_seconds``."""
+    async with _linked(redis_server, redis_timeout_seconds=0.2) as link:
+        store = RedisStore(link, 60, 10)
+        await store.claim("k")  # connected
+        with _paused(redis_server), pytest.raises(StoreUnavailable):
+            await store.claim("k")
 
 
 @contextlib.contextmanager

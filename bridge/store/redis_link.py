@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
@@ -31,9 +31,6 @@ from bridge.store.errors import StoreUnavailable
 
 log = logging.getLogger("bridge.idempotency")
 T = TypeVar("T")
-CALL_CAP_SECONDS: Final = 5.0
-"""The longest one call may take outside a request (a readiness probe sets its own)."""
-CONNECT_TIMEOUT_SECONDS: Final = 2.0
 
 
 def digest(text: str) -> str:
@@ -45,7 +42,7 @@ def connect(settings: IdempotencySettings) -> RedisLink:
     """A link to the configured Redis: the URL's, or the primary Sentinel names. No
     connection is opened until the first call."""
     options: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_connect_timeout": settings.redis_connect_timeout_seconds,
         # no socket timeout (redis-py 8 sets 5 s): every call is bounded by ``call``, and a
         # blocking wait lasts up to a lock's lifetime
         "socket_timeout": None,
@@ -59,7 +56,8 @@ def connect(settings: IdempotencySettings) -> RedisLink:
     url = settings.redis_url.get_secret_value() if settings.redis_url else None
     if not settings.redis_sentinels:
         assert url is not None  # IdempotencySettings requires it
-        return RedisLink(redis.Redis.from_url(url, **options), settings.key_prefix)
+        direct = redis.Redis.from_url(url, **options)
+        return RedisLink(direct, settings.key_prefix, settings.redis_timeout_seconds)
     if url is not None:  # with sentinels, the URL gives the primary's credentials, db, TLS
         parts = urlsplit(url)
         options["password"] = parts.password
@@ -67,11 +65,16 @@ def connect(settings: IdempotencySettings) -> RedisLink:
         options["db"] = int(parts.path[1:] or 0)
         options["ssl"] = parts.scheme == "rediss"
     sentinels = [_address(address) for address in settings.redis_sentinels]
-    sentinel = Sentinel(sentinels, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    sentinel = Sentinel(sentinels, socket_connect_timeout=settings.redis_connect_timeout_seconds)
     service = settings.redis_sentinel_service
     assert service is not None  # IdempotencySettings requires it with sentinels
     client: redis.Redis = sentinel.master_for(service, **options)
-    return RedisLink(client, settings.key_prefix, also_close=list(sentinel.sentinels))
+    return RedisLink(
+        client,
+        settings.key_prefix,
+        settings.redis_timeout_seconds,
+        also_close=list(sentinel.sentinels),
+    )
 
 
 def _address(address: str) -> tuple[str, int]:
@@ -126,11 +129,16 @@ class RedisLink:
     request's deadline and records whether Redis answered."""
 
     def __init__(
-        self, client: redis.Redis, key_prefix: str, also_close: list[redis.Redis] | None = None
+        self,
+        client: redis.Redis,
+        key_prefix: str,
+        call_timeout: float,
+        also_close: list[redis.Redis] | None = None,
     ) -> None:
         export_shared_store_up()
         self.client = client
         self.prefix = key_prefix
+        self.call_timeout = call_timeout
         self.reachable: bool | None = None
         self._also_close = also_close or []
 
@@ -139,9 +147,10 @@ class RedisLink:
 
     def bound(self, longest: float | None = None) -> float:
         """Seconds a call may take: what is left of the request's deadline, and at most
-        ``longest`` (by default :data:`CALL_CAP_SECONDS`: a slow Redis is an unreachable one)."""
+        ``longest`` (by default ``idempotency.redis_timeout_seconds``: a slow Redis is an
+        unreachable one)."""
         left = deadline.remaining()
-        cap = CALL_CAP_SECONDS if longest is None else longest
+        cap = self.call_timeout if longest is None else longest
         return cap if left is None else min(left, cap)
 
     async def call(
