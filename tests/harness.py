@@ -37,6 +37,13 @@ MODYO_TOKEN = "test-modyo-token-secret"
 BASE = "http://bridge.test/scim"
 
 
+PATIENT_REDIS = {"redis_timeout_seconds": 60, "redis_connect_timeout_seconds": 60}
+"""Redis bounds for tests: a test's servers share one event loop, which a loaded machine may
+keep from a Redis answer for seconds, and the shipped bounds (5 s, 2 s) would turn that into a
+503 or a dropped journal event the test did not ask for. The tests of those bounds set their
+own."""
+
+
 def make_settings(**sections: dict[str, Any]) -> Settings:
     """Settings for tests: fast retries, both tokens accepted, URLs built from any host
     (tests name bridge.test, testserver, forwarded hosts: the allow-list has tests of its
@@ -49,10 +56,7 @@ def make_settings(**sections: dict[str, Any]) -> Settings:
         # the brake's defaults would hold the large histories other suites replay; its own
         # tests (test_brake.py, test_safety_rails.py) turn it on
         "safety": {"enabled": False},
-        # the test's servers share one event loop, which a loaded machine may keep from a
-        # Redis answer for seconds: the shipped bounds (5 s, 2 s) would turn that into a 503
-        # the test did not ask for. The tests of those bounds set their own.
-        "idempotency": {"redis_timeout_seconds": 60, "redis_connect_timeout_seconds": 60},
+        "idempotency": dict(PATIENT_REDIS),
     }
     for name, overrides in sections.items():
         values.setdefault(name, {}).update(overrides)

@@ -20,6 +20,7 @@ from bridge.journal.privacy import Privacy
 from bridge.journal.record import JournalRecord
 from bridge.journal.redis_history import RedisHistory
 from bridge.store.redis_link import connect
+from tests.harness import PATIENT_REDIS
 from tests.redis_servers import RedisServer
 
 HANG_GUARD_SECONDS = 30.0
@@ -44,8 +45,10 @@ class Redis:
     """A RedisHistory over the bridge's own link to a real redis-server."""
 
     def __init__(self, server: RedisServer, size: int, queue_size: int = 1000) -> None:
-        self.link = connect(IdempotencySettings(backend="redis", redis_url=server.url))
-        self.history = RedisHistory(self.link.client, self.link.key("journal"), size, queue_size)
+        settings = IdempotencySettings(backend="redis", redis_url=server.url, **PATIENT_REDIS)
+        self.link = connect(settings)
+        key = self.link.key("journal")
+        self.history = RedisHistory(self.link.client, key, size, self.link.call_seconds, queue_size)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -22,6 +22,7 @@ from bridge.journal.tail import tail_files, tail_stream, text_line
 from bridge.run.cli import main
 from tests.redis_servers import RedisServer
 from tests.test_journal_cli import journal
+from tests.waits import HANG_GUARD_SECONDS
 
 GUARD_SECONDS = 60.0
 
@@ -88,7 +89,7 @@ def _redis_env(monkeypatch: pytest.MonkeyPatch, server: RedisServer) -> None:
 
 async def _fill(server: RedisServer, count: int) -> None:
     client = aioredis.from_url(server.url)
-    history = RedisHistory(client, "t:journal", size=1000)
+    history = RedisHistory(client, "t:journal", 1000, HANG_GUARD_SECONDS)
     try:
         async with history.running():
             for number in range(count):
@@ -124,7 +125,7 @@ async def test_export_and_tail_read_the_shared_stream_without_printing_its_url(
 
 async def test_tail_follows_the_stream(redis_server: RedisServer) -> None:
     client = aioredis.from_url(redis_server.url)
-    history = RedisHistory(client, "t:journal", size=1000)
+    history = RedisHistory(client, "t:journal", 1000, HANG_GUARD_SECONDS)
     seen: list[Mapping[str, Any]] = []
     two = asyncio.Event()
     stop = False
@@ -140,7 +141,16 @@ async def test_tail_follows_the_stream(redis_server: RedisServer) -> None:
             history.add({"outcome": "refused", "request_id": "old"})
             await history.drained()
             follow = asyncio.create_task(
-                tail_stream(client, "t:journal", where, 0, True, emit, stop=lambda: stop)
+                tail_stream(
+                    client,
+                    "t:journal",
+                    where,
+                    0,
+                    True,
+                    emit,
+                    call_seconds=HANG_GUARD_SECONDS,
+                    stop=lambda: stop,
+                )
             )
             for number in range(3):
                 outcome = "refused" if number else "applied"

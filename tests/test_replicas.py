@@ -587,7 +587,7 @@ async def test_an_event_written_through_a_is_listed_by_the_history_b_reads(
     assert through_a.status_code == 201, through_a.text
     assert_scim_error(through_b, 404)
     client = aioredis.from_url(cluster.redis.url)
-    history = RedisHistory(client, "replicas:journal", size=10_000)
+    history = RedisHistory(client, "replicas:journal", 10_000, HANG_GUARD_SECONDS)
     try:
         found: dict[str, dict[str, Any]] = {}
 

@@ -38,6 +38,7 @@ from bridge.store.redis_locks import RedisLocks
 from tests import entra
 from tests.harness import (
     MODYO_URL,
+    PATIENT_REDIS,
     app_client,
     asgi_client,
     assert_scim_error,
@@ -59,12 +60,8 @@ UP = "shared store reachable again: writes are accepted"
 VANISHED = "the leader of an identical request vanished; taking over"
 
 
-PATIENT = {"redis_timeout_seconds": 60, "redis_connect_timeout_seconds": 60}
-"""The bounds of a link these tests did not set (harness.make_settings says why)."""
-
-
 def _link(server: RedisServer, **settings: Any) -> RedisLink:
-    values = {"backend": "redis", "redis_url": server.url, **PATIENT, **settings}
+    values = {"backend": "redis", "redis_url": server.url, **PATIENT_REDIS, **settings}
     return connect(IdempotencySettings(**values))
 
 

@@ -173,7 +173,8 @@ def journal_for(
         return None
     history = None
     if link is not None:
-        history = RedisHistory(link.client, link.key("journal"), settings.journal.history_size)
+        size = settings.journal.history_size
+        history = RedisHistory(link.client, link.key("journal"), size, link.call_seconds)
     replica = replica_name(settings.journal.replica, worker_pid)
     return Journal(settings.journal, replica=replica, history=history)
 

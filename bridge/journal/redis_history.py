@@ -29,9 +29,6 @@ from bridge.journal.history import EventFilter, HistoryPage, HistoryUnavailable,
 from bridge.metrics import JOURNAL_HISTORY_DROPPED
 
 log = logging.getLogger("bridge.journal")
-ADD_SECONDS: Final = 1.0
-"""The longest one call adding events may take before they are left out."""
-QUERY_SECONDS: Final = 5.0
 BATCH: Final = 200
 """Entries read per ``XREVRANGE``, and events added per call at most."""
 # KEYS: the stream. ARGV: its MAXLEN, then the events (JSON). Each XADD ... MAXLEN ~ as one.
@@ -47,10 +44,15 @@ _CURSOR: Final = re.compile(r"\d{1,20}-\d{1,20}")
 class RedisHistory:
     """The history in the stream ``key`` (the idempotency store's prefix + ``journal``)."""
 
-    def __init__(self, client: redis.Redis, key: str, size: int, queue_size: int = 1000) -> None:
+    def __init__(
+        self, client: redis.Redis, key: str, size: int, call_seconds: float, queue_size: int = 1000
+    ) -> None:
+        """``call_seconds``: the longest one call may take (``idempotency.redis_timeout_seconds``);
+        events whose call takes longer are left out, a query that does is refused."""
         self.client = client
         self.key = key
         self.size = size
+        self.call_seconds = call_seconds
         self._queue: deque[Mapping[str, Any]] = deque()
         self._queue_size = queue_size
         self._wake = asyncio.Event()
@@ -98,7 +100,7 @@ class RedisHistory:
         """One call for ``batch``; when Redis fails it, its events are left out (counted)."""
         entries = [to_json(event) for event in batch]  # pydantic's encoder: a quarter of json's
         try:
-            async with asyncio.timeout(ADD_SECONDS):
+            async with asyncio.timeout(self.call_seconds):
                 await self._add(keys=[self.key], args=[self.size, *entries])
         except (RedisError, OSError, TimeoutError) as exc:
             JOURNAL_HISTORY_DROPPED("unreachable").inc(len(batch))
@@ -118,7 +120,7 @@ class RedisHistory:
         top = "+" if cursor is None else f"({cursor}"
         scanned, last_found, last_scanned = 0, "", None
         try:
-            async with asyncio.timeout(QUERY_SECONDS):
+            async with asyncio.timeout(self.call_seconds):
                 while scanned < self.size:
                     batch = cast(
                         "list[tuple[bytes | str, Mapping[Any, Any]]]",

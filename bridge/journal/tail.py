@@ -183,13 +183,14 @@ async def tail_stream(
     follow: bool,
     emit: Callable[[Mapping[str, Any]], None],
     *,
+    call_seconds: float,
     stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """The ``last`` matching events of the stream ``key``, then, with ``follow``, every new
-    one until ``stop()``."""
+    one until ``stop()``; ``call_seconds`` bounds each read of the last ones."""
     top = cast("list[tuple[Any, Any]]", await client.xrevrange(key, count=1))
     after = stream_id(top[0][0]) if top else "0-0"
-    history = RedisHistory(client, key, size=MAX_LAST)
+    history = RedisHistory(client, key, MAX_LAST, call_seconds)
     if last > 0:
         page = await history.query(where, limit=min(last, MAX_LAST))
         for event in reversed(page.events):
@@ -213,9 +214,12 @@ async def export_stream(
     size: int,
     where: EventFilter,
     emit: Callable[[Mapping[str, Any]], None],
+    *,
+    call_seconds: float,
 ) -> int:
-    """Every matching event the stream holds, oldest first; how many."""
-    history = RedisHistory(client, key, size=size)
+    """Every matching event the stream holds, oldest first; how many (``call_seconds``:
+    each page's bound)."""
+    history = RedisHistory(client, key, size, call_seconds)
     pages: list[list[dict[str, Any]]] = []
     cursor = None
     while True:

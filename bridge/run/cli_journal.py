@@ -206,9 +206,15 @@ def _from_redis(args: argparse.Namespace, where: Any, *, tail: bool) -> int:
     async def read() -> None:
         try:
             if tail:
-                await tail_stream(link.client, key, where, args.lines, not args.no_follow, printer)
+                await tail_stream(
+                    link.client, key, where, args.lines, not args.no_follow, printer,
+                    call_seconds=link.call_seconds,
+                )  # fmt: skip
             else:
-                await export_stream(link.client, key, settings.journal.history_size, where, printer)
+                await export_stream(
+                    link.client, key, settings.journal.history_size, where, printer,
+                    call_seconds=link.call_seconds,
+                )  # fmt: skip
         finally:
             await link.close()
 

@@ -132,13 +132,13 @@ class RedisLink:
         self,
         client: redis.Redis,
         key_prefix: str,
-        call_timeout: float,
+        call_seconds: float,
         also_close: list[redis.Redis] | None = None,
     ) -> None:
         export_shared_store_up()
         self.client = client
         self.prefix = key_prefix
-        self.call_timeout = call_timeout
+        self.call_seconds = call_seconds
         self.reachable: bool | None = None
         self._also_close = also_close or []
 
@@ -150,7 +150,7 @@ class RedisLink:
         ``longest`` (by default ``idempotency.redis_timeout_seconds``: a slow Redis is an
         unreachable one)."""
         left = deadline.remaining()
-        cap = self.call_timeout if longest is None else longest
+        cap = self.call_seconds if longest is None else longest
         return cap if left is None else min(left, cap)
 
     async def call(
