@@ -7,7 +7,8 @@ Redis stream every replica shares), the Redis ones on a ``redis-server`` the run
 
 Measured in alternating rounds (``bench.rounds``); the table gives each figure's median over
 the rounds and its spread (lowest-highest), and the journal's cost per setup: throughput lost
-(%), p50 added (ms) and CPU added (µs), per round then the median.
+(%), p50 added (ms) and CPU added (µs), per round then the median; the CPU split into the
+event loop's thread and the others (the journal's writer).
 """
 
 from __future__ import annotations
@@ -129,12 +130,20 @@ def summarise(runs: Runs) -> dict[str, Any]:
                 (b.get("cpu_us_per_request") or 0) - (a.get("cpu_us_per_request") or 0)
                 for a, b in pairs
             ]
+            loop = [
+                (b.get("loop_cpu_us_per_request") or 0) - (a.get("loop_cpu_us_per_request") or 0)
+                for a, b in pairs
+            ]
             cost[f"{op}|{store}"] = {
                 "throughput_lost": statistics.median(lost),
                 "throughput_lost_range": [min(lost), max(lost)],
                 "p50_added_ms": statistics.median(added),
                 "p50_added_ms_range": [min(added), max(added)],
                 "cpu_added_us": statistics.median(cpu),
+                "loop_cpu_added_us": statistics.median(loop),
+                "threads_cpu_added_us": statistics.median(
+                    [c - o for c, o in zip(cpu, loop, strict=True)]
+                ),
             }
     return {"table": table, "cost": cost}
 
@@ -164,5 +173,7 @@ def print_journal(result: dict[str, Any]) -> None:
         print(
             f"  {op:<12}{store:<8} throughput {-row['throughput_lost']:+6.1%} "
             f"({-high:+.1%} to {-low:+.1%})  p50 {row['p50_added_ms']:+6.3f} ms "
-            f"({p_low:+.3f} to {p_high:+.3f})  cpu {row['cpu_added_us']:+5.0f} µs"
+            f"({p_low:+.3f} to {p_high:+.3f})  cpu {row['cpu_added_us']:+5.0f} µs "
+            f"(event loop {row['loop_cpu_added_us']:+4.0f}, "
+            f"other threads {row['threads_cpu_added_us']:+4.0f})"
         )

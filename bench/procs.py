@@ -99,6 +99,16 @@ class Process:
                 continue
         return total / 1e9
 
+    def main_thread_cpu_seconds(self) -> float | None:
+        """CPU time of the process's main thread alone (the bridge's event loop): the
+        scheduler's count, None where the kernel does not keep it. :meth:`cpu_seconds` less
+        this is what its other threads used (the journal's writer, a thread pool)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/task/{self.pid}/schedstat").read_text()
+            return int(stat.split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+
     def preemptions(self) -> int:
         """Times the process's main thread was switched out while it could still run (the
         kernel's ``nonvoluntary_ctxt_switches``): more when other processes want its CPU."""

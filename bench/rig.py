@@ -346,6 +346,7 @@ class Bench:
         what = f"{op} on {target}"
         process = self.by_target.get(target)
         cpu_before = process.cpu_seconds() if process else 0.0
+        loop_before = process.main_thread_cpu_seconds() if process else None
         preempted_before = process.preemptions() if process else 0
         try:
             output = subprocess.run(
@@ -365,6 +366,10 @@ class Bench:
         if process is not None and result["requests_with_warmup"]:
             spent = process.cpu_seconds() - cpu_before
             result["cpu_us_per_request"] = spent / result["requests_with_warmup"] * 1e6
+            loop_after = process.main_thread_cpu_seconds()
+            if loop_before is not None and loop_after is not None:  # the rest: other threads
+                loop = loop_after - loop_before
+                result["loop_cpu_us_per_request"] = loop / result["requests_with_warmup"] * 1e6
             preempted = process.preemptions() - preempted_before
             result["preemptions_per_request"] = preempted / result["requests_with_warmup"]
         expect(

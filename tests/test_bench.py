@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from bench import ceiling, cpu, load, rounds, shares
+from bench import ceiling, cpu, journal_ab, load, procs, rounds, shares
 from bench.checks import PhaseError
 from bench.rig import OPS, QUICK, SCIM_TOKEN, Bench
 from bench.runner import run_guarded, scan_path
@@ -302,3 +303,33 @@ def test_rounds_alternate_the_setups_and_give_medians_and_spreads() -> None:
     row = rounds.medians(runs["put"]["a"], ("rps", "cpu_us_per_request"))
     assert row == {"rps": 12.0, "rps_range": [4.0, 16.0], "cpu_us_per_request": 0.0,
                    "cpu_us_per_request_range": [0.0, 0.0]}  # fmt: skip
+
+
+def test_the_journal_s_cpu_is_split_into_the_event_loop_and_the_other_threads() -> None:
+    """bench.journal_ab: per round, on minus off, of the process's CPU and of its main
+    thread's; the other threads' share (the journal's writer) is what is left."""
+
+    def window(cpu: float, loop: float) -> dict[str, Any]:
+        return {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us_per_request": cpu,
+                "loop_cpu_us_per_request": loop}  # fmt: skip
+
+    off = [window(800, 780), window(820, 800), window(810, 790)]
+    on = [window(900, 860), window(930, 880), window(905, 870)]
+    runs = {"create_user": {setup: off for setup in ("memory, journal off", "Redis, journal off")}
+            | {setup: on for setup in ("memory, journal on", "Redis, journal on")}}  # fmt: skip
+    cost = journal_ab.summarise(runs)["cost"]["create_user|memory"]
+    assert cost["cpu_added_us"] == 100  # medians of 100, 110, 95
+    assert cost["loop_cpu_added_us"] == 80  # of 80, 80, 80
+    assert cost["threads_cpu_added_us"] == 20  # of 20, 30, 15
+
+
+def test_the_main_thread_s_cpu_is_read_apart_from_the_process_s() -> None:
+    """bench.procs: the event loop's thread alone, from the kernel's per-thread count."""
+
+    class Own(procs.Process):
+        def __init__(self) -> None:  # this process, not one started
+            self.popen = type("P", (), {"pid": os.getpid()})()
+
+    own = Own()
+    loop = own.main_thread_cpu_seconds()
+    assert loop is not None and 0 < loop <= own.cpu_seconds()

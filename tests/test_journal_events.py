@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from bridge.journal.canonical import Ordered, canonical, canonical_ordered
 from bridge.journal.chain import Chain, open_line
 from bridge.journal.event import (
     LINE,
+    MAX_ATTRIBUTE,
     MAX_CALLS,
     MAX_CHANGES,
     MAX_LINE_BYTES,
@@ -28,7 +29,7 @@ from bridge.journal.event import (
 )
 from bridge.journal.keys import JournalKey
 from bridge.journal.privacy import Privacy, keyed_hash
-from bridge.journal.record import NOT_READ, JournalRecord
+from bridge.journal.record import NOT_READ, JournalRecord, timestamp
 from tests.properties import examples
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
@@ -140,6 +141,23 @@ def test_routing_names_the_operation_after_the_record_opened() -> None:
     assert event.resource is not None and event.resource.name == "Finance Admins"
 
 
+ZONES = [UTC, timezone(timedelta(hours=-3)), timezone(timedelta(hours=5, minutes=45))]
+
+
+@settings(max_examples=examples(300), derandomize=True, database=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from(ZONES),
+    )
+)  # fmt: skip
+def test_the_time_is_spelled_as_isoformat_spells_it_in_utc(moment: datetime) -> None:
+    """``time`` is spelled directly; Python's own ``isoformat`` is the oracle (milliseconds
+    cut, not rounded; any zone converted to UTC)."""
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert timestamp(moment) == expected
+
+
 def test_a_record_is_finished_once() -> None:
     entry = record()
     entry.finish("applied", status=201)
@@ -154,6 +172,36 @@ def test_full_mode_writes_values_as_given() -> None:
     raw = sealed(user_patch("full").finish("applied", status=200).wire()).decode()
     for name in ("userName", "givenName", "familyName", "email"):
         assert PERSONAL[name] in raw
+
+
+def bounded(text: str, limit: int) -> str:
+    """A text as docs/reference/journal.md bounds it: valid Unicode (a lone surrogate
+    replaced), at most ``limit`` characters, a cut one ending in an ellipsis."""
+    text = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@settings(max_examples=examples(300), derandomize=True, database=None)
+@given(
+    attribute=st.text(max_size=MAX_ATTRIBUTE + 3) | st.sampled_from(["a" * 129, "x\udc80"]),
+    before=st.none() | st.booleans() | st.text(max_size=MAX_TEXT + 3),
+    after=st.none()
+    | st.booleans()
+    | st.text(max_size=MAX_TEXT + 3)
+    | st.sampled_from(["é" * MAX_TEXT, "\ud800 lone"]),
+    op=st.none() | st.sampled_from(["Add", "replace", "REMOVE", "move", ""]),
+)
+def test_full_mode_writes_each_change_as_given_within_its_bounds(
+    attribute: str, before: str | bool | None, after: str | bool | None, op: str | None
+) -> None:
+    entry = record("full")
+    entry.add_change(attribute, before, after, op=op)
+    (change,) = entry.finish_wire("applied", status=200)["changes"]
+    shown = [bounded(v, MAX_TEXT) if isinstance(v, str) else v for v in (before, after)]
+    assert change == {
+        "after": shown[1], "attribute": bounded(attribute, MAX_ATTRIBUTE), "before": shown[0],
+        **({"op": op.lower()} if op and op.lower() in ("add", "replace", "remove") else {}),
+    }  # fmt: skip
 
 
 def test_hashed_mode_writes_what_the_auditor_helper_computes() -> None:

@@ -39,8 +39,11 @@ class Head:
     file: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sealed:
+    """A line made by :meth:`Chain.seal`, one per event (not frozen: a frozen dataclass
+    costs three times as much to make), never changed once made."""
+
     line: bytes
     seq: int
     mac: str | None

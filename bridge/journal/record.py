@@ -59,8 +59,15 @@ Raw = str | bool | int | float | dict[str, Any] | list[Any] | None
 
 
 def timestamp(moment: datetime) -> str:
-    """``2025-01-02T03:04:05.678Z``: the journal's ``time`` (UTC, milliseconds)."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2025-01-02T03:04:05.678Z``: the journal's ``time`` (UTC, milliseconds cut, not
+    rounded, as ``isoformat(timespec="milliseconds")`` cuts them), spelled directly: the
+    conversion and ``isoformat`` cost a write more than the rest of its event's fields."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
 
 
 class JournalRecord:
@@ -102,6 +109,8 @@ class JournalRecord:
 
     def routed(self, operation: str, resource_type: str | None) -> None:
         """What routing resolved, when the record was opened before it (at the edge)."""
+        if operation == self.operation and resource_type == self.resource_type:
+            return  # told again (the request flow tells it when routed and when finished)
         self.operation = self._clip(operation, 64)
         self.resource_type = None if resource_type is None else self._clip(resource_type, 32)
 
@@ -133,7 +142,8 @@ class JournalRecord:
             path, literals = self._privacy.path(self.resource_type, attribute)
             for literal in literals:
                 self._remember(literal)
-        recorded = self._clip(path, MAX_ATTRIBUTE)
+        fits = len(path) <= MAX_ATTRIBUTE and path.isascii()  # _clip's answer, without a call
+        recorded = path if fits else self._clip(path, MAX_ATTRIBUTE)
         was: tuple[bool, Any] = (False, None)
         if not isinstance(before, _NotRead):
             was = self._recorded(attribute, before)
@@ -142,8 +152,7 @@ class JournalRecord:
         fields["attribute"] = recorded
         if was[0]:
             fields["before"] = was[1]
-        operation = (op or "").lower()
-        if operation in _OPS:
+        if op is not None and (operation := op.lower()) in _OPS:
             fields["op"] = operation
         self._changes.append(fields)
 
@@ -270,6 +279,11 @@ class JournalRecord:
     def _recorded(self, attribute: str, value: Raw) -> tuple[bool, str | bool | int | None]:
         """What is written for ``value`` of ``attribute``: privacy first (a hash covers the
         whole value), then the bound."""
+        if self._full:  # as below, without the calls, for the values a write mostly holds
+            if value is None or value is True or value is False:
+                return True, value
+            if type(value) is str and len(value) <= MAX_TEXT and value.isascii():
+                return True, value
         plain = _plain(value)
         if self._full:
             kept, shown = True, plain

@@ -46,9 +46,10 @@ BATCH_BYTES: Final = 1_048_576
 """A batch is written once it holds this much (a long queue is written in parts)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Line:
-    """A line sealed and not yet written: what its loss would mean."""
+    """A line sealed and not yet written: what its loss would mean (never changed once
+    made; not frozen, as :class:`Sealed`)."""
 
     sealed: Sealed
     event: bool
@@ -212,6 +213,8 @@ class JournalWriter:
         self._write(start)
 
     def _record_drops(self) -> None:
+        if not any(self._pending.values()):  # mostly: no lock taken (the next event looks again)
+            return
         for reason in REASONS:
             with self._pending_lock:
                 count = self._pending[reason]

@@ -46,12 +46,13 @@ def note_user(
 ) -> None:
     """The user attributes a create, PATCH or PUT sets; ``before``: the user as the request
     read it anyway (:func:`read_before`)."""
+    held = None if before is None else _user_values(before)
     for field, value in values.items():
         if field == UserField.USER_NAME and isinstance(value, str):
             record.identify(name=value)
         elif field == UserField.EXTERNAL_ID and isinstance(value, str):
             record.identify(external_id=value)
-        was = NOT_READ if before is None else _user_value(before, field)
+        was = NOT_READ if held is None else held[field]
         record.add_change(USER_ATTRIBUTES[field], was, value, op=_op(patch, value))
 
 
@@ -92,8 +93,9 @@ def _op(patch: bool, value: object) -> str | None:
     return "remove" if value is None else "replace"
 
 
-def _user_value(user: UserRecord, field: UserField) -> str | bool | None:
-    held: dict[UserField, str | bool | None] = {
+def _user_values(user: UserRecord) -> dict[UserField, str | bool | None]:
+    """Each held field's value (built once per request, not once per field)."""
+    return {
         UserField.USER_NAME: user.user_name,
         UserField.EMAIL: user.email,
         UserField.GIVEN_NAME: user.given_name,
@@ -102,7 +104,6 @@ def _user_value(user: UserRecord, field: UserField) -> str | bool | None:
         UserField.EXTERNAL_ID: user.external_id,
         UserField.ACTIVE: user.active,
     }
-    return held[field]
 
 
 def _group_value(group: GroupRecord, field: GroupField) -> str | None:
