@@ -53,7 +53,6 @@ settings.register_profile(
     "fuzz",
     derandomize=True,  # a fixed seed: CI tries the same examples on every run
     database=None,
-    deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

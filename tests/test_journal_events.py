@@ -323,7 +323,7 @@ JSONISH = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(WORDS, SCALA
 
 
 @settings(
-    max_examples=examples(300), derandomize=True, database=None, deadline=None,
+    max_examples=examples(300), derandomize=True, database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )  # fmt: skip
 @given(
@@ -402,7 +402,7 @@ VALUES = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=examples(500), derandomize=True, database=None, deadline=None)
+@settings(max_examples=examples(500), derandomize=True, database=None)
 @given(top=st.dictionaries(TEXTS, VALUES, max_size=12))
 def test_the_fast_encoder_writes_the_reference_bytes(top: dict[str, Any]) -> None:
     """Any JSON the journal holds (non-ASCII, every escaped character, nested lists and
