@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 
 from tests.servers import free_port
+from tests.waits import HANG_GUARD_SECONDS
 
 HOST = "127.0.0.1"
-HANG_GUARD_SECONDS = 30.0
 SERVICE = "scim-bridge-primary"
 
 

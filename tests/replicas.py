@@ -30,14 +30,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import ResetProxy, free_port
-from tests.waits import eventually
+from tests.waits import HANG_GUARD_SECONDS, eventually
 
 HOST = "127.0.0.1"
 SCIM_TOKEN = "replicas-scim-token-0123456789-abcdef"
 MODYO_TOKEN = "replicas-fake-modyo-token"
 CREATE = "POST /team_members"
 """The fake's route of a user create (a key of its call counters)."""
-HANG_GUARD_SECONDS = 30.0
 START_GUARD_SECONDS = 120.0
 """A process's start (imports, under coverage, several at once on a busy machine: one took
 over 30 s on a 2-core machine running three other suites)."""

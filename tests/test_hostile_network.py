@@ -34,7 +34,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import entra
 from tests.replicas import (
-    HANG_GUARD_SECONDS,
     HOST,
     MODYO_TOKEN,
     SCIM_TOKEN,
@@ -42,7 +41,7 @@ from tests.replicas import (
     Replica,
     running,
 )
-from tests.waits import eventually
+from tests.waits import HANG_GUARD_SECONDS, eventually
 
 RSS_BOUND_MB = 24.0
 """What one bounded attack may add to the bridge's resident memory (interpreter arenas and

@@ -36,11 +36,11 @@ from bridge.journal.witness import WITNESS_MESSAGE, HeadWitness
 from bridge.journal.writer import JournalWriter
 from bridge.logs import configure_logging
 from tests.servers import logged
+from tests.waits import HANG_GUARD_SECONDS
 
 SECRET = "journal-key-for-tests-0123456789abcdef"
 KEY = JournalKey.from_secret(SECRET)
 OTHER = JournalKey.from_secret("another-journal-key-0123456789abcdef")
-HANG_GUARD_SECONDS = 30.0
 
 
 def event(number: int) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from bridge.journal.redis_history import RedisHistory
 from bridge.store.redis_link import connect
 from tests.harness import PATIENT_REDIS
 from tests.redis_servers import RedisServer
+from tests.waits import HANG_GUARD_SECONDS
 
-HANG_GUARD_SECONDS = 30.0
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OPERATIONS = ["users.create", "users.patch", "groups.patch"]
 

@@ -294,7 +294,7 @@ async def test_a_probe_in_flight_at_shutdown_is_stopped_without_an_alarm(
 FAULT_MIX = Faults(error_rate=0.05, throttle_rate=0.05, lost_response_rate=0.05, seed=22)
 RESET_SHARE = 0.02
 ROUNDS = 100
-HANG_GUARD_SECONDS = 120.0
+ROUNDS_GUARD_SECONDS = 120.0
 """A hang guard only: the rounds run every few hundredths of a second."""
 
 
@@ -356,7 +356,7 @@ async def test_under_the_fault_mix_two_replicas_never_leave_200_while_status_rec
             inside = internal_app(settings, status=replicas[0].readiness.status_endpoint)
             inside_port = await stack.enter_async_context(uvicorn_serving(inside, lifespan="off"))
             client = await stack.enter_async_context(httpx.AsyncClient())
-            async with asyncio.timeout(HANG_GUARD_SECONDS):
+            async with asyncio.timeout(ROUNDS_GUARD_SECONDS):
                 while min(len(replica.results) for replica in replicas) < ROUNDS:
                     await round_done.wait()  # a round completed: read both /readyz
                     round_done.clear()
@@ -402,7 +402,7 @@ async def test_a_revoked_token_over_real_http_keeps_readyz_and_shows_in_status(
             uvicorn_serving(app) as port,
             uvicorn_serving(inside, lifespan="off") as inside_port,
             httpx.AsyncClient() as client,
-            asyncio.timeout(HANG_GUARD_SECONDS),
+            asyncio.timeout(ROUNDS_GUARD_SECONDS),
         ):
             status_url = f"http://127.0.0.1:{inside_port}/status"
             round_done = asyncio.Event()
@@ -443,7 +443,7 @@ async def test_the_server_says_it_is_draining_as_soon_as_it_stops(fake: FakeMody
     )
     server = Server(server_config(app, settings.server))
     server.on_drain = readiness.drain
-    async with asyncio.timeout(HANG_GUARD_SECONDS):
+    async with asyncio.timeout(ROUNDS_GUARD_SECONDS):
         serving = asyncio.create_task(server.serve())
         await until(lambda: server.started or serving.done())
         async with httpx.AsyncClient() as client:

@@ -32,7 +32,6 @@ from tests.harness import assert_scim_error
 from tests.redis_servers import RedisServer, SentinelTopology
 from tests.replicas import (
     CREATE,
-    HANG_GUARD_SECONDS,
     Background,
     FakeModyoProcess,
     ProxyThread,
@@ -42,7 +41,7 @@ from tests.replicas import (
     leave_create,
     running,
 )
-from tests.waits import POLL_SECONDS, eventually
+from tests.waits import HANG_GUARD_SECONDS, POLL_SECONDS, eventually
 
 WRITES = ("POST /team_members", "PUT /team_members/:id", "DELETE /team_members/:id")
 
