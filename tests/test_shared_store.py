@@ -327,28 +327,22 @@ async def test_an_unreachable_redis_is_a_503_and_logged_once(redis_server: Redis
             assert up.is_set()
 
 
-async def test_a_slow_redis_is_an_unreachable_one(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("bound", ["request deadline", "redis_timeout_seconds"])
+async def test_a_slow_redis_is_an_unreachable_one(redis_server: RedisServer, bound: str) -> None:
     """A Redis that accepts the connection and never answers (paused with SIGSTOP) is cut at
-    the call's bound."""
-    async with _linked(redis_server) as link:
+    the call's bound: the request's deadline, or outside any request (a renewal, a readiness
+    round) ``idempotency.redis_timeout_seconds``."""
+    from bridge.deadline import deadline_in
+
+    setting = {"redis_timeout_seconds": 0.2} if bound == "redis_timeout_seconds" else {}
+    within_deadline = deadline_in(0.2) if bound == "request deadline" else contextlib.nullcontext()
+    async with _linked(redis_server, **setting) as link:
+        assert link.bound() == (0.2 if setting else 60)  # the setting, not a constant
         store = RedisStore(link, 60, 10)
         await store.claim("k")  # connected
-        with _paused(redis_server), pytest.raises(StoreUnavailable):
-            from bridge.deadline import deadline_in
-
-            with deadline_in(0.2):
-                await store.claim("k")
-        assert await link.check() is None
-
-
-async def test_a_slow_redis_is_cut_at_its_timeout_setting(redis_server: RedisServer) -> None:
-    """Outside any request deadline (a renewal, a readiness round), a call waits at most
-    ``idempotency.redis_timeout_seconds``."""
-    async with _linked(redis_server, redis_timeout_seconds=0.2) as link:
-        store = RedisStore(link, 60, 10)
-        await store.claim("k")  # connected
-        with _paused(redis_server), pytest.raises(StoreUnavailable):
+        with _paused(redis_server), pytest.raises(StoreUnavailable), within_deadline:
             await store.claim("k")
+        assert await link.check() is None
 
 
 @contextlib.contextmanager

@@ -47,8 +47,9 @@ class RedisHistory:
     def __init__(
         self, client: redis.Redis, key: str, size: int, call_seconds: float, queue_size: int = 1000
     ) -> None:
-        """``call_seconds``: the longest one call may take (``idempotency.redis_timeout_seconds``);
-        events whose call takes longer are left out, a query that does is refused."""
+        """``call_seconds`` (``idempotency.redis_timeout_seconds``): the longest one call
+        adding events, or one query, may take; events whose call takes longer are left out,
+        a query that does is refused."""
         self.client = client
         self.key = key
         self.size = size
